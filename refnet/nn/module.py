@@ -1,0 +1,233 @@
+"""Parameter, Module and Sequential: the few lines of bookkeeping every layer shares.
+
+A module is a forward and a backward written by hand:
+
+    y = layer(x)          # forward: computes y, keeps what backward needs in self._cache
+    dx = layer.backward(dy)  # backward: returns dL/dx and ADDS dL/dparam into param.grad
+
+Parameters, buffers and submodules are registered by plain attribute assignment, as in
+PyTorch, so that ``named_parameters()`` yields PyTorch's dotted names ("0.weight").
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+
+from refnet import backend
+
+
+class Parameter:
+    """A trainable array with its gradient.
+
+    data: the array (numpy or cupy).
+    grad: dL/data, same shape and dtype, accumulated by ``Module.backward``.
+    decay: whether L2 / weight decay applies (weights yes; biases, gamma, beta, WN's g no,
+        as in the paper).
+    scale_group: ``None``; ``"unit"`` if the loss is invariant to scaling each output unit
+        (index along axis 0) on its own (a weight before BatchNorm, WeightNorm's v);
+        ``"tensor"`` if only the whole tensor's scale is irrelevant (a weight before LayerNorm).
+        Set by ``refnet.invariance.mark_scale_invariant``.
+    """
+
+    def __init__(self, data, decay=True, scale_group=None):
+        if scale_group not in (None, "unit", "tensor"):
+            raise ValueError(
+                f"Parameter(scale_group): got {scale_group!r}, expected None, 'unit' or 'tensor'")
+        xp = backend.array_module(data)
+        self.data = data if backend.is_cupy_array(data) else np.asarray(data)
+        self.grad = xp.zeros_like(self.data)
+        self.decay = bool(decay)
+        self.scale_group = scale_group
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def zero_grad(self):
+        self.grad[...] = 0
+
+    def __repr__(self):
+        return (f"Parameter(shape={tuple(self.shape)}, dtype={self.dtype}, decay={self.decay}, "
+                f"scale_group={self.scale_group!r})")
+
+
+class Module:
+    """Base class: registers parameters, buffers and submodules; train/eval; state dicts.
+
+    Subclasses implement ``forward(x)`` and ``backward(dy) -> dx``. Backward must be
+    called after the forward it differentiates; it accumulates into ``param.grad``.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before assigning {name!r}")
+        if name in self._buffers:  # re-assigning a buffer keeps it a buffer
+            object.__setattr__(self, name, value)
+            return
+        for table in (self._parameters, self._modules):
+            table.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, array):
+        """A non-trainable array saved in ``state_dict`` (e.g. BatchNorm's running mean)."""
+        object.__setattr__(self, name, array)
+        self._buffers[name] = None  # the value lives in the attribute; this keeps the order
+
+    # --- computing ---------------------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, dy):
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # --- walking the tree ----------------------------------------------------------
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return [m for _, m in self.named_modules()]
+
+    def children(self):
+        return list(self._modules.values())
+
+    def named_parameters(self, prefix=""):
+        for mod_name, mod in self.named_modules(prefix):
+            for name, p in mod._parameters.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix=""):
+        for mod_name, mod in self.named_modules(prefix):
+            for name in mod._buffers:
+                yield (f"{mod_name}.{name}" if mod_name else name), getattr(mod, name)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.zero_grad()
+
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # --- state ---------------------------------------------------------------------
+    def state_dict(self):
+        """Ordered ``{dotted name: array}`` of parameters then buffers (arrays are copies)."""
+        state = OrderedDict()
+        for name, p in self.named_parameters():
+            state[name] = p.data.copy()
+        for name, b in self.named_buffers():
+            state[name] = b.copy()
+        return state
+
+    def load_state_dict(self, state):
+        """Copy arrays from ``state`` into this module; keys and shapes must match exactly."""
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if missing or unexpected:
+            raise KeyError(f"load_state_dict(state): missing keys {missing}, unexpected keys {unexpected}")
+        for k, v in state.items():
+            if tuple(v.shape) != tuple(own[k].shape):
+                raise ValueError(f"load_state_dict(state): {k!r} has shape {tuple(v.shape)}, "
+                                 f"expected {tuple(own[k].shape)}")
+        xp = backend.array_module(*[p.data for p in self.parameters()])
+        params = dict(self.named_parameters())
+        for mod_name, mod in self.named_modules():
+            for name in mod._buffers:
+                key = f"{mod_name}.{name}" if mod_name else name
+                old = getattr(mod, name)
+                object.__setattr__(mod, name, xp.asarray(state[key], dtype=old.dtype).copy())
+        for k, p in params.items():
+            p.data[...] = xp.asarray(state[k], dtype=p.data.dtype)
+        return self
+
+    def to(self, device=None, dtype=None):
+        """Move every parameter and buffer to ``device`` ("numpy"/"cupy") and/or cast to ``dtype``."""
+        for mod in self.modules():
+            for p in mod._parameters.values():
+                p.data = _convert(p.data, device, dtype)
+                p.grad = backend.array_module(p.data).zeros_like(p.data)
+            for name in mod._buffers:
+                object.__setattr__(mod, name, _convert(getattr(mod, name), device, dtype))
+        return self
+
+    def double(self):
+        return self.to(dtype=np.float64)
+
+    def float(self):
+        return self.to(dtype=np.float32)
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        if self._modules:
+            for name, m in self._modules.items():
+                child = repr(m).replace("\n", "\n  ")
+                lines.append(f"  ({name}): {child}")
+            return "\n".join(lines) + "\n)"
+        return lines[0] + ")"
+
+
+def _convert(a, device, dtype):
+    if device is not None:
+        a = backend.to_device(a, device)
+    if dtype is not None:
+        a = a.astype(dtype)
+    return a
+
+
+class Sequential(Module):
+    """Modules applied in order; backward runs them in reverse. Children are named "0", "1", ..."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential(layers[{i}]): got {type(layer).__name__}, expected a Module")
+            setattr(self, str(i), layer)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def forward(self, x):
+        for layer in self._modules.values():
+            x = layer(x)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self._modules.values()):
+            dy = layer.backward(dy)
+        return dy

@@ -1,0 +1,1 @@
+"""Pure functions: ``forward(...) -> (out, cache)`` and ``backward(dout, cache) -> grads``."""
