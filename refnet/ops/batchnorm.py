@@ -1,0 +1,144 @@
+"""Batch normalization: statistics over the batch (every axis but the channel axis 1).
+
+Shapes: ``x`` is (N, C) or (N, C, L) or (N, C, H, W); ``gamma``, ``beta``, ``mean``, ``var``
+are (C,). Each channel c is normalized over its m = N*L (or N*H*W) values:
+
+    mu    = (1/m) sum_i x_i                    (sums over every axis but 1)
+    var   = (1/m) sum_i (x_i - mu)^2           (biased, as PyTorch normalizes)
+    s     = 1 / sqrt(var + eps)
+    xhat  = (x - mu) * s
+    y     = gamma * xhat + beta
+
+Gradient (training mode). With dxhat = gamma * dy:
+
+    dbeta  = sum_i dy_i
+    dgamma = sum_i dy_i * xhat_i
+    dvar   = sum_i dxhat_i (x_i - mu) * (-1/2) s^3
+    dmu    = -s sum_i dxhat_i  +  dvar * (-2/m) sum_i (x_i - mu)      (the last sum is 0)
+    dx_i   = s dxhat_i + dvar * 2 (x_i - mu) / m + dmu / m
+
+Since x_i - mu = xhat_i / s: dvar = -(1/2) s^2 gamma dgamma, so the var term of dx_i is
+-s gamma xhat_i dgamma / m; the mu term is -s gamma dbeta / m. Collecting the three terms
+gives the compact form used below:
+
+    dx = (1/m) * gamma * s * (m * dy - dbeta - xhat * dgamma)
+
+Why the mean's (and the variance's) gradient path matters: mu and var are functions of the
+whole batch, so dx_i depends on every dy_j. Treating mu as a constant drops the
+``- dbeta`` term: then dx no longer sums to zero over the batch although y ignores any
+per-channel shift of x, so a bias before BN would get a gradient it cannot have. Likewise
+dropping the var path drops ``- xhat * dgamma``. Keeping both makes dx orthogonal to 1 and
+to xhat per channel: the output is invariant to shifting and to scaling each channel's
+input, which is the scale invariance this whole project studies (<w, dL/dw> = 0).
+
+Eval mode (``batchnorm_eval_forward``) normalizes with given running ``mean`` and ``var``:
+y is then an affine function of x per channel, and
+
+    dx = gamma * s * dy,   dgamma = sum dy * xhat,   dbeta = sum dy,
+    dmean = -gamma * s * dbeta,   dvar = -(1/2) * gamma * s^2 * dgamma.
+
+``gamma``/``beta`` may be None (``affine=False``): they act as 1 and 0 and get None gradients.
+"""
+
+from refnet import backend
+from refnet.ops._checks import check_float, check_ndim, check_shape
+
+_OP = "batchnorm_forward"
+
+
+def _reduce_axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _per_channel(a, x):
+    """(C,) -> shape (1, C, 1, ...) that broadcasts against x along axis 1 only."""
+    return a.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def _sum_products(a, b, xp):
+    """sum over every axis but 1 of a*b, without materializing a*b."""
+    shape = (a.shape[0], a.shape[1], -1)
+    return xp.einsum("ncl,ncl->c", a.reshape(shape), b.reshape(shape))
+
+
+def _check(x, gamma, beta, op, extra=()):
+    check_ndim("x", x, (2, 3, 4), op)
+    check_float("x", x, op)
+    c = x.shape[1]
+    for name, a in (("gamma", gamma), ("beta", beta)) + tuple(extra):
+        if a is not None:
+            check_shape(name, a, (c,), op)
+
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    """Training-mode batch norm with batch statistics. Returns ``(y, cache)``.
+
+    ``cache["mean"]`` and ``cache["var"]`` (shape (C,), var biased) are the batch statistics,
+    for a module's running averages. Raises ValueError when a channel has a single value
+    (m = 1): its variance is 0 and the output would be identically beta.
+    """
+    _check(x, gamma, beta, _OP)
+    m = x.size // x.shape[1]
+    if m < 2:
+        raise ValueError(f"{_OP}(x): expected more than 1 value per channel when training, "
+                         f"got input of shape {tuple(x.shape)}")
+    xp = backend.array_module(x, gamma, beta)
+    axes = _reduce_axes(x)
+    mean = x.mean(axis=axes)
+    xhat = x - _per_channel(mean, x)
+    var = _sum_products(xhat, xhat, xp) / m
+    inv_std = 1 / xp.sqrt(var + eps)
+    xhat *= _per_channel(inv_std, x)
+    y = _affine(xhat, gamma, beta)
+    cache = {"xhat": xhat, "gamma": gamma, "beta": beta, "inv_std": inv_std, "mean": mean, "var": var}
+    return y, cache
+
+
+def _affine(xhat, gamma, beta):
+    y = xhat * _per_channel(gamma, xhat) if gamma is not None else xhat.copy()
+    if beta is not None:
+        y += _per_channel(beta, xhat)
+    return y
+
+
+def batchnorm_backward(dy, cache):
+    """Gradients of ``batchnorm_forward``: ``(dx, dgamma, dbeta)`` (None where gamma/beta were None)."""
+    xhat, gamma, beta, inv_std = cache["xhat"], cache["gamma"], cache["beta"], cache["inv_std"]
+    check_shape("dy", dy, xhat.shape, "batchnorm_backward")
+    xp = backend.array_module(dy, xhat)
+    m = xhat.size // xhat.shape[1]
+    dbeta = dy.sum(axis=_reduce_axes(dy))
+    dgamma = _sum_products(dy, xhat, xp)
+    k = inv_std if gamma is None else gamma * inv_std
+    # dx = k * (dy - dbeta/m - xhat * dgamma/m), built in one buffer
+    dx = xhat * _per_channel(-dgamma / m, xhat)
+    dx += dy
+    dx -= _per_channel(dbeta / m, xhat)
+    dx *= _per_channel(k, xhat)
+    return dx, (dgamma if gamma is not None else None), (dbeta if beta is not None else None)
+
+
+def batchnorm_eval_forward(x, gamma, beta, mean, var, eps=1e-5):
+    """Eval-mode batch norm with given statistics ``mean``, ``var`` (C,). Returns ``(y, cache)``."""
+    op = "batchnorm_eval_forward"
+    _check(x, gamma, beta, op, extra=(("mean", mean), ("var", var)))
+    xp = backend.array_module(x, gamma, beta, mean, var)
+    inv_std = 1 / xp.sqrt(var + eps)
+    xhat = x - _per_channel(mean, x)
+    xhat *= _per_channel(inv_std, x)
+    y = _affine(xhat, gamma, beta)
+    return y, {"xhat": xhat, "gamma": gamma, "beta": beta, "inv_std": inv_std}
+
+
+def batchnorm_eval_backward(dy, cache):
+    """Gradients of ``batchnorm_eval_forward``: ``(dx, dgamma, dbeta, dmean, dvar)``."""
+    xhat, gamma, beta, inv_std = cache["xhat"], cache["gamma"], cache["beta"], cache["inv_std"]
+    check_shape("dy", dy, xhat.shape, "batchnorm_eval_backward")
+    xp = backend.array_module(dy, xhat)
+    dbeta = dy.sum(axis=_reduce_axes(dy))
+    dgamma = _sum_products(dy, xhat, xp)
+    k = inv_std if gamma is None else gamma * inv_std
+    dx = dy * _per_channel(k, dy)
+    dmean = -k * dbeta
+    dvar = -0.5 * k * inv_std * dgamma
+    return dx, (dgamma if gamma is not None else None), (dbeta if beta is not None else None), dmean, dvar

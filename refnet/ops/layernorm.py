@@ -1,0 +1,75 @@
+"""Layer normalization: statistics per sample, over every axis but the batch axis 0.
+
+Shapes: ``x`` is (N, *S) (e.g. (N, D) or (N, C, H, W)); ``gamma``, ``beta`` are S
+(PyTorch's ``normalized_shape = x.shape[1:]``). Flatten each sample to D = prod(S) values:
+
+    mu_n  = (1/D) sum_j x_nj,     var_n = (1/D) sum_j (x_nj - mu_n)^2
+    s_n   = 1 / sqrt(var_n + eps),  xhat_nj = (x_nj - mu_n) * s_n
+    y_nj  = gamma_j * xhat_nj + beta_j
+
+Gradient: it is batch norm's with the roles of the axes swapped. Per sample n, with
+dxhat_j = gamma_j * dy_j, the mean and variance paths (mu_n and var_n depend on the whole
+row) give, exactly as in ``batchnorm.py``,
+
+    dx_nj = (s_n / D) * (D * dxhat_nj - sum_k dxhat_nk - xhat_nj * sum_k dxhat_nk xhat_nk)
+
+while the per-feature parameters sum over the batch:
+
+    dgamma_j = sum_n dy_nj * xhat_nj,     dbeta_j = sum_n dy_nj.
+
+dx is orthogonal to 1 and to xhat per sample: the output ignores a shift or a scale of each
+sample's whole input, so a weight feeding LN is invariant to scaling the *whole* tensor
+(not each row on its own, since the row scales would mix within a sample).
+``gamma``/``beta`` may be None (no affine): they act as 1 and 0 and get None gradients.
+"""
+
+import math
+
+from refnet import backend
+from refnet.ops._checks import check_float, check_shape
+
+_OP = "layernorm_forward"
+
+
+def layernorm_forward(x, gamma, beta, eps=1e-5):
+    """Layer norm over every axis but 0. Returns ``(y, cache)``."""
+    if not hasattr(x, "ndim") or x.ndim < 2:
+        raise ValueError(f"{_OP}(x): got {getattr(x, 'shape', type(x).__name__)}, "
+                         f"expected an array of rank >= 2 (batch, *normalized_shape)")
+    check_float("x", x, _OP)
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        if a is not None:
+            check_shape(name, a, x.shape[1:], _OP)
+    xp = backend.array_module(x, gamma, beta)
+    n = x.shape[0]
+    d = math.prod(x.shape[1:])
+    x2 = x.reshape(n, d)
+    xhat = x2 - x2.mean(axis=1, keepdims=True)
+    var = xp.einsum("nd,nd->n", xhat, xhat) / d
+    inv_std = 1 / xp.sqrt(var + eps)
+    xhat *= inv_std[:, None]
+    y = xhat * gamma.reshape(1, d) if gamma is not None else xhat.copy()
+    if beta is not None:
+        y += beta.reshape(1, d)
+    return y.reshape(x.shape), {"xhat": xhat, "gamma": gamma, "beta": beta, "inv_std": inv_std,
+                                "shape": x.shape}
+
+
+def layernorm_backward(dy, cache):
+    """Gradients of ``layernorm_forward``: ``(dx, dgamma, dbeta)`` (None where gamma/beta were None)."""
+    xhat, gamma, beta, inv_std, shape = (cache[k] for k in ("xhat", "gamma", "beta", "inv_std", "shape"))
+    check_shape("dy", dy, shape, "layernorm_backward")
+    xp = backend.array_module(dy, xhat)
+    n, d = xhat.shape
+    dy2 = dy.reshape(n, d)
+    dgamma = xp.einsum("nd,nd->d", dy2, xhat).reshape(shape[1:]) if gamma is not None else None
+    dbeta = dy2.sum(axis=0).reshape(shape[1:]) if beta is not None else None
+    dxhat = dy2 * gamma.reshape(1, d) if gamma is not None else dy2
+    sum_dxhat = dxhat.sum(axis=1)
+    sum_dxhat_xhat = xp.einsum("nd,nd->n", dxhat, xhat)
+    # dx = s * (dxhat - sum_dxhat/D - xhat * sum_dxhat_xhat/D), built in one buffer
+    dx = xhat * (-sum_dxhat_xhat / d)[:, None]
+    dx += dxhat
+    dx -= (sum_dxhat / d)[:, None]
+    dx *= inv_std[:, None]
+    return dx.reshape(shape), dgamma, dbeta

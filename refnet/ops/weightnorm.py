@@ -1,0 +1,49 @@
+"""Weight normalization (Salimans & Kingma, 2016): ``w = g * v / ||v||`` per output unit.
+
+Shapes: ``v`` is (out, ...) (a dense (out, in) or conv (F, C, KH, KW) weight), ``g`` is
+(out,). The norm is over every axis but 0, one per output unit i:
+
+    r_i = ||v_i||,     w_i = g_i * v_i / r_i
+
+Gradient. For one unit drop the index: w = g v / r with dr/dv = v / r, so
+
+    dg = <dw, v> / r                                   (= <dw, v_hat>)
+    dv = (g / r) * dw  +  g <dw, v> * d(1/r)/dv  = (g / r) * (dw - v_hat * <dw, v_hat>)
+       = (g / r) * (dw - (v / r) * dg)
+
+dv is dw with its component along v removed, scaled by g/r: hence <v, dv> = 0 and
+dv(a v) = dv(v) / a. ``w`` depends only on the direction of each v_i, so every output unit
+of v is its own scale group (``scale_group = "unit"``); g carries the scale.
+"""
+
+from refnet import backend
+from refnet.ops._checks import check_float, check_shape
+
+_OP = "weightnorm_forward"
+
+
+def weightnorm_forward(v, g):
+    """``w = g * v / ||v||`` with the norm per output unit (every axis but 0). Returns ``(w, cache)``."""
+    if not hasattr(v, "ndim") or v.ndim < 2:
+        raise ValueError(f"{_OP}(v): got {getattr(v, 'shape', type(v).__name__)}, "
+                         f"expected an array of rank >= 2 (out, ...)")
+    check_float("v", v, _OP)
+    check_shape("g", g, v.shape[:1], _OP)
+    xp = backend.array_module(v, g)
+    unit = (-1,) + (1,) * (v.ndim - 1)
+    r = xp.sqrt(xp.einsum("ij,ij->i", v.reshape(v.shape[0], -1), v.reshape(v.shape[0], -1)))
+    w = v * (g / r).reshape(unit)
+    return w, {"v": v, "g": g, "r": r}
+
+
+def weightnorm_backward(dw, cache):
+    """Gradients of ``weightnorm_forward``: ``(dv, dg)``."""
+    v, g, r = cache["v"], cache["g"], cache["r"]
+    check_shape("dw", dw, v.shape, "weightnorm_backward")
+    xp = backend.array_module(dw, v)
+    unit = (-1,) + (1,) * (v.ndim - 1)
+    dg = xp.einsum("ij,ij->i", dw.reshape(v.shape[0], -1), v.reshape(v.shape[0], -1)) / r
+    dv = v * (-dg / r).reshape(unit)
+    dv += dw
+    dv *= (g / r).reshape(unit)
+    return dv, dg

@@ -1,0 +1,328 @@
+"""The training loop and what it records.
+
+    trainer = Trainer(model, SGD(trainable_parameters(model), lr=0.01, l2=5e-4), data,
+                      epochs=2, out_dir="runs/a")
+    history = trainer.fit()          # history["test_accuracy"][-1], history.steps["norm/0.weight"]
+
+One step is: forward, loss, backward, optimizer step; nothing hidden. Every ``log_every``
+steps, for each trained parameter with a ``scale_group`` (one row per scale group: a unit
+for "unit", the whole tensor for "tensor"), the step records, vectorised over groups:
+  norm          ||w||                 (before the step)
+  effective_lr  lr/||w||^2 (SGD), lr/||w|| (Adam)
+  angle         angle between w before and after the step (radians)
+  grad_norm_unit ||w||*||g||, the gradient norm at the unit point w/||w|| (g: the loss
+                gradient, before the optimizer adds L2)
+plus the minibatch loss and the lr. Arrays have shape (n_logged, n_groups) and go to
+``history.npz`` under "<quantity>/<parameter name>"; per-epoch numbers go to ``history.json``.
+
+Checkpoints (``refnet.checkpoint``) hold everything the loop depends on, including the
+RNG state and the current epoch's batch order, so a resumed run continues bit-identically,
+also from the middle of an epoch. A NaN or inf loss raises ``NonFiniteLossError`` before
+the step is applied, leaving the last checkpoint as it was.
+"""
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from refnet import backend, checkpoint
+from refnet.checkpoint import json_safe
+from refnet.data import batch_indices
+from refnet.invariance import angular_update
+from refnet.ops import softmax_cross_entropy
+
+EPOCH_KEYS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+              "epoch_time")
+QUANTITIES = ("norm", "effective_lr", "angle", "grad_norm_unit")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf; ``step`` is the step (0-based) whose forward produced it."""
+
+    def __init__(self, step, loss, checkpoint_path):
+        self.step, self.loss, self.checkpoint_path = step, loss, checkpoint_path
+        kept = (f"the last good checkpoint is {checkpoint_path}" if checkpoint_path
+                else "no checkpoint was written")
+        super().__init__(f"training stopped: loss is {loss} at step {step}; {kept}. "
+                         f"Lower the learning rate or check the data.")
+
+
+def _group_sq_norms(a, scale_group):
+    """||.||^2 per scale group: per row along axis 0 ("unit"), or of the whole tensor."""
+    flat = a.reshape(a.shape[0] if scale_group == "unit" else 1, -1)
+    return (flat * flat).sum(axis=1)
+
+
+class History:
+    """Per-epoch records (``history["test_accuracy"]``) and per-step arrays (``history.steps``)."""
+
+    def __init__(self, config=None):
+        self.config = json_safe(config or {})
+        self.epochs = {k: [] for k in EPOCH_KEYS}
+        self.final = None  # evaluation at the end of fit (also when it stops mid-epoch)
+        self.params = {}   # parameter name -> {"scale_group", "shape", "n_groups"}
+        self._done = {}    # key -> host array of rows already gathered
+        self._rows = {}    # key -> rows appended since (device arrays or numbers)
+
+    def __getitem__(self, key):
+        return self.epochs[key] if key in self.epochs else self.steps[key]
+
+    def add_epoch(self, **record):
+        for k in EPOCH_KEYS:
+            self.epochs[k].append(record[k])
+
+    def add_row(self, key, value):
+        self._rows.setdefault(key, []).append(value)
+
+    @property
+    def steps(self):
+        """``{key: numpy array}``: "step", "loss", "lr" (n_logged,), "<quantity>/<name>" (n_logged, n_groups)."""
+        self._gather()
+        return dict(self._done)
+
+    def _gather(self):
+        for key, rows in self._rows.items():
+            if rows:
+                xp = backend.array_module(*[r for r in rows if not np.isscalar(r)])
+                block = backend.asnumpy(xp.stack([xp.asarray(r) for r in rows]))
+                old = self._done.get(key)
+                self._done[key] = block if old is None else np.concatenate([old, block])
+                rows.clear()
+
+    def to_json(self):
+        return json_safe({"config": self.config, **self.epochs, "final": self.final,
+                           "params": self.params, "steps_file": "history.npz"})
+
+    def save(self, out_dir):
+        """Write ``history.json`` and ``history.npz`` into ``out_dir`` (atomically)."""
+        checkpoint.write_json(os.path.join(out_dir, "history.json"), self.to_json())
+        checkpoint.write_npz(os.path.join(out_dir, "history.npz"), self.steps)
+
+    @classmethod
+    def from_json(cls, obj, steps=None):
+        h = cls(obj.get("config"))
+        h.epochs = {k: list(obj.get(k, [])) for k in EPOCH_KEYS}
+        h.final, h.params = obj.get("final"), dict(obj.get("params", {}))
+        h._done = dict(steps or {})
+        return h
+
+    @classmethod
+    def load(cls, out_dir):
+        with open(os.path.join(out_dir, "history.json")) as f:
+            obj = json.load(f)
+        steps, _ = checkpoint.read_npz(os.path.join(out_dir, "history.npz"))
+        return cls.from_json(obj, steps)
+
+
+class Trainer:
+    """Train ``model`` with ``optimizer`` on ``data`` (``x_train, y_train, x_test, y_test``).
+
+    steps: total number of steps (overrides ``epochs``). schedule: a function
+    ``step -> factor`` multiplying each param group's initial lr. seed: seeds the batch
+    order (one permutation per epoch). out_dir: where history and ``checkpoint.npz`` go
+    (None: nothing is written). checkpoint_every: also checkpoint every N steps (epoch
+    ends and the end of ``fit`` always checkpoint when ``out_dir`` is set).
+    """
+
+    def __init__(self, model, optimizer, data, batch_size=128, epochs=1, steps=None,
+                 schedule=None, seed=0, log_every=1, out_dir=None, progress=True,
+                 eval_every_epoch=True, eval_batch_size=1000, checkpoint_every=None,
+                 drop_last=False, config=None):
+        for name, v in (("batch_size", batch_size), ("epochs", epochs), ("log_every", log_every)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"Trainer({name}): got {v!r}, expected a positive integer")
+        if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 0):
+            raise ValueError(f"Trainer(steps): got {steps!r}, expected None or an integer >= 0")
+        self.model, self.optimizer, self.data = model, optimizer, data
+        self.batch_size, self.log_every, self.schedule = int(batch_size), int(log_every), schedule
+        self.out_dir, self.progress, self.eval_every_epoch = out_dir, progress, eval_every_epoch
+        self.eval_batch_size, self.checkpoint_every, self.drop_last = eval_batch_size, checkpoint_every, drop_last
+        n = len(data.x_train)
+        per_epoch = n // self.batch_size if drop_last else -(-n // self.batch_size)
+        if per_epoch < 1:
+            raise ValueError(f"Trainer(batch_size): got {batch_size} with drop_last and {n} examples")
+        self.total_steps = int(steps) if steps is not None else int(epochs) * per_epoch
+        self.dtype = model.parameters()[0].dtype
+        self.kind = "adam" if "adam" in type(optimizer).__name__.lower() else "sgd"
+        self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+        group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
+        self.tracked = [(name, p, group_of[id(p)]) for name, p in model.named_parameters()
+                        if p.scale_group is not None and id(p) in group_of]
+        self.rng = np.random.default_rng(seed)
+        self.step = self.epoch = self.batch_pos = 0
+        self.order = None  # this epoch's list of index arrays
+        self._sums = [0.0, 0, 0]  # loss * batch size, correct, seen: the running epoch means
+        self._epoch_time = 0.0
+        self.last_checkpoint = None
+        hyper = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        self.history = History({
+            "data": getattr(data, "name", None), "n_train": n, "n_test": len(data.x_test),
+            "model": type(model).__name__, "dtype": np.dtype(self.dtype).name,
+            "optimizer": type(optimizer).__name__, "param_groups": hyper,
+            "batch_size": self.batch_size, "epochs": epochs, "steps": self.total_steps,
+            "steps_per_epoch": per_epoch, "seed": seed, "log_every": self.log_every,
+            "device": backend.default_name(), **(config or {})})
+        for name, p, _ in self.tracked:
+            self.history.params[name] = {"scale_group": p.scale_group, "shape": list(p.shape),
+                                         "n_groups": int(p.shape[0]) if p.scale_group == "unit" else 1}
+
+    # --- one step ---------------------------------------------------------------------
+    def _batch(self, x, y, idx):
+        xb = backend.to_device(np.ascontiguousarray(x[idx], dtype=self.dtype))
+        return xb, backend.to_device(np.asarray(y[idx], dtype=np.int64))
+
+    def train_step(self, x, y):
+        """One optimizer step on the batch ``(x, y)`` (device arrays); returns (loss, n correct)."""
+        model, opt = self.model, self.optimizer
+        if self.schedule is not None:
+            factor = float(self.schedule(self.step))
+            for g, base in zip(opt.param_groups, self.base_lrs):
+                g["lr"] = base * factor
+        with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, checked below
+            model.zero_grad()
+            logits = model(x)
+            loss, dlogits = softmax_cross_entropy(logits, y)
+            loss = backend.scalar(loss)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(self.step, loss, self.last_checkpoint)
+            model.backward(dlogits)
+            record = self.step % self.log_every == 0
+            before = self._before_step() if record else None
+            opt.step()
+            if record:
+                self._after_step(before, loss)
+        return loss, int((logits.argmax(axis=1) == y).sum())
+
+    def _before_step(self):
+        stats = []
+        for name, p, gi in self.tracked:
+            xp = backend.array_module(p.data)
+            sq = _group_sq_norms(p.data, p.scale_group)
+            norm, lr = xp.sqrt(sq), self.optimizer.param_groups[gi]["lr"]
+            eff = lr / (sq if self.kind == "sgd" else norm)
+            unit_grad = norm * xp.sqrt(_group_sq_norms(p.grad, p.scale_group))
+            stats.append((p.data.copy(), norm, eff, unit_grad))
+        return stats
+
+    def _after_step(self, before, loss):
+        h = self.history
+        h.add_row("step", self.step)
+        h.add_row("loss", loss)
+        h.add_row("lr", float(self.optimizer.param_groups[0]["lr"]))
+        for (name, p, _), (w, norm, eff, gunit) in zip(self.tracked, before):
+            h.add_row(f"norm/{name}", norm)
+            h.add_row(f"effective_lr/{name}", eff)
+            h.add_row(f"angle/{name}", angular_update(w, p.data, p.scale_group))
+            h.add_row(f"grad_norm_unit/{name}", gunit)
+
+    # --- evaluation -------------------------------------------------------------------
+    def evaluate(self, x=None, y=None):
+        """``(mean loss, accuracy)`` on ``(x, y)`` (default: the test split), in eval mode."""
+        x = self.data.x_test if x is None else x
+        y = self.data.y_test if y is None else y
+        self.model.eval()
+        total, correct = 0.0, 0
+        try:
+            for start in range(0, len(x), self.eval_batch_size):
+                xb, yb = self._batch(x, y, slice(start, start + self.eval_batch_size))
+                with np.errstate(all="ignore"):
+                    logits = self.model(xb)
+                    loss, _ = softmax_cross_entropy(logits, yb)
+                total += backend.scalar(loss) * len(yb)
+                correct += int((logits.argmax(axis=1) == yb).sum())
+        finally:
+            self.model.train()
+        return total / len(x), correct / len(x)
+
+    # --- the loop ---------------------------------------------------------------------
+    def fit(self):
+        """Train until ``total_steps``; returns the ``History`` (also written to ``out_dir``)."""
+        d = self.data
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+                   unit="step", dynamic_ncols=True)
+        try:
+            while self.step < self.total_steps:
+                if self.order is None:
+                    self.order = batch_indices(len(d.x_train), self.batch_size, self.rng,
+                                               shuffle=True, drop_last=self.drop_last)
+                    self.batch_pos, self._sums, self._epoch_time = 0, [0.0, 0, 0], 0.0
+                t0 = time.perf_counter()
+                idx = self.order[self.batch_pos]
+                loss, correct = self.train_step(*self._batch(d.x_train, d.y_train, idx))
+                self._sums = [self._sums[0] + loss * len(idx), self._sums[1] + correct,
+                              self._sums[2] + len(idx)]
+                self.step, self.batch_pos = self.step + 1, self.batch_pos + 1
+                self._epoch_time += time.perf_counter() - t0
+                bar.update(1)
+                if self.step % 20 == 0:
+                    bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.4f}", refresh=False)
+                if self.batch_pos == len(self.order):
+                    self._end_epoch()
+                elif self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+        if self.eval_every_epoch and len(d.x_test):
+            loss, acc = self.evaluate()
+            self.history.final = {"step": self.step, "test_loss": loss, "test_accuracy": acc}
+        if self.out_dir is not None:
+            self.history.save(self.out_dir)
+            self.save_checkpoint()
+        return self.history
+
+    def _end_epoch(self):
+        loss_sum, correct, seen = self._sums
+        test_loss = test_acc = None
+        if self.eval_every_epoch and len(self.data.x_test):
+            test_loss, test_acc = self.evaluate()
+        self.epoch += 1
+        self.history.add_epoch(epoch=self.epoch, step=self.step, train_loss=loss_sum / seen,
+                               train_accuracy=correct / seen, test_loss=test_loss,
+                               test_accuracy=test_acc, epoch_time=self._epoch_time)
+        self.order = None
+        if self.out_dir is not None:
+            self.history.save(self.out_dir)
+            self.save_checkpoint()
+
+    # --- checkpoints ------------------------------------------------------------------
+    def checkpoint_path(self):
+        return None if self.out_dir is None else os.path.join(self.out_dir, "checkpoint.npz")
+
+    def save_checkpoint(self, path=None):
+        """Write everything needed to resume bit-identically; returns the path."""
+        path = path or self.checkpoint_path()
+        if path is None:
+            raise ValueError("Trainer.save_checkpoint(path): got None and the Trainer has no out_dir")
+        arrays = {f"history/{k}": v for k, v in self.history.steps.items()}
+        if self.order is not None:
+            arrays["trainer/order"] = np.concatenate(self.order)
+            arrays["trainer/order_sizes"] = np.array([len(b) for b in self.order], dtype=np.int64)
+        meta = {"step": self.step, "epoch": self.epoch, "batch_pos": self.batch_pos,
+                "rng": self.rng.bit_generator.state, "base_lrs": self.base_lrs,
+                "sums": self._sums, "epoch_time": self._epoch_time,
+                "history": self.history.to_json()}
+        checkpoint.save_checkpoint(path, self.model, self.optimizer, json_safe(meta), arrays)
+        self.last_checkpoint = path
+        return path
+
+    def load_checkpoint(self, path=None):
+        """Restore model, optimizer, RNG, position and history from ``path`` (default: out_dir's)."""
+        path = path or self.checkpoint_path()
+        meta, arrays = checkpoint.load_checkpoint(path, self.model, self.optimizer)
+        self.step, self.epoch, self.batch_pos = meta["step"], meta["epoch"], meta["batch_pos"]
+        self.rng.bit_generator.state = meta["rng"]
+        self.base_lrs, self._sums, self._epoch_time = meta["base_lrs"], meta["sums"], meta["epoch_time"]
+        self.order = None
+        if "trainer/order" in arrays:
+            cuts = np.cumsum(arrays["trainer/order_sizes"])[:-1]
+            self.order = np.split(arrays["trainer/order"], cuts)
+        steps = {k[len("history/"):]: v for k, v in arrays.items() if k.startswith("history/")}
+        config = self.history.config
+        self.history = History.from_json(meta["history"], steps)
+        self.history.config = {**self.history.config, **config, "resumed_from_step": self.step}
+        self.last_checkpoint = path
+        return self

@@ -1,0 +1,184 @@
+"""``refnet train``: build a model, an optimizer and a data set from flags, train, and write
+``history.json``, ``history.npz`` and ``checkpoint.npz`` into ``--out``.
+
+    refnet train --data fashion-mnist --model cnn --norm bn --opt sgd --lr 0.01 \\
+        --momentum 0.9 --l2 5e-4 --epochs 2 --seed 0 --out runs/bn-sgd
+
+``--seed`` seeds the weight initialization and the batch order. ``--resume`` continues
+from ``--out``'s checkpoint bit-identically (the flags that shape the run must be the
+same; ``--epochs``/``--steps`` may grow). ``--unit-norm`` also projects the
+scale-invariant weights onto the unit sphere once before the first step.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+from refnet import backend
+
+# Flags that may differ between a run and its --resume.
+_FREE_ON_RESUME = {"epochs", "steps", "resume", "out", "device", "progress", "checkpoint_every"}
+
+
+def add_arguments(parser):
+    d = parser.add_argument_group("data")
+    d.add_argument("--data", default="fashion-mnist",
+                   help="fashion-mnist (default), mnist, cifar10 or synthetic")
+    d.add_argument("--data-dir", default=None, help="directory of the data files")
+    d.add_argument("--subset", type=int, default=None, help="train on a class-balanced subset of N")
+    m = parser.add_argument_group("model")
+    m.add_argument("--model", choices=("cnn", "mlp"), default="cnn")
+    m.add_argument("--norm", choices=("bn", "ln", "wn", "none"), default="bn")
+    m.add_argument("--width", type=int, default=None,
+                   help="hidden width (mlp, default 256) or first conv width (cnn, default 32, "
+                        "doubling per block)")
+    m.add_argument("--depth", type=int, default=None, help="hidden layers (mlp) or conv blocks (cnn), default 2")
+    m.add_argument("--no-affine", dest="affine", action="store_false",
+                   help="normalization without gamma/beta (WN: g frozen)")
+    m.add_argument("--freeze-head", action="store_true", help="keep the linear head at its initialization")
+    m.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    o = parser.add_argument_group("optimizer")
+    o.add_argument("--opt", choices=("sgd", "adam"), default="sgd")
+    o.add_argument("--lr", type=float, default=None, help="learning rate (default 0.01 sgd, 0.001 adam)")
+    o.add_argument("--momentum", type=float, default=0.0)
+    o.add_argument("--nesterov", action="store_true")
+    o.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.999), metavar=("B1", "B2"))
+    o.add_argument("--eps", type=float, default=1e-8, help="Adam's epsilon")
+    o.add_argument("--l2", type=float, default=0.0, help="coupled L2: the loss gains l2*||w||^2")
+    o.add_argument("--weight-decay", type=float, default=0.0, help="decoupled: w -= lr*wd*w")
+    o.add_argument("--unit-norm", action="store_true", help="project scale-invariant weights to norm 1")
+    o.add_argument("--schedule", default="constant",
+                   help="constant, step, cosine, warmup, warmup-cosine or warmup-step")
+    o.add_argument("--warmup-steps", type=int, default=None)
+    o.add_argument("--step-size", type=int, default=None, help="steps between decays (schedule step)")
+    o.add_argument("--gamma", type=float, default=0.1, help="decay factor (schedule step)")
+    t = parser.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=2)
+    t.add_argument("--steps", type=int, default=None, help="total steps (overrides --epochs)")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--log-every", type=int, default=1, help="record per-step quantities every N steps")
+    t.add_argument("--checkpoint-every", type=int, default=None, help="also checkpoint every N steps")
+    t.add_argument("--out", required=True, help="output directory")
+    t.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def _fail(message, code=2):
+    print(f"refnet train: {message}", file=sys.stderr)
+    return code
+
+
+def build_model(args, data):
+    from refnet.nn.models import cnn, mlp
+    dtype = np.dtype(args.dtype)
+    common = dict(num_classes=data.num_classes, norm=args.norm, rng=np.random.default_rng(args.seed),
+                  dtype=dtype, affine=args.affine, train_head=not args.freeze_head)
+    if args.model == "mlp":
+        return mlp(int(np.prod(data.input_shape)), width=args.width or 256, depth=args.depth or 2,
+                   **common)
+    if len(data.input_shape) != 3 or data.input_shape[1] != data.input_shape[2]:
+        raise ValueError(f"--model cnn: needs square images (C, H, H), got inputs of shape "
+                         f"{data.input_shape}; use --model mlp")
+    width, depth = args.width or 32, args.depth or 2
+    return cnn(data.input_shape[0], image_size=data.input_shape[1],
+               widths=tuple(width * 2 ** i for i in range(depth)), **common)
+
+
+def build_optimizer(args, params):
+    from refnet.optim import SGD, Adam
+    common = dict(l2=args.l2, weight_decay=args.weight_decay, unit_norm=args.unit_norm)
+    if args.opt == "adam":
+        return Adam(params, lr=1e-3 if args.lr is None else args.lr, betas=tuple(args.betas),
+                    eps=args.eps, **common)
+    return SGD(params, lr=0.01 if args.lr is None else args.lr, momentum=args.momentum,
+               nesterov=args.nesterov, **common)
+
+
+def build_schedule(args, total_steps):
+    from refnet.optim import get_schedule
+    name = args.schedule
+    if name == "constant":
+        return None
+    options = {}
+    if name.startswith("warmup"):
+        options["warmup_steps"] = args.warmup_steps
+    if name.endswith("cosine"):
+        options["total_steps"] = total_steps
+    if name.endswith("step"):
+        options.update(step_size=args.step_size, gamma=args.gamma)
+    missing = [k for k, v in options.items() if v is None]
+    if missing:
+        raise ValueError(f"--schedule {name}: needs --{missing[0].replace('_', '-')}")
+    return get_schedule(name, **options)
+
+
+def _check_resume(args, path):
+    from refnet.checkpoint import read_npz
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}; run without --resume first")
+    _, meta = read_npz(path)
+    saved = (meta or {}).get("history", {}).get("config", {}).get("args", {})
+    now = {k: v for k, v in _args_dict(args).items() if k not in _FREE_ON_RESUME}
+    diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+    if diff:
+        listed = ", ".join(f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"--resume: the flags differ from the checkpoint's run: {listed}")
+
+
+def _args_dict(args):
+    from refnet.checkpoint import json_safe
+    return json_safe({k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"})
+
+
+def run(args):
+    from refnet.data import load_dataset
+    from refnet.nn.models import trainable_parameters
+    from refnet.train import NonFiniteLossError, Trainer
+    if args.device == "gpu":
+        try:
+            backend.use("gpu")
+        except RuntimeError as err:
+            return _fail(f"--device gpu: {err}")
+    ckpt = os.path.join(args.out, "checkpoint.npz")
+    try:
+        if args.resume:
+            _check_resume(args, ckpt)
+        data = load_dataset(args.data, data_dir=args.data_dir, subset=args.subset, seed=args.seed)
+        model = build_model(args, data)
+        optimizer = build_optimizer(args, trainable_parameters(model))
+    except (OSError, ValueError, TypeError) as err:
+        return _fail(str(err))
+    trainer = Trainer(model, optimizer, data, batch_size=args.batch_size, epochs=args.epochs,
+                      steps=args.steps, seed=args.seed, log_every=args.log_every, out_dir=args.out,
+                      progress=args.progress, checkpoint_every=args.checkpoint_every,
+                      config={"args": _args_dict(args)})
+    try:
+        trainer.schedule = build_schedule(args, trainer.total_steps)
+    except (ValueError, TypeError) as err:
+        return _fail(str(err))
+    if args.resume:
+        trainer.load_checkpoint(ckpt)
+        print(f"resuming {ckpt} at step {trainer.step} (epoch {trainer.epoch})")
+    elif args.unit_norm:
+        optimizer.project()
+    print(f"{data!r}\ntraining {args.model}/{args.norm} ({sum(p.data.size for p in model.parameters())} "
+          f"parameters) for {trainer.total_steps} steps on {backend.default_name()}")
+    try:
+        history = trainer.fit()
+    except NonFiniteLossError as err:
+        return _fail(str(err), code=1)
+    for i, e in enumerate(history.epochs["epoch"]):
+        print(f"epoch {e}: train loss {history['train_loss'][i]:.4f} acc {history['train_accuracy'][i]:.4f}"
+              f" | test loss {_fmt(history['test_loss'][i])} acc {_fmt(history['test_accuracy'][i])}"
+              f" | {history['epoch_time'][i]:.1f} s")
+    out = os.path.abspath(args.out)
+    print(f"wrote {os.path.join(out, 'history.json')}, {os.path.join(out, 'history.npz')} "
+          f"and {ckpt if os.path.isabs(ckpt) else os.path.join(out, 'checkpoint.npz')}")
+    return 0
+
+
+def _fmt(x):
+    return "-" if x is None else f"{x:.4f}"
