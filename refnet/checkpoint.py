@@ -34,6 +34,7 @@ def atomic_write(path, write):
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file open()'s usual mode
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -59,6 +60,12 @@ def json_safe(x):
     if isinstance(x, (float, np.floating)):
         return float(x) if math.isfinite(x) else None
     return str(x)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path, obj):

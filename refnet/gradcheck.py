@@ -85,7 +85,7 @@ class GradcheckReport:
         return max((c.max_rel_err for c in self.errors.values()), default=0.0)
 
     @property
-    def n_excluded(self):
+    def n_excluded(self):  # probes at a kink, over every argument
         return sum(c.n_excluded for c in self.errors.values())
 
     def __str__(self):
@@ -120,9 +120,9 @@ def check_op(forward, backward, args, kwargs=None, *, rtol=RTOL, atol=None, mode
     dout = backend.array_module(out).asarray(rng.standard_normal(np.shape(out)))
     dout_before, cache_before = _fingerprint(dout), _fingerprint(cache)
     grads = backward(dout, cache)
-    problems = [f"backward modified {what}" for what, was, now in
-                (("dout", dout_before, dout), ("the cache", cache_before, cache),
-                 ("the inputs", inputs_before, args)) if was != _fingerprint(now)]
+    problems = [what for what, was, now in (
+        ("backward modified dout", dout_before, dout), ("backward modified the cache", cache_before, cache),
+        ("forward or backward modified the inputs", inputs_before, args)) if was != _fingerprint(now)]
     targets = _align(names, args, grads, problems)
     checks = _compare(lambda: forward(*args, **kwargs)[0], dout, out, targets, rng,
                       rtol=rtol, atol=atol, mode=mode, max_full=max_full, step=step)
@@ -165,8 +165,8 @@ def check_module(module, x, *, rtol=RTOL, atol=None, mode="auto", seed=0, max_fu
         dy = backend.array_module(y).asarray(rng.standard_normal(y.shape))
         dy_before = _fingerprint(dy)
         dx = module.backward(dy)
-        problems = [f"backward modified {what}" for what, was, now in
-                    (("dy", dy_before, dy), ("x", x_before, x)) if was != _fingerprint(now)]
+        problems = [what for what, was, now in (("backward modified dy", dy_before, dy),
+                    ("forward or backward modified x", x_before, x)) if was != _fingerprint(now)]
         targets = _align(["x"], [x], [dx], problems)
         targets += [(n, p.data, backend.asnumpy(p.grad).astype(np.float64)) for n, p in params]
 
@@ -185,12 +185,6 @@ def check_module(module, x, *, rtol=RTOL, atol=None, mode="auto", seed=0, max_fu
 
 
 # --- the engine ------------------------------------------------------------------------
-def _rng(seed, mode):
-    if mode not in ("auto", "full", "directional"):
-        raise ValueError(f"gradcheck(mode): got {mode!r}, expected 'auto', 'full' or 'directional'")
-    return np.random.default_rng(seed)
-
-
 def _compare(output, dout, out, targets, rng, **opts):
     """An ArgCheck per (name, array, analytic grad) target, for L = sum(dout * output())."""
     xp = backend.array_module(out)
@@ -277,11 +271,16 @@ def _bisect(support, signs, flat, slopes, h, shape):
 
 
 # --- plumbing --------------------------------------------------------------------------
+def _rng(seed, mode):
+    if mode not in ("auto", "full", "directional"):
+        raise ValueError(f"gradcheck(mode): got {mode!r}, expected 'auto', 'full' or 'directional'")
+    return np.random.default_rng(seed)
+
+
 def _arg_names(fn, count):
     try:
-        params = [p.name for p in inspect.signature(fn).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    except (TypeError, ValueError):
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # a builtin without a signature
         params = []
     return [params[i] if i < len(params) else f"arg{i}" for i in range(count)]
 

@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-from refnet.gradcheck import check_loss, check_module, check_op
+from refnet.gradcheck import RTOL, check_loss, check_module, check_op
 
 CASES = {}  # name -> (kind, what it checks, function(rng) -> GradcheckReport)
 
@@ -113,7 +113,8 @@ def _batchnorm(rng):
 @_case("batchnorm_1d", "training mode, x (5,3)")
 def _batchnorm_1d(rng):
     from refnet.ops import batchnorm_backward, batchnorm_forward
-    return check_op(batchnorm_forward, batchnorm_backward, (_randn(rng, 5, 3), _randn(rng, 3), _randn(rng, 3)))
+    args = (_randn(rng, 5, 3), _randn(rng, 3), _randn(rng, 3))
+    return check_op(batchnorm_forward, batchnorm_backward, args)
 
 
 @_case("batchnorm_eval", "eval mode: x, gamma, beta, running mean and var (all differentiated)")
@@ -234,9 +235,10 @@ def _nn_stack(rng):
     from refnet.nn.module import Sequential
     L, N = _layers()
     f64 = dict(rng=rng, dtype=np.float64)
-    m = Sequential(L.Conv2d(2, 3, 3, padding=1, **f64), _randomize_affine(N.BatchNorm2d(3, dtype=np.float64), rng),
-                   L.ReLU(), L.MaxPool2d(2), L.Flatten(), L.Linear(12, 5, **f64),
-                   _randomize_affine(N.LayerNorm(5, dtype=np.float64), rng), L.ReLU(), L.Linear(5, 3, **f64))
+    bn = _randomize_affine(N.BatchNorm2d(3, dtype=np.float64), rng)
+    ln = _randomize_affine(N.LayerNorm(5, dtype=np.float64), rng)
+    m = Sequential(L.Conv2d(2, 3, 3, padding=1, **f64), bn, L.ReLU(), L.MaxPool2d(2), L.Flatten(),
+                   L.Linear(12, 5, **f64), ln, L.ReLU(), L.Linear(5, 3, **f64))
     return check_module(m, _randn(rng, 2, 2, 4, 4))
 
 
@@ -284,11 +286,10 @@ def run(args):
             failed.append(name)
         if args.verbose or not report.ok:
             print(report, end="\n\n")
-    header = ("name", "kind", "max rel err", "kinks excluded", "ok", "")
+    header = ("name", "kind", "max rel err", "kinks excluded", "ok", "time")
     widths = [max(len(r[k]) for r in rows + [header]) for k in range(5)]
     for r in [header] + rows:
         print("  ".join(s.ljust(w) for s, w in zip(r, widths)) + "  " + r[5])
-    from refnet.gradcheck import RTOL
-    print(f"{len(rows) - len(failed)}/{len(rows)} passed (rtol {RTOL:.0e} per entry, float64 central differences)"
-          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    print(f"{len(rows) - len(failed)}/{len(rows)} passed (rtol {RTOL:.0e} per entry, float64 central "
+          f"differences)" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

@@ -119,13 +119,18 @@ class History:
 
 
 class Trainer:
-    """Train ``model`` with ``optimizer`` on ``data`` (``x_train, y_train, x_test, y_test``).
+    """Train ``model`` with ``optimizer`` on ``data`` (``x_train, y_train, x_test, y_test``;
+    host arrays, batches are moved to the current backend in the model's dtype).
 
-    steps: total number of steps (overrides ``epochs``). schedule: a function
-    ``step -> factor`` multiplying each param group's initial lr. seed: seeds the batch
-    order (one permutation per epoch). out_dir: where history and ``checkpoint.npz`` go
-    (None: nothing is written). checkpoint_every: also checkpoint every N steps (epoch
-    ends and the end of ``fit`` always checkpoint when ``out_dir`` is set).
+    steps: total number of steps, overriding ``epochs``; ``fit`` trains until it.
+    schedule: ``step -> factor`` multiplying each param group's initial lr.
+    seed: seeds the batch order (one permutation per epoch); nothing else is random.
+    log_every: record the per-step quantities every N steps (from step 0).
+    out_dir: where history.json/.npz and checkpoint.npz go (None: nothing is written); epoch
+        ends and the end of ``fit`` checkpoint, and every ``checkpoint_every`` steps if set.
+    eval_every_epoch: evaluate on the test split after each epoch and at the end of ``fit``
+        (``history.final``), in eval mode, ``eval_batch_size`` at a time.
+    Only parameters in the optimizer are recorded: pass ``trainable_parameters(model)``.
     """
 
     def __init__(self, model, optimizer, data, batch_size=128, epochs=1, steps=None,
@@ -139,9 +144,11 @@ class Trainer:
             raise ValueError(f"Trainer(steps): got {steps!r}, expected None or an integer >= 0")
         self.model, self.optimizer, self.data = model, optimizer, data
         self.batch_size, self.log_every, self.schedule = int(batch_size), int(log_every), schedule
-        self.out_dir, self.progress, self.eval_every_epoch = out_dir, progress, eval_every_epoch
+        self.out_dir, self.progress = out_dir, progress
         self.eval_batch_size, self.checkpoint_every, self.drop_last = eval_batch_size, checkpoint_every, drop_last
         n = len(data.x_train)
+        n_test = 0 if getattr(data, "x_test", None) is None else len(data.x_test)
+        self.eval_every_epoch = eval_every_epoch and n_test > 0
         per_epoch = n // self.batch_size if drop_last else -(-n // self.batch_size)
         if per_epoch < 1:
             raise ValueError(f"Trainer(batch_size): got {batch_size} with drop_last and {n} examples")
@@ -160,7 +167,7 @@ class Trainer:
         self.last_checkpoint = None
         hyper = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
         self.history = History({
-            "data": getattr(data, "name", None), "n_train": n, "n_test": len(data.x_test),
+            "data": getattr(data, "name", None), "n_train": n, "n_test": n_test,
             "model": type(model).__name__, "dtype": np.dtype(self.dtype).name,
             "optimizer": type(optimizer).__name__, "param_groups": hyper,
             "batch_size": self.batch_size, "epochs": epochs, "steps": self.total_steps,
@@ -266,7 +273,7 @@ class Trainer:
                     self.save_checkpoint()
         finally:
             bar.close()
-        if self.eval_every_epoch and len(d.x_test):
+        if self.eval_every_epoch:
             loss, acc = self.evaluate()
             self.history.final = {"step": self.step, "test_loss": loss, "test_accuracy": acc}
         if self.out_dir is not None:
@@ -277,7 +284,7 @@ class Trainer:
     def _end_epoch(self):
         loss_sum, correct, seen = self._sums
         test_loss = test_acc = None
-        if self.eval_every_epoch and len(self.data.x_test):
+        if self.eval_every_epoch:
             test_loss, test_acc = self.evaluate()
         self.epoch += 1
         self.history.add_epoch(epoch=self.epoch, step=self.step, train_loss=loss_sum / seen,

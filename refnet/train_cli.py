@@ -17,6 +17,7 @@ import numpy as np
 
 from refnet import backend
 
+SCHEDULES = ("constant", "step", "cosine", "warmup", "warmup-cosine", "warmup-step")
 # Flags that may differ between a run and its --resume.
 _FREE_ON_RESUME = {"epochs", "steps", "resume", "out", "device", "progress", "checkpoint_every"}
 
@@ -48,8 +49,8 @@ def add_arguments(parser):
     o.add_argument("--l2", type=float, default=0.0, help="coupled L2: the loss gains l2*||w||^2")
     o.add_argument("--weight-decay", type=float, default=0.0, help="decoupled: w -= lr*wd*w")
     o.add_argument("--unit-norm", action="store_true", help="project scale-invariant weights to norm 1")
-    o.add_argument("--schedule", default="constant",
-                   help="constant, step, cosine, warmup, warmup-cosine or warmup-step")
+    o.add_argument("--schedule", default="constant", choices=SCHEDULES,
+                   help="lr factor per step (refnet.optim.schedules); default constant")
     o.add_argument("--warmup-steps", type=int, default=None)
     o.add_argument("--step-size", type=int, default=None, help="steps between decays (schedule step)")
     o.add_argument("--gamma", type=float, default=0.1, help="decay factor (schedule step)")
@@ -175,8 +176,8 @@ def run(args):
               f" | test loss {_fmt(history['test_loss'][i])} acc {_fmt(history['test_accuracy'][i])}"
               f" | {history['epoch_time'][i]:.1f} s")
     out = os.path.abspath(args.out)
-    print(f"wrote {os.path.join(out, 'history.json')}, {os.path.join(out, 'history.npz')} "
-          f"and {ckpt if os.path.isabs(ckpt) else os.path.join(out, 'checkpoint.npz')}")
+    names = ", ".join(os.path.join(out, f) for f in ("history.json", "history.npz", "checkpoint.npz"))
+    print(f"wrote {names}")
     return 0
 
 

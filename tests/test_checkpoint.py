@@ -116,3 +116,10 @@ def test_json_safe_turns_numpy_and_non_finite_values_into_json():
     out = checkpoint.json_safe({"a": np.float32(0.5), "b": (np.int64(2), float("inf")), 3: np.bool_(True)})
     assert out == {"a": 0.5, "b": [2, None], "3": True}
     json.dumps(out, allow_nan=False)
+
+
+def test_written_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
+    path = checkpoint.write_json(tmp_path / "h.json", {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask

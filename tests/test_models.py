@@ -140,3 +140,9 @@ def test_bad_arguments_are_named(call, match):
 def test_layers_used_are_the_public_ones():
     model = cnn(1, image_size=8, widths=(4,), norm="bn", rng=0)
     assert isinstance(model[0], layers.Conv2d) and isinstance(model[1], norms.BatchNorm2d)
+
+
+def test_convs_per_block_repeats_the_conv_norm_relu_unit_before_each_pool():
+    model = cnn(1, image_size=8, widths=(4,), convs_per_block=2, rng=0)
+    assert _types(model) == ["Conv2d", "BatchNorm2d", "ReLU"] * 2 + ["MaxPool2d", "Flatten", "Linear"]
+    assert model[3].weight.shape == (4, 4, 3, 3) and model[3].weight.scale_group == "unit"

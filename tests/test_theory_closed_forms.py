@@ -222,7 +222,7 @@ LAWS = {
     "sgd+momentum+l2": lambda e: theory.sgd_momentum_l2_equilibrium(0.1, e / 0.1, 2.0, 0.9),
     "adam+l2": lambda e: theory.adam_l2_equilibrium(0.01, e / 0.01 ** 2 * 1e-4, 2.0, 256, eps=0.0),
     "adamw": lambda e: theory.adamw_equilibrium(0.01, e / 0.01, 256, betas=(0.9, 1 - 1e-12)),
-    "projected sgd": lambda e: theory.projected_sgd_equilibrium(0.01, e / 0.01, 2.0),
+    "projected sgd": lambda e: theory.projected_sgd_equilibrium(e, 0.5, 2.0),  # small angle too
     "projected adam": lambda e: theory.projected_adam_equilibrium(e, 256, betas=(0.9, 1 - 1e-12)),
 }
 
@@ -270,14 +270,15 @@ def test_relaxation_times_are_inverse_rates():
 
 # --- growth without L2 ---------------------------------------------------------------------
 def test_sgd_growth_matches_the_exact_recursion_without_noise():
-    lr, G2, steps = 0.3, 2.0, 5000
+    lr, G2, steps = 0.1, 2.0, 5000
     y, ys = 1.0, [1.0]
     for _ in range(steps):  # ||w||^4 with ||g_tilde||^2 = G2 every step, identity 4 at lam = 0
         x = np.sqrt(y)
         y = (x + lr * lr * G2 / x) ** 2
         ys.append(y)
     growth = theory.sgd_growth(np.arange(steps + 1), lr, G2)
-    np.testing.assert_allclose(growth.norm ** 4, ys, rtol=2e-3)
+    np.testing.assert_allclose(growth.norm ** 4, ys, rtol=1e-4)
+    assert np.abs(growth.norm_small ** 4 / ys - 1).max() > 1e-3  # the log term matters
     assert growth.slope_small == 2 * lr * lr * G2
     assert growth.angle[-1] / growth.angle_asymptotic[-1] == pytest.approx(1, rel=0.02)
 

@@ -216,3 +216,12 @@ def test_training_records_and_resumes_bit_identically_on_the_gpu(data, tmp_path)
         assert backend.is_cupy_array(_trainer(data).model.parameters()[0].data)
     finally:
         backend.use("cpu")
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(batch_size=0), "batch_size"), (dict(epochs=0), "epochs"), (dict(log_every=0), "log_every"),
+    (dict(steps=-1), "steps"), (dict(steps=2.5), "steps"),
+])
+def test_bad_trainer_arguments_are_named(data, kw, match):
+    with pytest.raises(ValueError, match=match):
+        _trainer(data, **kw)

@@ -198,7 +198,7 @@ class Module:
 def _convert(a, device, dtype):
     if device is not None:
         a = backend.to_device(a, device)
-    if dtype is not None:
+    if dtype is not None and a.dtype.kind == "f":  # counters (BN's num_batches_tracked) stay ints
         a = a.astype(dtype)
     return a
 
