@@ -32,8 +32,9 @@ from tqdm import tqdm
 from refnet import backend, checkpoint
 from refnet.checkpoint import json_safe
 from refnet.data import batch_indices
-from refnet.invariance import angular_update
+from refnet.invariance import angular_update, group_sq_norms
 from refnet.ops import softmax_cross_entropy
+from refnet.optim import Adam
 
 EPOCH_KEYS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
               "epoch_time")
@@ -49,12 +50,6 @@ class NonFiniteLossError(FloatingPointError):
                 else "no checkpoint was written")
         super().__init__(f"training stopped: loss is {loss} at step {step}; {kept}. "
                          f"Lower the learning rate or check the data.")
-
-
-def _group_sq_norms(a, scale_group):
-    """||.||^2 per scale group: per row along axis 0 ("unit"), or of the whole tensor."""
-    flat = a.reshape(a.shape[0] if scale_group == "unit" else 1, -1)
-    return (flat * flat).sum(axis=1)
 
 
 class History:
@@ -154,7 +149,7 @@ class Trainer:
             raise ValueError(f"Trainer(batch_size): got {batch_size} with drop_last and {n} examples")
         self.total_steps = int(steps) if steps is not None else int(epochs) * per_epoch
         self.dtype = model.parameters()[0].dtype
-        self.kind = "adam" if "adam" in type(optimizer).__name__.lower() else "sgd"
+        self.kind = "adam" if isinstance(optimizer, Adam) else "sgd"  # for the effective lr
         self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
         group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
         self.tracked = [(name, p, group_of[id(p)]) for name, p in model.named_parameters()
@@ -208,10 +203,10 @@ class Trainer:
         stats = []
         for name, p, gi in self.tracked:
             xp = backend.array_module(p.data)
-            sq = _group_sq_norms(p.data, p.scale_group)
+            sq = group_sq_norms(p.data, p.scale_group)
             norm, lr = xp.sqrt(sq), self.optimizer.param_groups[gi]["lr"]
             eff = lr / (sq if self.kind == "sgd" else norm)
-            unit_grad = norm * xp.sqrt(_group_sq_norms(p.grad, p.scale_group))
+            unit_grad = norm * xp.sqrt(group_sq_norms(p.grad, p.scale_group))
             stats.append((p.data.copy(), norm, eff, unit_grad))
         return stats
 
@@ -274,7 +269,11 @@ class Trainer:
         finally:
             bar.close()
         if self.eval_every_epoch:
-            loss, acc = self.evaluate()
+            ep = self.history.epochs
+            if ep["step"] and ep["step"][-1] == self.step:  # just evaluated at the epoch's end
+                loss, acc = ep["test_loss"][-1], ep["test_accuracy"][-1]
+            else:
+                loss, acc = self.evaluate()
             self.history.final = {"step": self.step, "test_loss": loss, "test_accuracy": acc}
         if self.out_dir is not None:
             self.history.save(self.out_dir)

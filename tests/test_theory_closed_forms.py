@@ -205,7 +205,8 @@ def test_sgd_equilibrium_is_the_fixed_point_of_the_recursion(lr, lam, G2):
     x = eq.norm ** 2
     assert theory.sgd_norm_recursion(x, lr, lam, G2 / x) == pytest.approx(x, rel=1e-12)
     # one step from the fixed point: tan(angle) = lr ||g|| / ((1 - 2 lr lam) ||w||)
-    assert np.arctan(lr * np.sqrt(G2 / x) / ((1 - 2 * lr * lam) * eq.norm)) == pytest.approx(eq.angle, rel=1e-12)
+    tan = lr * np.sqrt(G2 / x) / ((1 - 2 * lr * lam) * eq.norm)
+    assert np.arctan(tan) == pytest.approx(eq.angle, rel=1e-12)
     assert eq.effective_lr == pytest.approx(theory.effective_lr(lr, eq.norm, "sgd"), rel=1e-12)
 
 

@@ -195,6 +195,19 @@ def test_cli_resume_continues_and_refuses_changed_flags(tmp_path, capsys):
     assert "--lr was None, now 0.5" in capsys.readouterr().err
 
 
+def test_cli_resume_from_mid_epoch_matches_a_straight_run_to_the_bit(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(CLI + ["--out", str(straight), "--steps", "5"]) == 0
+    assert main(CLI + ["--out", str(split), "--steps", "3"]) == 0
+    assert main(CLI + ["--out", str(split), "--steps", "5", "--resume"]) == 0
+    for name in ("checkpoint.npz", "history.npz"):
+        a, b = (np.load(d / name, allow_pickle=False) for d in (straight, split))
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            if k != "__meta__":
+                assert np.array_equal(a[k], b[k]), (name, k)
+
+
 def test_cli_resume_without_a_checkpoint_fails_clearly(tmp_path, capsys):
     assert main(CLI + ["--out", str(tmp_path), "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err

@@ -85,7 +85,8 @@ def random_walk(make_step, *, d=256, units=64, steps=4000, G2=1.0, norm0=1.0, rh
     of the noise (AR(1)); 0 gives independent gradients.
     """
     if not (d >= 2 and units >= 1 and steps >= 1):
-        raise ValueError(f"random_walk: got d={d}, units={units}, steps={steps}; expected d >= 2, units >= 1, steps >= 1")
+        raise ValueError(f"random_walk: got d={d}, units={units}, steps={steps}; "
+                         "expected d >= 2, units >= 1, steps >= 1")
     if not -1.0 < rho < 1.0:
         raise ValueError(f"random_walk(rho): got {rho}, expected -1 < rho < 1")
     rng = np.random.default_rng() if rng is None else rng
