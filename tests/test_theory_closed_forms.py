@@ -6,6 +6,10 @@ be fixed points of the recursions they come from, and their small-lr*lam forms m
 the exact ones as lr*lam -> 0. Pure numpy: theory/ is checked without refnet.
 """
 
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -34,8 +38,9 @@ class ScaleInvariantLoss:
         return scale_invariant_gradient(w, u @ self.A + self.b[t])
 
 
-def directions(w):
-    return w / np.linalg.norm(w, axis=1, keepdims=True)
+def directions(ws):
+    """Unit vectors along the last axis (rows of a weight, or of a whole trajectory)."""
+    return ws / np.linalg.norm(ws, axis=-1, keepdims=True)
 
 
 def run(rule, loss, w0, steps):
@@ -121,15 +126,11 @@ def test_sgd_with_l2_equals_sgd_without_at_exponential_lr(loss, w0):
         u = u - theory.exponential_lr_equivalent(lr, lam, t) * loss.grad(u, t)
         us.append(u)
     us = np.array(us)
-    np.testing.assert_allclose(directions_all(w), directions_all(us), atol=EXACT)
+    np.testing.assert_allclose(directions(w), directions(us), atol=EXACT)
     q = 1 - 2 * lr * lam
     np.testing.assert_allclose(np.linalg.norm(w, axis=2),
                                q ** np.arange(steps + 1)[:, None] * np.linalg.norm(us, axis=2),
                                rtol=EXACT)
-
-
-def directions_all(ws):
-    return ws / np.linalg.norm(ws, axis=-1, keepdims=True)
 
 
 def test_projected_sgd_angle_is_exact_each_step(loss, w0):
@@ -170,7 +171,7 @@ def test_symmetry_map_gives_identical_directions(loss, w0, kind, cls, cfg, c):
     mapped = dict(cfg, **{k: image[k] for k in settings})
     a = run(build(cls, cfg), loss, w0, 100)
     b = run(build(cls, mapped), loss, image["w0_scale"] * w0, 100)
-    np.testing.assert_allclose(directions_all(b), directions_all(a), atol=1e-10)
+    np.testing.assert_allclose(directions(b), directions(a), atol=1e-10)
     np.testing.assert_allclose(b, c * a, rtol=1e-9)
     assert theory.is_symmetry(kind, dict(settings, w0_scale=1.0), image)
 
@@ -180,7 +181,7 @@ def test_adam_with_l2_under_sgd_rule_is_not_equivalent(loss, w0):
     image = theory.symmetry_map("sgd", c, **cfg)
     a = run(build(AdamRule, cfg), loss, w0, 100)
     b = run(build(AdamRule, image), loss, c * w0, 100)
-    assert np.abs(directions_all(b) - directions_all(a)).max() > 1e-3
+    assert np.abs(directions(b) - directions(a)).max() > 1e-3
     assert not theory.is_symmetry("adam", dict(cfg, w0_scale=1.0), image)
 
 
@@ -319,8 +320,6 @@ def test_balance_matches_the_equilibrium_functions():
 
 
 def test_theory_imports_nothing_from_refnet():
-    import subprocess
-    import sys
     code = "import sys, theory; sys.exit(any(m.split('.')[0] == 'refnet' for m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], cwd=str(__import__("pathlib").Path(
-        theory.__file__).parents[1])).returncode == 0
+    root = pathlib.Path(theory.__file__).resolve().parents[1]
+    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0

@@ -118,7 +118,7 @@ def adam_l2_equilibrium(lr, lam, G2, d, betas=(0.9, 0.999), eps=1e-8, convention
     below ``1-b2``). Exact: with ``v`` steady, Adam is heavy-ball SGD with ``mu = b1`` and
     ``lr_eq = lr (1-b1) / (sqrt(v) + eps)``, ``v = G2/(d ||w||^2) + 4 lam^2 ||w||^2/d``; the SGD +
     momentum law is solved for ``||w||``, and ``cos(angle) = 1 - 2 lr_eq lam/(1+b1)``."""
-    lam, (b1, b2) = paper_lam(lam, convention), betas
+    lam, b1 = paper_lam(lam, convention), betas[0]
     n3s = lr * np.sqrt(G2 * d) / (4 * lam)
     x = n3s ** (2.0 / 3.0)
     for _ in range(200):  # contraction: x ~ x^(1/4) near the fixed point

@@ -106,7 +106,8 @@ def random_walk(make_step, *, d=256, units=64, steps=4000, G2=1.0, norm0=1.0, rh
         g = scale_invariant_gradient(w, xi)
         gt2[t] = (g * g).sum(axis=1) * norms2[t]
         w_prev = w.copy()
-        w = np.array(step(w, g), dtype=np.float64, copy=True)
+        w = step(w, g)
+        w = np.array(w.get() if hasattr(w, "get") else w, dtype=np.float64, copy=True)  # cupy -> host
         angles[t] = row_angles(w_prev, w)
         norms2[t + 1] = (w * w).sum(axis=1)
     return Walk(norms2=norms2, angles=angles, gt2=gt2)

@@ -1,0 +1,286 @@
+"""``refnet bench``: how fast are the hand-written ops, and how far from PyTorch?
+
+    refnet bench                       # CPU, float32, PyTorch side by side if importable
+    refnet bench --quick --json b.json # fewer repeats, results also as JSON
+    refnet bench --device gpu          # the same code on CuPy
+
+Each case times forward+backward (or one training step) of refnet and, when PyTorch
+happens to be installed (never a dependency), of the same computation in PyTorch, in the
+same process. Timings on a shared machine drift by tens of percent between processes and
+even between seconds, so the two sides are *interleaved* -- refnet, torch, refnet, torch,
+... -- and each reports the median of its repeats: both see the same machine state, and
+the ratio is meaningful even when the absolute numbers are not.
+
+Columns: median milliseconds, the ratio refnet/PyTorch, GFLOP/s (matrix-product FLOPs of
+the forward and the two backward products; none for memory-bound ops) and its fraction of
+the measured float32 GEMM peak (a square matmul timed at start), and refnet's peak extra
+memory during one call: tracemalloc on NumPy (NumPy reports its buffers to it), the
+growth of CuPy's memory pool on the GPU.
+
+``OMP_WAIT_POLICY=PASSIVE`` is set before PyTorch is imported: its OpenMP threads
+otherwise spin after each op and slow NumPy's BLAS threads in the same process by about
+a third. After the table, the memory a training step keeps for the backward pass is
+compared with PyTorch's saved tensors (``activation_memory``).
+"""
+
+import json
+import os
+import statistics
+import time
+import tracemalloc
+
+import numpy as np
+
+from refnet import backend
+from refnet import bench_torch
+from refnet.nn.models import cnn, trainable_parameters
+from refnet.ops import (batchnorm_backward, batchnorm_forward, conv2d_backward, conv2d_forward,
+                        layernorm_backward, layernorm_forward, linear_backward, linear_forward,
+                        maxpool2d_backward, maxpool2d_forward, softmax_cross_entropy)
+from refnet.optim import SGD
+
+# (name, N, C, F, H, kernel, stride, padding): the three 3x3 shapes of a CIFAR-style
+# 3-block CNN at batch 128, a 1x1 and a stride-2 conv.
+CONVS = (("conv3x3 3->32 @32", 3, 32, 32, 3, 1, 1),
+         ("conv3x3 32->64 @16", 32, 64, 16, 3, 1, 1),
+         ("conv3x3 64->128 @8", 64, 128, 8, 3, 1, 1),
+         ("conv1x1 64->128 @16", 64, 128, 16, 1, 1, 0),
+         ("conv3x3/2 32->64 @32", 32, 64, 32, 3, 2, 1))
+# (name, in_channels, image_size, widths) for cnn(): the default net on Fashion-MNIST and
+# CIFAR-sized inputs, and the 3-block net whose step the issue's target is about.
+NETS = (("step cnn 1x28x28", 1, 28, (32, 64)),
+        ("step cnn 3x32x32", 3, 32, (32, 64)),
+        ("step cnn3 3x32x32", 3, 32, (32, 64, 128)))
+
+
+class Case:
+    """One benchmark: zero-argument callables for refnet and (maybe) PyTorch, and the
+    matrix-product FLOPs of one call (None for memory-bound ops)."""
+
+    def __init__(self, name, refnet_fn, torch_fn=None, flops=None):
+        self.name, self.refnet_fn, self.torch_fn, self.flops = name, refnet_fn, torch_fn, flops
+
+
+def _conv_flops(n, c, f, ho, wo, k):
+    return 3 * 2 * n * f * c * k * k * ho * wo      # forward, dw and dcols products
+
+
+def _model_flops(model, x_shape):
+    """Matrix-product FLOPs of a forward+backward of ``model`` (3 products per conv/linear)."""
+    flops, shape = 0, x_shape
+    for layer in model:
+        kind = type(layer).__name__
+        if kind == "Conv2d":
+            (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+            ho, wo = (shape[2] + 2 * ph - kh) // sh + 1, (shape[3] + 2 * pw - kw) // sw + 1
+            flops += 3 * 2 * shape[0] * layer.out_channels * layer.in_channels * kh * kw * ho * wo
+            shape = (shape[0], layer.out_channels, ho, wo)
+        elif kind == "MaxPool2d":
+            shape = shape[:2] + tuple(s // k for s, k in zip(shape[2:], layer.kernel_size))
+        elif kind == "Flatten":
+            shape = (shape[0], int(np.prod(shape[1:])))
+        elif kind == "Linear":
+            flops += 3 * 2 * shape[0] * layer.in_features * layer.out_features
+            shape = (shape[0], layer.out_features)
+    return flops
+
+
+def make_cases(batch=128, torch_side=None, only=None):
+    """The benchmark cases at batch size ``batch``; ``torch_side`` is a
+    ``bench_torch.TorchSide`` or None; ``only``: keep names containing that substring."""
+    rng = np.random.default_rng(0)
+    dev = backend.to_device
+
+    def arr(*shape):
+        return dev(rng.standard_normal(shape).astype(np.float32))
+
+    ts = torch_side
+    cases = []
+    for name, c, f, h, k, s, p in CONVS:
+        x, w, b = arr(batch, c, h, h), arr(f, c, k, k) * 0.1, arr(f)
+        ho = (h + 2 * p - k) // s + 1
+        dy = arr(batch, f, ho, ho)
+
+        def conv(x=x, w=w, b=b, dy=dy, s=s, p=p):
+            conv2d_backward(dy, conv2d_forward(x, w, b, s, p)[1])
+        cases.append(Case(name, conv, ts and ts.op("conv2d", (x, w, b), dy, stride=s, padding=p),
+                          _conv_flops(batch, c, f, ho, ho, k)))
+
+    xn, g, beta, dyn = arr(batch, 64, 16, 16), arr(64), arr(64), arr(batch, 64, 16, 16)
+    cases.append(Case("batchnorm2d (N,64,16,16)",
+                      lambda: batchnorm_backward(dyn, batchnorm_forward(xn, g, beta)[1]),
+                      ts and ts.op("batch_norm", (xn, g, beta), dyn)))
+    g2, b2 = arr(64, 16, 16), arr(64, 16, 16)
+    cases.append(Case("layernorm (N,64,16,16)",
+                      lambda: layernorm_backward(dyn, layernorm_forward(xn, g2, b2)[1]),
+                      ts and ts.op("layer_norm", (xn, g2, b2), dyn)))
+    xm, dym = arr(batch, 32, 32, 32), arr(batch, 32, 16, 16)
+    cases.append(Case("maxpool2d 2x2 (N,32,32,32)",
+                      lambda: maxpool2d_backward(dym, maxpool2d_forward(xm, 2)[1]),
+                      ts and ts.op("max_pool2d", (xm,), dym, kernel_size=2)))
+    xl, wl, bl, dyl = arr(batch, 1024), arr(1024, 1024) * 0.03, arr(1024), arr(batch, 1024)
+    cases.append(Case("linear 1024->1024",
+                      lambda: linear_backward(dyl, linear_forward(xl, wl, bl)[1]),
+                      ts and ts.op("linear", (xl, wl, bl), dyl), 3 * 2 * batch * 1024 * 1024))
+
+    for name, c, size, widths in NETS:
+        model = cnn(c, image_size=size, widths=widths, norm="bn", rng=0)
+        xs = arr(batch, c, size, size)
+        ys = dev(rng.integers(0, 10, size=batch))
+        cases.append(Case(name, training_step(model, xs, ys),
+                          ts and ts.step(model, xs, ys), _model_flops(model, xs.shape)))
+    return [cs for cs in cases if only is None or only in cs.name]
+
+
+def training_step(model, x, y, lr=0.01, momentum=0.9, l2=5e-4):
+    """A callable doing one SGD step of ``model`` on ``(x, y)``, as ``Trainer.train_step``
+    does it without its per-step recording: zero_grad, forward, loss, backward, step."""
+    opt = SGD(trainable_parameters(model), lr=lr, momentum=momentum, l2=l2)
+
+    def step():
+        with np.errstate(all="ignore"):
+            model.zero_grad()
+            logits = model(x)
+            loss, dlogits = softmax_cross_entropy(logits, y)
+            loss = backend.scalar(loss)
+            model.backward(dlogits)
+            opt.step()
+        return loss, int((logits.argmax(axis=1) == y).sum())
+    return step
+
+
+def _sync():
+    if backend.default_name() == "cupy":
+        backend.array_module(backend.to_device(np.zeros(1))).cuda.Device().synchronize()
+
+
+def peak_memory(fn):
+    """Peak bytes allocated above the starting point during one call of ``fn``."""
+    if backend.default_name() == "cupy":
+        pool = backend.default_module().get_default_memory_pool()
+        pool.free_all_blocks()      # then the pool grows exactly to the peak of live blocks
+        before = pool.total_bytes()
+        fn()
+        _sync()
+        return pool.total_bytes() - before
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def time_interleaved(fns, repeats, warmup=2, sync=_sync):
+    """Median seconds per call of each callable in ``fns``, calling them in turn."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+        sync()
+    times = [[] for _ in fns]
+    for r in range(repeats):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            t0 = time.perf_counter()
+            fns[i]()
+            sync()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def gemm_peak(size=1024, repeats=7):
+    """Measured float32 GFLOP/s of a square matmul on the current backend."""
+    rng = np.random.default_rng(1)
+    a, b = (backend.to_device(rng.standard_normal((size, size)).astype(np.float32)) for _ in "ab")
+    t = time_interleaved([lambda: a @ b], repeats)[0]
+    return 2 * size ** 3 / t / 1e9
+
+
+def run_cases(cases, repeats, torch_side=None, peak=None):
+    """Time every case; returns one dict per case (see the module docstring)."""
+    rows = []
+    for case in cases:
+        fns = [case.refnet_fn] + ([case.torch_fn] if case.torch_fn else [])
+        sync = (lambda: (_sync(), torch_side.sync())) if case.torch_fn else _sync
+        t = time_interleaved(fns, repeats, sync=sync)
+        row = {"name": case.name, "refnet_ms": 1e3 * t[0],
+               "torch_ms": 1e3 * t[1] if case.torch_fn else None}
+        row["ratio"] = t[0] / t[1] if case.torch_fn else None
+        row["gflops"] = case.flops / t[0] / 1e9 if case.flops else None
+        row["peak_fraction"] = row["gflops"] / peak if row["gflops"] and peak else None
+        row["peak_mem_mb"] = peak_memory(case.refnet_fn) / 2 ** 20
+        rows.append(row)
+    return rows
+
+
+def format_table(rows):
+    def f(v, spec):
+        return "-" if v is None else format(v, spec)
+    lines = [f"{'case':28s} {'refnet ms':>10s} {'torch ms':>9s} {'ratio':>6s} "
+             f"{'GFLOP/s':>8s} {'%peak':>6s} {'peak MB':>8s}"]
+    for r in rows:
+        frac = None if r["peak_fraction"] is None else 100 * r["peak_fraction"]
+        lines.append(f"{r['name']:28s} {f(r['refnet_ms'], '10.2f')} {f(r['torch_ms'], '9.2f')} "
+                     f"{f(r['ratio'], '6.2f')} {f(r['gflops'], '8.1f')} {f(frac, '6.0f')} "
+                     f"{f(r['peak_mem_mb'], '8.1f')}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser):
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="cpu: NumPy; gpu: CuPy (and PyTorch on CUDA when it has it)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, for a fast look")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed calls per case and side (default 25, --quick 5)")
+    parser.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
+    parser.add_argument("--only", default=None, help="run only cases whose name contains this")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
+    parser.add_argument("--json", metavar="FILE", default=None, help="also write results here")
+
+
+def run(args):
+    if args.device == "gpu":
+        backend.use("cupy")         # a clear RuntimeError when there is no usable GPU
+    repeats = args.repeats or (5 if args.quick else 25)
+    if repeats < 1 or args.batch < 2:
+        raise SystemExit("refnet bench: --repeats must be >= 1 and --batch >= 2")
+    torch_side = None if args.no_torch else bench_torch.TorchSide.create(args.device)
+    env = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS",
+                                          "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")}
+    peak = gemm_peak(512 if args.quick else 1024)
+    print(f"refnet bench: device {args.device}, float32, batch {args.batch}, median of {repeats} "
+          f"interleaved repeats; float32 GEMM peak {peak:.0f} GFLOP/s; "
+          f"{torch_side.describe() if torch_side else 'PyTorch: not compared'}")
+    rows = run_cases(make_cases(args.batch, torch_side, args.only), repeats, torch_side, peak)
+    print(format_table(rows))
+    memory = activation_report(args.batch, torch_side)
+    for m in memory:
+        torch_mb = "-" if m["torch_mb"] is None else f"{m['torch_mb']:.1f} MB"
+        ratio = "" if m["ratio"] is None else f" (ratio {m['ratio']:.2f})"
+        print(f"activation memory kept for backward, {m['name']}: refnet {m['refnet_mb']:.1f} MB, "
+              f"PyTorch {torch_mb}{ratio}")
+    if args.json:
+        result = {"device": args.device, "dtype": "float32", "batch": args.batch,
+                  "repeats": repeats, "gemm_peak_gflops": peak, "env": env,
+                  "torch": torch_side.describe() if torch_side else None,
+                  "cases": rows, "activation_memory": memory}
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(result, fh, indent=2)
+        os.replace(tmp, args.json)
+    return 0
+
+
+def activation_report(batch, torch_side=None):
+    """Bytes cached for the backward by one training-mode forward of each net in NETS."""
+    rng = np.random.default_rng(0)
+    out = []
+    for name, c, size, widths in NETS:
+        model = cnn(c, image_size=size, widths=widths, norm="bn", rng=0)
+        x = backend.to_device(rng.standard_normal((batch, c, size, size)).astype(np.float32))
+        ours = bench_torch.cached_bytes(model, x)
+        theirs = torch_side.saved_bytes(model, x) if torch_side else None
+        out.append({"name": name.replace("step ", ""), "refnet_mb": ours / 2 ** 20,
+                    "torch_mb": None if theirs is None else theirs / 2 ** 20,
+                    "ratio": None if not theirs else ours / theirs})
+    return out

@@ -1,0 +1,339 @@
+"""Measured versus predicted dynamics of scale-invariant weights (THEORY.md's equilibria).
+
+    history = Trainer(model, SGD(params, lr=0.1, l2=5e-3), data, steps=3000, log_every=1).fit()
+    report = compare(history)              # or compare(recorder), see Recorder
+    report["params"]["1.weight"]["median"]["rel_error"]   # {"norm_power": ..., "angle": ...}
+
+Per scale group (a unit for BN/WN, the tensor for LN) and over a late window of logged steps,
+``compare`` measures the mean of ``||w||^p``, the RMS angular update and the mean effective lr,
+and predicts them with the closed form in ``theory`` for the optimizer actually used (options
+read from the History's config or the optimizer): SGD + L2 (``||w||^4 = lr G2/(4 lam (1-lr lam))``,
+``cos angle = 1 - 2 lr lam``), SGD + momentum + L2, Adam + L2 (``p = 3``), AdamW (``p = 2``),
+projected SGD / Adam (the paper's ``unit_norm``), and without L2 the growth laws (the measured
+quantity is then the slope per step of ``||w||^p``: ``2 lr^2 G2`` for SGD, ``p = 4``; Adam's,
+``p = 2``, with the ``1/(1-b2)`` lag). Convention A: ``l2 = lam`` means loss + ``lam ||w||^2``;
+``weight_decay`` is decoupled (for plain SGD it equals ``l2 = wd/2`` and is folded in).
+
+``G2 = E||g_tilde||^2``, the squared gradient norm at the unit point ``w/||w||`` (recorded as
+``grad_norm_unit = ||w|| ||g||``, g without L2), per group. ``g2="relaxed"`` (default): the
+equilibria are quasi-static, the norm follows G2 through the relaxation (for SGD + L2 exactly:
+``||w_{t+1}||^4 = (1-2 lr lam)^4 ||w_t||^4 + 2 (1-2 lr lam)^2 lr^2 ||g_tilde_t||^2 + O(lr^4)``, an
+exponential moving average of ``||g_tilde||^2`` at the relaxation rate), so G2 is that moving
+average, taken over the whole record, then averaged over the window; this removes the lag
+error while G2 drifts. ``g2="window"``: the plain mean over the window. Either way the window
+should start a few relaxation times after the start (or after the norm was set near the law).
+``window``: a fraction (0.5: the second half of the logged rows) or a number of last rows.
+Assumes a constant lr over the window (the mean is used) and that ``decay`` applies to the
+scale-invariant weights, as refnet's models do.
+"""
+
+import numpy as np
+
+import theory
+from refnet import backend
+from refnet.invariance import angular_update, group_sq_norms
+
+QUANTITIES = ("norm_power", "angle", "effective_lr")
+_OPTIONS = ("lr", "momentum", "dampening", "nesterov", "l2", "weight_decay", "unit_norm", "betas", "eps")
+
+
+def optimizer_setup(kind, group):
+    """``{"kind": "sgd"|"adam", option: value}`` from an optimizer's type name and one param group."""
+    kind = "adam" if "adam" in str(kind).lower() else "sgd"
+    return {"kind": kind, **{k: (tuple(v) if k == "betas" else v) for k, v in group.items() if k in _OPTIONS}}
+
+
+def law(setup):
+    """The law that applies: ``(name, p)``, ``p`` the power of ``||w||`` it is stated in."""
+    s, l2, wd = setup, setup.get("l2", 0.0), setup.get("weight_decay", 0.0)
+    if s.get("nesterov") or s.get("dampening", 0.0):
+        raise ValueError(f"law: no closed form for nesterov/dampening (got {setup!r})")
+    if s["kind"] == "sgd":
+        mu = s.get("momentum", 0.0)
+        if s.get("unit_norm"):
+            return "projected sgd", 2
+        if mu and wd:
+            raise ValueError("law: no closed form for SGD momentum with decoupled weight_decay")
+        if l2 + wd / 2 == 0:
+            return "sgd growth", 4
+        return ("sgd+momentum+l2" if mu else "sgd+l2"), 4
+    if s.get("unit_norm"):
+        if l2:
+            raise ValueError("law: no closed form for projected Adam with coupled l2")
+        return "projected adam", 2
+    if l2 and wd:
+        raise ValueError("law: no closed form for Adam with both l2 and weight_decay")
+    return ("adam+l2", 3) if l2 else ("adamw", 2) if wd else ("adam growth", 2)
+
+
+def equilibrium(name, setup, G2, d):
+    """``theory``'s Equilibrium for law ``name`` at one group's ``G2`` and size ``d``."""
+    lr, s = setup["lr"], setup
+    lam = s.get("l2", 0.0) + s.get("weight_decay", 0.0) / 2  # plain SGD: wd == 2 * l2
+    betas = s.get("betas", (0.9, 0.999))
+    if name == "sgd+l2":
+        return theory.sgd_l2_equilibrium(lr, lam, G2)
+    if name == "sgd+momentum+l2":
+        return theory.sgd_momentum_l2_equilibrium(lr, lam, G2, s["momentum"])
+    if name == "projected sgd":
+        return theory.projected_sgd_equilibrium(lr, lam, G2)
+    if name == "adam+l2":
+        return theory.adam_l2_equilibrium(lr, s["l2"], G2, d, betas, s.get("eps", 1e-8))
+    if name == "adamw":
+        return theory.adamw_equilibrium(lr, s["weight_decay"], d, betas)
+    if name == "projected adam":  # w <- (1 - lr wd) w - lr u, projected: lr/(1 - lr wd) on the sphere
+        return theory.projected_adam_equilibrium(lr / (1 - lr * s.get("weight_decay", 0.0)), d, betas)
+    raise ValueError(f"equilibrium(name): got {name!r}, expected an equilibrium law")
+
+
+def relaxed(a, rate, seed_rows):
+    """Exponential moving average over rows of ``a`` (rows, groups) at ``rate`` per row (an array
+    per group or a number), seeded with the mean of the first ``seed_rows`` rows."""
+    ema = a[:max(1, int(seed_rows))].mean(axis=0)
+    out = np.empty_like(a)
+    for i, row in enumerate(a):
+        ema = ema + rate * (row - ema)
+        out[i] = ema
+    return out
+
+
+def _source(source, hyper):
+    """(steps, params, setup per name) from a History, a Recorder or a dict of the same three."""
+    steps, params = source.steps, source.params
+    config = getattr(source, "config", {})
+    groups = config.get("param_groups", [])
+    setups = [optimizer_setup(config.get("optimizer", ""), g) for g in groups]
+    per_name = {}
+    for name, info in params.items():
+        if hyper is not None:
+            per_name[name] = optimizer_setup(config.get("optimizer", hyper.get("kind", "")), hyper)
+        elif "group" in info:
+            per_name[name] = setups[info["group"]]
+        elif setups and all(s == {**setups[0], "lr": s["lr"]} for s in setups):
+            per_name[name] = setups[0]  # same options in every group: only lr can differ, read below
+        else:
+            raise ValueError("compare(source): the param groups differ and the History does not say "
+                             "which group each parameter is in; pass hyper={...} (one group's options)")
+    return steps, params, per_name
+
+
+def _window(n, window):
+    start = n - int(window) if window >= 1 else int(n * (1 - window))
+    if not 0 <= start < n:
+        raise ValueError(f"compare(window): got {window!r} for {n} logged rows, expected a fraction "
+                         f"in (0, 1] or a row count in [1, {n}]")
+    return start
+
+
+def compare(source, window=0.5, g2="relaxed", hyper=None, names=None):
+    """Measured vs predicted norm, RMS angle and effective lr per scale group (see module doc).
+
+    source: a ``History`` (log_every rows of norm, angle, grad_norm_unit per group), a
+    ``Recorder``, or any object with ``steps``, ``params`` and ``config`` like them.
+    hyper: one param group's options (with ``kind``: "sgd"/"adam") when a History's groups
+    differ. Returns ``{"params": {name: result}}``; each result holds ``law``, ``p`` (the power
+    of ``||w||``), ``d``, ``window`` (first and last logged step), ``lr``, ``G2`` (per group),
+    and ``measured``, ``predicted``, ``rel_error`` (= measured/predicted - 1): dicts of per-group
+    arrays keyed "norm_power" (mean ``||w||^p``; for a growth law the slope per step of
+    ``||w||^p``), "angle" (RMS), "effective_lr" (``theory.effective_lr`` of the norm, momentum
+    included); ``median`` holds the medians over groups of the three dicts.
+    """
+    steps, params, setups = _source(source, hyper)
+    out = {}
+    for name in (names or list(params)):
+        info, setup = params[name], dict(setups[name])
+        norm = np.asarray(steps[f"norm/{name}"], dtype=float)
+        n = norm.shape[0]
+        start = _window(n, window)
+        step_no = np.asarray(steps["step"], dtype=float) if "step" in steps else np.arange(n, dtype=float)
+        every = float(np.median(np.diff(step_no))) if n > 1 else 1.0
+        if f"lr/{name}" in steps:
+            lr_rows = np.asarray(steps[f"lr/{name}"], dtype=float)
+        else:  # a Trainer records group 0's lr; schedules scale every group by the same factor
+            lr_rows = np.asarray(steps["lr"], dtype=float) * setup["lr"] / getattr(source, "config")["param_groups"][0]["lr"]
+        setup["lr"] = float(lr_rows[start:].mean())
+        lname, p = law(setup)
+        d = int(np.prod(info["shape"][1:] if info["scale_group"] == "unit" else info["shape"]))
+        gt2 = np.asarray(steps[f"grad_norm_unit/{name}"], dtype=float) ** 2
+        G2 = gt2[start:].mean(axis=0)
+        w, angle = norm[start:], np.asarray(steps[f"angle/{name}"], dtype=float)[start:]
+        mu = setup.get("momentum", 0.0) if setup["kind"] == "sgd" else 0.0
+        measured = {"angle": np.sqrt((angle ** 2).mean(axis=0)),
+                    "effective_lr": theory.effective_lr(setup["lr"], w, setup["kind"], mu).mean(axis=0)}
+        if lname.endswith("growth"):
+            predicted = _growth(lname, setup, G2, d, w, step_no, start, norm, measured)
+        else:
+            if g2 == "relaxed" and not lname.startswith("projected"):
+                rate = np.array([equilibrium(lname, setup, G, d).relaxation_rate for G in G2])
+                rate = 1 - (1 - np.minimum(rate, 1.0)) ** every
+                G2 = relaxed(gt2, rate, np.median(1 / rate))[start:].mean(axis=0)
+            elif g2 not in ("relaxed", "window"):
+                raise ValueError(f"compare(g2): got {g2!r}, expected 'relaxed' or 'window'")
+            eqs = [equilibrium(lname, setup, G, d) for G in G2]
+            measured["norm_power"] = (w ** p).mean(axis=0)
+            predicted = {"norm_power": np.array([e.norm ** p for e in eqs]),
+                         "angle": np.array([e.angle for e in eqs]),
+                         "effective_lr": np.array([e.effective_lr for e in eqs])}
+        rel = {k: measured[k] / predicted[k] - 1 for k in QUANTITIES}
+        out[name] = {"law": lname, "p": p, "d": d, "scale_group": info["scale_group"],
+                     "window": (float(step_no[start]), float(step_no[-1])), "lr": setup["lr"],
+                     "g2": g2, "G2": G2, "measured": measured, "predicted": predicted, "rel_error": rel,
+                     "median": {key: {k: float(np.median(v[k])) for k in QUANTITIES}
+                                for key, v in (("measured", measured), ("predicted", predicted),
+                                               ("rel_error", rel))}}
+    return {"params": out}
+
+
+def _growth(lname, setup, G2, d, w, step_no, start, norm, measured):
+    """No L2: measured slope of ``||w||^p`` (least squares over the window) vs the growth law;
+    the predicted angle and effective lr follow the law's norm, integrated from the window's
+    first row. SGD: slope ``2 c + c^2 E[1/||w||^4]``, ``c = lr^2 G2`` (identity 4 at lam = 0).
+    Adam: ``theory.adam_growth``'s slope (with the b2 lag) from the first row's RMS norm, which
+    assumes the record starts at step 0."""
+    lr, t = setup["lr"], step_no[start:]
+    p = 4 if lname == "sgd growth" else 2
+    y = w ** p
+    tc = t - t.mean()
+    measured["norm_power"] = (tc[:, None] * (y - y.mean(axis=0))).sum(axis=0) / (tc * tc).sum()
+    if lname == "sgd growth":
+        c = lr * lr * G2
+        slope = 2 * c + c * c * (1 / y).mean(axis=0)
+    else:
+        norm0 = float(np.sqrt((norm[0] ** 2).mean()))
+        g = theory.adam_growth(t.astype(int), lr, d, norm0, setup.get("betas", (0.9, 0.999)))
+        slope = np.full(G2.shape, float(g.slope.mean()))
+    y_law = y[0] + slope * (t - t[0])[:, None]
+    x_law = y_law ** (2.0 / p)
+    if lname == "sgd growth":
+        angle = np.arctan(lr * np.sqrt(G2) / x_law)
+    else:
+        b1 = setup.get("betas", (0.9, 0.999))[0]
+        angle = np.sqrt((1 - b1) / (1 + b1) * slope / x_law)
+    mu = setup.get("momentum", 0.0) if setup["kind"] == "sgd" else 0.0
+    return {"norm_power": slope, "angle": np.sqrt((angle ** 2).mean(axis=0)),
+            "effective_lr": theory.effective_lr(lr, np.sqrt(x_law), setup["kind"], mu).mean(axis=0)}
+
+
+def angle_balance(report, a, b):
+    """Ratio of the median RMS angles of parameters ``a`` and ``b`` in ``compare``'s report,
+    measured and predicted (balance: 1 for SGD and AdamW; ``(d G^-1)^(1/3)`` ratios for Adam + L2)."""
+    ra, rb = report["params"][a], report["params"][b]
+    return {"measured": ra["median"]["measured"]["angle"] / rb["median"]["measured"]["angle"],
+            "predicted": ra["median"]["predicted"]["angle"] / rb["median"]["predicted"]["angle"]}
+
+
+def gradient_correlation(source, window=0.5, names=None):
+    """Why the SGD + momentum norm misses the random-walk law on real data, per scale group.
+
+    Heavy ball, ``b_t = mu b_{t-1} + g_t + 2 lam w_t``, ``w_{t+1} = w_t - lr b_t``, ``x = ||w||^2``,
+    ``B = ||b||^2``, ``p_t = <w_t, b_t>``. Exactly, with only ``<w_t, g_t> = 0``:
+    ``x_{t+1} = x_t - 2 lr p_t + lr^2 B_t`` and ``p_t = mu p_{t-1} - mu lr B_{t-1} + 2 lam x_t``.
+    Stationary means give ``E[p] = lr E[B]/2`` and ``(1-mu) E[p] = 2 lam E[x] - mu lr E[B]``, so
+
+        E[x] = lr (1+mu) E[B] / (4 lam)        ("balance": holds whatever the gradients do).
+
+    ``E[B] = E||sum_k mu^k d_{t-k}||^2 = S E||g||^2/(1-mu^2)`` up to O(lr lam/(1-mu)^2) from the L2
+    part, with ``S = 1 + 2 sum_m mu^m c_m`` and ``c_m = E<g_t, g_{t-m}>/E||g||^2``; with
+    ``||g||^2 = ||g_tilde||^2/x`` this gives ``x^2 = S lr G2/(4 lam (1-mu))``: the walk's law times
+    S. On the walk ``c_m = 0``; on real data a step along a minibatch gradient changes the later
+    gradients (curvature: ``c_1 ~ -0.14`` under plain SGD, where identity 4 makes S irrelevant),
+    and with momentum the response rings (``c_1, c_2 > 0``, ``c_5..c_12 < 0`` here), giving S ~ 0.89.
+    The angle law needs only the balance (``E||w_{t+1}-w_t||^2/E[x] = lr^2 E[B]/E[x] =
+    4 lr lam/(1+mu)``), so it holds while the norm is off by ``S^(1/4)`` (``||w||^4`` by S).
+
+    Needs a Recorder with ``lags`` (and momentum for "balance"). Returns per name: ``autocorr``
+    (lags, groups) ``c_1..c_K`` over the window; ``S`` (``theory.momentum_correlation_factor``);
+    ``buffer_ratio`` ``E[B](1-mu^2)/E||g||^2`` (S seen directly); ``balance`` ``E[x] /
+    (lr (1+mu) E[B]/(4 lam)) - 1`` (stationarity check; 0 up to drift over the window).
+    """
+    steps, params, setups = _source(source, None)
+    out = {}
+    for name in (names or list(params)):
+        setup, dots = setups[name], np.asarray(steps[f"grad_dot/{name}"], dtype=float)
+        start = _window(dots.shape[0], window)
+        sums = dots[start:].sum(axis=0)
+        c = sums[1:] / sums[0]
+        mu = setup.get("momentum", 0.0)
+        res = {"autocorr": c, "S": np.array([theory.momentum_correlation_factor(mu, col) for col in c.T])}
+        if f"buffer_sq/{name}" in steps:
+            B = np.asarray(steps[f"buffer_sq/{name}"], dtype=float)[start:].mean(axis=0)
+            x = (np.asarray(steps[f"norm/{name}"], dtype=float)[start:] ** 2).mean(axis=0)
+            lr, lam = float(np.mean(steps[f"lr/{name}"][start:])), setup["l2"]
+            res["buffer_ratio"] = B * (1 - mu * mu) / (dots[start:, 0].mean(axis=0))
+            res["balance"] = x / (lr * (1 + mu) * B / (4 * lam)) - 1
+        out[name] = res
+    return out
+
+
+class Recorder:
+    """Record a live model + optimizer around each ``optimizer.step()``: per scale group the
+    History's quantities ("norm", "angle", "grad_norm_unit", "effective_lr", plus "lr") and
+    "buffer_sq" (the squared norm of SGD's momentum buffer); with ``lags=K`` also
+    "grad_dot" (rows, K+1, groups): ``<g_t, g_{t-m}>`` for m = 0..K (zero before step K).
+
+        rec = Recorder(model, optimizer, lags=40).attach()  # wraps optimizer.step in place
+        Trainer(model, optimizer, data, steps=3000, log_every=10**9).fit()  # or any loop
+        rec.detach(); compare(rec); gradient_correlation(rec)
+
+    ``attach`` replaces ``optimizer.step`` on that instance (so any loop records), ``detach``
+    restores it. Rows are copied to the host each step: meant for analysis, not speed.
+    """
+
+    def __init__(self, model, optimizer, lags=0):
+        self.optimizer, self.lags = optimizer, int(lags)
+        group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
+        self.tracked = [(n, p, group_of[id(p)]) for n, p in model.named_parameters()
+                        if p.scale_group is not None and id(p) in group_of]
+        self.params = {n: {"scale_group": p.scale_group, "shape": list(p.shape), "group": gi,
+                           "n_groups": int(p.shape[0]) if p.scale_group == "unit" else 1}
+                       for n, p, gi in self.tracked}
+        self.config = {"optimizer": type(optimizer).__name__,
+                       "param_groups": [{k: v for k, v in g.items() if k != "params"}
+                                        for g in optimizer.param_groups]}
+        self._rows, self._ring, self._count = {}, {n: [] for n, _, _ in self.tracked}, 0
+
+    def attach(self):
+        inner = self.optimizer.step
+
+        def step():
+            before = [(p.data.copy(), self._row_before(n, p, gi)) for n, p, gi in self.tracked]
+            inner()
+            self._add("step", self._count)
+            self._count += 1
+            for (n, p, _), (w, _) in zip(self.tracked, before):
+                self._add(f"angle/{n}", angular_update(w, p.data, p.scale_group))
+                buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    self._add(f"buffer_sq/{n}", group_sq_norms(buf, p.scale_group))
+        self.optimizer.step = step
+        return self
+
+    def detach(self):
+        self.optimizer.__dict__.pop("step", None)
+        return self
+
+    def _row_before(self, n, p, gi):
+        lr = self.optimizer.param_groups[gi]["lr"]
+        x, g2 = group_sq_norms(p.data, p.scale_group), group_sq_norms(p.grad, p.scale_group)
+        adam = "adam" in type(self.optimizer).__name__.lower()
+        self._add(f"lr/{n}", lr)
+        self._add(f"norm/{n}", x ** 0.5)
+        self._add(f"effective_lr/{n}", lr / (x ** 0.5 if adam else x))
+        self._add(f"grad_norm_unit/{n}", (x * g2) ** 0.5)
+        if self.lags:
+            ring = self._ring[n]
+            ring.insert(0, p.grad.reshape(p.shape[0] if p.scale_group == "unit" else 1, -1).copy())
+            del ring[self.lags + 1:]
+            xp = backend.array_module(p.grad)
+            dots = xp.zeros((self.lags + 1, ring[0].shape[0]), dtype=ring[0].dtype)
+            for m, old in enumerate(ring):
+                dots[m] = (ring[0] * old).sum(axis=1)
+            self._add(f"grad_dot/{n}", dots)
+
+    def _add(self, key, value):
+        self._rows.setdefault(key, []).append(backend.asnumpy(value) if hasattr(value, "shape") else value)
+
+    @property
+    def steps(self):
+        """``{key: numpy array}`` of everything recorded so far (rows = optimizer steps)."""
+        return {k: np.asarray(v) for k, v in self._rows.items()}
