@@ -215,7 +215,7 @@ def run_cases(cases, repeats, torch_side=None, peak=None):
 
 def format_table(rows):
     def f(v, spec):
-        return "-" if v is None else format(v, spec)
+        return format("-" if v is None else format(v, spec), ">" + spec.split(".")[0])
     lines = [f"{'case':28s} {'refnet ms':>10s} {'torch ms':>9s} {'ratio':>6s} "
              f"{'GFLOP/s':>8s} {'%peak':>6s} {'peak MB':>8s}"]
     for r in rows:

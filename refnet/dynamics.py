@@ -163,16 +163,20 @@ def compare(source, window=0.5, g2="relaxed", hyper=None, names=None):
         if lname.endswith("growth"):
             predicted = _growth(lname, setup, G2, d, w, step_no, start, norm, measured)
         else:
+            lag = 1.0
             if g2 == "relaxed" and not lname.startswith("projected"):
                 rate = np.array([equilibrium(lname, setup, G, d).relaxation_rate for G in G2])
                 rate = 1 - (1 - np.minimum(rate, 1.0)) ** every
-                G2 = relaxed(gt2, rate, np.median(1 / rate))[start:].mean(axis=0)
+                ema = relaxed(gt2, rate, np.median(1 / rate))[start:]
+                G2 = ema.mean(axis=0)
+                if setup["kind"] == "sgd":  # tan(angle) ~ ||g_tilde_t||/x_t with x_t^2 ~ ema_t
+                    lag = np.sqrt((gt2[start:] / ema).mean(axis=0))
             elif g2 not in ("relaxed", "window"):
                 raise ValueError(f"compare(g2): got {g2!r}, expected 'relaxed' or 'window'")
             eqs = [equilibrium(lname, setup, G, d) for G in G2]
             measured["norm_power"] = (w ** p).mean(axis=0)
             predicted = {"norm_power": np.array([e.norm ** p for e in eqs]),
-                         "angle": np.array([e.angle for e in eqs]),
+                         "angle": np.arctan(np.tan([e.angle for e in eqs]) * lag),
                          "effective_lr": np.array([e.effective_lr for e in eqs])}
         rel = {k: measured[k] / predicted[k] - 1 for k in QUANTITIES}
         out[name] = {"law": lname, "p": p, "d": d, "scale_group": info["scale_group"],
@@ -230,7 +234,8 @@ def gradient_correlation(source, window=0.5, names=None):
     ``x_{t+1} = x_t - 2 lr p_t + lr^2 B_t`` and ``p_t = mu p_{t-1} - mu lr B_{t-1} + 2 lam x_t``.
     Stationary means give ``E[p] = lr E[B]/2`` and ``(1-mu) E[p] = 2 lam E[x] - mu lr E[B]``, so
 
-        E[x] = lr (1+mu) E[B] / (4 lam)        ("balance": holds whatever the gradients do).
+        E[x] = lr (1+mu) E[B] / (4 lam)        ("balance": holds whatever the gradients do;
+                                                 over a window, minus (1-mu) Delta x/(8 lr lam T)).
 
     ``E[B] = E||sum_k mu^k d_{t-k}||^2 = S E||g||^2/(1-mu^2)`` up to O(lr lam/(1-mu)^2) from the L2
     part, with ``S = 1 + 2 sum_m mu^m c_m`` and ``c_m = E<g_t, g_{t-m}>/E||g||^2``; with
@@ -256,11 +261,12 @@ def gradient_correlation(source, window=0.5, names=None):
         mu = setup.get("momentum", 0.0)
         res = {"autocorr": c, "S": np.array([theory.momentum_correlation_factor(mu, col) for col in c.T])}
         if f"buffer_sq/{name}" in steps:
-            B = np.asarray(steps[f"buffer_sq/{name}"], dtype=float)[start:].mean(axis=0)
-            x = (np.asarray(steps[f"norm/{name}"], dtype=float)[start:] ** 2).mean(axis=0)
-            lr, lam = float(np.mean(steps[f"lr/{name}"][start:])), setup["l2"]
-            res["buffer_ratio"] = B * (1 - mu * mu) / (dots[start:, 0].mean(axis=0))
-            res["balance"] = x / (lr * (1 + mu) * B / (4 * lam)) - 1
+            B = np.asarray(steps[f"buffer_sq/{name}"], dtype=float)[start:-1].mean(axis=0)
+            x = np.asarray(steps[f"norm/{name}"], dtype=float)[start:] ** 2
+            lr, lam, T = float(np.mean(steps[f"lr/{name}"][start:])), setup["l2"], x.shape[0] - 1
+            res["buffer_ratio"] = B * (1 - mu * mu) / (dots[start:-1, 0].mean(axis=0))
+            drift = (1 - mu) * (x[-1] - x[0]) / (2 * lr * T)  # the window's sum of x_{t+1} - x_t
+            res["balance"] = x[:-1].mean(axis=0) / ((lr * (1 + mu) * B / 2 - drift) / (2 * lam)) - 1
         out[name] = res
     return out
 
@@ -290,7 +296,7 @@ class Recorder:
         self.config = {"optimizer": type(optimizer).__name__,
                        "param_groups": [{k: v for k, v in g.items() if k != "params"}
                                         for g in optimizer.param_groups]}
-        self._rows, self._ring, self._count = {}, {n: [] for n, _, _ in self.tracked}, 0
+        self._rows, self._done, self._ring, self._count = {}, {}, {}, 0
 
     def attach(self):
         inner = self.optimizer.step
@@ -320,15 +326,15 @@ class Recorder:
         self._add(f"norm/{n}", x ** 0.5)
         self._add(f"effective_lr/{n}", lr / (x ** 0.5 if adam else x))
         self._add(f"grad_norm_unit/{n}", (x * g2) ** 0.5)
-        if self.lags:
-            ring = self._ring[n]
-            ring.insert(0, p.grad.reshape(p.shape[0] if p.scale_group == "unit" else 1, -1).copy())
-            del ring[self.lags + 1:]
-            xp = backend.array_module(p.grad)
-            dots = xp.zeros((self.lags + 1, ring[0].shape[0]), dtype=ring[0].dtype)
-            for m, old in enumerate(ring):
-                dots[m] = (ring[0] * old).sum(axis=1)
-            self._add(f"grad_dot/{n}", dots)
+        if self.lags:  # ring[:, m % (K+1)] holds g_m; one batched matvec gives every lag
+            g = p.grad.reshape(p.shape[0] if p.scale_group == "unit" else 1, -1)
+            xp = backend.array_module(g)
+            if n not in self._ring:
+                self._ring[n] = xp.zeros((g.shape[0], self.lags + 1, g.shape[1]), dtype=g.dtype)
+            ring, slot = self._ring[n], self._count % (self.lags + 1)
+            ring[:, slot] = g
+            dots = xp.matmul(ring, g[:, :, None])[:, :, 0]
+            self._add(f"grad_dot/{n}", dots[:, (slot - np.arange(self.lags + 1)) % (self.lags + 1)].T)
 
     def _add(self, key, value):
         self._rows.setdefault(key, []).append(backend.asnumpy(value) if hasattr(value, "shape") else value)
@@ -336,4 +342,9 @@ class Recorder:
     @property
     def steps(self):
         """``{key: numpy array}`` of everything recorded so far (rows = optimizer steps)."""
-        return {k: np.asarray(v) for k, v in self._rows.items()}
+        for k, rows in self._rows.items():
+            if rows:
+                block = np.asarray(rows)
+                self._done[k] = block if k not in self._done else np.concatenate([self._done[k], block])
+                rows.clear()
+        return dict(self._done)

@@ -34,6 +34,7 @@ from refnet.checkpoint import json_safe
 from refnet.data import batch_indices
 from refnet.invariance import angular_update, group_sq_norms
 from refnet.ops import softmax_cross_entropy
+from refnet.ops._checks import check_int
 from refnet.optim import Adam
 
 EPOCH_KEYS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
@@ -107,10 +108,9 @@ class History:
 
     @classmethod
     def load(cls, out_dir):
+        """The History saved by ``save(out_dir)``."""
         with open(os.path.join(out_dir, "history.json")) as f:
-            obj = json.load(f)
-        steps, _ = checkpoint.read_npz(os.path.join(out_dir, "history.npz"))
-        return cls.from_json(obj, steps)
+            return cls.from_json(json.load(f), checkpoint.read_npz(os.path.join(out_dir, "history.npz"))[0])
 
 
 class Trainer:
@@ -132,13 +132,11 @@ class Trainer:
                  schedule=None, seed=0, log_every=1, out_dir=None, progress=True,
                  eval_every_epoch=True, eval_batch_size=1000, checkpoint_every=None,
                  drop_last=False, config=None):
-        for name, v in (("batch_size", batch_size), ("epochs", epochs), ("log_every", log_every)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"Trainer({name}): got {v!r}, expected a positive integer")
-        if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 0):
-            raise ValueError(f"Trainer(steps): got {steps!r}, expected None or an integer >= 0")
+        batch_size, epochs, log_every = (check_int(k, v, "Trainer", minimum=1) for k, v in
+                                         (("batch_size", batch_size), ("epochs", epochs), ("log_every", log_every)))
+        steps = None if steps is None else check_int("steps", steps, "Trainer")
         self.model, self.optimizer, self.data = model, optimizer, data
-        self.batch_size, self.log_every, self.schedule = int(batch_size), int(log_every), schedule
+        self.batch_size, self.log_every, self.schedule = batch_size, log_every, schedule
         self.out_dir, self.progress = out_dir, progress
         self.eval_batch_size, self.checkpoint_every, self.drop_last = eval_batch_size, checkpoint_every, drop_last
         n = len(data.x_train)

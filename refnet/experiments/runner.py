@@ -130,12 +130,13 @@ class Runner:
         self.jobs, self.scheduler, self.progress = jobs, scheduler, progress
         self.cache = Cache(cache_dir)
         self.executed = 0
+        self._memo = {}  # key -> result, so experiments sharing runs read them once
 
     def map(self, specs, desc="runs"):
         """``[(arrays, meta), ...]``, one per spec, in order; equal specs run once."""
         specs = list(specs)
         keys = [spec_key(s) for s in specs]
-        results = {k: self.cache.get(k) for k in dict.fromkeys(keys)}
+        results = {k: self._memo.get(k) or self.cache.get(k) for k in dict.fromkeys(keys)}
         todo = {k: s for k, s in zip(keys, specs) if results[k] is None}
         bar = tqdm(total=len(results), initial=len(results) - len(todo), desc=desc, unit="run",
                    disable=not self.progress, dynamic_ncols=True)
@@ -147,6 +148,7 @@ class Runner:
                 bar.update(1)
         finally:
             bar.close()
+        self._memo.update(results)
         return [results[k] for k in keys]
 
     def _run(self, todo):

@@ -9,12 +9,15 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
                                           block mean (angle: block RMS)
   <name>/win/{norm,norm4,efflr,angle,G2}  (groups,): per-group means over the window, the last
                                           ``window`` fraction of the steps (angle: RMS)
+  <name>/run/{norm0,normT,G2}             (groups,): the first and last norm, G2 over the run
   <name>/resid/angle                      max over steps and groups of the relative error of the
                                           one-step identity tan(angle) = lr G~ / ((1-2 lr lam) ||w||^2)
                                           (plain SGD only)
   <name>/resid/norm                       the same for identity 4 (plain SGD, no projection)
   units/<name>/{norm,G2}                  (steps, keep_units): every step of the first units
   test_logits                             (n_test, classes) at the end, when ``keep_logits``
+  <name>/autocorr                         (lags+1, groups): gradient correlations over the
+                                          window, when ``autocorr_lags`` (``track_autocorr``)
 
 with G~ = ||g|| ||w||, the gradient norm at the unit point, G2 = G~^2. meta holds the final test
 accuracy and loss, the per-epoch record, and per weight its scale group, group size d and
@@ -25,6 +28,7 @@ import time
 
 import numpy as np
 
+import theory
 from refnet import backend
 from refnet.data import load_dataset
 from refnet.nn.models import cnn, mlp, trainable_parameters
@@ -126,14 +130,16 @@ def summarize(history, spec, model, optimizer):
         out.update({f"{name}/win/norm": n[w].mean(0), f"{name}/win/norm4": (n[w] ** 4).mean(0),
                     f"{name}/win/efflr": eff[w].mean(0), f"{name}/win/angle": np.sqrt((ang[w] ** 2).mean(0)),
                     f"{name}/win/G2": g2[w].mean(0)})
+        out.update({f"{name}/run/norm0": n[0], f"{name}/run/normT": n[-1],
+                    f"{name}/run/G2": g2[:-1].mean(0)})
         if plain_sgd:
             lam = _l2_of(optimizer, named[name])
-            q = 1 - 2 * o["lr"] * lam
             x = n * n
-            pred = o["lr"] * gn / (q * x)
+            # one SGD step turns w by tan(angle) = lr ||g|| / ((1 - 2 lr lam) ||w||)
+            pred = theory.effective_lr(o["lr"], n) * gn / (1 - 2 * o["lr"] * lam)
             out[f"{name}/resid/angle"] = np.max(np.abs(np.tan(ang) - pred) / pred)
             if not o.get("unit_norm", False):
-                nxt = q * q * x[:-1] + o["lr"] ** 2 * g2[:-1] / x[:-1]
+                nxt = theory.sgd_norm_recursion(x[:-1], o["lr"], lam, g2[:-1] / x[:-1])
                 out[f"{name}/resid/norm"] = np.max(np.abs(x[1:] - nxt) / x[1:])
         k = spec.get("keep_units", 0)
         if k:
@@ -149,17 +155,52 @@ def _l2_of(optimizer, param):
     return 0.0
 
 
+def track_autocorr(opt, model, lags, start, every=5):
+    """Wrap ``opt.step`` to accumulate, from step ``start`` on, the lag-m products
+    ``<g~_t, g~_{t-m}>`` (m = 0..lags) per unit of every "unit" weight, anchored every
+    ``every`` steps; ``finish()`` returns ``{name: (lags+1, units)}`` correlations
+    ``E<g~_t, g~_{t-m}> / E||g~_t||^2`` (row 0 is 1)."""
+    tracked = [(n, p) for n, p in model.named_parameters() if p.scale_group == "unit"]
+    hist = {n: [] for n, _ in tracked}
+    dots = {n: np.zeros((lags + 1, p.shape[0])) for n, p in tracked}
+    count, t, inner = np.zeros(lags + 1), [0], opt.step
+
+    def step():
+        if t[0] >= start:
+            for n, p in tracked:
+                w, g = (backend.asnumpy(a).reshape(p.shape[0], -1) for a in (p.data, p.grad))
+                gt = g * np.sqrt((w * w).sum(axis=1, keepdims=True))
+                hist[n].insert(0, gt)
+                del hist[n][lags + 1:]
+                if (t[0] - start) % every == 0:
+                    for m, old in enumerate(hist[n]):
+                        dots[n][m] += (gt * old).sum(axis=1)
+            if (t[0] - start) % every == 0:
+                count[:len(hist[tracked[0][0]])] += 1
+        t[0] += 1
+        inner()
+
+    opt.step = step
+    return lambda: {n: (d / np.maximum(count, 1)[:, None]) / (d[0] / count[0]) for n, d in dots.items()}
+
+
 def train_task(spec):
     """Train one model (see the module docstring for what comes back)."""
     backend.use(spec.get("device", "cpu"))
     data = load_data(spec["data"])
     model = build_model(spec["model"], data)
     opt = build_optimizer(spec["optim"], model)
+    lags = spec.get("autocorr_lags", 0)
+    if lags:
+        start = int(round(spec["steps"] * (1 - spec.get("window", 0.5))))
+        finish = track_autocorr(opt, model, lags, start)
     t0 = time.perf_counter()
     trainer = Trainer(model, opt, data, batch_size=spec.get("batch_size", 128), steps=spec["steps"],
                       seed=spec.get("seed", 0), log_every=1, progress=False)
     history = trainer.fit()
     arrays = summarize(history, spec, model, opt)
+    if lags:
+        arrays.update({f"{n}/autocorr": c for n, c in finish().items()})
     if spec.get("keep_logits"):
         model.eval()
         xs = [backend.to_device(np.asarray(data.x_test[i:i + 1000], dtype=model.parameters()[0].dtype))

@@ -10,3 +10,4 @@ from refnet.nn.layers import (  # noqa: F401
     ReLU,
 )
 from refnet.nn.norm import BatchNorm1d, BatchNorm2d, LayerNorm, WeightNorm  # noqa: F401
+from refnet.nn.models import cnn, freeze, mlp, trainable_parameters  # noqa: F401

@@ -33,7 +33,7 @@ NORMS = ("bn", "ln", "wn", "none")
 
 def trainable_parameters(model):
     """The parameters an optimizer should update: all but those with ``requires_grad = False``."""
-    return [p for p in model.parameters() if getattr(p, "requires_grad", True)]
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def freeze(module):

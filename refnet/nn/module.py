@@ -27,9 +27,11 @@ class Parameter:
         (index along axis 0) on its own (a weight before BatchNorm, WeightNorm's v);
         ``"tensor"`` if only the whole tensor's scale is irrelevant (a weight before LayerNorm).
         Set by ``refnet.invariance.mark_scale_invariant``.
+    requires_grad: False excludes it from ``refnet.nn.models.trainable_parameters`` (a frozen
+        head); its gradient is still computed, as the backward pass needs it anyway.
     """
 
-    def __init__(self, data, decay=True, scale_group=None):
+    def __init__(self, data, decay=True, scale_group=None, requires_grad=True):
         if scale_group not in (None, "unit", "tensor"):
             raise ValueError(
                 f"Parameter(scale_group): got {scale_group!r}, expected None, 'unit' or 'tensor'")
@@ -38,6 +40,7 @@ class Parameter:
         self.grad = xp.zeros_like(self.data)
         self.decay = bool(decay)
         self.scale_group = scale_group
+        self.requires_grad = bool(requires_grad)
 
     @property
     def shape(self):
@@ -52,7 +55,7 @@ class Parameter:
 
     def __repr__(self):
         return (f"Parameter(shape={tuple(self.shape)}, dtype={self.dtype}, decay={self.decay}, "
-                f"scale_group={self.scale_group!r})")
+                f"scale_group={self.scale_group!r}, requires_grad={self.requires_grad})")
 
 
 class Module:

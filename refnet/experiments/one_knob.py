@@ -1,0 +1,168 @@
+"""Experiment 5, one knob, not two: the steady angular update of every scale-invariant layer is
+set by one combination of the hyperparameters -- ``lr*lam`` for SGD + L2, ``lr^2*lam`` for
+Adam + L2, ``lr*wd`` for AdamW (identity 5, ``theory.equilibrium_invariant``).
+
+Runs: grids of (lr, lam) / (lr, wd) on the BN MLP, L2 / weight decay on the scale-invariant
+weights only (so that lam acts on nothing but their scale), windows over the second half.
+Claims (median over units of the RMS angle per step, worst run and layer):
+- SGD + L2: angle = ``arccos(1 - 2 lr lam)`` for every run (``theory.sgd_l2_equilibrium``), 5%;
+- Adam + L2: runs sharing ``lr^2 lam`` have the same angle (within 5% of their group's mean),
+  and it matches ``theory.adam_l2_equilibrium`` with the unit's measured G2 and size d (10%: a
+  small-lr*lam law that assumes the gradient spread evenly over the d entries);
+- AdamW: angle = ``theory.adamw_equilibrium(lr, wd, d)`` for every run, 5%;
+- symmetry: on the fully invariant network (BN without gamma/beta, frozen random head: every
+  trained parameter scale-invariant), the runs ``(c^2 lr, lam/c^2, c w0)`` give the same test
+  predictions as ``(lr, lam, w0)`` (``theory.symmetry_map``; float64, BN eps = 0): largest
+  change of a softmax output, tolerance 1e-9 (rounding, amplified by training).
+Observations: the same map applied to the ordinary network (trained gamma, beta and head,
+whose step is not rescaled) changes its predictions; the accuracy of the grids against
+``lr*lam``, on both networks.
+"""
+
+import itertools
+
+import numpy as np
+
+import theory
+from refnet.experiments import config
+from refnet.experiments.claims import claim, observation, worst
+from refnet.experiments.measure import final_accuracy, label, layers, median_ratio
+from refnet.experiments.runner import Runner
+
+NAME, FIGURE = "one_knob", "fig5_one_knob.png"
+TOL, TOL_ADAM_LAW, TOL_EXACT = 0.05, 0.10, 1e-9
+GRIDS = ("sgd", "sgd_invariant", "adam", "adamw")
+
+
+def grid(cfg, kind, **model_over):
+    """``[(hyper, spec)]`` for one grid: kind "sgd" (lr x lam), "adam" (lr x lam), "adamw" (lr x wd)."""
+    c = cfg[NAME]
+    base = "sgd" if kind.startswith("sgd") else kind
+    second = {"sgd": "sgd_lam", "adam": "adam_lam", "adamw": "adamw_wd"}[base]
+    out = []
+    for lr, k in itertools.product(c[f"{base}_lr"], c[second]):
+        if base == "sgd":
+            opt, knob = config.sgd(lr, k, l2_scope="invariant"), lr * k
+        elif base == "adam":
+            opt, knob = config.adam(cfg, lr, l2=k, l2_scope="invariant"), lr * lr * k
+        else:
+            opt, knob = config.adam(cfg, lr, weight_decay=k, l2_scope="invariant"), lr * k
+        hyper = {"lr": lr, ("wd" if base == "adamw" else "lam"): k, "knob": knob}
+        out.append((hyper, config.train(cfg, config.model(cfg, **model_over), opt, c["steps"])))
+    return out
+
+
+def grids(cfg):
+    return {"sgd": grid(cfg, "sgd"), "sgd_invariant": grid(cfg, "sgd", affine=False, train_head=False),
+            "adam": grid(cfg, "adam"), "adamw": grid(cfg, "adamw")}
+
+
+def symmetry_specs(cfg):
+    """Base and mapped runs, float64 with BN eps = 0, on the invariant and the ordinary network."""
+    c = cfg[NAME]
+    lr, lam = c["sgd_lr"][0], c["sgd_lam"][0]
+    out = []
+    for net in ({"affine": False, "train_head": False}, {}):
+        for s in [1.0] + list(c["sym_c"]):
+            m = theory.symmetry_map("sgd", s, lr=lr, lam=lam)
+            out.append(config.train(cfg, config.model(cfg, dtype="float64", eps=0.0, w0_scale=s, **net),
+                                    config.sgd(m["lr"], m["lam"], l2_scope="invariant"), c["sym_steps"],
+                                    keep_logits=True))
+    return out
+
+
+def specs(cfg):
+    return [s for g in grids(cfg).values() for _, s in g] + symmetry_specs(cfg)
+
+
+def _probs(z):
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _steady(kind, hyper, arrays, meta, betas):
+    """Per layer: measured median angle, predicted per-unit angles' median, measured/predicted."""
+    out = {}
+    for name in layers(meta):
+        G2, d = arrays[f"{name}/win/G2"], meta["params"][name]["d"]
+        if kind.startswith("sgd"):
+            pred = np.full(len(G2), theory.sgd_l2_equilibrium(hyper["lr"], hyper["lam"], 1.0).angle)
+        elif kind == "adam":
+            pred = np.array([theory.adam_l2_equilibrium(hyper["lr"], hyper["lam"], g, d, betas).angle for g in G2])
+        else:
+            pred = np.full(len(G2), theory.adamw_equilibrium(hyper["lr"], hyper["wd"], d, betas).angle)
+        ang = arrays[f"{name}/win/angle"]
+        out[name] = {"angle": float(np.median(ang)), "pred": float(np.median(pred)),
+                     "ratio": median_ratio(ang, pred)}
+    return out
+
+
+def analyze(cfg, results):
+    betas = tuple(cfg["adam_betas"])
+    gs = grids(cfg)
+    data = {"name": NAME, "figure": FIGURE, "grids": {}, "claims": [], "observations": []}
+    it = iter(results)
+    for kind in GRIDS:
+        runs = []
+        for hyper, _ in gs[kind]:
+            arrays, meta = next(it)
+            runs.append({**hyper, "accuracy": final_accuracy(meta), "layers": _steady(kind, hyper, arrays, meta, betas)})
+        data["grids"][kind] = runs
+    names = list(data["grids"]["sgd"][0]["layers"])
+    law_rows = {k: [(1.0, r["layers"][n]["ratio"], f"{label(i, n)}, lr {r['lr']:g}, knob {r['knob']:.3g}")
+                    for r in data["grids"][k] for i, n in enumerate(names)] for k in GRIDS}
+    adam_groups = [(1.0, r["layers"][n]["angle"] / np.mean([q["layers"][n]["angle"] for q in group]),
+                    f"{label(i, n)}, lr {r['lr']:g}, lr^2 lam {r['knob']:.3g}")
+                   for group in _groups(data["grids"]["adam"]) for r in group for i, n in enumerate(names)]
+    data["claims"] += [
+        worst(law_rows["sgd"], "SGD + L2: every layer's steady angle = arccos(1 - 2 lr lam), a function of lr*lam",
+              FIGURE, "median over units of measured/predicted angle", TOL, "theory.sgd_l2_equilibrium"),
+        worst(adam_groups, "Adam + L2: runs with equal lr^2*lam share one steady angle per layer", FIGURE,
+              "angle / mean angle of the runs sharing lr^2*lam", TOL, "theory.equilibrium_invariant('adam')"),
+        worst(law_rows["adam"], "Adam + L2: steady angle = the closed form with measured G2 and d", FIGURE,
+              "median over units of measured/predicted angle", TOL_ADAM_LAW, "theory.adam_l2_equilibrium"),
+        worst(law_rows["adamw"], "AdamW: every layer's steady angle = the closed form, a function of lr*wd",
+              FIGURE, "median over units of measured/predicted angle", TOL, "theory.adamw_equilibrium")]
+    data.update(_symmetry(cfg, list(it)))
+    data["claims"].append(data.pop("symmetry_claim"))
+    data["observations"] += data.pop("symmetry_observations") + [
+        observation(f"test accuracy spread among runs sharing lr*lam ({net} network)", FIGURE,
+                    "max over lr*lam groups of (max - min) accuracy",
+                    max([0.0] + [np.ptp([r["accuracy"] for r in g]) for g in _groups(data["grids"][k])]))
+        for k, net in (("sgd_invariant", "fully invariant"), ("sgd", "ordinary"))]
+    return data
+
+
+def _groups(runs):
+    """Runs sharing the knob (to 1e-9 relative), groups of two or more."""
+    groups = {}
+    for r in runs:
+        groups.setdefault(round(np.log(r["knob"]), 9), []).append(r)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _symmetry(cfg, results):
+    cs = [1.0] + list(cfg[NAME]["sym_c"])
+    half = len(cs)
+    sym = {"c": cs[1:]}
+    rows, obs = [], []
+    for net, res in (("invariant", results[:half]), ("ordinary", results[half:])):
+        p0 = _probs(res[0][0]["test_logits"])
+        dp = [float(np.abs(_probs(a["test_logits"]) - p0).max()) for a, _ in res[1:]]
+        agree = [float((_probs(a["test_logits"]).argmax(1) == p0.argmax(1)).mean()) for a, _ in res[1:]]
+        sym[net] = {"max_dprob": dp, "agree": agree, "accuracy": [final_accuracy(m) for _, m in res]}
+        if net == "invariant":
+            rows = [(0.0, v, f"c = {c:g}") for c, v in zip(cs[1:], dp)]
+        else:
+            obs += [observation("ordinary network under (c^2 lr, lam/c^2, c w0): predictions change", FIGURE,
+                                f"fraction of test predictions unchanged, c = {c:g}", a,
+                                f"max softmax change {v:.3g}") for c, a, v in zip(cs[1:], agree, dp)]
+    claim_row = worst(rows, "Fully invariant network: runs (c^2 lr, lam/c^2, c w0) give identical predictions",
+                      FIGURE, "max change of a test softmax output", TOL_EXACT, "theory.symmetry_map('sgd')")
+    return {"symmetry": sym, "symmetry_claim": claim_row, "symmetry_observations": obs}
+
+
+def run(cfg=None, runner=None):
+    """Experiment 5's data (see the module docstring)."""
+    cfg = cfg or config.make_config()
+    return analyze(cfg, (runner or Runner()).map(specs(cfg), desc=NAME))

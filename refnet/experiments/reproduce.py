@@ -1,0 +1,113 @@
+"""``refnet reproduce``: run the experiments, draw their figures, check their claims.
+
+    refnet reproduce                      # default preset into figures/ (about 10 min, 2 cores)
+    refnet reproduce --quick --out /tmp/r # a minute or so, still real data
+    refnet reproduce --only invariance,no_l2 --jobs 4
+    refnet reproduce --dask-scheduler tcp://10.0.0.5:8786   # runs on a Dask cluster
+
+Writes ``<out>/fig*.png``, ``<out>/report.json`` and ``<out>/report.md``; task results are
+cached in ``<out>/.cache`` (keyed by a hash of each task's configuration), so a second call
+only redraws. Exit status: 0 when every claim passes, 1 when one fails, 2 on a usage error.
+"""
+
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+import refnet
+from refnet import backend
+from refnet.data import DATASETS
+from refnet.experiments import NAMES, claims, config, get
+from refnet.experiments.runner import Runner
+
+
+def add_arguments(parser):
+    parser.add_argument("--quick", action="store_true",
+                        help="small grids, data subsets and an MLP of width 128 (about a minute)")
+    parser.add_argument("--out", default="figures", metavar="DIR",
+                        help="where the figures, report.json, report.md and the cache (.cache/) go "
+                             "(default: figures/)")
+    parser.add_argument("--data", default="fashion-mnist", choices=[d for d in DATASETS if d != "mnist"],
+                        help="data set (default: fashion-mnist)")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="directory holding the data set's files (default: $REFNET_DATA or the system copy)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="where to train (default: cpu)")
+    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
+                        help="training runs in parallel processes (default: min(4, CPUs))")
+    parser.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                        help="run the tasks on this Dask scheduler (needs the 'cluster' extra)")
+    parser.add_argument("--only", default=None, metavar="NAME,...",
+                        help=f"run only these experiments, of: {', '.join(NAMES)}")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data subsets, inits and batch orders")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _versions(device):
+    import matplotlib
+    out = {"refnet": refnet.__version__, "python": platform.python_version(), "numpy": np.__version__,
+           "matplotlib": matplotlib.__version__, "platform": platform.platform()}
+    if device == "gpu":
+        import cupy  # the GPU was checked usable before this is called
+        out["cupy"] = cupy.__version__
+    return out
+
+
+def selected(only):
+    """The experiment names of ``--only`` (all when None), in the canonical order."""
+    if not only:
+        return list(NAMES)
+    wanted = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in NAMES]
+    if unknown or not wanted:
+        raise ValueError(f"--only: got {only!r}; expected a comma-separated list of {', '.join(NAMES)}")
+    return [n for n in NAMES if n in wanted]
+
+
+def reproduce(cfg, names, out, runner):
+    """Run ``names`` with ``runner``, draw their figures into ``out`` and return
+    ``(claims, observations, figures)``."""
+    from refnet import plots
+
+    os.makedirs(out, exist_ok=True)
+    mods = [get(n) for n in names]
+    per = [m.specs(cfg) for m in mods]
+    runner.map([s for ss in per for s in ss], desc="tasks")  # everything, once, in parallel
+    all_claims, all_obs, figures = [], [], []
+    for mod, ss in zip(mods, per):
+        data = mod.analyze(cfg, runner.map(ss, desc=mod.NAME))
+        figures.append(plots.plot(data, os.path.join(out, mod.FIGURE)))
+        all_claims += data["claims"]
+        all_obs += data["observations"]
+    return all_claims, all_obs, figures
+
+
+def run(args):
+    t0 = time.perf_counter()
+    try:
+        names = selected(args.only)
+        if args.jobs < 1:
+            raise ValueError(f"--jobs: got {args.jobs}, expected a positive integer")
+        if args.device == "gpu":
+            backend.use("gpu")
+    except (ValueError, RuntimeError) as err:
+        print(f"refnet reproduce: {err}", file=sys.stderr)
+        return 2
+    cfg = config.make_config("quick" if args.quick else "default", data=args.data, data_dir=args.data_dir,
+                             device=args.device, seed=args.seed)
+    runner = Runner(jobs=args.jobs, scheduler=args.dask_scheduler,
+                    cache_dir=os.path.join(args.out, ".cache"), progress=not args.no_progress)
+    found, notes, figures = reproduce(cfg, names, args.out, runner)
+    wall = time.perf_counter() - t0
+    cfg_out = {**cfg, "experiments": names, "jobs": args.jobs, "dask_scheduler": args.dask_scheduler,
+               "tasks_run": runner.executed}
+    claims.write_report(args.out, found, notes, cfg_out, _versions(args.device), wall)
+    failed = [c for c in found if not c["pass"]]
+    print(f"{len(found) - len(failed)} of {len(found)} claims pass; {len(figures)} figures, "
+          f"report.json and report.md in {args.out} ({wall:.0f} s, {runner.executed} tasks run)")
+    for c in failed:
+        print(f"  FAILED: {c['claim']} -- {c['quantity']}: predicted {c['predicted']:.4g}, "
+              f"measured {c['measured']:.4g} (error {c['rel_error']:.3g} > {c['tolerance']:.3g})")
+    return 1 if failed else 0

@@ -1,0 +1,231 @@
+"""Figures for the experiments in ``refnet.experiments``: one function per experiment, each taking
+that experiment's data and a path. Matplotlib with the Agg backend (no display needed).
+
+Conventions in every label: L2 is the paper's, ``lam ||w||^2`` in the loss (gradient
+``2 lam w``; PyTorch's ``weight_decay = 2 lam``); ``wd`` is AdamW's decoupled decay; angles are
+in radians per step; ``G~`` is the gradient norm at the unit point, ``||g|| ||w||``.
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+L2_NOTE = "L2: lam·||w||² in the loss (paper; PyTorch weight_decay = 2·lam)"
+
+
+def _figure(nrows, ncols, title, width=5.0, height=3.9):
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    fig.suptitle(title, fontsize=12)
+    return fig, axes
+
+
+def _save(fig, path, note=None):
+    if note:
+        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="0.35")
+    fig.tight_layout(rect=(0, 0.03 if note else 0, 1, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _band(ax, x, q, color, label, ls="-"):
+    q = np.asarray(q)
+    ax.fill_between(x, q[:, 0], q[:, 2], color=color, alpha=0.18, lw=0)
+    ax.plot(x, q[:, 1], color=color, ls=ls, lw=1.6, label=label)
+
+
+def _floor(v, lo=1e-18):
+    return np.maximum(np.asarray(v, dtype=float), lo)
+
+
+def invariance(data, path):
+    fig, axes = _figure(1, 3, "Exp. 1 — Invariance: rescaling normalized weights changes nothing (float64)")
+    a = data["scales"]
+    names = {"loss": "|ΔL| / L", "prob": "max |Δ softmax|", "grad": "||a·g(aw) − g(w)|| / ||g||",
+             "others": "other params' grads"}
+    for ax, (norm, d) in zip(axes[0], data["norms"].items()):
+        for i, (k, text) in enumerate(names.items()):
+            ax.loglog(a, _floor(d["eps0"][k]), "o-", color=COLORS[i], ms=4, label=f"{text}, eps = 0")
+            if norm != "wn":
+                ax.loglog(a, _floor(d["eps"][k]), "x--", color=COLORS[i], ms=4, alpha=0.7)
+        ax.axhline(data["tolerance"], color="k", ls=":", lw=1, label="tolerance")
+        group = "whole tensor × a" if norm == "ln" else "each unit × a·u, u ∈ [½, 2]"
+        ax.set(title=f"{norm.upper()} ({group})", xlabel="scale factor a", ylabel="deviation", ylim=(1e-18, 1e2))
+    axes[0][0].legend(fontsize=7, loc="center left")
+    return _save(fig, path, "solid: normalization eps = 0 (exact); dashed: eps = 1e-5 (default) — breaks where a²·var ~ eps."
+                 " Training mode (batch statistics), one batch of test images. Floor at 1e-18 = exactly 0.")
+
+
+def effective_lr(data, path):
+    fig, axes = _figure(1, 2, "Exp. 2 — One step after w → c·w: SGD turns by c⁻², Adam by c⁻¹")
+    c = np.asarray(data["c"])
+    for ax, opt in zip(axes[0], ("sgd", "adam")):
+        for i, name in enumerate(data["layers"]):
+            tan = np.asarray(data["curves"][f"{opt}/{name}"]["tan"])
+            s = data["slopes"][f"{opt}/{name}"]
+            ax.loglog(c, tan, "o", color=COLORS[i], label=f"{name}: fitted slope {s:.4f}")
+            ax.loglog(c, tan[len(c) // 2] * c ** round(s), "-", color=COLORS[i], lw=0.8)
+        ax.set(title=f"{opt.upper()} (lr {data['lr'][opt]:g}, fresh state)", xlabel="rescaling c of the layer's weight",
+               ylabel="RMS over units of tan(angle of one step) [rad]")
+        ax.legend(fontsize=8)
+    return _save(fig, path, "Lines: exact powers c⁻² (SGD) and c⁻¹ (Adam). BN MLP, float64, BN eps = 0. "
+                 "Effective lr: SGD lr/||w||², Adam lr/||w||.")
+
+
+def norm_dynamics(data, path):
+    names = data["layers"]
+    fig, axes = _figure(1, len(names), f"Exp. 3 — Weight norm under SGD (lr {data['lr']:g}): "
+                        f"L2 (lam {data['lam']:g}) settles, no L2 grows")
+    step = np.asarray(data["step"])
+    for ax, name in zip(axes[0], names):
+        p = data["panels"][name]
+        _band(ax, step, p["l2_norm"], COLORS[0], "L2: ||w|| (median, 10–90% of units)")
+        ax.plot(step, p["l2_equilibrium"], "--", color="k", lw=1.2, label="L2 equilibrium (lr G2/(4 lam(1−lr lam)))^¼")
+        _band(ax, step, p["free_norm"], COLORS[1], "no L2: ||w||")
+        ax.plot(step, p["free_law"], ":", color="k", lw=1.4, label="no L2 law (||w0||⁴ + 2 lr² Σ G2)^¼")
+        t = np.arange(len(p["unit_norm"]))
+        ax.plot(t, p["unit_norm"], color=COLORS[2], lw=0.8, label="one unit (L2), measured")
+        ax.plot(t[::max(1, len(t) // 60)], np.asarray(p["unit_recursion"])[::max(1, len(t) // 60)], "o",
+                color=COLORS[3], ms=3, mfc="none", label="identity 4 iterated from measured G~²")
+        ax.set(title=name, xlabel="step", ylabel="||w|| per unit (log)", yscale="log")
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path, "BN MLP on real data, float64, BN eps = 0, batch 128. " + L2_NOTE)
+
+
+def lr_dynamics(data, path):
+    names = data["layers"]
+    fig, axes = _figure(2, len(names), f"Exp. 4 — Effective lr and angle per step vs equilibrium "
+                        f"(SGD lr {data['lr']:g}, lam {data['lam']:g})")
+    for j, name in enumerate(names):
+        for k, (run, p) in enumerate((r, v[name]) for r, v in data["runs"].items()):
+            step, lab = np.asarray(p["step"]), "SGD" if run == "sgd" else "SGD + momentum 0.9"
+            _band(axes[0][j], step, p["efflr"], COLORS[k], f"{lab}: measured")
+            axes[0][j].plot(step, p["efflr_pred"], "--", color="k" if k == 0 else COLORS[3], lw=1.2,
+                            label=f"{lab}: equilibrium from measured G2")
+            _band(axes[1][j], step, p["angle"], COLORS[k], f"{lab}: measured (RMS per block)")
+            axes[1][j].axhline(p["angle_pred"], ls="--", color="k" if k == 0 else COLORS[3], lw=1.2,
+                               label=f"{lab}: arccos(1 − 2 lr lam/(1+mu))")
+        axes[0][j].set(title=name, xlabel="step", ylabel="effective lr lr/||w||² (log)", yscale="log")
+        axes[1][j].set(xlabel="step", ylabel="angle per step [rad] (log)", yscale="log")
+    axes[0][0].legend(fontsize=7)
+    axes[1][0].legend(fontsize=7)
+    return _save(fig, path, "Bands: 10–90% of units. " + L2_NOTE)
+
+
+def _scatter(ax, runs, key, pred_fn=None):
+    lrs = sorted({r["lr"] for r in runs})
+    for r in runs:
+        color = COLORS[lrs.index(r["lr"]) % len(COLORS)]
+        for i, (name, v) in enumerate(r["layers"].items()):
+            ax.plot(r["knob"], v[key], "os"[i % 2], color=color, ms=6, mfc="none" if i else color)
+            if pred_fn:
+                ax.plot(r["knob"], v["pred"], "_", color="k", ms=12)
+    for i, lr in enumerate(lrs):
+        ax.plot([], [], "o", color=COLORS[i], label=f"lr {lr:g}")
+    ax.plot([], [], "ko", label="layer 1 (filled)")
+    ax.plot([], [], "ks", mfc="none", label="layer 2 (open)")
+    if pred_fn:
+        ax.plot([], [], "_", color="k", ms=12, label="theory (per run)")
+    ax.set(xscale="log", yscale="log")
+
+
+def one_knob(data, path):
+    g = data["grids"]
+    fig, axes = _figure(2, 3, "Exp. 5 — One knob: the steady angle depends on lr·lam (SGD), lr²·lam (Adam+L2), lr·wd (AdamW)")
+    _scatter(axes[0][0], g["sgd"], "angle", True)
+    x = np.logspace(np.log10(min(r["knob"] for r in g["sgd"])) - 0.2, np.log10(max(r["knob"] for r in g["sgd"])) + 0.2)
+    axes[0][0].plot(x, np.arccos(1 - 2 * x), "k-", lw=0.8, label="arccos(1 − 2 lr lam)")
+    axes[0][0].set(title="SGD + L2", xlabel="lr · lam", ylabel="steady angle per step [rad]")
+    _scatter(axes[0][1], g["adam"], "angle", True)
+    axes[0][1].set(title="Adam + L2 (β = 0.9, 0.99)", xlabel="lr² · lam", ylabel="steady angle per step [rad]")
+    _scatter(axes[0][2], g["adamw"], "angle", True)
+    axes[0][2].set(title="AdamW (β = 0.9, 0.99)", xlabel="lr · wd", ylabel="steady angle per step [rad]")
+    for r in g["sgd_invariant"]:
+        axes[1][0].plot(r["knob"], r["accuracy"], "o", color=COLORS[0])
+    for r in g["sgd"]:
+        axes[1][0].plot(r["knob"], r["accuracy"], "s", color=COLORS[1], mfc="none")
+    axes[1][0].plot([], [], "o", color=COLORS[0], label="fully invariant net (no γ/β, frozen head)")
+    axes[1][0].plot([], [], "s", color=COLORS[1], mfc="none", label="ordinary net (trained γ, β, head)")
+    axes[1][0].set(title="SGD + L2: test accuracy", xscale="log", xlabel="lr · lam", ylabel="test accuracy")
+    s = data["symmetry"]
+    for i, net in enumerate(("invariant", "ordinary")):
+        axes[1][1].semilogy(s["c"], _floor(s[net]["max_dprob"]), "os"[i] + "-", color=COLORS[i],
+                            label=f"{net} network")
+    axes[1][1].axhline(1e-9, color="k", ls=":", lw=1, label="tolerance")
+    axes[1][1].set(title="Runs (c² lr, lam/c², c·w0) vs (lr, lam, w0)", xlabel="c",
+                   ylabel="max |Δ softmax| on the test set (floor 1e-18)", ylim=(1e-19, 10))
+    for ax in (axes[0][0], axes[0][1], axes[1][0], axes[1][1]):
+        ax.legend(fontsize=7)
+    axes[1][2].axis("off")
+    return _save(fig, path, "Steady angle: median over units of the RMS angle over the second half of each run. "
+                 "L2 / wd on the scale-invariant weights only. " + L2_NOTE)
+
+
+def fix(data, path):
+    fig, axes = _figure(1, 2, "Exp. 6 — The fix: with ||w|| = 1 after every step, lam drops out")
+    for k, (key, ls, mk) in enumerate((("projected", "-", "o"), ("l2", "--", "s"))):
+        runs = data[key]
+        for i, lam in enumerate(sorted({r["lam"] for r in runs})):
+            rs = sorted((r for r in runs if r["lam"] == lam), key=lambda r: r["lr"])
+            lab = f"{'projected' if k == 0 else 'L2 only'}, lam {lam:g}"
+            first = next(iter(rs[0]["angle"]))
+            axes[0][0].plot([r["lr"] for r in rs], [r["accuracy"] for r in rs], mk + ls, color=COLORS[i],
+                            mfc="none" if k else COLORS[i], label=lab)
+            axes[0][1].plot([r["lr"] for r in rs], [r["angle"][first] for r in rs], mk + ls, color=COLORS[i],
+                            mfc="none" if k else COLORS[i], label=lab)
+    axes[0][0].set(xscale="log", xlabel="lr", ylabel="test accuracy", title=f"Test accuracy (n_test {data['n_test']})")
+    axes[0][1].set(xscale="log", yscale="log", xlabel="lr", ylabel="steady angle per step [rad], layer 1",
+                   title="Steady angle: projected runs depend on lr only")
+    for ax in axes[0]:
+        ax.legend(fontsize=7)
+    return _save(fig, path, "SGD on the BN MLP; projected: every scale-invariant weight rescaled to norm 1 per unit "
+                 "after each step. " + L2_NOTE)
+
+
+def balance(data, path):
+    fig, axes = _figure(1, 1, "Exp. 7 — Balance: steady angle per layer", width=7.5)
+    ax = axes[0][0]
+    opts = list(data["optimizers"])
+    for j, kind in enumerate(opts):
+        rows = data["optimizers"][kind]["layers"]
+        for i, (name, v) in enumerate(rows.items()):
+            x = j + (i - 0.5) * 0.35
+            ax.bar(x, v["angle"], width=0.33, color=COLORS[i], label=f"{name} (d = {v['d']})" if j == 0 else None)
+            ax.plot([x - 0.16, x + 0.16], [v["pred"]] * 2, "k-", lw=2, label="theory" if (i, j) == (0, 0) else None)
+    ax.set_xticks(range(len(opts)), [{"sgd": "SGD + L2", "adam": "Adam + L2", "adamw": "AdamW"}[k] for k in opts])
+    ax.set(ylabel="steady angle per step [rad] (log)", yscale="log")
+    ax.legend(fontsize=8)
+    return _save(fig, path, "Median over units, second half. Theory: SGD arccos(1 − 2 lr lam), "
+                 "Adam + L2 ∝ (d/G~)^⅓, AdamW independent of d and G~.")
+
+
+def no_l2(data, path):
+    names = list(data["runs"][0]["layers"])
+    fig, axes = _figure(1, len(names), f"Exp. 8 — Without L2 the effective lr decays like 1/√t and "
+                        f"remembers the initial scale (SGD lr {data['lr']:g})")
+    scales = sorted({r["w0_scale"] for r in data["runs"]})
+    for ax, name in zip(axes[0], names):
+        for r in data["runs"]:
+            color, ls = COLORS[scales.index(r["w0_scale"])], "-" if r["lam"] == 0 else "--"
+            step = np.asarray(r["step"])[1:]
+            q = np.asarray(r["layers"][name]["efflr"])[1:]
+            reg = "no L2" if r["lam"] == 0 else f"L2 lam {r['lam']:g}"
+            ax.plot(step, q[:, 1], ls, color=color, lw=1.6, label=f"w0 × {r['w0_scale']:g}, {reg}")
+            ax.plot(step, np.asarray(r["layers"][name]["law"])[1:], ":", color="k", lw=1)
+        G2 = data["runs"][0]["layers"][name]["G2"]
+        ax.plot(step, 1 / np.sqrt(2 * G2 * step), color="0.6", lw=3, alpha=0.5, label="1/√(2 G2 t)")
+        ax.set(xscale="log", yscale="log", title=name, xlabel="step", ylabel="effective lr lr/||w||² (median unit)")
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path, "Dotted: theory (growth law with the run's G2; L2 equilibrium). " + L2_NOTE)
+
+
+PLOTTERS = {"invariance": invariance, "effective_lr": effective_lr, "norm_dynamics": norm_dynamics,
+            "lr_dynamics": lr_dynamics, "one_knob": one_knob, "fix": fix, "balance": balance, "no_l2": no_l2}
+
+
+def plot(data, path):
+    """Draw the figure of the experiment that produced ``data`` into ``path`` (a .png)."""
+    return PLOTTERS[data["name"]](data, path)
