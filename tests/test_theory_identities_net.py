@@ -9,8 +9,6 @@ SGD norm recursion (4), the symmetries of the optimizers (5) and the exponential
 equivalence (6). Convention A throughout: ``l2=lam`` adds ``lam ||w||^2`` to the loss.
 """
 
-import copy
-
 import numpy as np
 import pytest
 
