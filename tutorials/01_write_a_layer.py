@@ -275,7 +275,11 @@ assert not inplace_report.ok and "backward modified dout" in inplace_report.prob
 # **An op** (a pair of functions): `check_op(forward, backward, args, kwargs)`. Every
 # floating-point array in `args` is checked; a `None` argument must get a `None`
 # gradient; integer arrays (labels) are not differentiated; keyword arguments
-# (`stride`, `eps`) are passed through and not differentiated.
+# (`stride`, `eps`) are passed through and not differentiated. Backward returns one
+# gradient per positional argument, as a tuple (a one-input op such as ReLU may return
+# the bare array). The report names each argument after forward's parameter names.
+# (`refnet gradcheck` on the command line runs this check on every built-in op and
+# module; `refnet gradcheck --list` names them.)
 #
 # **A module**: subclass `refnet.nn.Module`. Assign `Parameter`s as attributes (they are
 # registered by name, as in PyTorch); `forward(x)` keeps what backward needs;

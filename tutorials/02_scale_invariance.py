@@ -25,7 +25,7 @@ import numpy as np
 
 from refnet.data import load_dataset
 from refnet.invariance import angular_update, check_scale_invariance, mark_scale_invariant, scale_groups
-from refnet.nn import BatchNorm1d, Linear, ReLU, Sequential
+from refnet.nn import BatchNorm1d, Flatten, Linear, ReLU, Sequential  # noqa: F401 (for exercise 1)
 from refnet.nn.models import cnn, mlp, trainable_parameters
 from refnet.ops import softmax_cross_entropy
 from refnet.optim import SGD, Adam
@@ -108,6 +108,8 @@ for (norm, what), losses in curves.items():
             ls="-" if what == "one row" else "--")
 ax.set(xscale="log", xlabel="scale factor a", ylabel="L(a w) - L(w)",
        title="Which scalings leave the loss unchanged")
+ax.set_xticks([0.25, 0.5, 1, 2, 4], ["1/4", "1/2", "1", "2", "4"])
+ax.minorticks_off()
 ax.legend(fontsize=8)
 
 spread = {key: np.ptp(v) / abs(v[len(scales) // 2]) for key, v in curves.items()}
@@ -134,6 +136,7 @@ assert spread["ln", "one row"] > 1e-3
 
 # %%
 for norm, model in models.items():
+    mark_scale_invariant(model)          # idempotent: mlp() already did it
     print(norm.upper(), scale_groups(model))
 
 # %% [markdown]

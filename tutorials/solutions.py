@@ -123,6 +123,24 @@ def norm4_without_l2(t, norm0, lr, G2):
     return norm0 ** 4 + 2 * lr * lr * G2 * t
 
 
+# --- 05 SGD, Adam, AdamW --------------------------------------------------------------
+def refnet_options(torch_name, wd):
+    """torch's SGD and Adam add wd * w to the gradient, the gradient of (wd/2)||w||^2: refnet's
+    coupled l2 = wd/2. torch's AdamW decays w outside Adam: refnet's weight_decay = wd."""
+    return {"weight_decay": wd} if torch_name == "AdamW" else {"l2": wd / 2}
+
+
+def adam_l2_symmetry(c, lr, lam, eps):
+    """g + 2 lam w must scale like g (by 1/c): lam/c^2; then m and sqrt(v) scale by 1/c and the
+    step m/(sqrt(v) + eps) is unchanged iff eps/c; it must grow by c: lr -> c lr."""
+    return c * lr, lam / (c * c), eps / c
+
+
+def adam_angle_ratio(d1, G2_1, d2, G2_2):
+    """angle ~ (d / G)^(1/3), G = sqrt(G2)."""
+    return ((d1 / np.sqrt(G2_1)) / (d2 / np.sqrt(G2_2))) ** (1 / 3)
+
+
 SOLUTIONS = {
     "01_write_a_layer": {
         "exercise_1": (layernorm_forward, layernorm_backward),
@@ -143,5 +161,10 @@ SOLUTIONS = {
         "exercise_1": (momentum_symmetry,),
         "exercise_2": (projected_equivalent_lr,),
         "exercise_3": (norm4_without_l2,),
+    },
+    "05_sgd_adam_adamw": {
+        "exercise_1": (refnet_options,),
+        "exercise_2": (adam_l2_symmetry,),
+        "exercise_3": (adam_angle_ratio,),
     },
 }
