@@ -18,7 +18,7 @@ The derivations are in theory/README.md; the laws are listed in THEORY.md.
 from theory.balance import balance_exponents, steady_angle
 from theory.conventions import from_pytorch_weight_decay, paper_lam, to_pytorch_weight_decay
 from theory.equilibria import (Equilibrium, adam_l2_equilibrium, adam_v_noise_factor,
-                               adamw_equilibrium, momentum_correlation_factor,
+                               adamw_equilibrium, effective_width, momentum_correlation_factor,
                                projected_adam_equilibrium, projected_sgd_equilibrium,
                                sgd_l2_equilibrium, sgd_momentum_l2_equilibrium)
 from theory.growth import Growth, adam_growth, sgd_growth
@@ -31,7 +31,7 @@ from theory.updates import AdamRule, SGDRule
 __all__ = [
     "balance_exponents", "steady_angle",
     "from_pytorch_weight_decay", "paper_lam", "to_pytorch_weight_decay",
-    "Equilibrium", "adam_l2_equilibrium", "adam_v_noise_factor", "adamw_equilibrium",
+    "Equilibrium", "adam_l2_equilibrium", "adam_v_noise_factor", "adamw_equilibrium", "effective_width",
     "momentum_correlation_factor", "projected_adam_equilibrium", "projected_sgd_equilibrium",
     "sgd_l2_equilibrium", "sgd_momentum_l2_equilibrium",
     "Growth", "adam_growth", "sgd_growth",

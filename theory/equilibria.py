@@ -186,3 +186,17 @@ def projected_adam_equilibrium(lr, d, betas=(0.9, 0.999)):
     small = theta0 * np.sqrt(1 - (b1 * theta0 / (1 - b1)) ** 2) if b1 * theta0 < 1 - b1 else np.nan
     return Equilibrium("projected adam", 1.0, 1.0, float(np.arctan(np.sqrt(s - u * u) / (1 + u))),
                        float(small), lr, lr, np.inf, "none (norm set every step)")
+
+
+def effective_width(scales, rel_tol=1e-6):
+    """``(d_active, d_eff)`` of one scale group from per-coordinate RMS gradients ``s_i``
+    (taken at the unit point): ``d_active`` counts ``s_i > rel_tol * max s``;
+    ``d_eff = (sum s_i)^2 / sum s_i^2 <= d_active`` (Cauchy-Schwarz; equal when all ``s_i``
+    are equal). Adam + L2's steady norm uses ``d_eff`` and its angle ``d_active``: README
+    section 14, (14.1)-(14.2). Convention-free."""
+    s = np.asarray(scales, dtype=float).ravel()
+    if s.size == 0 or np.any(s < 0) or not np.all(np.isfinite(s)):
+        raise ValueError("effective_width(scales): expected a non-empty array of finite values >= 0")
+    if s.max() == 0:
+        return 0, 0.0
+    return int((s > rel_tol * s.max()).sum()), float(s.sum() ** 2 / (s * s).sum())

@@ -76,13 +76,16 @@ class Walk:
         return float(np.polyfit(t, y, 1)[0])
 
 
-def random_walk(make_step, *, d=256, units=64, steps=4000, G2=1.0, norm0=1.0, rho=0.0, rng=None):
+def random_walk(make_step, *, d=256, units=64, steps=4000, G2=1.0, norm0=1.0, rho=0.0, rng=None,
+                scales=None):
     """Run ``steps`` steps of the scale-invariant walk and return a ``Walk``.
 
     make_step: ``make_step(w0) -> step``, ``step(w, g) -> w_next`` (may update in place and
     return the same array; the walk copies what it needs first). ``w0`` is ``(units, d)``
     float64 with rows of norm ``norm0``. ``G2``: ``E||g_tilde||^2``. ``rho``: lag-1 correlation
-    of the noise (AR(1)); 0 gives independent gradients.
+    of the noise (AR(1)); 0 gives independent gradients. ``scales``: optional ``(d,)``
+    per-coordinate noise scales (normalized to mean square 1, so ``G2`` is unchanged), to
+    model uneven gradients (README section 14, ``effective_width``); None: all equal.
     """
     if not (d >= 2 and units >= 1 and steps >= 1):
         raise ValueError(f"random_walk: got d={d}, units={units}, steps={steps}; "
@@ -91,6 +94,12 @@ def random_walk(make_step, *, d=256, units=64, steps=4000, G2=1.0, norm0=1.0, rh
         raise ValueError(f"random_walk(rho): got {rho}, expected -1 < rho < 1")
     rng = np.random.default_rng() if rng is None else rng
     scale = np.sqrt(G2 / (d - 1.0))
+    if scales is not None:
+        scales = np.asarray(scales, dtype=np.float64)
+        if scales.shape != (d,) or np.any(scales <= 0) or not np.all(np.isfinite(scales)):
+            raise ValueError(f"random_walk(scales): got shape {scales.shape}, expected ({d},) "
+                             "finite values > 0")
+        scale = scale * scales / np.sqrt((scales ** 2).mean())
     w = initial_weights(units, d, norm0, rng)
     step = make_step(w.copy())
     norms2 = np.empty((steps + 1, units))
