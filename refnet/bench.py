@@ -33,7 +33,8 @@ import numpy as np
 
 from refnet import backend
 from refnet import bench_torch
-from refnet.nn.models import cnn, trainable_parameters
+from refnet.nn.models import cnn, mlp, trainable_parameters
+from refnet.ops import conv
 from refnet.ops import (batchnorm_backward, batchnorm_forward, conv2d_backward, conv2d_forward,
                         layernorm_backward, layernorm_forward, linear_backward, linear_forward,
                         maxpool2d_backward, maxpool2d_forward, softmax_cross_entropy)
@@ -123,9 +124,12 @@ def make_cases(batch=128, torch_side=None, only=None):
                       lambda: linear_backward(dyl, linear_forward(xl, wl, bl)[1]),
                       ts and ts.op("linear", (xl, wl, bl), dyl), 3 * 2 * batch * 1024 * 1024))
 
-    for name, c, size, widths in NETS:
-        model = cnn(c, image_size=size, widths=widths, norm="bn", rng=0)
-        xs = arr(batch, c, size, size)
+    nets = [(name, cnn(c, image_size=size, widths=widths, norm="bn", rng=0), (c, size, size))
+            for name, c, size, widths in NETS]
+    nets.append(("step mlp 784-256-256 (BN)", mlp(784, width=256, depth=2, norm="bn", rng=0),
+                 (1, 28, 28)))      # the network `refnet reproduce` trains
+    for name, model, shape in nets:
+        xs = arr(batch, *shape)
         ys = dev(rng.integers(0, 10, size=batch))
         cases.append(Case(name, training_step(model, xs, ys),
                           ts and ts.step(model, xs, ys), _model_flops(model, xs.shape)))
@@ -151,7 +155,7 @@ def training_step(model, x, y, lr=0.01, momentum=0.9, l2=5e-4):
 
 def _sync():
     if backend.default_name() == "cupy":
-        backend.array_module(backend.to_device(np.zeros(1))).cuda.Device().synchronize()
+        backend.default_module().cuda.Device().synchronize()
 
 
 def peak_memory(fn):
@@ -171,8 +175,17 @@ def peak_memory(fn):
         tracemalloc.stop()
 
 
-def time_interleaved(fns, repeats, warmup=2, sync=_sync):
-    """Median seconds per call of each callable in ``fns``, calling them in turn."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_interleaved(fns, repeats, warmup=2, sync=_sync, clock="wall"):
+    """Median seconds per call of each callable in ``fns``, calling them in turn.
+
+    clock "wall": elapsed time. "cpu": this process's CPU time, which does not count the
+    time other processes hold the cores: on a busy machine with one thread per side
+    (OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1) it gives steadier ratios.
+    """
+    now = CLOCKS[clock]
     for fn in fns:
         for _ in range(warmup):
             fn()
@@ -181,28 +194,29 @@ def time_interleaved(fns, repeats, warmup=2, sync=_sync):
     for r in range(repeats):
         order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
         for i in order:
-            t0 = time.perf_counter()
+            t0 = now()
             fns[i]()
             sync()
-            times[i].append(time.perf_counter() - t0)
+            times[i].append(now() - t0)
     return [statistics.median(t) for t in times]
 
 
-def gemm_peak(size=1024, repeats=7):
-    """Measured float32 GFLOP/s of a square matmul on the current backend."""
+def gemm_peak(size=1024, repeats=7, clock="wall"):
+    """Measured float32 GFLOP/s of a square matmul on the current backend (best of
+    ``repeats`` one-call medians: the peak, not the typical, on a shared machine)."""
     rng = np.random.default_rng(1)
     a, b = (backend.to_device(rng.standard_normal((size, size)).astype(np.float32)) for _ in "ab")
-    t = time_interleaved([lambda: a @ b], repeats)[0]
+    t = min(time_interleaved([lambda: a @ b], 1, warmup=1, clock=clock)[0] for _ in range(repeats))
     return 2 * size ** 3 / t / 1e9
 
 
-def run_cases(cases, repeats, torch_side=None, peak=None):
+def run_cases(cases, repeats, torch_side=None, peak=None, clock="wall"):
     """Time every case; returns one dict per case (see the module docstring)."""
     rows = []
     for case in cases:
         fns = [case.refnet_fn] + ([case.torch_fn] if case.torch_fn else [])
         sync = (lambda: (_sync(), torch_side.sync())) if case.torch_fn else _sync
-        t = time_interleaved(fns, repeats, sync=sync)
+        t = time_interleaved(fns, repeats, sync=sync, clock=clock)
         row = {"name": case.name, "refnet_ms": 1e3 * t[0],
                "torch_ms": 1e3 * t[1] if case.torch_fn else None}
         row["ratio"] = t[0] / t[1] if case.torch_fn else None
@@ -235,25 +249,44 @@ def add_arguments(parser):
     parser.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
     parser.add_argument("--only", default=None, help="run only cases whose name contains this")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall: elapsed time (default); cpu: process CPU time, steadier "
+                             "on a busy machine when both sides run one thread")
     parser.add_argument("--json", metavar="FILE", default=None, help="also write results here")
 
 
 def run(args):
+    previous = backend.default_name()
     if args.device == "gpu":
-        backend.use("cupy")         # a clear RuntimeError when there is no usable GPU
+        try:
+            backend.use("cupy")
+        except RuntimeError as err:     # says why: no cupy, no device, broken CUDA
+            raise SystemExit(f"refnet bench --device gpu: {err}") from None
+    try:
+        return _run(args)
+    finally:
+        backend.use(previous)
+
+
+def _run(args):
     repeats = args.repeats or (5 if args.quick else 25)
     if repeats < 1 or args.batch < 2:
         raise SystemExit("refnet bench: --repeats must be >= 1 and --batch >= 2")
     torch_side = None if args.no_torch else bench_torch.TorchSide.create(args.device)
     env = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS",
                                           "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")}
-    peak = gemm_peak(512 if args.quick else 1024)
+    if args.device == "gpu" and args.clock == "cpu":
+        raise SystemExit("refnet bench: --clock cpu does not measure GPU work; use --clock wall")
+    peak = gemm_peak(512 if args.quick else 1024, clock=args.clock)
     print(f"refnet bench: device {args.device}, float32, batch {args.batch}, median of {repeats} "
-          f"interleaved repeats; float32 GEMM peak {peak:.0f} GFLOP/s; "
+          f"interleaved repeats ({args.clock} clock); float32 GEMM peak {peak:.0f} GFLOP/s; "
           f"{torch_side.describe() if torch_side else 'PyTorch: not compared'}")
-    rows = run_cases(make_cases(args.batch, torch_side, args.only), repeats, torch_side, peak)
+    rows = run_cases(make_cases(args.batch, torch_side, args.only), repeats, torch_side, peak,
+                     args.clock)
     print(format_table(rows))
-    memory = activation_report(args.batch, torch_side)
+    print(f"conv2d's reused column buffer (not in 'peak MB'): "
+          f"{conv.workspace_nbytes() / 2 ** 20:.1f} MB")
+    memory = bench_torch.activation_report(NETS, args.batch, torch_side)
     for m in memory:
         torch_mb = "-" if m["torch_mb"] is None else f"{m['torch_mb']:.1f} MB"
         ratio = "" if m["ratio"] is None else f" (ratio {m['ratio']:.2f})"
@@ -261,26 +294,12 @@ def run(args):
               f"PyTorch {torch_mb}{ratio}")
     if args.json:
         result = {"device": args.device, "dtype": "float32", "batch": args.batch,
-                  "repeats": repeats, "gemm_peak_gflops": peak, "env": env,
+                  "repeats": repeats, "clock": args.clock, "gemm_peak_gflops": peak, "env": env,
                   "torch": torch_side.describe() if torch_side else None,
-                  "cases": rows, "activation_memory": memory}
+                  "cases": rows, "activation_memory": memory,
+                  "conv_workspace_mb": conv.workspace_nbytes() / 2 ** 20}
         tmp = args.json + ".tmp"
         with open(tmp, "w") as fh:
             json.dump(result, fh, indent=2)
         os.replace(tmp, args.json)
     return 0
-
-
-def activation_report(batch, torch_side=None):
-    """Bytes cached for the backward by one training-mode forward of each net in NETS."""
-    rng = np.random.default_rng(0)
-    out = []
-    for name, c, size, widths in NETS:
-        model = cnn(c, image_size=size, widths=widths, norm="bn", rng=0)
-        x = backend.to_device(rng.standard_normal((batch, c, size, size)).astype(np.float32))
-        ours = bench_torch.cached_bytes(model, x)
-        theirs = torch_side.saved_bytes(model, x) if torch_side else None
-        out.append({"name": name.replace("step ", ""), "refnet_mb": ours / 2 ** 20,
-                    "torch_mb": None if theirs is None else theirs / 2 ** 20,
-                    "ratio": None if not theirs else ours / theirs})
-    return out

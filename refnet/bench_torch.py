@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from refnet import backend
+from refnet.nn.models import cnn
 
 
 def _root(a):
@@ -49,6 +50,22 @@ def cached_bytes(model, x):
             if id(r) not in params:
                 seen[id(r)] = r.nbytes
     return sum(seen.values())
+
+
+def activation_report(nets, batch, torch_side=None):
+    """Bytes cached for the backward by one training-mode forward of each BN CNN in
+    ``nets`` ((name, in_channels, image_size, widths) rows), refnet and PyTorch."""
+    rng = np.random.default_rng(0)
+    out = []
+    for name, c, size, widths in nets:
+        model = cnn(c, image_size=size, widths=widths, norm="bn", rng=0)
+        x = backend.to_device(rng.standard_normal((batch, c, size, size)).astype(np.float32))
+        ours = cached_bytes(model, x)
+        theirs = torch_side.saved_bytes(model, x) if torch_side else None
+        out.append({"name": name.replace("step ", ""), "refnet_mb": ours / 2 ** 20,
+                    "torch_mb": None if theirs is None else theirs / 2 ** 20,
+                    "ratio": None if not theirs else ours / theirs})
+    return out
 
 
 class TorchSide:
@@ -111,8 +128,8 @@ class TorchSide:
             if kind == "Conv2d":
                 t = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
                               bias=m.bias is not None)
-            elif kind == "BatchNorm2d":
-                t = nn.BatchNorm2d(m.num_features, m.eps, m.momentum, m.affine)
+            elif kind in ("BatchNorm1d", "BatchNorm2d"):
+                t = getattr(nn, kind)(m.num_features, m.eps, m.momentum, m.affine)
             elif kind == "Linear":
                 t = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
             elif kind == "MaxPool2d":

@@ -1,4 +1,4 @@
-"""2-D convolution (cross-correlation, as in PyTorch) by im2col and one GEMM per product.
+"""2-D convolution (cross-correlation, as in PyTorch) by im2col and matrix products.
 
 Shapes (NCHW):
     x (N, C, H, W), w (F, C, KH, KW), b (F,) or None, stride (sh, sw), padding (ph, pw)
@@ -6,57 +6,138 @@ Shapes (NCHW):
 
     y[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * xpad[n, c, i*sh + p, j*sw + q]
 
-im2col lays every receptive field out as a column:
+im2col lays every receptive field out as a row, one row per output position (the column
+order (p, q, c) is that of the channel-last layout below):
 
-    cols[(c, p, q), (n, i, j)] = xpad[n, c, i*sh + p, j*sw + q]      (C*KH*KW, N*Ho*Wo)
-    w_mat = w.reshape(F, C*KH*KW)
-    y_mat = w_mat @ cols + b[:, None]                                 (F, N*Ho*Wo)
+    cols[(n, i, j), (p, q, c)] = xpad[n, c, i*sh + p, j*sw + q]        (N*Ho*Wo, KH*KW*C)
+    w_rows[f, (p, q, c)]       = w[f, c, p, q]                          (F, KH*KW*C)
+    y_rows = cols @ w_rows^T + b                                        (N*Ho*Wo, F)
 
 so the convolution is a matrix product and its gradient is that of a matrix product.
-With dy_mat[f, (n, i, j)] = dy[n, f, i, j]:
+With dy_rows[(n, i, j), f] = dy[n, f, i, j]:
 
-    dL/dw_mat = dy_mat @ cols^T            -> dw = (dy_mat @ cols^T).reshape(F, C, KH, KW)
-    dL/db     = sum over (n, i, j) of dy_mat
-    dL/dcols  = w_mat^T @ dy_mat
-    dL/dx     = col2im(dL/dcols): each xpad entry appears in several columns (one per kernel
-                offset covering it), so its gradient is the SUM of those entries; then crop
-                the padding.
+    dL/dw_rows = dy_rows^T @ cols           -> dw (F, C, KH, KW) after undoing the (p, q, c) order
+    dL/db      = sum over (n, i, j) of dy_rows
+    dL/dcols   = dy_rows @ w_rows
+    dL/dx      = col2im(dL/dcols): each xpad entry appears in several rows (one per kernel
+                 offset covering it), so its gradient is the SUM of those entries; then crop.
 
-Layout choices (measured on a 2-core CPU):
-  * Columns are channel-first, (C, KH, KW, N, Ho, Wo): a forward pass 1.2-2x faster than with
-    the row-major (N*Ho*Wo, C*KH*KW) alternative, and y_mat (F, N, Ho, Wo) becomes NCHW by ONE
-    transpose copy.
-  * The padded input is built channel-first, (C, N, Hp, Wp), in the same copy that pads, so
-    every im2col slice copy and col2im slice add reads and writes in matching order.
-  * im2col is KH*KW strided slice copies into one preallocated array, col2im KH*KW strided
-    slice adds; the same code runs on numpy and cupy (np.add.at is ~50x slower).
+For stride 1 the last two lines collapse into one convolution. Substituting
+(i, j) = (u + ph - p, v + pw - q) in the sum that col2im computes,
+
+    dx[n, c, u, v] = sum_{f, p, q} dy[n, f, u + ph - p, v + pw - q] * w[f, c, p, q]
+
+(dy read as 0 outside its range): the correlation of dy, zero-padded by (KH-1-ph, KW-1-pw),
+with the kernel flipped in space and transposed, w'[c, f, p, q] = w[f, c, KH-1-p, KW-1-q].
+The backward computes it with conv2d_forward itself: one im2col and ONE product, instead
+of a product and KH*KW slice-adds.
+
+Performance (each choice measured on the 2-core CPU this was written on, against the
+channel-first layout with slice-copy im2col that came before; thread CPU time):
+  * Two layouts of the same columns, picked per call by which gives NumPy the longer
+    contiguous runs to copy -- its copies and adds cost per run, not per byte, here.
+    channel-last (KW*C >= Wo: every 3x3 layer but a network's first): the padded input is kept
+    (N, Hp, Wp, C), so a kernel row's KW*C entries are ONE run and im2col is a single
+    copy of a strided window view (2-6x faster than KH*KW slice copies with runs of Wo).
+    channel-first (KW*C < Wo: RGB or grey input; and 1x1 stride-1 kernels unless C >= Ho*Wo,
+    whose channel-first columns are whole planes): cols_t (C*KH*KW, N*Ho*Wo), rows (c, p, q),
+    built and undone by KH*KW strided slice copies/adds with runs of Wo, from a
+    (C, N, Hp, Wp) copy of x; the products are the ones above, transposed, and dx is always
+    col2im'ed (its flipped convolution would need F/C times larger columns: 10x at 3->32).
+  * cols @ w_rows^T is the fastest orientation of the forward product (10-20%), and its
+    (N, Ho*Wo, F) result becomes NCHW in one copy.
+  * Few, large BLAS calls, each oriented so that its result has more rows than columns:
+    OpenBLAS with 2 threads, on a machine where another process wants the cores, was 10-25x
+    slower per call on the opposite orientation of dw's (small x small, long sum) product
+    and on many small calls (a tap-by-tap col2im in blocks: 0.8 s instead of 0.05 s).
+  * The columns are written into a reused per-thread buffer (``_workspace``): a fresh array
+    over glibc's 32 MB mmap threshold is new pages every call, and faulting them in cost
+    as much as the copy itself (7.0 -> 3.2 ms per im2col at 32->64 channels, 16x16).
   * The cache holds x, not cols: cols are KH*KW times larger than x. Rebuilding them in the
-    backward costs one more im2col (a third to a half of one GEMM at 3x3) and keeps a network's
-    activation memory close to PyTorch's, which also saves only x and w.
+    backward costs one more im2col (a fifth of one product at 3x3) and keeps a network's
+    activation memory below PyTorch's, which also saves x and w.
 """
+
+import math
+import threading
 
 from refnet import backend
 from refnet.ops._checks import check_float, check_ndim, check_shape, pair
 
 _OP = "conv2d_forward"
+_WORKSPACE_MAX = 2 ** 27     # bytes: larger columns (big eval batches) get a fresh array
+_local = threading.local()   # per thread, so concurrent convolutions never share a buffer
 
 
 def _output_size(size, k, s, p):
     return (size + 2 * p - k) // s + 1
 
 
+def _channel_last(c, kh, kw, stride, out_hw):
+    """The layout whose im2col copy runs are longer (module docstring): KW*C channel-last,
+    Wo channel-first -- or whole Ho*Wo planes there for a 1x1 stride-1 kernel."""
+    ho, wo = out_hw
+    first_run = ho * wo if (kh, kw, stride) == (1, 1, (1, 1)) else wo
+    return kw * c >= first_run
+
+
+def _workspace(xp, shape, dtype):
+    """An uninitialized array of ``shape`` in this thread's reused buffer for im2col columns.
+
+    Valid until the next call: the columns live only inside one conv2d_forward or
+    conv2d_backward, which never nest, and nothing returned or cached points into it.
+    """
+    nbytes = dtype.itemsize * math.prod(shape)     # dtype: an array's .dtype
+    if nbytes > _WORKSPACE_MAX:
+        return xp.empty(shape, dtype=dtype)
+    buffers = _local.__dict__.setdefault("buffers", {})
+    buf = buffers.get(xp.__name__)
+    if buf is None or buf.nbytes < nbytes:
+        buf = buffers[xp.__name__] = xp.empty(nbytes, dtype="uint8")
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def workspace_nbytes():
+    """Bytes this thread holds in reused im2col buffers (``refnet bench`` reports it)."""
+    return sum(b.nbytes for b in _local.__dict__.get("buffers", {}).values())
+
+
+def _taps(a, kh, kw, stride, out_hw):
+    """The strided window view (N, Ho, Wo, KH, KW, C) of a channel-last padded (N, Hp, Wp, C)
+    array: element [n, i, j, p, q, c] is a[n, i*sh + p, j*sw + q, c]. No copy."""
+    xp = backend.array_module(a)
+    (sh, sw), (ho, wo) = stride, out_hw
+    s_n, s_h, s_w, s_c = a.strides            # bytes; every index stays inside a (kernel fits)
+    return xp.lib.stride_tricks.as_strided(a, (a.shape[0], ho, wo, kh, kw, a.shape[3]),
+                                           (s_n, sh * s_h, sw * s_w, s_h, s_w, s_c))
+
+
 def _im2col(x, kh, kw, stride, padding, out_hw):
-    """(N, C, H, W) -> cols (C*KH*KW, N*Ho*Wo), channel-first (see the module docstring)."""
+    """Channel-last: (N, C, H, W) -> cols (N*Ho*Wo, KH*KW*C), columns ordered (p, q, c)."""
+    xp = backend.array_module(x)
+    n, c, h, w = x.shape
+    (ph, pw), (ho, wo) = padding, out_hw
+    xpad = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)   # pad + channel-last: one copy
+    xpad[:, ph:ph + h, pw:pw + w] = x.transpose(0, 2, 3, 1)
+    taps = _taps(xpad, kh, kw, stride, out_hw)
+    if taps.flags.c_contiguous:      # 1x1, stride 1, no padding: the rows ARE xpad
+        cols = taps
+    else:
+        cols = _workspace(xp, taps.shape, x.dtype)
+        cols[...] = taps             # the one copy
+    return cols.reshape(n * ho * wo, kh * kw * c)
+
+
+def _im2col_t(x, kh, kw, stride, padding, out_hw):
+    """Channel-first: (N, C, H, W) -> cols_t (C*KH*KW, N*Ho*Wo), rows ordered (c, p, q)."""
     xp = backend.array_module(x)
     n, c, h, w = x.shape
     (sh, sw), (ph, pw), (ho, wo) = stride, padding, out_hw
-    # Pad and move channels first in a single copy: every slice below is then one strided
-    # read in the same (C, N, ...) order as the write.
-    xpad = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    xpad = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=x.dtype)  # pad + channel-first: one copy
     xpad[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
-    if kh == kw == 1 and sh == sw == 1:
+    if (kh, kw, sh, sw) == (1, 1, 1, 1):
         return xpad.reshape(c, n * ho * wo)      # a 1x1 stride-1 conv's columns ARE xpad
-    cols = xp.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
+    cols = _workspace(xp, (c, kh, kw, n, ho, wo), x.dtype)
     for p in range(kh):
         for q in range(kw):
             # All output positions' (p, q) tap at once: rows p, p+sh, ..., columns q, q+sw, ...
@@ -64,20 +145,33 @@ def _im2col(x, kh, kw, stride, padding, out_hw):
     return cols.reshape(c * kh * kw, n * ho * wo)
 
 
-def _col2im(dcols, x_shape, kh, kw, stride, padding, out_hw):
-    """Adjoint of _im2col: sum every column entry back onto the input pixel it was read from."""
-    xp = backend.array_module(dcols)
+def _col2im_t(dcols_t, x_shape, kh, kw, stride, padding, out_hw):
+    """Channel-first adjoint of _im2col_t: sum every column entry back onto its input pixel."""
+    xp = backend.array_module(dcols_t)
     n, c, h, w = x_shape
     (sh, sw), (ph, pw), (ho, wo) = stride, padding, out_hw
-    dcols = dcols.reshape(c, kh, kw, n, ho, wo)
-    dxpad = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=dcols.dtype)
+    dcols_t = dcols_t.reshape(c, kh, kw, n, ho, wo)
+    dxpad = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=dcols_t.dtype)
     for p in range(kh):
         for q in range(kw):
-            # Within one offset the strided target slots are distinct, so += is exact;
-            # overlaps between offsets are summed across iterations.
-            dxpad[:, :, p:p + sh * (ho - 1) + 1:sh, q:q + sw * (wo - 1) + 1:sw] += dcols[:, p, q]
-    # Crop the padding and go back to NCHW in one copy.
+            dxpad[:, :, p:p + sh * (ho - 1) + 1:sh, q:q + sw * (wo - 1) + 1:sw] += dcols_t[:, p, q]
     return xp.ascontiguousarray(dxpad[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
+
+
+def _inner(u, v):
+    """u^T @ v for u (P, m), v (P, k): a sum over the long axis P (dw's product).
+
+    Taken in whichever orientation has the taller result, then transposed back (a view):
+    with 2 threads on a busy machine OpenBLAS was up to 25x slower on the orientation whose
+    result has fewer rows than columns (it is the same product; one thread does not care).
+    """
+    return u.T @ v if u.shape[1] >= v.shape[1] else (v.T @ u).T
+
+
+def _w_rows(w):
+    """w (F, C, KH, KW) -> (F, KH*KW*C), the (p, q, c) column order of channel-last cols."""
+    xp = backend.array_module(w)
+    return xp.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], -1)
 
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0):
@@ -107,35 +201,56 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
         raise ValueError(f"{_OP}(w): kernel {kh}x{kw} is larger than the padded input "
                          f"{hp}x{wp} (x {h}x{wd}, padding {padding})")
     ho, wo = _output_size(h, kh, stride[0], padding[0]), _output_size(wd, kw, stride[1], padding[1])
-
-    cols = _im2col(x, kh, kw, stride, padding, (ho, wo))
-    y = w.reshape(f, -1) @ cols                                  # (F, N*Ho*Wo): the one GEMM
-    if b is not None:
-        y += b.reshape(f, 1)                                     # in place: no temporary
     xp = backend.array_module(x, w)
-    y = xp.ascontiguousarray(y.reshape(f, n, ho, wo).transpose(1, 0, 2, 3))  # the one copy to NCHW
+
+    if _channel_last(c, kh, kw, stride, (ho, wo)):
+        y = _im2col(x, kh, kw, stride, padding, (ho, wo)) @ _w_rows(w).T   # (N*Ho*Wo, F)
+        if b is not None:
+            y += b                                                         # in place
+        y = xp.ascontiguousarray(y.reshape(n, ho * wo, f).transpose(0, 2, 1))  # one copy to NCHW
+    else:
+        y = w.reshape(f, -1) @ _im2col_t(x, kh, kw, stride, padding, (ho, wo))  # (F, N*Ho*Wo)
+        if b is not None:
+            y += b.reshape(f, 1)
+        y = xp.ascontiguousarray(y.reshape(f, n, ho * wo).transpose(1, 0, 2))  # one copy to NCHW
     cache = (x, w, b is not None, stride, padding)
-    return y, cache
+    return y.reshape(n, f, ho, wo), cache
 
 
 def conv2d_backward(dy, cache):
     """Gradients of conv2d_forward: returns (dx, dw, db); db is None when b was None.
 
-    dy (N, F, Ho, Wo). dw = dy_mat @ cols^T, db = dy summed over (n, i, j),
-    dx = col2im(w_mat^T @ dy_mat) (derivation in the module docstring).
+    dy (N, F, Ho, Wo). dw = dy_rows^T @ cols, db = dy summed over (n, i, j),
+    dx = col2im(dy_rows @ w_rows) (derivation in the module docstring), which for stride 1
+    is computed as the equal convolution of dy with the flipped kernel.
     """
     x, w, has_bias, stride, padding = cache
-    f, _, kh, kw = w.shape
+    f, c, kh, kw = w.shape
     n = x.shape[0]
     ho, wo = _output_size(x.shape[2], kh, stride[0], padding[0]), _output_size(
         x.shape[3], kw, stride[1], padding[1])
     check_shape("dy", dy, (n, f, ho, wo), "conv2d_backward")
+    xp = backend.array_module(dy, w)
 
-    dy_mat = dy.transpose(1, 0, 2, 3).reshape(f, n * ho * wo)   # one copy; dy itself untouched
-    cols = _im2col(x, kh, kw, stride, padding, (ho, wo))         # rebuilt: see "cache" above
-    dw = (dy_mat @ cols.T).reshape(w.shape)                      # BLAS reads cols.T in place
-    del cols                                                     # free before the next big array
-    db = dy_mat.sum(axis=1) if has_bias else None
-    dcols = w.reshape(f, -1).T @ dy_mat
-    dx = _col2im(dcols, x.shape, kh, kw, stride, padding, (ho, wo))
+    # dy_rows^T as (F, N*Ho*Wo): one copy with runs of Ho*Wo; dy itself is untouched.
+    dy_t = xp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(f, n * ho * wo)
+    db = dy_t.sum(axis=1) if has_bias else None
+    channel_last = _channel_last(c, kh, kw, stride, (ho, wo))
+    if channel_last:
+        cols = _im2col(x, kh, kw, stride, padding, (ho, wo))     # rebuilt: see "cache" above
+        dw = _inner(dy_t.T, cols).reshape(f, kh, kw, c).transpose(0, 3, 1, 2)
+    else:
+        cols = _im2col_t(x, kh, kw, stride, padding, (ho, wo)).T
+        dw = _inner(dy_t.T, cols).reshape(w.shape)
+    dw = xp.ascontiguousarray(dw)
+    del cols                         # the workspace may be regrown for dx's columns
+    (ph, pw), (sh, sw) = padding, stride
+    if channel_last and sh == sw == 1 and ph < kh and pw < kw:
+        # Stride 1: dx[n, c, u, v] = sum_{f, p, q} dy[n, f, u + ph - p, v + pw - q] w[f, c, p, q]
+        # (zero outside dy) is itself a convolution: of dy, padded by K-1-padding, with the
+        # kernel flipped in space and transposed, w'[c, f, p, q] = w[f, c, KH-1-p, KW-1-q].
+        w_flip = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        dx = conv2d_forward(dy, w_flip, None, 1, (kh - 1 - ph, kw - 1 - pw))[0]
+    else:
+        dx = _col2im_t(w.reshape(f, -1).T @ dy_t, x.shape, kh, kw, stride, padding, (ho, wo))
     return dx, dw, db

@@ -63,14 +63,24 @@ def maxpool2d_backward(dy, cache):
     dx = xp.zeros_like(x)
     # Which windows still wait for their gradient: the argmax is not stored in the forward;
     # scanning the offsets in order and routing at the first view equal to the max gives
-    # exactly PyTorch's first-maximum choice on ties.
-    pending = xp.ones(y.shape, dtype=bool)
+    # exactly PyTorch's first-maximum choice on ties (frequent: a window of ReLU zeros).
+    pending = None                   # None: every window (the first offset needs no mask)
     out_hw = y.shape[2:]
+    # Disjoint windows (stride >= kernel, the usual 2x2/2): every dx slot belongs to one
+    # window, so each offset's share is WRITTEN into its view, with no temporary and no add
+    # (14 instead of 20 passes over y-sized arrays for 2x2; 1.3-1.5x faster backward).
+    disjoint = stride[0] >= kernel[0] and stride[1] >= kernel[1]
     for v, dv in zip(_views(x, kernel, stride, out_hw), _views(dx, kernel, stride, out_hw)):
         hit = (v == y)
-        hit &= pending
-        dv += dy * hit               # distinct targets within one view, so += is exact
-        pending ^= hit               # hit is a subset of pending: this clears exactly those
+        if pending is None:
+            pending = ~hit
+        else:
+            hit &= pending
+            pending ^= hit           # hit is a subset of pending: this clears exactly those
+        if disjoint:
+            xp.multiply(dy, hit, out=dv)
+        else:
+            dv += dy * hit           # distinct targets within one view, so += is exact
     return dx
 
 

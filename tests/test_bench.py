@@ -1,0 +1,174 @@
+"""`refnet bench` and the performance paths it measures: the harness runs end to end on
+tiny shapes and reports what it promises (no timing is asserted); the activation memory a
+training step keeps stays within 2x of PyTorch's; every conv2d layout and dx path, the
+reused column workspace and the disjoint-window max-pool path give the naive twins' results."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from naive import conv2d_backward_naive, conv2d_forward_naive
+from test_ops_conv import CASES, IDS
+
+from refnet import backend, bench, bench_torch
+from refnet.cli import main
+from refnet.nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
+from refnet.nn.models import cnn
+from refnet.ops import conv, conv2d_backward, conv2d_forward, maxpool2d_backward, maxpool2d_forward
+
+KEYS = {"name", "refnet_ms", "torch_ms", "ratio", "gflops", "peak_fraction", "peak_mem_mb"}
+
+
+def _run_json(tmp_path, *extra):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--repeats", "1", "--batch", "2", "--json", str(out),
+                 *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def test_bench_cli_writes_every_case_with_positive_timings(tmp_path, capsys):
+    result = _run_json(tmp_path, "--no-torch")
+    names = [c["name"] for c in result["cases"]]
+    assert len(names) == len(bench.CONVS) + 4 + len(bench.NETS) + 1     # + the MLP step
+    assert {"batchnorm2d (N,64,16,16)", "layernorm (N,64,16,16)", "linear 1024->1024"} <= set(names)
+    for case in result["cases"]:
+        assert set(case) == KEYS
+        assert case["refnet_ms"] > 0 and case["peak_mem_mb"] >= 0
+        assert case["torch_ms"] is None and case["ratio"] is None
+    gemm_cases = [c for c in result["cases"] if c["name"].startswith(("conv", "linear", "step"))]
+    assert all(c["gflops"] > 0 and c["peak_fraction"] > 0 for c in gemm_cases)
+    assert result["clock"] == "wall" and result["gemm_peak_gflops"] > 0
+    printed = capsys.readouterr().out
+    assert "refnet ms" in printed and "activation memory" in printed
+
+
+def test_bench_only_filters_cases_and_cpu_clock_is_recorded(tmp_path):
+    result = _run_json(tmp_path, "--no-torch", "--only", "maxpool", "--clock", "cpu")
+    assert [c["name"] for c in result["cases"]] == ["maxpool2d 2x2 (N,32,32,32)"]
+    assert result["clock"] == "cpu"
+
+
+def test_bench_with_pytorch_reports_a_ratio_per_case(tmp_path):
+    pytest.importorskip("torch")
+    result = _run_json(tmp_path, "--only", "conv3x3 64->128")
+    (case,) = result["cases"]
+    assert case["torch_ms"] > 0
+    assert case["ratio"] == pytest.approx(case["refnet_ms"] / case["torch_ms"])
+
+
+def test_bench_on_a_missing_gpu_exits_with_the_reason(monkeypatch):
+    monkeypatch.setattr(backend, "gpu_status", lambda: (False, "cupy is not installed"))
+    with pytest.raises(SystemExit, match="cupy is not installed"):
+        main(["bench", "--device", "gpu", "--quick"])
+    assert backend.default_name() == "numpy"
+
+
+def test_model_flops_count_three_products_per_conv_and_linear():
+    g = np.random.default_rng(0)
+    model = Sequential(Conv2d(3, 4, 3, padding=1, rng=g), ReLU(), MaxPool2d(2), Flatten(),
+                       Linear(4 * 4 * 4, 10, rng=g))
+    conv_flops = 2 * 5 * 4 * 3 * 9 * 8 * 8
+    linear_flops = 2 * 5 * 64 * 10
+    assert bench._model_flops(model, (5, 3, 8, 8)) == 3 * (conv_flops + linear_flops)
+
+
+def test_cached_bytes_counts_each_activation_buffer_once_and_no_parameter():
+    g = np.random.default_rng(0)
+    model = Sequential(Conv2d(1, 2, 3, padding=1, bias=False, rng=g), ReLU(), MaxPool2d(2),
+                       Flatten(), Linear(2 * 2 * 2, 3, rng=g))
+    x = np.zeros((4, 1, 4, 4), dtype=np.float32)
+    # conv: x (4*1*4*4); relu: its output y (4*2*4*4), which max-pool also caches as its
+    # input; max-pool: its output (4*2*2*2), which Linear caches again through Flatten's view.
+    expected = 4 * (4 * 16 + 4 * 2 * 16 + 4 * 2 * 4)
+    assert bench_torch.cached_bytes(model, x) == expected
+
+
+def test_training_step_activations_stay_within_twice_pytorchs_saved_tensors():
+    torch_side = bench_torch.TorchSide.create("cpu")
+    if torch_side is None:
+        pytest.skip("PyTorch is not installed")
+    for m in bench_torch.activation_report(bench.NETS, batch=4, torch_side=torch_side):
+        assert 0 < m["ratio"] <= 2, m
+
+
+@pytest.mark.parametrize("layout", ["channel_last", "channel_first"])
+@pytest.mark.parametrize("x_shape, k_shape, stride, padding, bias", CASES, ids=IDS)
+def test_each_conv_layout_matches_the_naive_twin(monkeypatch, rng, layout, x_shape, k_shape,
+                                                 stride, padding, bias):
+    # Forcing the layout also forces the dx path: stride-1 channel-last convolutions take
+    # dx as the convolution of dy with the flipped kernel, the others use col2im.
+    monkeypatch.setattr(conv, "_channel_last", lambda *shape: layout == "channel_last")
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((k_shape[0], x_shape[1]) + k_shape[1:])
+    b = rng.standard_normal(k_shape[0]) if bias else None
+    y, cache = conv2d_forward(x, w, b, stride, padding)
+    want_y = conv2d_forward_naive(x, w, b, stride, padding)
+    np.testing.assert_allclose(y, want_y, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    got = conv2d_backward(dy, cache)
+    want = conv2d_backward_naive(dy, x, w, stride, padding, has_bias=bias)
+    for g, e in zip(got, want):
+        if e is None:
+            assert g is None
+        else:
+            np.testing.assert_allclose(g, e, rtol=1e-11, atol=1e-11)
+
+
+def test_conv_results_do_not_alias_the_reused_workspace(rng):
+    x = rng.standard_normal((2, 8, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
+    y1, cache = conv2d_forward(x, w, None, 1, 1)
+    grads = conv2d_backward(np.ones_like(y1), cache)
+    kept = [y1.copy()] + [g.copy() for g in grads if g is not None]
+    conv2d_forward(-x, w * 2, None, 1, 1)   # reuses the same column buffer
+    conv2d_backward(np.ones_like(y1) * 3, cache)
+    for a, b in zip([y1] + [g for g in grads if g is not None], kept):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_each_thread_gets_its_own_workspace():
+    buffers = []
+
+    def grab():
+        buffers.append(conv._workspace(np, (64, 64), np.dtype(np.float32)))
+    threads = [threading.Thread(target=grab) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not np.shares_memory(buffers[0], buffers[1])
+
+
+def test_workspace_is_not_used_for_columns_over_the_limit(monkeypatch):
+    monkeypatch.setattr(conv, "_WORKSPACE_MAX", 1024)
+    a = conv._workspace(np, (16, 32), np.dtype(np.float32))    # 2048 bytes: a fresh array each time
+    b = conv._workspace(np, (16, 32), np.dtype(np.float32))
+    assert not np.shares_memory(a, b)
+
+
+@pytest.mark.parametrize("kernel, stride", [((2, 2), None), ((3, 3), (2, 2)), ((2, 3), (3, 3))])
+def test_maxpool_disjoint_and_overlapping_windows_route_ties_to_the_first_maximum(kernel, stride):
+    # Constant input: every window is a tie, so each window's gradient goes to its top-left.
+    x = np.zeros((2, 3, 7, 9))
+    y, cache = maxpool2d_forward(x, kernel, stride)
+    dy = np.arange(1, y.size + 1, dtype=float).reshape(y.shape)
+    dx = maxpool2d_backward(dy, cache)
+    (kh, kw), (sh, sw) = kernel, kernel if stride is None else stride
+    want = np.zeros_like(x)
+    for i in range(y.shape[2]):
+        for j in range(y.shape[3]):
+            want[:, :, i * sh, j * sw] += dy[:, :, i, j]
+    np.testing.assert_array_equal(dx, want)
+
+
+def test_float32_training_step_of_the_default_cnn_runs_and_lowers_nothing_to_float64():
+    model = cnn(1, image_size=8, widths=(4,), norm="bn", rng=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, size=4)
+    step = bench.training_step(model, x, y)
+    loss, correct = step()
+    assert np.isfinite(loss) and 0 <= correct <= 4
+    for p in model.parameters():
+        assert p.data.dtype == np.float32 and p.grad.dtype == np.float32
