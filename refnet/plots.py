@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -54,7 +55,8 @@ def invariance(data, path):
         ax.axhline(data["tolerance"], color="k", ls=":", lw=1, label="tolerance")
         group = "whole tensor × a" if norm == "ln" else "each unit × a·u, u ∈ [½, 2]"
         ax.set(title=f"{norm.upper()} ({group})", xlabel="scale factor a", ylabel="deviation", ylim=(1e-18, 1e2))
-    axes[0][0].legend(fontsize=7, loc="center left")
+    axes[0][-1].plot([], [], "kx--", label="same, eps = 1e-5 (BN, LN)")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
     return _save(fig, path, "solid: normalization eps = 0 (exact); dashed: eps = 1e-5 (default) — breaks where a²·var ~ eps."
                  " Training mode (batch statistics), one batch of test images. Floor at 1e-18 = exactly 0.")
 
@@ -118,11 +120,12 @@ def lr_dynamics(data, path):
 def _scatter(ax, runs, key, pred_fn=None):
     lrs = sorted({r["lr"] for r in runs})
     for r in runs:
-        color = COLORS[lrs.index(r["lr"]) % len(COLORS)]
+        j = lrs.index(r["lr"])
+        color, x = COLORS[j % len(COLORS)], r["knob"] * 1.07 ** (j - (len(lrs) - 1) / 2)  # runs side by side
         for i, (name, v) in enumerate(r["layers"].items()):
-            ax.plot(r["knob"], v[key], "os"[i % 2], color=color, ms=6, mfc="none" if i else color)
+            ax.plot(x, v[key], "os"[i % 2], color=color, ms=6, mfc="none" if i else color)
             if pred_fn:
-                ax.plot(r["knob"], v["pred"], "_", color="k", ms=12)
+                ax.plot(x, v["pred"], "_", color="k", ms=10)
     for i, lr in enumerate(lrs):
         ax.plot([], [], "o", color=COLORS[i], label=f"lr {lr:g}")
     ax.plot([], [], "ko", label="layer 1 (filled)")
@@ -151,14 +154,19 @@ def one_knob(data, path):
     axes[1][0].plot([], [], "s", color=COLORS[1], mfc="none", label="ordinary net (trained γ, β, head)")
     axes[1][0].set(title="SGD + L2: test accuracy", xscale="log", xlabel="lr · lam", ylabel="test accuracy")
     s = data["symmetry"]
-    for i, net in enumerate(("invariant", "ordinary")):
-        axes[1][1].semilogy(s["c"], _floor(s[net]["max_dprob"]), "os"[i] + "-", color=COLORS[i],
-                            label=f"{net} network")
+    for i, key in enumerate(k for k in s if k != "c"):
+        opt, net = key.split("/")
+        axes[1][1].semilogy(s["c"], _floor(s[key]["max_dprob"]), "osD"[i] + "-", color=COLORS[i],
+                            label=f"{'SGD (c² lr, lam/c²' if opt == 'sgd' else 'Adam (c lr, lam/c², eps/c'}, c·w0), {net} net")
     axes[1][1].axhline(1e-9, color="k", ls=":", lw=1, label="tolerance")
-    axes[1][1].set(title="Runs (c² lr, lam/c², c·w0) vs (lr, lam, w0)", xlabel="c",
+    axes[1][1].set(title="Symmetry map vs the base run (float64, BN eps 0)", xlabel="c",
                    ylabel="max |Δ softmax| on the test set (floor 1e-18)", ylim=(1e-19, 10))
     for ax in (axes[0][0], axes[0][1], axes[1][0], axes[1][1]):
         ax.legend(fontsize=7)
+    for ax, kind in ((axes[0][0], "sgd"), (axes[0][1], "adam"), (axes[0][2], "adamw"), (axes[1][0], "sgd")):
+        knobs = sorted({r["knob"] for r in g[kind]})
+        ax.set_xticks(knobs, [f"{k:.2g}" for k in knobs], rotation=30, fontsize=8)
+        ax.xaxis.set_minor_formatter(NullFormatter())
     axes[1][2].axis("off")
     return _save(fig, path, "Steady angle: median over units of the RMS angle over the second half of each run. "
                  "L2 / wd on the scale-invariant weights only. " + L2_NOTE)
@@ -195,7 +203,9 @@ def balance(data, path):
             x = j + (i - 0.5) * 0.35
             ax.bar(x, v["angle"], width=0.33, color=COLORS[i], label=f"{name} (d = {v['d']})" if j == 0 else None)
             ax.plot([x - 0.16, x + 0.16], [v["pred"]] * 2, "k-", lw=2, label="theory" if (i, j) == (0, 0) else None)
-    ax.set_xticks(range(len(opts)), [{"sgd": "SGD + L2", "adam": "Adam + L2", "adamw": "AdamW"}[k] for k in opts])
+    names = {"sgd": "SGD + L2", "adam": "Adam + L2", "adamw": "AdamW"}
+    ax.set_xticks(range(len(opts)), [names[k] + "\n" + ", ".join(f"{p} {v:g}" for p, v in data["optimizers"][k]["hyper"].items()
+                                                           if p != "knob") for k in opts])
     ax.set(ylabel="steady angle per step [rad] (log)", yscale="log")
     ax.legend(fontsize=8)
     return _save(fig, path, "Median over units, second half. Theory: SGD arccos(1 − 2 lr lam), "
@@ -213,8 +223,8 @@ def no_l2(data, path):
             step = np.asarray(r["step"])[1:]
             q = np.asarray(r["layers"][name]["efflr"])[1:]
             reg = "no L2" if r["lam"] == 0 else f"L2 lam {r['lam']:g}"
-            ax.plot(step, q[:, 1], ls, color=color, lw=1.6, label=f"w0 × {r['w0_scale']:g}, {reg}")
-            ax.plot(step, np.asarray(r["layers"][name]["law"])[1:], ":", color="k", lw=1)
+            ax.plot(step, q[:, 1], ls, color=color, lw=2, label=f"w0 × {r['w0_scale']:g}, {reg}", zorder=2)
+            ax.plot(step, np.asarray(r["layers"][name]["law"])[1:], ":", color="k", lw=1, zorder=1)
         G2 = data["runs"][0]["layers"][name]["G2"]
         ax.plot(step, 1 / np.sqrt(2 * G2 * step), color="0.6", lw=3, alpha=0.5, label="1/√(2 G2 t)")
         ax.set(xscale="log", yscale="log", title=name, xlabel="step", ylabel="effective lr lr/||w||² (median unit)")

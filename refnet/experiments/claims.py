@@ -50,7 +50,7 @@ def _fmt(x):
         return "yes" if x else "**NO**"
     if isinstance(x, float):
         return f"{x:.4g}"
-    return str(x).replace("|", "/")
+    return str(x).replace("|", "\\|")
 
 
 def write_report(out_dir, claims, observations, config, versions, wall_time_s):
@@ -60,7 +60,9 @@ def write_report(out_dir, claims, observations, config, versions, wall_time_s):
     checkpoint.write_json(os.path.join(out_dir, "report.json"), report)
     n_pass = sum(c["pass"] for c in claims)
     lines = ["# refnet reproduce: report", "",
-             f"{n_pass} of {len(claims)} claims pass; wall time {wall_time_s:.0f} s; preset "
+             f"{n_pass} of {len(claims)} claims pass; wall time {wall_time_s:.0f} s for this call "
+             f"({config.get('tasks_run', '?')} tasks run, the rest read from the cache; the tasks' run "
+             f"times, summed over parallel workers, cached or not: {config.get('task_seconds', 0):.0f} s); preset "
              f"`{config.get('preset')}`, data `{config.get('data', {}).get('name')}`, device "
              f"`{config.get('device')}`.", "",
              "Error: relative, |measured - predicted| / |predicted| (absolute where the prediction "

@@ -1,8 +1,8 @@
 """Sizes of every experiment, per preset, and the spec builders they share.
 
-Presets: ``"default"`` (full Fashion-MNIST, a BN MLP 784-256-256-10, about 10 minutes on two
-cores), ``"quick"`` (a 10k/2k subset, width 128, shorter runs and smaller grids: about a
-minute, still real data) and ``"tiny"`` (a small synthetic problem, for the tests).
+Presets: ``"default"`` (full Fashion-MNIST, a BN MLP 784-256-256-10, 8-15 minutes on two
+cores), ``"quick"`` (a 10k/2k subset, width 128, shorter runs and smaller grids: under two
+minutes, still real data) and ``"tiny"`` (a small synthetic problem, for the tests).
 
 Why these numbers: a steady state is only measured after the norm has relaxed, i.e. after
 several times ``1/(8 lr lam)`` steps for SGD (``1/(2 lr wd)`` for AdamW), so the grids use

@@ -10,7 +10,6 @@ rounding (about 1e-15 per operation, a few hundred operations deep) may remain. 
 (the default) the identity bends where ``a^2 var`` reaches eps: reported, not claimed.
 """
 
-import numpy as np
 
 from refnet.experiments import config
 from refnet.experiments.claims import claim, observation

@@ -62,6 +62,7 @@ def analyze(cfg, results):
             else:
                 pred = [theory.sgd_l2_equilibrium(lr, lam, g2).effective_lr for g2 in arrays[f"{name}/win/G2"]]
                 eq.append((1.0, median_ratio(arrays[f"{name}/win/efflr"], pred), tag))
+                Gm = float(np.median(arrays[f"{name}/win/G2"]))
                 law = np.full(len(run["step"]), theory.sgd_l2_equilibrium(lr, lam, Gm).effective_lr)
             run["layers"][name] = {"efflr": arrays[f"{name}/trace/efflr"].tolist(), "law": law.tolist(), "G2": Gm}
             final[(h["lam"], h["w0_scale"], name)] = float(np.median(eff_end))

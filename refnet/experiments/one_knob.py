@@ -6,15 +6,19 @@ Runs: grids of (lr, lam) / (lr, wd) on the BN MLP, L2 / weight decay on the scal
 weights only (so that lam acts on nothing but their scale), windows over the second half.
 Claims (median over units of the RMS angle per step, worst run and layer):
 - SGD + L2: angle = ``arccos(1 - 2 lr lam)`` for every run (``theory.sgd_l2_equilibrium``), 5%;
-- Adam + L2: runs sharing ``lr^2 lam`` have the same angle (within 5% of their group's mean),
-  and it matches ``theory.adam_l2_equilibrium`` with the unit's measured G2 and size d (10%: a
-  small-lr*lam law that assumes the gradient spread evenly over the d entries);
+- Adam + L2: angle = ``theory.adam_l2_equilibrium(lr, lam, G2, d)``, with the unit's measured G2
+  and size d (10%: the law assumes the gradient spread evenly over the d entries and white in
+  time; units whose gradient is exactly 0 over the whole window, dead ReLUs, have no
+  equilibrium and are left out of the median -- their share is reported as an observation). Unlike SGD's, this angle depends on G2, which differs between runs that took different
+  paths, so runs sharing ``lr^2 lam`` agree only through the law, not directly;
 - AdamW: angle = ``theory.adamw_equilibrium(lr, wd, d)`` for every run, 5%;
 - symmetry: on the fully invariant network (BN without gamma/beta, frozen random head: every
-  trained parameter scale-invariant), the runs ``(c^2 lr, lam/c^2, c w0)`` give the same test
-  predictions as ``(lr, lam, w0)`` (``theory.symmetry_map``; float64, BN eps = 0): largest
-  change of a softmax output, tolerance 1e-9 (rounding, amplified by training).
-Observations: the same map applied to the ordinary network (trained gamma, beta and head,
+  trained parameter scale-invariant), the runs ``(c^2 lr, lam/c^2, c w0)`` (SGD) and
+  ``(c lr, lam/c^2, c w0, eps/c)`` (Adam + L2) give the same test predictions as
+  ``(lr, lam, w0)`` (``theory.symmetry_map``; float64, BN eps = 0): largest change of a softmax
+  output, tolerance 1e-9 (rounding, amplified by training). In eval mode this needs BN's running
+  averages to have forgotten their initial values (weight ``0.9^steps``).
+Observations: the SGD map applied to the ordinary network (trained gamma, beta and head,
 whose step is not rescaled) changes its predictions; the accuracy of the grids against
 ``lr*lam``, on both networks.
 """
@@ -25,7 +29,7 @@ import numpy as np
 
 import theory
 from refnet.experiments import config
-from refnet.experiments.claims import claim, observation, worst
+from refnet.experiments.claims import observation, worst
 from refnet.experiments.measure import final_accuracy, label, layers, median_ratio
 from refnet.experiments.runner import Runner
 
@@ -57,17 +61,23 @@ def grids(cfg):
             "adam": grid(cfg, "adam"), "adamw": grid(cfg, "adamw")}
 
 
+SYMMETRY_RUNS = (("sgd", "invariant"), ("sgd", "ordinary"), ("adam", "invariant"))
+
+
 def symmetry_specs(cfg):
-    """Base and mapped runs, float64 with BN eps = 0, on the invariant and the ordinary network."""
+    """Base and mapped runs (``theory.symmetry_map``), float64 with BN eps = 0: SGD on the fully
+    invariant and on the ordinary network, Adam + L2 on the fully invariant one."""
     c = cfg[NAME]
-    lr, lam = c["sgd_lr"][0], c["sgd_lam"][0]
     out = []
-    for net in ({"affine": False, "train_head": False}, {}):
+    for opt, net in SYMMETRY_RUNS:
+        over = {"affine": False, "train_head": False} if net == "invariant" else {}
+        lr, lam = c[f"{opt}_lr"][0], c[f"{opt}_lam"][0]
         for s in [1.0] + list(c["sym_c"]):
-            m = theory.symmetry_map("sgd", s, lr=lr, lam=lam)
-            out.append(config.train(cfg, config.model(cfg, dtype="float64", eps=0.0, w0_scale=s, **net),
-                                    config.sgd(m["lr"], m["lam"], l2_scope="invariant"), c["sym_steps"],
-                                    keep_logits=True))
+            m = theory.symmetry_map(opt, s, lr=lr, lam=lam, eps=1e-8)
+            o = (config.sgd(m["lr"], m["lam"], l2_scope="invariant") if opt == "sgd" else
+                 config.adam(cfg, m["lr"], l2=m["lam"], eps=m["eps"], l2_scope="invariant"))
+            out.append(config.train(cfg, config.model(cfg, dtype="float64", eps=0.0, w0_scale=s, **over), o,
+                                    c["sym_steps"], keep_logits=True))
     return out
 
 
@@ -87,13 +97,15 @@ def _steady(kind, hyper, arrays, meta, betas):
         G2, d = arrays[f"{name}/win/G2"], meta["params"][name]["d"]
         if kind.startswith("sgd"):
             pred = np.full(len(G2), theory.sgd_l2_equilibrium(hyper["lr"], hyper["lam"], 1.0).angle)
-        elif kind == "adam":
-            pred = np.array([theory.adam_l2_equilibrium(hyper["lr"], hyper["lam"], g, d, betas).angle for g in G2])
+        elif kind == "adam":  # a unit without gradient (G2 = 0, dead) has no equilibrium: left out
+            pred = np.array([theory.adam_l2_equilibrium(hyper["lr"], hyper["lam"], g, d, betas).angle
+                             if g > 0 else np.nan for g in G2])
         else:
             pred = np.full(len(G2), theory.adamw_equilibrium(hyper["lr"], hyper["wd"], d, betas).angle)
-        ang = arrays[f"{name}/win/angle"]
-        out[name] = {"angle": float(np.median(ang)), "pred": float(np.median(pred)),
-                     "ratio": median_ratio(ang, pred)}
+        ang, live = arrays[f"{name}/win/angle"], np.isfinite(pred)
+        out[name] = {"angle": float(np.median(ang)), "pred": float(np.median(pred[live])) if live.any() else np.nan,
+                     "ratio": median_ratio(ang[live], pred[live]) if live.any() else np.nan,
+                     "dead": float(arrays[f"{name}/run/dead"])}
     return out
 
 
@@ -111,25 +123,24 @@ def analyze(cfg, results):
     names = list(data["grids"]["sgd"][0]["layers"])
     law_rows = {k: [(1.0, r["layers"][n]["ratio"], f"{label(i, n)}, lr {r['lr']:g}, knob {r['knob']:.3g}")
                     for r in data["grids"][k] for i, n in enumerate(names)] for k in GRIDS}
-    adam_groups = [(1.0, r["layers"][n]["angle"] / np.mean([q["layers"][n]["angle"] for q in group]),
-                    f"{label(i, n)}, lr {r['lr']:g}, lr^2 lam {r['knob']:.3g}")
-                   for group in _groups(data["grids"]["adam"]) for r in group for i, n in enumerate(names)]
     data["claims"] += [
         worst(law_rows["sgd"], "SGD + L2: every layer's steady angle = arccos(1 - 2 lr lam), a function of lr*lam",
               FIGURE, "median over units of measured/predicted angle", TOL, "theory.sgd_l2_equilibrium"),
-        worst(adam_groups, "Adam + L2: runs with equal lr^2*lam share one steady angle per layer", FIGURE,
-              "angle / mean angle of the runs sharing lr^2*lam", TOL, "theory.equilibrium_invariant('adam')"),
-        worst(law_rows["adam"], "Adam + L2: steady angle = the closed form with measured G2 and d", FIGURE,
+        worst(law_rows["adam"], "Adam + L2: steady angle = the closed form in lr^2*lam, the layer's d and G2", FIGURE,
               "median over units of measured/predicted angle", TOL_ADAM_LAW, "theory.adam_l2_equilibrium"),
         worst(law_rows["adamw"], "AdamW: every layer's steady angle = the closed form, a function of lr*wd",
               FIGURE, "median over units of measured/predicted angle", TOL, "theory.adamw_equilibrium")]
     data.update(_symmetry(cfg, list(it)))
-    data["claims"].append(data.pop("symmetry_claim"))
+    data["claims"] += data.pop("symmetry_claims")
     data["observations"] += data.pop("symmetry_observations") + [
         observation(f"test accuracy spread among runs sharing lr*lam ({net} network)", FIGURE,
                     "max over lr*lam groups of (max - min) accuracy",
                     max([0.0] + [np.ptp([r["accuracy"] for r in g]) for g in _groups(data["grids"][k])]))
-        for k, net in (("sgd_invariant", "fully invariant"), ("sgd", "ordinary"))]
+        for k, net in (("sgd_invariant", "fully invariant"), ("sgd", "ordinary"))] + [
+        observation(f"{title}: units with an exactly zero gradient at the end (dead, no steady state)", FIGURE,
+                    f"largest fraction over runs, {label(i, n)}", max(r["layers"][n]["dead"] for r in data["grids"][k]),
+                    "a dead unit's G2 is 0: the equilibrium laws assume G2 > 0 and stationary")
+        for k, title in (("sgd", "SGD + L2"), ("adam", "Adam + L2"), ("adamw", "AdamW")) for i, n in enumerate(names)]
     return data
 
 
@@ -143,23 +154,24 @@ def _groups(runs):
 
 def _symmetry(cfg, results):
     cs = [1.0] + list(cfg[NAME]["sym_c"])
-    half = len(cs)
-    sym = {"c": cs[1:]}
-    rows, obs = [], []
-    for net, res in (("invariant", results[:half]), ("ordinary", results[half:])):
+    sym, claims, obs = {"c": cs[1:]}, [], []
+    for k, (opt, net) in enumerate(SYMMETRY_RUNS):
+        res = results[k * len(cs):(k + 1) * len(cs)]
         p0 = _probs(res[0][0]["test_logits"])
         dp = [float(np.abs(_probs(a["test_logits"]) - p0).max()) for a, _ in res[1:]]
         agree = [float((_probs(a["test_logits"]).argmax(1) == p0.argmax(1)).mean()) for a, _ in res[1:]]
-        sym[net] = {"max_dprob": dp, "agree": agree, "accuracy": [final_accuracy(m) for _, m in res]}
+        sym[f"{opt}/{net}"] = {"max_dprob": dp, "agree": agree, "accuracy": [final_accuracy(m) for _, m in res]}
+        rule = "(c^2 lr, lam/c^2, c w0)" if opt == "sgd" else "(c lr, lam/c^2, c w0, eps/c)"
         if net == "invariant":
-            rows = [(0.0, v, f"c = {c:g}") for c, v in zip(cs[1:], dp)]
+            claims.append(worst([(0.0, v, f"c = {c:g}") for c, v in zip(cs[1:], dp)],
+                                f"{'SGD' if opt == 'sgd' else 'Adam'} + L2, fully invariant network: runs {rule} "
+                                f"give the same predictions", FIGURE, "max change of a test softmax output",
+                                TOL_EXACT, f"theory.symmetry_map('{opt}')"))
         else:
-            obs += [observation("ordinary network under (c^2 lr, lam/c^2, c w0): predictions change", FIGURE,
+            obs += [observation(f"ordinary network under {rule}: predictions change", FIGURE,
                                 f"fraction of test predictions unchanged, c = {c:g}", a,
                                 f"max softmax change {v:.3g}") for c, a, v in zip(cs[1:], agree, dp)]
-    claim_row = worst(rows, "Fully invariant network: runs (c^2 lr, lam/c^2, c w0) give identical predictions",
-                      FIGURE, "max change of a test softmax output", TOL_EXACT, "theory.symmetry_map('sgd')")
-    return {"symmetry": sym, "symmetry_claim": claim_row, "symmetry_observations": obs}
+    return {"symmetry": sym, "symmetry_claims": claims, "symmetry_observations": obs}
 
 
 def run(cfg=None, runner=None):

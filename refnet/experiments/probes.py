@@ -13,6 +13,7 @@ and measure the angle each unit turns (identity 3: ``tan(angle) ~ c^-2`` for SGD
 """
 
 import copy
+import time
 
 import numpy as np
 
@@ -71,6 +72,7 @@ def invariance_task(spec):
     the relative loss change, the largest change of a softmax output, the largest relative
     error of ``g(a w) = g(w)/a`` over the scaled weights, and the largest relative change of
     the other parameters' gradients, per scale ``a``."""
+    t0 = time.perf_counter()
     model, data = trained_model(spec)
     x, y = _batch(data, spec.get("batch", 512), np.float64)
     scales = np.asarray(spec["scales"], dtype=np.float64)
@@ -100,13 +102,14 @@ def invariance_task(spec):
             errs["grad"].append(max(_rel(factors[n] * g1[n], g0[n], floor) for n in marked))
             errs["others"].append(max([_rel(g1[n], g0[n], floor) for n in others] or [0.0]))
         arrays.update({f"{variant}/{k}": np.asarray(v) for k, v in errs.items()})
-    return arrays, {"norm": spec["model"].get("norm"), "loss": loss0}
+    return arrays, {"norm": spec["model"].get("norm"), "loss": loss0, "seconds": time.perf_counter() - t0}
 
 
 def one_step_task(spec):
     """Arrays ``c`` and ``<optimizer>/<weight>/{angle,tan}``: the RMS over units of the angle
     (and of its tangent) one step turns each unit after that weight was multiplied by ``c``, from a fresh optimizer
     (SGD at ``sgd_lr``, Adam at ``adam_lr`` with eps ``adam_eps``), BN eps = 0, float64."""
+    t0 = time.perf_counter()
     model, data = trained_model(spec)
     x, y = _batch(data, spec.get("batch", 512), np.float64)
     cs = np.asarray(spec["c"], dtype=np.float64)
@@ -133,4 +136,5 @@ def one_step_task(spec):
             arrays[f"{opt_name}/{name}/angle"] = np.asarray(angles)
             arrays[f"{opt_name}/{name}/tan"] = np.asarray(tans)
         p.data[...] = original
+    meta["seconds"] = time.perf_counter() - t0
     return arrays, meta

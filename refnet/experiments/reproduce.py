@@ -1,7 +1,7 @@
 """``refnet reproduce``: run the experiments, draw their figures, check their claims.
 
-    refnet reproduce                      # default preset into figures/ (about 10 min, 2 cores)
-    refnet reproduce --quick --out /tmp/r # a minute or so, still real data
+    refnet reproduce                      # default preset into figures/ (8-15 min on 2 cores)
+    refnet reproduce --quick --out /tmp/r # under 2 min, still real data
     refnet reproduce --only invariance,no_l2 --jobs 4
     refnet reproduce --dask-scheduler tcp://10.0.0.5:8786   # runs on a Dask cluster
 
@@ -26,7 +26,10 @@ from refnet.experiments.runner import Runner
 
 def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
-                        help="small grids, data subsets and an MLP of width 128 (about a minute)")
+                        help="small grids, data subsets and an MLP of width 128 (under 2 minutes on 2 cores)")
+    parser.add_argument("--preset", default=None, choices=config.PRESETS,
+                        help="sizes: default, quick (= --quick) or tiny (a seconds-long smoke test on "
+                             "--data synthetic, for tests)")
     parser.add_argument("--out", default="figures", metavar="DIR",
                         help="where the figures, report.json, report.md and the cache (.cache/) go "
                              "(default: figures/)")
@@ -68,20 +71,21 @@ def selected(only):
 
 def reproduce(cfg, names, out, runner):
     """Run ``names`` with ``runner``, draw their figures into ``out`` and return
-    ``(claims, observations, figures)``."""
+    ``(claims, observations, figures, task_seconds)``; ``task_seconds`` sums the tasks' own
+    compute time, cached or not."""
     from refnet import plots
 
     os.makedirs(out, exist_ok=True)
     mods = [get(n) for n in names]
     per = [m.specs(cfg) for m in mods]
-    runner.map([s for ss in per for s in ss], desc="tasks")  # everything, once, in parallel
+    done = runner.map([s for ss in per for s in ss], desc="tasks")  # everything, once, in parallel
     all_claims, all_obs, figures = [], [], []
     for mod, ss in zip(mods, per):
         data = mod.analyze(cfg, runner.map(ss, desc=mod.NAME))
         figures.append(plots.plot(data, os.path.join(out, mod.FIGURE)))
         all_claims += data["claims"]
         all_obs += data["observations"]
-    return all_claims, all_obs, figures
+    return all_claims, all_obs, figures, sum(m.get("seconds", 0.0) for _, m in done)
 
 
 def run(args):
@@ -95,14 +99,19 @@ def run(args):
     except (ValueError, RuntimeError) as err:
         print(f"refnet reproduce: {err}", file=sys.stderr)
         return 2
-    cfg = config.make_config("quick" if args.quick else "default", data=args.data, data_dir=args.data_dir,
-                             device=args.device, seed=args.seed)
+    preset = args.preset or ("quick" if args.quick else "default")
+    try:
+        cfg = config.make_config(preset, data=args.data, data_dir=args.data_dir, device=args.device,
+                                 seed=args.seed)
+    except ValueError as err:
+        print(f"refnet reproduce: {err}", file=sys.stderr)
+        return 2
     runner = Runner(jobs=args.jobs, scheduler=args.dask_scheduler,
                     cache_dir=os.path.join(args.out, ".cache"), progress=not args.no_progress)
-    found, notes, figures = reproduce(cfg, names, args.out, runner)
+    found, notes, figures, task_seconds = reproduce(cfg, names, args.out, runner)
     wall = time.perf_counter() - t0
     cfg_out = {**cfg, "experiments": names, "jobs": args.jobs, "dask_scheduler": args.dask_scheduler,
-               "tasks_run": runner.executed}
+               "tasks_run": runner.executed, "task_seconds": task_seconds}
     claims.write_report(args.out, found, notes, cfg_out, _versions(args.device), wall)
     failed = [c for c in found if not c["pass"]]
     print(f"{len(found) - len(failed)} of {len(found)} claims pass; {len(figures)} figures, "

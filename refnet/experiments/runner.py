@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from refnet import checkpoint
 
-FORMAT = 1  # bump when a task's output changes meaning: old cache entries are then ignored
+FORMAT = 2  # bump when a task's output changes meaning: old cache entries are then ignored
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 # keys that say where things are, not what is computed: left out of the cache key
@@ -139,7 +139,7 @@ class Runner:
         results = {k: self._memo.get(k) or self.cache.get(k) for k in dict.fromkeys(keys)}
         todo = {k: s for k, s in zip(keys, specs) if results[k] is None}
         bar = tqdm(total=len(results), initial=len(results) - len(todo), desc=desc, unit="run",
-                   disable=not self.progress, dynamic_ncols=True)
+                   disable=not (self.progress and todo), dynamic_ncols=True)
         try:
             for key, (arrays, meta) in self._run(todo):
                 self.cache.put(key, todo[key], arrays, meta)

@@ -10,6 +10,8 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
   <name>/win/{norm,norm4,efflr,angle,G2}  (groups,): per-group means over the window, the last
                                           ``window`` fraction of the steps (angle: RMS)
   <name>/run/{norm0,normT,G2}             (groups,): the first and last norm, G2 over the run
+  <name>/run/dead                         fraction of groups whose gradient is exactly 0 over
+                                          the last 5% of steps (dead units: no steady state)
   <name>/resid/angle                      max over steps and groups of the relative error of the
                                           one-step identity tan(angle) = lr G~ / ((1-2 lr lam) ||w||^2)
                                           (plain SGD only)
@@ -130,8 +132,9 @@ def summarize(history, spec, model, optimizer):
         out.update({f"{name}/win/norm": n[w].mean(0), f"{name}/win/norm4": (n[w] ** 4).mean(0),
                     f"{name}/win/efflr": eff[w].mean(0), f"{name}/win/angle": np.sqrt((ang[w] ** 2).mean(0)),
                     f"{name}/win/G2": g2[w].mean(0)})
+        tail = g2[-max(1, total // 20):]
         out.update({f"{name}/run/norm0": n[0], f"{name}/run/normT": n[-1],
-                    f"{name}/run/G2": g2[:-1].mean(0)})
+                    f"{name}/run/G2": g2[:-1].mean(0), f"{name}/run/dead": np.mean(np.all(tail == 0, axis=0))})
         if plain_sgd:
             lam = _l2_of(optimizer, named[name])
             x = n * n

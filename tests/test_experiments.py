@@ -1,0 +1,219 @@
+"""The experiments, their runner and their claims, on a tiny synthetic problem (seconds).
+
+Structure is checked for every experiment; where a law is exact (identities, symmetries) the
+claim must pass even here. Laws that need a steady state on real data are not asserted on
+tiny runs (they are what `refnet reproduce` checks)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from refnet import checkpoint
+from refnet.experiments import NAMES, claims, config, get
+from refnet.experiments.runner import Runner, execute, spec_key
+
+EXACT = {  # experiment -> claims (by text prefix) that hold to rounding on any data
+    "invariance": ("BN:", "LN:", "WN:"),
+    "effective_lr": ("SGD:", "ADAM:"),
+    "norm_dynamics": ("SGD: every step",),
+    "one_knob": ("SGD + L2, fully invariant", "Adam + L2, fully invariant"),
+    "fix": ("Projected SGD: each step",),
+}
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return config.make_config("tiny", data="synthetic")
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    return Runner(progress=False, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def results(cfg, runner):
+    return {name: get(name).run(cfg, runner) for name in NAMES}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_experiment_returns_plain_data_with_claims(results, name):
+    data = results[name]
+    json.dumps(data)  # plain data: lists, numbers, strings only
+    assert data["name"] == name and data["figure"].endswith(".png")
+    assert data["claims"], "every experiment makes at least one claim"
+    for c in data["claims"]:
+        assert set(claims.CLAIM_KEYS) <= set(c)
+        assert c["theory"].startswith("theory.")
+        assert c["pass"] == (c["rel_error"] <= c["tolerance"])
+
+
+@pytest.mark.parametrize("name, prefix", [(n, p) for n, ps in EXACT.items() for p in ps])
+def test_exact_laws_hold_on_tiny_runs(results, name, prefix):
+    found = [c for c in results[name]["claims"] if c["claim"].startswith(prefix)]
+    assert found, f"no claim starting with {prefix!r}"
+    for c in found:
+        assert c["pass"], c
+
+
+def test_invariance_curves_cover_every_scale(results, cfg):
+    data = results["invariance"]
+    assert data["scales"] == cfg["invariance"]["scales"]
+    for norm in ("bn", "ln", "wn"):
+        assert all(len(v) == len(data["scales"]) for v in data["norms"][norm]["eps0"].values())
+
+
+def test_effective_lr_slopes_are_minus_two_and_minus_one(results):
+    slopes = results["effective_lr"]["slopes"]
+    assert all(np.isclose(s, -2, atol=1e-9) for k, s in slopes.items() if k.startswith("sgd/"))
+    assert all(np.isclose(s, -1, atol=1e-2) for k, s in slopes.items() if k.startswith("adam/"))
+
+
+def test_norm_recursion_overlay_matches_the_measured_unit(results):
+    for panel in results["norm_dynamics"]["panels"].values():
+        np.testing.assert_allclose(panel["unit_recursion"], panel["unit_norm"], rtol=1e-9)
+
+
+def test_one_knob_grids_have_every_combination(results, cfg):
+    c = cfg["one_knob"]
+    grids = results["one_knob"]["grids"]
+    assert len(grids["sgd"]) == len(c["sgd_lr"]) * len(c["sgd_lam"])
+    assert {round(r["knob"], 12) for r in grids["sgd"]} == {round(a * b, 12) for a in c["sgd_lr"] for b in c["sgd_lam"]}
+    assert {r["knob"] for r in grids["adam"]} == {a * a * b for a in c["adam_lr"] for b in c["adam_lam"]}
+
+
+def test_fix_projected_runs_keep_unit_norm(cfg, runner):
+    from refnet.experiments import fix
+    (hyper, spec), = fix.projected(cfg)[:1]
+    arrays, meta = runner.map([spec])[0]
+    for name in meta["params"]:
+        np.testing.assert_allclose(arrays[f"{name}/win/norm"], 1.0, rtol=1e-12)
+
+
+def test_balance_compares_every_layer(results):
+    for kind, v in results["balance"]["optimizers"].items():
+        assert len(v["layers"]) == 2 and all(row["angle"] > 0 for row in v["layers"].values())
+
+
+def test_no_l2_runs_cover_each_initial_scale_with_and_without_l2(results, cfg):
+    runs = results["no_l2"]["runs"]
+    assert {(r["w0_scale"], r["lam"] > 0) for r in runs} == {(s, b) for s in cfg["no_l2"]["w0_scales"] for b in (0, 1)}
+
+
+# --- the runner ---------------------------------------------------------------------------
+def small_spec(cfg, lr=0.1, **over):
+    return config.train(cfg, config.model(cfg, dtype="float64"), config.sgd(lr, 1e-2), 20, **over)
+
+
+def test_spec_key_ignores_where_the_data_lives(cfg):
+    a = small_spec(cfg)
+    b = {**a, "data": {**a["data"], "data_dir": "/elsewhere"}}
+    assert spec_key(a) == spec_key(b) != spec_key(small_spec(cfg, lr=0.2))
+
+
+def test_second_map_reads_the_cache_and_trains_nothing(cfg, tmp_path):
+    specs = [small_spec(cfg), small_spec(cfg, lr=0.2)]
+    first = Runner(progress=False, cache_dir=tmp_path)
+    a = first.map(specs)
+    second = Runner(progress=False, cache_dir=tmp_path)
+    b = second.map(specs)
+    assert (first.executed, second.executed) == (2, 0)
+    for (x, mx), (y, my) in zip(a, b):
+        assert mx == json.loads(json.dumps(mx)) == my
+        assert all(np.array_equal(x[k], y[k]) for k in x)
+
+
+def test_cache_files_are_npz_readable_without_pickle(cfg, tmp_path):
+    spec = small_spec(cfg)
+    Runner(progress=False, cache_dir=tmp_path).map([spec])
+    arrays, meta = checkpoint.read_npz(tmp_path / f"{spec_key(spec)}.npz")
+    assert meta["spec"]["optim"]["lr"] == spec["optim"]["lr"] and "trace/loss" in arrays
+
+
+def test_equal_specs_run_once(cfg):
+    runner = Runner(progress=False)
+    out = runner.map([small_spec(cfg)] * 3)
+    assert runner.executed == 1 and len(out) == 3
+
+
+def test_unknown_task_is_refused():
+    with pytest.raises(ValueError, match="task"):
+        execute({"task": "nope"})
+
+
+def _same(a, b):
+    assert a[1] == b[1] or {k: v for k, v in a[1].items() if k != "seconds"} == \
+        {k: v for k, v in b[1].items() if k != "seconds"}
+    for k in a[0]:
+        np.testing.assert_array_equal(a[0][k], b[0][k], err_msg=k)
+
+
+@pytest.mark.slow
+def test_process_pool_gives_the_local_numbers(cfg):
+    specs = [small_spec(cfg), small_spec(cfg, lr=0.2)]
+    local = Runner(progress=False).map(specs)
+    pooled = Runner(jobs=2, progress=False).map(specs)
+    for a, b in zip(local, pooled):
+        _same(a, b)
+
+
+def test_dask_cluster_gives_the_local_numbers(cfg):
+    distributed = pytest.importorskip("distributed", reason="the 'cluster' extra (dask.distributed) is not installed")
+    specs = [small_spec(cfg), small_spec(cfg, lr=0.2)]
+    local = Runner(progress=False).map(specs)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        remote = Runner(scheduler=client, progress=False).map(specs)
+    for a, b in zip(local, remote):
+        _same(a, b)
+
+
+# --- claims and the report ----------------------------------------------------------------
+@pytest.mark.parametrize("predicted, measured, tol, kind, ok", [
+    (1.0, 1.04, 0.05, "relative", True), (1.0, 1.06, 0.05, "relative", False),
+    (0.0, 1e-12, 1e-9, "absolute", True), (0.0, 1e-6, 1e-9, "absolute", False),
+    (1.0, float("nan"), 0.05, "relative", False)])
+def test_claim_passes_only_within_its_tolerance(predicted, measured, tol, kind, ok):
+    c = claims.claim("x", "f.png", "q", predicted, measured, tol, "theory.f")
+    assert (c["pass"], c["error_kind"]) == (ok, kind)
+
+
+def test_worst_reports_the_failing_member():
+    c = claims.worst([(1.0, 1.01, "a"), (1.0, 1.2, "b")], "x", "f.png", "q", 0.05, "theory.f")
+    assert not c["pass"] and c["quantity"].endswith("[b]") and c["n_compared"] == 2
+
+
+def test_report_schema(tmp_path):
+    rows = [claims.claim("a | b", "f.png", "q", 1.0, 1.01, 0.05, "theory.f")]
+    obs = [claims.observation("o", "f.png", "q", 0.5)]
+    claims.write_report(tmp_path, rows, obs, {"preset": "tiny", "data": {"name": "synthetic"}}, {"refnet": "x"}, 1.5)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report) >= {"claims", "config", "versions", "wall_time_s"}
+    assert [set(claims.CLAIM_KEYS) <= set(c) for c in report["claims"]] == [True]
+    md = (tmp_path / "report.md").read_text()
+    assert "a \\| b" in md and "| yes |" in md
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("task", ["train", "invariance", "one_step"])
+def test_tasks_on_the_gpu_match_the_cpu(cfg, task):
+    from refnet import backend
+    if task == "train":
+        spec = small_spec(cfg, keep_logits=True)
+    else:
+        spec = {"task": task, "data": cfg["data"], "seed": 0, "train_steps": 10,
+                "model": config.model(cfg, dtype="float64"), "scales": [1e-2, 1e2], "c": [0.5, 2.0],
+                "sgd_lr": 0.1, "adam_lr": 1e-4}
+    try:
+        cpu = execute({**spec, "device": "cpu"})
+        gpu = execute({**spec, "device": "gpu"})
+    finally:
+        backend.use("cpu")
+    for k in cpu[0]:
+        if k.startswith("eps0/") or "/resid/" in k:
+            assert np.all(gpu[0][k] < 1e-9), k  # rounding-level deviations on both devices
+        else:
+            np.testing.assert_allclose(gpu[0][k], cpu[0][k], rtol=1e-6, atol=1e-9, err_msg=k)
