@@ -213,7 +213,9 @@ def test_tasks_on_the_gpu_match_the_cpu(cfg, task):
     finally:
         backend.use("cpu")
     for k in cpu[0]:
-        if k.startswith("eps0/") or "/resid/" in k:
+        if k.startswith("eps0/"):
             assert np.all(gpu[0][k] < 1e-9), k  # rounding-level deviations on both devices
+        # (the "/resid/" identities are held with BN eps = 1e-5 here, ~1e-6 on both devices:
+        # they are compared between the devices like every other number)
         else:
             np.testing.assert_allclose(gpu[0][k], cpu[0][k], rtol=1e-6, atol=1e-9, err_msg=k)
