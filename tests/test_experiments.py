@@ -18,7 +18,7 @@ EXACT = {  # experiment -> claims (by text prefix) that hold to rounding on any 
     "invariance": ("BN:", "LN:", "WN:"),
     "effective_lr": ("SGD:", "ADAM:"),
     "norm_dynamics": ("SGD: every step",),
-    "one_knob": ("SGD + L2, fully invariant", "Adam + L2, fully invariant"),
+    "one_knob": ("SGD + L2, fully invariant network: runs", "Adam + L2, fully invariant network: runs"),
     "fix": ("Projected SGD: each step",),
 }
 
@@ -92,9 +92,26 @@ def test_fix_projected_runs_keep_unit_norm(cfg, runner):
         np.testing.assert_allclose(arrays[f"{name}/win/norm"], 1.0, rtol=1e-12)
 
 
-def test_balance_compares_every_layer(results):
+def test_balance_runs_on_uneven_hidden_widths_and_compares_the_hidden_layers(results, cfg):
+    w = cfg["width"]
     for kind, v in results["balance"]["optimizers"].items():
-        assert len(v["layers"]) == 2 and all(row["angle"] > 0 for row in v["layers"].values())
+        rows = list(v["layers"].values())
+        assert [r["d"] for r in rows] == [rows[0]["d"], 4 * w, w] and all(r["angle"] > 0 for r in rows)
+    names = list(results["balance"]["optimizers"]["sgd"]["layers"])
+    for c in results["balance"]["claims"]:
+        assert f"{names[1]} / {names[2]}" in c["quantity"]
+
+
+@pytest.mark.parametrize("prefix, grid", [("Adam + L2, fully invariant network: steady", "adam_invariant"),
+                                          ("AdamW", "adamw")])
+def test_adam_laws_are_held_on_every_layer_but_the_first(results, prefix, grid):
+    data = results["one_knob"]
+    c, = [c for c in data["claims"] if c["claim"].startswith(prefix)]
+    runs = data["grids"][grid]
+    assert c["n_compared"] == len(runs) * (len(runs[0]["layers"]) - 1)
+    assert "layer 1 " not in c["quantity"]
+    assert any(o["observation"].startswith(prefix.split(":")[0]) and "first layer" in o["observation"]
+               for o in data["observations"])
 
 
 def test_no_l2_runs_cover_each_initial_scale_with_and_without_l2(results, cfg):
@@ -183,6 +200,11 @@ def test_claim_passes_only_within_its_tolerance(predicted, measured, tol, kind, 
 def test_worst_reports_the_failing_member():
     c = claims.worst([(1.0, 1.01, "a"), (1.0, 1.2, "b")], "x", "f.png", "q", 0.05, "theory.f")
     assert not c["pass"] and c["quantity"].endswith("[b]") and c["n_compared"] == 2
+
+
+def test_worst_of_nothing_fails():
+    c = claims.worst([], "x", "f.png", "q", 0.05, "theory.f")
+    assert not c["pass"] and c["n_compared"] == 0 and "no run" in c["quantity"]
 
 
 def test_report_schema(tmp_path):

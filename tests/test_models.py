@@ -74,6 +74,19 @@ def test_no_bias_right_before_bn_or_ln(norm, has_bias):
     assert (linear.bias is not None) == has_bias
 
 
+def test_mlp_takes_one_width_per_hidden_layer():
+    model = mlp(12, num_classes=3, width=[10, 6, 4], norm="bn", rng=0)
+    shapes = [p.shape for n, p in model.named_parameters() if n.endswith("weight") and p.scale_group]
+    assert shapes == [(10, 12), (6, 10), (4, 6)]
+    assert model[-1].weight.shape == (3, 4)
+
+
+@pytest.mark.parametrize("width, depth, match", [([8, 4], 3, "depth"), ([], None, "width"), ([8, 0], None, "width")])
+def test_mlp_refuses_inconsistent_widths(width, depth, match):
+    with pytest.raises(ValueError, match=f"mlp\\({match}\\)"):
+        mlp(12, width=width, depth=depth)
+
+
 @pytest.mark.parametrize("norm", ["bn", "ln"])
 def test_affine_false_drops_gamma_and_beta(norm):
     model = mlp(12, width=8, depth=2, norm=norm, affine=False, rng=0)

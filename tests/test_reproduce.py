@@ -64,24 +64,13 @@ def test_tiny_preset_needs_synthetic_data(tmp_path):
     assert main(["reproduce", "--preset", "tiny", "--out", str(tmp_path)]) == 2
 
 
-# Claims that fail on real data for reasons found and reported (not tolerances to loosen): the
-# Adam laws assume live units with stationary, time-white gradients. Any other failure fails.
-KNOWN_DEVIATIONS = ("Adam + L2: steady angle = the closed form", "AdamW: every layer's steady angle",
-                    "Adam + L2: unbalanced steady angles")
-
-
 @pytest.mark.slow
-def test_quick_end_to_end_on_real_data(tmp_path):
+def test_quick_end_to_end_on_real_data_passes_every_claim(tmp_path):
     try:
         load_dataset("fashion-mnist", subset=10, test_subset=10)
     except FileNotFoundError as err:
         pytest.skip(f"Fashion-MNIST is not installed: {err}")
     rc = main(["reproduce", "--quick", "--out", str(tmp_path), "--jobs", "2", "--no-progress"])
     report = _report(tmp_path)
-    failed = [c for c in report["claims"] if not c["pass"]]
     assert len(_pngs(tmp_path)) >= 7
-    assert not [c for c in failed if not c["claim"].startswith(KNOWN_DEVIATIONS)], failed
-    assert rc == (1 if failed else 0)
-    if failed:
-        pytest.xfail("known open deviations of the Adam laws on real data: "
-                     + "; ".join(f"{c['quantity']} = {c['measured']:.3g}" for c in failed))
+    assert [c for c in report["claims"] if not c["pass"]] == [] and rc == 0

@@ -31,6 +31,9 @@ def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_
 def worst(rows, text, figure, quantity, tolerance, theory):
     """One claim from many ``(predicted, measured, label)`` comparisons: the one with the largest
     error, named in ``quantity``, so a claim over a grid fails if any of its runs does."""
+    if not rows:  # nothing to compare is a failure, not a pass
+        return dict(claim(text, figure, f"{quantity} [no run to compare]", 1.0, float("nan"), tolerance, theory),
+                    n_compared=0)
     made = [(claim(text, figure, f"{quantity} [{label}]", p, m, tolerance, theory), label)
             for p, m, label in rows]
     row = max(made, key=lambda c: c[0]["rel_error"] if math.isfinite(c[0]["rel_error"]) else np.inf)[0]

@@ -192,4 +192,4 @@ def _cost(spec):
     """A rough relative cost, to start the longest tasks first."""
     steps = spec.get("steps", 0) or spec.get("train_steps", 0)
     width = spec.get("model", {}).get("width", 1)
-    return steps * width
+    return steps * (sum(width) if isinstance(width, list) else width)

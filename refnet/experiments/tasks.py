@@ -60,7 +60,7 @@ def build_model(spec, data):
     common = dict(num_classes=data.num_classes, norm=spec.get("norm", "bn"), rng=spec.get("seed", 0),
                   dtype=dtype, affine=spec.get("affine", True), train_head=spec.get("train_head", True))
     if spec.get("arch", "mlp") == "mlp":
-        model = mlp(int(np.prod(data.input_shape)), width=spec["width"], depth=spec.get("depth", 2),
+        model = mlp(int(np.prod(data.input_shape)), width=spec["width"], depth=spec.get("depth"),
                     **common)
     else:
         c, size = data.input_shape[0], data.input_shape[-1]

@@ -83,11 +83,14 @@ def _head(in_features, num_classes, rng, dtype, train_head):
     return head if train_head else freeze(head)
 
 
-def mlp(in_features, num_classes=10, width=256, depth=2, norm="bn", rng=None,
+def mlp(in_features, num_classes=10, width=256, depth=None, norm="bn", rng=None,
         dtype=np.float32, affine=True, bias=None, train_head=True):
     """Flatten, then ``depth`` hidden blocks Linear(width)-norm-ReLU, then a Linear head.
 
     in_features: size of one flattened input (784 for 28x28x1).
+    width: the hidden width, or a list of widths, one per hidden block.
+    depth: the number of hidden blocks (default 2; with a list of widths, its length, and
+        passing a different one is an error).
     rng: a numpy Generator or an int seed (None: fresh entropy).
     affine: BN/LN with gamma and beta (WN: a trained g). bias: see the module docstring.
     train_head: False freezes the head (``requires_grad = False``).
@@ -96,14 +99,20 @@ def mlp(in_features, num_classes=10, width=256, depth=2, norm="bn", rng=None,
     _check_common(norm, dtype, "mlp")
     in_features = _check_positive("mlp", "in_features", in_features)
     num_classes = _check_positive("mlp", "num_classes", num_classes)
-    width = _check_positive("mlp", "width", width)
-    depth = _check_positive("mlp", "depth", depth)
+    if isinstance(width, (list, tuple)):
+        if not width:
+            raise ValueError("mlp(width): got an empty list, expected at least one hidden width")
+        if depth is not None and depth != len(width):
+            raise ValueError(f"mlp(depth): got {depth!r}, but width lists {len(width)} hidden widths")
+        widths = [_check_positive("mlp", "width", w) for w in width]
+    else:
+        widths = [_check_positive("mlp", "width", width)] * _check_positive("mlp", "depth", 2 if depth is None else depth)
     rng = np.random.default_rng(rng)
     layers = [Flatten()]
     features = in_features
-    for _ in range(depth):
-        def make(b, n_in=features):
-            return Linear(n_in, width, bias=b, rng=rng, dtype=dtype)
+    for width in widths:
+        def make(b, n_in=features, n_out=width):
+            return Linear(n_in, n_out, bias=b, rng=rng, dtype=dtype)
         layers += _block(make, width, norm, affine, bias, False, width, dtype)
         features = width
     layers.append(_head(features, num_classes, rng, dtype, train_head))
