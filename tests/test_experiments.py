@@ -114,6 +114,15 @@ def test_adam_laws_are_held_on_every_layer_but_the_first(results, prefix, grid):
                for o in data["observations"])
 
 
+@pytest.mark.parametrize("affine, count", [(True, 2), (False, 0)])
+def test_train_task_records_every_trained_bn_gamma(cfg, runner, affine, count):
+    from refnet.experiments import one_knob
+    spec = one_knob.grid(cfg, "sgd", affine=affine)[0][1]
+    arrays, _ = runner.map([spec])[0]
+    gammas = [k for k in arrays if k.startswith("gamma/")]
+    assert len(gammas) == count and all(arrays[k].shape == (cfg["width"],) and arrays[k].min() >= 0 for k in gammas)
+
+
 def test_no_l2_runs_cover_each_initial_scale_with_and_without_l2(results, cfg):
     runs = results["no_l2"]["runs"]
     assert {(r["w0_scale"], r["lam"] > 0) for r in runs} == {(s, b) for s in cfg["no_l2"]["w0_scales"] for b in (0, 1)}

@@ -133,8 +133,11 @@ def analyze(cfg, results):
         runs = []
         for hyper, _ in gs[kind]:
             arrays, meta = next(it)
+            gammas = sorted((k for k in arrays if k.startswith("gamma/")),  # in the network's order
+                            key=lambda k: int(k.split("/")[1].split(".")[0]))
             runs.append({**hyper, "accuracy": final_accuracy(meta),
-                         "layers": _steady(kind.split("_")[0], hyper, arrays, meta, betas)})
+                         "layers": _steady(kind.split("_")[0], hyper, arrays, meta, betas),
+                         "gamma1": float(np.median(arrays[gammas[0]])) if gammas else np.nan})
         data["grids"][kind] = runs
     names = list(data["grids"]["sgd"][0]["layers"])
 
@@ -177,6 +180,12 @@ def _outside_domain(grids_, names):
         out.append(observation(f"{title}: first layer, fed by raw pixels of uneven scale", FIGURE,
                                f"measured/predicted angle farthest from 1 over the grid [{where}]", value,
                                "outside the law's assumption of evenly fed coordinates"))
+    for kind, title in (("sgd", "SGD + L2"), ("adam", "Adam + L2"), ("adamw", "AdamW")):
+        r = min(grids_[kind], key=lambda r: r["gamma1"])
+        out.append(observation(f"{title}, ordinary network: the first BN's gamma at the end", FIGURE,
+                               f"median |gamma| over its units, smallest over the grid [lr {r['lr']:g}, "
+                               f"knob {r['knob']:.3g}]", r["gamma1"], "initialized at 1; G2 of a unit scales "
+                               "with its gamma^2"))
     for i, n in enumerate(names):
         value, where = farthest(grids_["adam"], i)
         drift = max(r["layers"][n]["drift"] for r in grids_["adam"])

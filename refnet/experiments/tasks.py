@@ -20,6 +20,8 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
   test_logits                             (n_test, classes) at the end, when ``keep_logits``
   <name>/autocorr                         (lags+1, groups): gradient correlations over the
                                           window, when ``autocorr_lags`` (``track_autocorr``)
+  gamma/<name>                            (features,): |gamma| at the end, for every trained
+                                          BN/LN scale (the 1-D ``weight`` of a norm layer)
 
 with G~ = ||g|| ||w||, the gradient norm at the unit point, G2 = G~^2. meta holds the final test
 accuracy and loss, the per-epoch record, and per weight its scale group, group size d and
@@ -204,6 +206,9 @@ def train_task(spec):
     arrays = summarize(history, spec, model, opt)
     if lags:
         arrays.update({f"{n}/autocorr": c for n, c in finish().items()})
+    for name, p in model.named_parameters():
+        if name.endswith(".weight") and p.data.ndim == 1 and p.scale_group is None:
+            arrays[f"gamma/{name}"] = np.abs(backend.asnumpy(p.data)).astype(np.float64)
     if spec.get("keep_logits"):
         model.eval()
         xs = [backend.to_device(np.asarray(data.x_test[i:i + 1000], dtype=model.parameters()[0].dtype))
