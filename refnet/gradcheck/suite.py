@@ -238,10 +238,10 @@ def _nn_maxpool(rng, large):
     return _module(L.MaxPool2d(2), x, {"x": _pool_ties(x, (2, 2), (2, 2))})
 
 
-@_case("nn.AvgPool2d", "AvgPool2d(2, stride=1); large: on (2,4,16,16)", "module")
+@_case("nn.AvgPool2d", "AvgPool2d(2, stride=1); large: on (3,4,16,16)", "module")
 def _nn_avgpool(rng, large):
     L, _ = _layers()
-    return _module(L.AvgPool2d(2, stride=1), _randn(rng, *((2, 4, 16, 16) if large else (1, 2, 3, 4))))
+    return _module(L.AvgPool2d(2, stride=1), _randn(rng, *((3, 4, 16, 16) if large else (1, 2, 3, 4))))
 
 
 @_case("nn.Flatten", "Flatten(); large: on (4,8,9,9)", "module")
