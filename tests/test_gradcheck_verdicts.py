@@ -181,7 +181,7 @@ def test_fast_mode_probes_one_direction_per_argument_and_says_so(rng):
     args = _offset_linear(rng)
     report = check_op(ops.linear_forward, ops.linear_backward, args, mode="fast")
     assert report.ok and {c.mode for c in report.errors.values()} == {"fast"}
-    assert "fast mode: one random direction" in str(report)
+    assert "fast mode: one random Gaussian direction per argument" in str(report)
     full = check_op(ops.linear_forward, ops.linear_backward, args, mode="full")
     assert sum(c.n_probes for c in report.errors.values()) < sum(c.n_probes for c in full.errors.values()) / 10
 

@@ -57,6 +57,11 @@ from refnet.gradcheck.report import (ArgCheck, GradcheckError, GradcheckReport, 
                                      GradcheckWarning)
 
 
+__all__ = ["check_op", "check_loss", "check_module", "power", "GradcheckReport", "ArgCheck",
+           "GradcheckError", "GradcheckWarning", "LinearMap", "check_argument", "checker_rng",
+           "RTOL", "FLOOR", "STEP", "MAX_FULL"]
+
+
 def power(**kwargs):
     """Run the power campaign (``refnet.gradcheck.campaign.power``): detection, false-alarm
     and inconclusive rates per built-in op and module."""

@@ -8,38 +8,48 @@ in: a gradient (A(d) = <g, d>), a JVP (A(d) = <c, J d>), a Hessian-vector produc
 
 A probe is (support, weights): flat indices and weights, +-1 on a block (so that one wrong
 entry shows undiminished), Gaussian on a dense direction (so that two wrong entries cannot
-cancel exactly, as a swapped pair does under +-1 half the time).
+cancel exactly, as a swapped pair does under +-1 half the time). At step h it costs six
+evaluations of phi(t) = F(x + t d), at t = +-h, +-2h, +-4h (phi(0) = f0 is shared):
 
-    c1 = (phi(h) - phi(-h)) / 2h          c2 = (phi(2h) - phi(-2h)) / 4h
-    c  = (4 c1 - c2) / 3                  Richardson: truncation O(h^4)
-    u  = |c1 - c2| / 3 + |D4| / 2h + 3 delta / h
-         D4 = phi(2h) - 4 phi(h) + 6 f0 - 4 phi(-h) + phi(-2h), zero for a cubic: the
-         probe's own rounding noise plus any kink inside the step; delta: the rounding
-         noise of one evaluation, the median over the argument's first probes of
-         |D4| / 5.66 (|D4| of pure noise has median 0.674 * sqrt(70) delta), at least one
-         ulp of f0.
-    jumps j1 = (phi(h) - 2 f0 + phi(-h)) / h and j2 (the same at 2h): the difference of the
-         one-sided slopes. Smooth: j2 = 2 j1. A kink at x: j2 = j1 at every step.
+    c_k = (phi(kh) - phi(-kh)) / 2kh                 central differences, k = 1, 2, 4
+    r1 = (4 c1 - c2) / 3,  r2 = (4 c2 - c4) / 3      Richardson: truncation O(h^4)
+    c  = r1 + (r1 - r2) / 15                         once more: O(h^6)
+    trunc = |r1 - r2| / 15                           the error of r1, far more than c's
+    noise = 3 delta / h                              delta: rounding noise of one evaluation
 
-A kink (|j1| well above the noise and j2 within 25% of j1, again at h/1000 with the same
-jump) in a probe of several entries splits it in halves, recursively, until the kink
-entries are isolated: they alone are excluded and listed; every other entry is judged.
-Otherwise the step adapts until u <= tol / 4 (tol = rtol * s): h / 8 while the truncation
-terms dominate, h * 8 while the rounding term does, at most MAX_TRIES steps.
+delta is measured, not assumed: N6 = phi(4h) + phi(-4h) - 20 (phi(2h) + phi(-2h)) + 64 (phi(h)
++ phi(-h)) - 90 f0 cancels phi's Taylor terms up to h^4, so it is rounding alone, of standard
+deviation sqrt(17094) delta; delta is the median of |N6| / 88.2 over the argument's first
+probes (at least MIN_POOL), never less than an ulp of f0 or the difference of two evaluations
+at x. A probe's own |N6| raises its noise where it is noisier than the median.
+
+Smooth or not: with the slope jumps j_k = (phi(kh) - 2 f0 + phi(-kh)) / kh, a smooth phi has
+e2 = 8 e1 (e1 = j2 - 2 j1, e2 = j4 - 2 j2) and d2 = 4 d1 (d1 = c2 - c1, d2 = c4 - c2). A kink
+inside the step breaks one of the two wherever it sits; then trunc = |r1 - r2| and the noise
+becomes max(noise, |e1|, |e2|), which bounds c's error for one kink anywhere in +-4h
+(tests/test_gradcheck_engine.py sweeps it). u = trunc + noise.
+
+A kink at the point itself shows the same jump at h, 2h and 4h (and at h/1000): a probe of
+several entries is then split in halves, recursively, until the kink entries are isolated;
+they alone are excluded and listed, every other entry is judged. Otherwise the step adapts
+until u <= tol / 4 (tol = rtol * s): by the factor that balances trunc ~ h^4 against noise
+~ 1/h, by 1/8 where phi is not smooth in the step, at most MAX_TRIES steps; a probe that
+stays too curved for its tolerance is split too.
 
 The scale of an entry is s_j = max(|a_j|, floor * max|a|, floor_abs) (a_j = A(e_j)); a probe
 is judged against its smallest entry's scale s = min s_j, so a small entry is never diluted
 by a large one beside it. With err = |A(d) - c|:
 
-    failed         err > tol + u         (no noise explains it)
-    ok             err + u <= tol  and  resolution 2 u / s <= rtol
+    failed         err > tol + 2 u       (no noise explains it)
+    ok             err + u <= tol  and  resolution 3 u / s <= rtol
     inconclusive   otherwise
 
-An argument is ok only when every probe is ok and every entry that is not a kink lies in
-one. Full mode probes every entry alone (e_j); directional mode probes <= MAX_BLOCKS random
-disjoint +-1 blocks covering every entry, then N_DENSE dense +-1 directions over the
-entries that are not kinks; fast mode one dense direction. A failed block is bisected to
-the entry responsible.
+The resolution, 3 u / s, is the smallest error in one entry, relative to its scale, that
+would come out failed at rtol -> 0. An argument is ok only when every probe is ok and every
+entry that is not a kink lies in one. Full mode probes every entry alone (e_j); directional
+mode probes <= MAX_BLOCKS random disjoint +-1 blocks covering every entry, then N_DENSE
+Gaussian directions over the entries that are not kinks; fast mode one Gaussian direction.
+A failed probe of several entries is bisected to the entry responsible.
 """
 
 import numpy as np

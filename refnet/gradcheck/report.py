@@ -127,8 +127,9 @@ class GradcheckReport:
             if c.note:
                 lines.append(f"  {c.name}: {c.note}")
         if any(c.mode == "fast" for c in self.errors.values()):
-            lines.append("  fast mode: one random direction per argument; it catches one wrong entry, "
-                         "but errors in several entries can cancel (full or directional mode cannot)")
+            lines.append("  fast mode: one random Gaussian direction per argument; a wrong entry is caught "
+                         "unless its weight there is tiny, and errors in several entries can nearly cancel "
+                         "(full and directional modes judge every entry)")
         lines += [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)
 
