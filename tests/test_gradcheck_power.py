@@ -95,7 +95,7 @@ def test_shared_finite_differences_give_the_verdicts_of_separate_checks():
         shared = campaign._mutated(setup, target, change).check(mode="directional", _fd_cache=cache)
         alone = campaign._mutated(setup, target, change).check(mode="directional")
         assert shared.status == alone.status == "failed", label
-        assert {n: c.max_rel_err for n, c in shared.errors.items()} == {n: c.max_rel_err for n, c in alone.errors.items()}
+        assert [c.max_rel_err for c in shared.errors.values()] == [c.max_rel_err for c in alone.errors.values()]
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -18,7 +18,7 @@ from refnet.gradcheck.report import ArgCheck, GradcheckError, GradcheckReport, G
 
 RTOL = 1e-5       # largest error allowed per entry, relative to its scale
 FLOOR = 1e-2      # entries below FLOOR * max|grad| are judged against FLOOR * max|grad|
-STEP = 1e-4       # first finite-difference step, times max(1, max|x|); adapted per probe
+STEP = 1e-4       # first finite-difference step (at least 1e-6 max|x|); adapted per probe
 MAX_FULL = 2048   # tensors up to this many entries are checked entry by entry ("auto")
 
 
@@ -29,11 +29,13 @@ def check_op(forward, backward, args, kwargs=None, *, rtol=RTOL, atol=0.0, mode=
     Every floating-point array in ``args`` (a tuple) is checked (promoted to float64 with a
     GradcheckWarning); ``None`` args must get ``None`` gradients; integer arrays (labels)
     are not differentiated. ``mode``: "auto" (full up to ``max_full`` entries, directional
-    above), "full", "directional" or "fast" (one random direction per argument: cheap,
-    less power). ``atol``: an absolute scale below which entries are not judged relatively
-    (default 0: floors relative to the gradients). ``nondet_tol``: how far a second run of
-    forward and backward on the same inputs may differ (default 0: bitwise equal).
-    ``raise_exception=True`` raises GradcheckError unless the status is ok.
+    above), "full", "directional" or "fast" (one random Gaussian direction per argument:
+    cheap, less power). ``atol``: an absolute scale below which entries are not judged
+    relatively (default 0: floors relative to the gradients). ``nondet_tol``: how far a
+    second run of forward and backward on the same inputs may differ (default 0: bitwise
+    equal). ``raise_exception=True`` raises GradcheckError unless the status is ok.
+    ``_fd_cache`` is internal: a dict through which the power campaign's mutants of one
+    configuration share their finite differences.
     """
     where = "check_op"
     inputs.callable_(where, "forward", forward)
@@ -98,7 +100,8 @@ def check_module(module, x, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max_ful
     current train/eval mode, and that backward adds (+=) into ``.grad``.
 
     Parameters are perturbed in place and buffers (running statistics) restored after
-    every forward, so a check costs about four forwards per probe. The module is left as
+    every forward, so a check costs six forwards per probe measurement (and five more), no
+    state-dict reloads. The module is left as
     found (parameters, buffers, ``.grad``). A module that is not float64 is checked on a
     float64 copy (with a GradcheckWarning). Options as in ``check_op``.
     """
@@ -226,8 +229,9 @@ def _align(names, args, grads, problems):
             if g is None or not hasattr(g, "shape") or tuple(g.shape) != tuple(a.shape):
                 what = "None" if g is None else (f"shape {tuple(g.shape)}" if hasattr(g, "shape")
                                                  else type(g).__name__)
-                targets.append((name, a, ArgCheck(name, tuple(a.shape), status="failed", n_entries=a.size,
-                                                  note=f"backward returned {what}, expected shape {tuple(a.shape)}")))
+                failed = ArgCheck(name, tuple(a.shape), status="failed", n_entries=a.size,
+                                  note=f"backward returned {what}, expected shape {tuple(a.shape)}")
+                targets.append((name, a, failed))
             else:
                 inputs.finite(f"backward: the gradient for {name!r}", g)
                 targets.append((name, a, backend.asnumpy(g).astype(np.float64)))

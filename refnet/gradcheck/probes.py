@@ -124,7 +124,8 @@ class _Measured:
     def kink_like(self, tol):
         """The same jump in slope at h, 2h and 4h: a kink at the point itself."""
         j = abs(self.j1)
-        return j > max(10 * self.noise, 0.1 * tol) and max(abs(self.j2 - self.j1), abs(self.j4 - self.j1)) <= 0.25 * j
+        same = max(abs(self.j2 - self.j1), abs(self.j4 - self.j1)) <= 0.25 * j
+        return same and j > max(10 * self.noise, 0.1 * tol)
 
 
 def _ratio_holds(small, big, ratio, noise):
@@ -274,8 +275,9 @@ def check_argument(name, data, evaluate, analytic, rng, *, f0, rtol, floor, floo
     ``floor``: entries below floor * max|a| are judged against that; ``floor_abs``: an
     absolute scale below which nothing is judged relatively (for an all-zero gradient);
     ``delta_min``: a floor on the rounding noise of one evaluation (e.g. how much two
-    evaluations at the same point differ); ``cache``: a dict shared by checks of the same function at the same point (the power
-    campaign's mutants), so that each evaluation is done once.
+    evaluations at the same point differ); ``cache``: a dict shared by checks of the same
+    function at the same point (the power campaign's mutants), so that each evaluation is
+    done once.
     """
     n = int(data.size)
     check = ArgCheck(name, tuple(data.shape), mode, n_entries=n)

@@ -171,7 +171,8 @@ def _batchnorm_1d(rng, large):
     return _op("batchnorm_forward", (_randn(rng, n, c), _randn(rng, c), _randn(rng, c)))
 
 
-@_case("batchnorm_eval", "eval mode: x, gamma, beta, running mean and var (all differentiated); large: x (8,4,9,9)")
+@_case("batchnorm_eval", "eval mode: x, gamma, beta, running mean and var (all differentiated); "
+                         "large: x (8,4,9,9)")
 def _batchnorm_eval(rng, large):
     shape = (8, 4, 9, 9) if large else (3, 2, 3, 2)
     c = shape[1]
@@ -215,7 +216,8 @@ def _nn_linear(rng, large):
     return _module(L.Linear(d, o, rng=rng, dtype=np.float64), _randn(rng, n, d))
 
 
-@_case("nn.Conv2d", "Conv2d(2, 3, (2,3), stride 2, padding (1,0)); large: Conv2d(8, 8, 3) on (4,8,10,10)", "module")
+@_case("nn.Conv2d", "Conv2d(2, 3, (2,3), stride 2, padding (1,0)); large: Conv2d(8, 8, 3) on (4,8,10,10)",
+       "module")
 def _nn_conv2d(rng, large):
     L, _ = _layers()
     if large:
