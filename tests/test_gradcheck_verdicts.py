@@ -220,3 +220,15 @@ def test_raise_exception_raises_with_the_report_unless_ok(rng):
     with pytest.raises(GradcheckError, match="FAILED") as info:
         check_op(ops.linear_forward, _plant(ops.linear_backward, lambda g: 2 * g), args, raise_exception=True)
     assert info.value.report.errors["w"].status == "failed"
+
+
+def test_a_module_whose_backward_wobbles_fails_as_not_deterministic(rng):
+    class Wobbly(ReLU):
+        calls = 0
+
+        def backward(self, dy):
+            Wobbly.calls += 1
+            return super().backward(dy) + 1e-14 * Wobbly.calls
+
+    report = check_module(Wobbly(), rng.standard_normal((3, 4)))
+    assert report.status == "failed" and report.problems[0].startswith("backward is not deterministic: 'x'")

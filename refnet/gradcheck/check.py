@@ -101,9 +101,9 @@ def check_module(module, x, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max_ful
 
     Parameters are perturbed in place and buffers (running statistics) restored after
     every forward, so a check costs six forwards per probe measurement (and five more), no
-    state-dict reloads. The module is left as
-    found (parameters, buffers, ``.grad``). A module that is not float64 is checked on a
-    float64 copy (with a GradcheckWarning). Options as in ``check_op``.
+    state-dict reloads. The module is left as found (parameters, buffers, ``.grad``). A
+    module that is not float64 is checked on a float64 copy (with a GradcheckWarning).
+    Options as in ``check_op``.
     """
     from refnet.nn.module import Module
     where = "check_module"
@@ -168,8 +168,9 @@ def _module_backward(module, x, params, buffers, rng, nondet_tol):
     module(x)
     dx2 = module.backward(dy.copy())
     second = [backend.asnumpy(p.grad).astype(np.float64) for _, p in params]
-    problems += inputs.nondeterminism("backward", [("x", dx)] + [(n, g) for (n, _), g in zip(params, first)],
-                                      [("x", dx2)] + [(n, g) for (n, _), g in zip(params, second)], nondet_tol)
+    names = ["x"] + [n for n, _ in params]
+    problems += inputs.nondeterminism("backward", list(zip(names, [targets[0][2]] + first)),
+                                      list(zip(names, [dx2] + second)), nondet_tol)
     buffers.restore()
     module(x)
     module.backward(dy.copy())  # without zero_grad: every .grad must now hold first + second
