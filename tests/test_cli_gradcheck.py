@@ -140,6 +140,7 @@ def test_power_prints_the_rates_writes_json_and_exits_0(tmp_path, capsys):
     assert "detected" in out and "false alarms" in out and "inconclusive" in out and "CPU" in out
     result = json.loads(path.read_text())
     assert result["cases"]["relu"]["detection_rate"] == 1.0 and result["summary"]["false_alarms"] == 0
+    assert result["arguments"]["relu"]["x"]["mutants"] == result["cases"]["relu"]["mutants"]
     assert result["seeds"] == [0] and result["cpu_s"] >= 0
     assert [p.name for p in tmp_path.iterdir()] == ["power.json"]  # no temporary file left behind
 

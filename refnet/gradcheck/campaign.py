@@ -32,7 +32,8 @@ FAST = ("small", "fast")
 
 
 def power(cases=None, seeds=(0, 1, 2), configs=CONFIGS, fast=True, progress=None):
-    """Run the campaign; returns {"configs", "cases": {name: rates}, "checks": [...], "summary"}.
+    """Run the campaign; returns {"cases": {name: rates}, "arguments": {name: {argument: rates}},
+    "summary": rates, "checks": [one row per check], ...}.
 
     ``cases``: names of built-in cases (default all); ``seeds``: each draws new inputs,
     upstream gradients, probes and planted entries; ``configs``: (size, mode) pairs;
@@ -51,8 +52,13 @@ def power(cases=None, seeds=(0, 1, 2), configs=CONFIGS, fast=True, progress=None
             for size, mode in list(configs) + ([FAST] if fast else []):
                 checks += _run_config(name, seed, size, mode)
     per_case = {name: _rates([c for c in checks if c["case"] == name]) for name in names}
+    by_argument = {}  # the mutants' rows, per case and argument
+    for c in checks:
+        if c["target"] != "-":
+            by_argument.setdefault(c["case"], {}).setdefault(c["target"], []).append(c)
+    per_argument = {name: {arg: _rates(rows) for arg, rows in args.items()} for name, args in by_argument.items()}
     return {"rtol": RTOL, "seeds": list(seeds), "configs": [list(c) for c in configs], "fast": fast,
-            "cases": per_case, "summary": _rates(checks), "checks": checks}
+            "cases": per_case, "arguments": per_argument, "summary": _rates(checks), "checks": checks}
 
 
 def _rates(checks):
