@@ -78,9 +78,13 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
     except SystemExit as stop:  # a bad option (2, already printed) or --help/--version (0)
         return stop.code
+    if unknown:  # said here, so that the line names the subcommand
+        print(f"{' '.join(['refnet', args.command or ''])}: unrecognized arguments: {' '.join(unknown)}",
+              file=sys.stderr)
+        return 2
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2

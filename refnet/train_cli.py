@@ -249,8 +249,8 @@ def check_out(args):
     diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v and v is not None}
     if diff:
         listed = ", ".join(f"{_flag(k)} was {a!r}, now {b!r}" for k, (a, b) in diff.items())
-        raise UsageError(f"--resume: the flags differ from the checkpoint's run: {listed}; resume "
-                         f"with that run's flags, or train into another --out")
+        raise UsageError(f"--resume: the flags differ from those of the run in {path}: {listed}; "
+                         f"resume with that run's flags, or train into another --out")
 
 
 def _describe_run(path, present):
