@@ -174,6 +174,24 @@ def test_nan_loss_stops_training_naming_the_step_and_keeps_the_last_checkpoint(d
     assert all(np.isfinite(p.data).all() for p in fresh.model.parameters())
 
 
+@pytest.mark.parametrize("norm", ["bn", "ln", "none"])
+def test_a_non_finite_loss_leaves_the_model_as_before_the_step(data, norm):
+    """BatchNorm's running statistics included: the forward that produced the NaN moved
+    them, and they are put back."""
+    trainer = _trainer(data, norm=norm, steps=5)
+    trainer.fit()  # running statistics away from their initial values
+    before = {k: v.copy() for k, v in trainer.model.state_dict().items()}
+    x = np.full((32, 1, 6, 6), np.inf, np.float32)
+    with pytest.raises(NonFiniteLossError):
+        trainer.train_step(x, np.zeros(32, np.int64))
+    after = trainer.model.state_dict()
+    assert list(after) == list(before)
+    for k in before:
+        assert np.array_equal(after[k], before[k]), k
+    if norm == "bn":
+        assert "2.running_mean" in before
+
+
 # --- the command ------------------------------------------------------------------------
 STEPS = ["train", "--data", "synthetic", "--model", "mlp", "--width", "16", "--batch-size", "500",
          "--subset", "1000", "--no-progress"]  # add --steps N
