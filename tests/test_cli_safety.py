@@ -166,6 +166,10 @@ def test_a_writable_out_is_checked_without_leaving_anything_behind(tmp_path, mon
     assert os.listdir(tmp_path) == []
 
 
+def test_bad_gradcheck_seed_is_one_line_and_exit_2(capsys):
+    _one_line(capsys, main(["gradcheck", "--seed", "-1"]), "refnet gradcheck: --seed", "got -1", ">= 0")
+
+
 # --- a run in --out is never replaced silently -----------------------------------------
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
@@ -279,3 +283,30 @@ def test_train_help_shows_every_default(capsys):
                  "default 2", "(default: 128)", "(default: 0)", "(default: 1)", "(default: constant)",
                  "(default: cpu)", "default 256", "default 32"):
         assert said in text, said
+
+
+# --- reproduce: missing or corrupt data ------------------------------------------------------
+def test_reproduce_with_no_data_in_data_dir_fails_before_any_task(tmp_path, monkeypatch, capsys):
+    monkeypatch.undo()  # the real locate_dataset: it reads no file
+    from refnet.experiments import runner
+
+    def no_task(*args, **kwargs):
+        raise AssertionError("a task ran")
+    monkeypatch.setattr(runner, "execute", no_task)
+    (tmp_path / "empty").mkdir()
+    rc = main(["reproduce", "--quick", "--data-dir", str(tmp_path / "empty"), "--only", "invariance",
+               "--jobs", "1", "--no-progress", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert err.startswith(f"refnet reproduce: fashion-mnist: could not find") and str(tmp_path / "empty") in err
+
+
+def test_reproduce_catches_a_dataset_error_raised_inside_a_task(tmp_path, monkeypatch, capsys):
+    monkeypatch.undo()
+    from refnet.experiments import runner
+
+    def corrupt(spec):
+        raise refnet.data.DatasetError("/data/train-images-idx3-ubyte.gz: corrupt gzip file; download it again")
+    monkeypatch.setattr(runner, "execute", corrupt)
+    rc = main(REPRO + ["--only", "invariance", "--out", str(tmp_path)])
+    _one_line(capsys, rc, "refnet reproduce: /data/train-images-idx3-ubyte.gz: corrupt gzip file")

@@ -3,6 +3,7 @@ stops on a non-finite loss; and the ``refnet train`` command."""
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -205,6 +206,33 @@ def test_cli_trains_on_synthetic_data_and_says_where_it_wrote(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"files in {tmp_path}: checkpoint.npz, history.json, history.npz" in out
     assert (tmp_path / "checkpoint.npz").exists() and (tmp_path / "history.npz").exists()
+
+
+def test_cli_ends_with_one_summary_line_also_when_stopping_mid_epoch(tmp_path, capsys):
+    """Steps, final train loss and accuracy (the running means of the last, partial epoch),
+    test loss and accuracy, wall time and where the files are."""
+    assert main(STEPS + ["--steps", "1", "--out", str(tmp_path)]) == 0  # an epoch is 2 steps
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    final = json.loads((tmp_path / "history.json").read_text())["final"]
+    assert final["step"] == 1 and json.loads((tmp_path / "history.json").read_text())["epoch"] == []
+    assert re.fullmatch(rf"done: 1 steps in \d+\.\d s; train loss {final['train_loss']:.4f} acc "
+                        rf"{final['train_accuracy']:.4f}, test loss {final['test_loss']:.4f} acc "
+                        rf"{final['test_accuracy']:.4f}; files in {re.escape(str(tmp_path))}: "
+                        rf"checkpoint.npz, history.json, history.npz", last), last
+
+
+@pytest.mark.parametrize("progress, disable", [(True, None), (False, True)])
+def test_the_test_pass_has_a_progress_bar_shown_on_a_terminal_only(data, monkeypatch, progress, disable):
+    import refnet.train
+    bars = []
+
+    def bar(iterable, **kw):
+        bars.append(kw)
+        return tqdm(iterable, **kw)
+    from tqdm import tqdm
+    monkeypatch.setattr(refnet.train, "tqdm", bar)
+    _trainer(data, progress=progress).evaluate()
+    assert [(b["desc"], b["disable"]) for b in bars] == [("test", disable)]  # None: off unless a TTY
 
 
 def test_cli_resume_continues_and_refuses_changed_flags(tmp_path, capsys):
