@@ -70,6 +70,8 @@ def writable_dir(text):
     """``type=``: a directory that can be written, existing or creatable (nothing is left
     behind by the check)."""
     path = os.path.expanduser(text)
+    if not path:
+        raise argparse.ArgumentTypeError("got '', expected a directory")
     if os.path.exists(path) and not os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"got {text!r}, which is a file; expected a directory")
     _probe(text, path if os.path.isdir(path) else _existing_parent(text, path))
@@ -79,7 +81,7 @@ def writable_dir(text):
 def writable_file(text):
     """``type=``: a file path whose directory exists and can be written, not a directory."""
     path = os.path.expanduser(text)
-    if os.path.isdir(path):
+    if not path or os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"got {text!r}, which is a directory; expected a file name")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):

@@ -54,6 +54,7 @@ def _file(tmp):
 TRAIN_ROWS = {
     "out-unwritable": (lambda t: ["--out", NOT_A_DIR], ["--out", NOT_A_DIR, "cannot be written"]),
     "out-is-a-file": (lambda t: ["--out", _file(t)], ["--out", "a-file", "which is a file; expected a directory"]),
+    "out-empty": (lambda t: ["--out", ""], ["--out: got '', expected a directory"]),
     "out-under-a-file": (lambda t: ["--out", _file(t) + "/run"], ["--out", "is a file, not a directory"]),
     "data-dir-missing": (lambda t: ["--out", str(t / "r"), "--data", "fashion-mnist", "--data-dir",
                                     str(t / "nope")], ["--data-dir", "nope", "does not exist"]),
