@@ -13,6 +13,7 @@ import zlib
 
 import numpy as np
 
+from refnet.cli_checks import nonnegative_int
 from refnet.gradcheck import RTOL, check_loss, check_module, check_op
 
 CASES = {}  # name -> (kind, what it checks, function(rng) -> GradcheckReport)
@@ -259,7 +260,7 @@ def add_arguments(parser):
     parser.add_argument("--op", action="append", type=_names, metavar="NAME",
                         help="check only this op or module (repeatable, or a comma list; see --list)")
     parser.add_argument("--list", action="store_true", help="list the built-in checks and exit")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random inputs (default 0)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every full report")
 
 
