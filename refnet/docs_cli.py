@@ -92,7 +92,7 @@ def screenshots(folder):
             for url, anchor, name, height in SHOTS:
                 page = browser.open_page(chromium, width=1280, height=height)
                 browser.visit(page, base + url)
-                page.evaluate("id => { document.getElementById(id).scrollIntoView(); window.scrollBy(0, -64); }",
+                page.evaluate("id => window.scrollTo(0, document.getElementById(id).getBoundingClientRect().top + window.scrollY - 64)",
                               anchor)
                 if page.problems:
                     raise RuntimeError(f"{url}: " + "; ".join(page.problems))

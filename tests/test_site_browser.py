@@ -60,12 +60,13 @@ OBSERVE = """(codeTags) => {
 
 # --- what each page's source says ---------------------------------------------------
 def count_formulas(markdown):
-    """The formulas of a markdown text: ``$$...$$`` and ``$...$`` outside code."""
+    """The formulas of a markdown text: ``$$...$$`` and ``$...$`` outside code (an inline
+    formula may wrap onto the next line of its paragraph, as arithmatex and GitHub allow)."""
     text = re.sub(r"^ *(```|~~~).*?^ *\1", "", markdown, flags=re.M | re.S)  # fenced code
     text = re.sub(r"(`+)(?!`).+?(?<!`)\1(?!`)", "", text, flags=re.S)       # inline code
     display = re.findall(r"\$\$.+?\$\$", text, flags=re.S)
     text = re.sub(r"\$\$.+?\$\$", "", text, flags=re.S)
-    inline = re.findall(r"(?<![\\$])\$(?=\S)[^$\n]*?(?<=[^\s\\])\$(?!\d)", text)
+    inline = re.findall(r"(?<![\\$])\$(?=\S)(?:[^$\n]|\n(?![ \t]*\n))*?(?<=[^\s\\])\$(?!\d)", text)
     return len(display) + len(inline)
 
 
