@@ -211,8 +211,11 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
-    """A docs page may link a tutorial by its script (``tutorials/01_write_a_layer.py``):
-    point the link at the tutorial's page, the notebook."""
+    """A page of docs/ may link the repository's files as they lie (``../theory/README.md``,
+    which also works on a repository host) or a tutorial by its script: point the links at
+    the site's pages."""
+    if not page.file.generated_by and page.file.src_uri.endswith(".md"):
+        markdown = rewrite_links(markdown, f"docs/{page.file.src_uri}", page.file.src_uri, set())
     return TUTORIAL_LINK.sub(r"\1.ipynb\2", markdown)
 
 

@@ -24,7 +24,7 @@ SCREENSHOTS = Path("docs") / "screenshots"
 # math, and a tutorial's derivation followed by a training run's printed numbers and figure.
 SHOTS = (
     ("theory/", "3-sgd-l2-identity-4-and-the-equilibrium", "theory.png", 900),
-    ("tutorials/03_effective_learning_rate/", "derivation", "tutorial.png", 1000),
+    ("tutorials/03_effective_learning_rate/", "derivation", "tutorial.png", 1700),
 )
 
 
@@ -92,8 +92,8 @@ def screenshots(folder):
             for url, anchor, name, height in SHOTS:
                 page = browser.open_page(chromium, width=1280, height=height)
                 browser.visit(page, base + url)
-                page.evaluate("id => window.scrollTo(0, document.getElementById(id).getBoundingClientRect().top + window.scrollY - 64)",
-                              anchor)
+                page.evaluate("id => window.scrollTo(0, document.getElementById(id).offsetTop - 64)", anchor)
+                page.wait_for_timeout(1000)  # the header's title fades to the page's on scroll
                 if page.problems:
                     raise RuntimeError(f"{url}: " + "; ".join(page.problems))
                 tmp = folder / f".{name}.tmp.png"

@@ -17,6 +17,7 @@
     try {
       katex.render(tex.slice(2, -2), el, { displayMode: display, throwOnError: true });
     } catch (err) {
+      el.textContent = tex;  // katex.render emptied the element before it failed
       console.error("KaTeX could not typeset " + JSON.stringify(tex) + ": " + err.message);
     }
   }
