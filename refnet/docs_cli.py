@@ -29,8 +29,10 @@ SHOTS = (
 
 
 def add_arguments(parser):
-    parser.add_argument("--all", action="store_true", help="execute every lesson, even those whose stored notebook is fresh")
-    parser.add_argument("--check", action="store_true", help="only list the missing or stale stored notebooks; exit 1 if any")
+    parser.add_argument("--all", action="store_true",
+                        help="execute every lesson, even those whose stored notebook is fresh")
+    parser.add_argument("--check", action="store_true",
+                        help="only list the missing or stale stored notebooks; exit 1 if any")
     parser.add_argument("--screenshots", action="store_true",
                         help=f"then screenshot a theory page and a tutorial page into {SCREENSHOTS}/")
 
@@ -41,6 +43,10 @@ def _missing_extra():
 
 
 def run(args):
+    if not (notebooks.ROOT / "mkdocs.yml").is_file():
+        print(f"refnet docs: works in a source checkout of refnet (no mkdocs.yml in {notebooks.ROOT})",
+              file=sys.stderr)
+        return 2
     missing = _missing_extra()
     if missing:
         print(f"refnet docs: needs the docs extra (missing {', '.join(missing)}): "
@@ -51,7 +57,8 @@ def run(args):
         if browser.missing():
             print("refnet docs --screenshots: needs " + "; ".join(browser.missing()), file=sys.stderr)
             return 2
-    stale = [(s, p) for s, p in notebooks.lessons() if args.all or not notebooks.is_fresh(s, notebooks.stored_path(p))]
+    stale = [(s, p) for s, p in notebooks.lessons()
+             if args.all or not notebooks.is_fresh(s, notebooks.stored_path(p))]
     if args.check:
         for script, page in stale:
             print(f"stale or missing: docs/{page} (from {script.relative_to(notebooks.ROOT)})")
@@ -61,7 +68,8 @@ def run(args):
         start = time.perf_counter()
         nb = notebooks.to_notebook(script, execute=True)
         notebooks.write(nb, notebooks.stored_path(page))
-        print(f"docs/{page}: executed {script.relative_to(notebooks.ROOT)} in {time.perf_counter() - start:.1f} s")
+        took = time.perf_counter() - start
+        print(f"docs/{page}: executed {script.relative_to(notebooks.ROOT)} in {took:.1f} s")
     for page in _orphans():
         page.unlink()
         print(f"{page.relative_to(notebooks.ROOT)}: removed (its lesson script is gone)")
@@ -75,7 +83,8 @@ def run(args):
 
 def _orphans():
     wanted = {notebooks.stored_path(p) for _, p in notebooks.lessons()}
-    found = [*(notebooks.ROOT / "docs" / "tutorials").glob("*.ipynb"), *(notebooks.ROOT / "docs" / "lessons").glob("*.ipynb")]
+    docs = notebooks.ROOT / "docs"
+    found = [*(docs / "tutorials").glob("*.ipynb"), *(docs / "lessons").glob("*.ipynb")]
     return [p for p in found if p not in wanted]
 
 
@@ -94,8 +103,9 @@ def screenshots(folder):
                 browser.visit(page, base + url)
                 page.evaluate("id => window.scrollTo(0, document.getElementById(id).offsetTop - 64)", anchor)
                 page.wait_for_timeout(1000)  # the header's title fades to the page's on scroll
-                if page.problems:
-                    raise RuntimeError(f"{url}: " + "; ".join(page.problems))
+                typeset = page.evaluate("document.querySelectorAll('article .katex').length")
+                if page.problems or typeset == 0:
+                    raise RuntimeError(f"{url}: {typeset} formulas typeset; " + "; ".join(page.problems))
                 tmp = folder / f".{name}.tmp.png"
                 page.screenshot(path=str(tmp))
                 tmp.replace(folder / name)

@@ -246,3 +246,14 @@ def test_count_formulas_skips_code_and_counts_display_and_inline_math():
     text = "a $x$ and $$\\sum_i y_i$$ b `$not$` c\n\n```\n$no$\n```\nd $\\lVert w \\rVert$, costs $5"
     assert count_formulas(text) == 3
 
+
+
+def test_refnet_docs_screenshots_writes_the_theory_page_and_a_tutorial_page_typeset(tmp_path):
+    from refnet import docs_cli
+
+    written = docs_cli.screenshots(tmp_path)  # the same step as `refnet docs --screenshots`
+    assert sorted(p.name for p in written) == sorted(name for _, _, name, _ in docs_cli.SHOTS)
+    for path, (_, _, _, height) in zip(written, docs_cli.SHOTS):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert int.from_bytes(path.read_bytes()[16:20], "big") == 1280       # width
+        assert int.from_bytes(path.read_bytes()[20:24], "big") == height

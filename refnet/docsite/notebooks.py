@@ -23,17 +23,17 @@ _THREADS = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM
 _INLINE = "module://matplotlib_inline.backend_inline"   # figures become image outputs
 
 
-def lessons(root=ROOT):
+def lessons(root=None):
     """``[(script, page)]``: every lesson script and the site path of its notebook page."""
-    root = Path(root)
+    root = Path(root or ROOT)
     found = [(p, f"tutorials/{p.stem}.ipynb") for p in sorted((root / "tutorials").glob("[0-9][0-9]_*.py"))]
     found += [(p, f"lessons/{p.stem}.ipynb") for p in sorted((root / "docs" / "lessons").glob("*.py"))]
     return found
 
 
-def stored_path(page, root=ROOT):
+def stored_path(page, root=None):
     """Where ``refnet docs`` stores the executed notebook of the page ``page``."""
-    return Path(root) / "docs" / page
+    return Path(root or ROOT) / "docs" / page
 
 
 def digest(script):
