@@ -92,23 +92,31 @@ def screenshots(folder):
     """Build the site into a temporary folder, serve it and write the SHOTS into ``folder``."""
     from refnet.docsite import browser
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
     with tempfile.TemporaryDirectory(prefix="refnet-site-") as site:
         browser.build(site)
         with browser.serve(site) as base, browser.chromium() as chromium:
-            for url, anchor, name, height in SHOTS:
-                page = browser.open_page(chromium, width=1280, height=height)
-                browser.visit(page, base + url)
-                page.evaluate("id => window.scrollTo(0, document.getElementById(id).offsetTop - 64)", anchor)
-                page.wait_for_timeout(1000)  # the header's title fades to the page's on scroll
-                typeset = page.evaluate("document.querySelectorAll('article .katex').length")
-                if page.problems or typeset == 0:
-                    raise RuntimeError(f"{url}: {typeset} formulas typeset; " + "; ".join(page.problems))
-                tmp = folder / f".{name}.tmp.png"
-                page.screenshot(path=str(tmp))
-                tmp.replace(folder / name)
-                written.append(folder / name)
-                page.close()
+            return take_screenshots(chromium, base, folder)
+
+
+def take_screenshots(chromium, base, folder):
+    """The SHOTS of the site served at ``base``, written into ``folder``; refuses a page with a
+    problem (``refnet.docsite.browser.open_page``) or with no typeset formula."""
+    from refnet.docsite import browser
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for url, anchor, name, height in SHOTS:
+        page = browser.open_page(chromium, width=1280, height=height)
+        browser.visit(page, base + url)
+        page.evaluate("id => window.scrollTo(0, document.getElementById(id).offsetTop - 64)", anchor)
+        page.wait_for_timeout(1000)  # the header's title fades to the page's on scroll
+        typeset = page.evaluate("document.querySelectorAll('article .katex').length")
+        if page.problems or typeset == 0:
+            raise RuntimeError(f"{url}: {typeset} formulas typeset; " + "; ".join(page.problems))
+        tmp = folder / f".{name}.tmp.png"
+        page.screenshot(path=str(tmp))
+        tmp.replace(folder / name)
+        written.append(folder / name)
+        page.close()
     return written

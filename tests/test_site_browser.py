@@ -196,9 +196,12 @@ def test_search_finds_batchnorm_backward(served):
 
 
 # --- the checks above fail where they should ---------------------------------------
+PLANTED_FROM = "conventions/"  # a short page with formulas
+
+
 def _planted(site, name, edit):
-    """A copy of the theory page, edited, at the same depth (its relative links still work)."""
-    html = (site / "theory" / "index.html").read_text(encoding="utf-8")
+    """A copy of a page of the site, edited, at the same depth (its relative links still work)."""
+    html = (site / PLANTED_FROM / "index.html").read_text(encoding="utf-8")
     changed = edit(html)
     assert changed != html
     (site / name).mkdir(exist_ok=True)
@@ -222,7 +225,7 @@ def test_the_formula_check_fails_on_a_formula_katex_cannot_typeset(site, served)
     url = _planted(site, "planted-bad-formula",
                    lambda h: h.replace('<span class="arithmatex">\\(', '<span class="arithmatex">\\(\\frac{1}{', 1))
     seen = observe(served, url)
-    expected = count_formulas(PAGES["theory/"])
+    expected = count_formulas(PAGES[PLANTED_FROM])
     assert any("typeset" in p for p in formula_problems(seen, expected))
     assert any("raw math" in p for p in formula_problems(seen, expected))
     assert any("KaTeX could not typeset" in p for p in seen["problems"])
@@ -232,7 +235,7 @@ def test_the_formula_check_fails_on_a_formula_left_unrendered(site, served):
     url = _planted(site, "planted-raw-formula",
                    lambda h: h.replace("</article>", "<p>left as written: $x^2$</p></article>", 1))
     assert "raw math left in the text: 'left as written: $x^2$'" in formula_problems(
-        observe(served, url), count_formulas(PAGES["theory/"]))
+        observe(served, url), count_formulas(PAGES[PLANTED_FROM]))
 
 
 def test_the_link_check_fails_on_a_missing_page_and_a_missing_anchor(site, served):
@@ -248,12 +251,23 @@ def test_count_formulas_skips_code_and_counts_display_and_inline_math():
 
 
 
-def test_refnet_docs_screenshots_writes_the_theory_page_and_a_tutorial_page_typeset(tmp_path):
+def test_refnet_docs_screenshots_writes_the_theory_page_and_a_tutorial_page_typeset(served, tmp_path):
     from refnet import docs_cli
 
-    written = docs_cli.screenshots(tmp_path)  # the same step as `refnet docs --screenshots`
-    assert sorted(p.name for p in written) == sorted(name for _, _, name, _ in docs_cli.SHOTS)
+    base, chromium, _ = served
+    written = docs_cli.take_screenshots(chromium, base, tmp_path)  # what `refnet docs --screenshots` runs
+    assert [p.name for p in written] == [name for _, _, name, _ in docs_cli.SHOTS]
     for path, (_, _, _, height) in zip(written, docs_cli.SHOTS):
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert int.from_bytes(path.read_bytes()[16:20], "big") == 1280       # width
-        assert int.from_bytes(path.read_bytes()[20:24], "big") == height
+        png = path.read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (1280, height)
+
+
+def test_taking_a_screenshot_refuses_a_page_with_a_problem(site, served, tmp_path, monkeypatch):
+    from refnet import docs_cli
+
+    url = _planted(site, "planted-screenshot", lambda h: h.replace("</body>", "<script>console.error('x')</script></body>"))
+    monkeypatch.setattr(docs_cli, "SHOTS", ((url, "scale-groups", "bad.png", 600),))
+    with pytest.raises(RuntimeError, match="console error"):
+        docs_cli.take_screenshots(served[1], served[0], tmp_path)
+    assert not (tmp_path / "bad.png").exists()
