@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "train": ("refnet.train_cli", "train a model and record norms, effective lr and angular updates"),
     "reproduce": ("refnet.experiments.reproduce", "reproduce the paper's claims as figures and a report"),
     "bench": ("refnet.bench", "time forward+backward of the ops and a training step"),
+    "docs": ("refnet.docs_cli", "store the lessons' executed notebooks for the site; --screenshots"),
 }
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C
 
