@@ -42,9 +42,7 @@ def test_the_large_size_of_each_case_has_a_tensor_above_max_full(name):
 
 
 def test_version(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--version"])
-    assert exit_info.value.code == 0
+    assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"refnet {refnet.__version__}"
 
 
@@ -73,9 +71,7 @@ def test_mode_is_passed_to_every_check(mode, capsys):
 
 
 def test_unknown_op_is_a_clear_usage_error(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["gradcheck", "--op", "linear,convolution"])
-    assert exit_info.value.code == 2
+    assert main(["gradcheck", "--op", "linear,convolution"]) == 2
     err = capsys.readouterr().err
     assert "unknown op 'convolution'" in err and "conv2d" in err and "--list" in err
 
@@ -158,7 +154,7 @@ def test_power_refuses_an_unwritable_json_path_before_running(where, tmp_path, m
     monkeypatch.setattr(campaign, "power", lambda *a, **k: pytest.fail("the campaign ran"))
     path = {"missing folder": tmp_path / "no" / "power.json", "a directory": tmp_path}[where]
     assert main(["gradcheck", "--power", "--json", str(path)]) == 2
-    assert f"--json {path}" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("refnet gradcheck: --json: got")
 
 
 def test_json_without_power_is_a_usage_error(tmp_path, capsys):
@@ -168,6 +164,5 @@ def test_json_without_power_is_a_usage_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("bad", ["0", "-1", "two"])
 def test_seeds_must_be_a_positive_integer(bad, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["gradcheck", "--power", "--seeds", bad])
-    assert exit_info.value.code == 2 and "positive integer" in capsys.readouterr().err
+    assert main(["gradcheck", "--power", "--seeds", bad]) == 2
+    assert "--seeds: got" in capsys.readouterr().err

@@ -198,17 +198,6 @@ def _patch_module(module, target, change):
 
 
 # --- output ------------------------------------------------------------------------------
-def check_writable(path):
-    """Raise ValueError now if ``path`` cannot be written (before any work is done)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"--json {path}: is a directory, expected a file path")
-    if not os.path.isdir(folder):
-        raise ValueError(f"--json {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise ValueError(f"--json {path}: not writable")
-
-
 def write_json(result, path):
     """Write atomically: a temporary file in the same folder, then renamed over ``path``."""
     folder = os.path.dirname(os.path.abspath(path))

@@ -4,6 +4,7 @@ import argparse
 import sys
 import time
 
+from refnet.cli_checks import UsageError, nonnegative_int, positive_int, writable_file
 from refnet.gradcheck.check import RTOL
 from refnet.gradcheck.suite import CASES, run_case
 
@@ -20,30 +21,21 @@ def _names(text):
     return chosen
 
 
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def add_arguments(parser):
     parser.add_argument("--op", action="append", type=_names, metavar="NAME",
                         help="check only this op or module (repeatable, or a comma list; see --list)")
     parser.add_argument("--list", action="store_true", help="list the built-in checks and exit")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random inputs (default 0)")
     parser.add_argument("--mode", choices=("auto", "full", "directional", "fast"), default="auto",
                         help="probing mode of the built-in checks (default auto: full up to 2048 entries)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every full report")
     parser.add_argument("--power", action="store_true",
                         help="measure the checker's power: plant mutants in every op and module and report "
                              "detection, false-alarm and inconclusive rates")
-    parser.add_argument("--seeds", type=_positive, default=3, metavar="N",
+    parser.add_argument("--seeds", type=positive_int, default=3, metavar="N",
                         help="with --power: run the campaign for N seeds from --seed (default 3)")
-    parser.add_argument("--json", metavar="PATH", help="with --power: also write the results as JSON")
+    parser.add_argument("--json", type=writable_file, metavar="PATH",
+                        help="with --power: also write the results as JSON (checked before any work)")
 
 
 def run(args):
@@ -53,8 +45,7 @@ def run(args):
         return 0
     names = list(dict.fromkeys(n for group in args.op for n in group)) if args.op else list(CASES)
     if args.json and not args.power:
-        print("refnet gradcheck: --json needs --power", file=sys.stderr)
-        return 2
+        raise UsageError("--json needs --power")
     if args.power:
         return _power(names, args)
     return _suite(names, args)
@@ -88,12 +79,6 @@ def _suite(names, args):
 
 def _power(names, args):
     from refnet.gradcheck import campaign
-    if args.json:
-        try:
-            campaign.check_writable(args.json)
-        except ValueError as err:
-            print(f"refnet gradcheck: {err}", file=sys.stderr)
-            return 2
     seeds = range(args.seed, args.seed + args.seeds)
     result, wall, cpu = campaign.timed(campaign.power, names, seeds=seeds,
                                        progress=lambda n: print(f"  {n} ...", file=sys.stderr, flush=True))
