@@ -162,6 +162,11 @@ def test_json_without_power_is_a_usage_error(tmp_path, capsys):
     assert "--json needs --power" in capsys.readouterr().err
 
 
+def test_mode_with_power_is_a_usage_error(capsys):
+    assert main(["gradcheck", "--power", "--mode", "fast"]) == 2
+    assert "--power runs every mode itself" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bad", ["0", "-1", "two"])
 def test_seeds_must_be_a_positive_integer(bad, capsys):
     assert main(["gradcheck", "--power", "--seeds", bad]) == 2

@@ -16,21 +16,24 @@ How (the engine, ``refnet.gradcheck.probes``, has the formulas):
 * An op becomes one scalar ``L = sum(dout * forward(args))`` with a *random* upstream
   gradient from a private stream: with ``dout = ones`` a backward that sums the wrong axis
   can still pass.
-* A probe d (one entry e_j, or +-1 signs on a block of entries) compares the analytic
-  slope ``<grad, d>`` with a Richardson-extrapolated central difference at steps h and 2h.
-  The same four evaluations measure the probe's truncation and rounding noise, and the
-  step adapts per probe until that noise is below a quarter of the tolerance: an output
-  offset of 1e4, a large loss or a large batch makes the step grow, not the tolerance.
+* A probe d (one entry e_j, +-1 signs on a block of entries, or a dense Gaussian direction)
+  compares the analytic slope ``<grad, d>`` with a Richardson-extrapolated central
+  difference at steps h, 2h and 4h. The same six evaluations measure the probe's
+  truncation and rounding noise, and the step adapts per probe until that noise is below a
+  quarter of the tolerance: an output offset of 1e4, a large loss or a large batch makes
+  the step grow, not the tolerance.
 * Each entry is judged against ``max(|g_j|, FLOOR * max|g|)``; a block against its
   smallest entry's, so a small entry is not diluted by a large one beside it.
 * Kinks (ReLU at 0, tied maxima in a pool): the one-sided slopes differ by the same jump
   at every step. A block holding one is split in halves until the kink entries are
   isolated; they are excluded and listed, every other entry is still judged.
 * Modes: "full" probes every entry (default up to ``max_full`` entries); "directional"
-  probes <= 256 random disjoint blocks covering every entry plus 4 dense directions, and
-  bisects a failing block to the entry responsible; "fast" is one dense random direction
-  per argument, like ``torch.autograd.gradcheck(fast_mode=True)``: it catches one wrong
-  entry, but errors in several entries can cancel in its one sum.
+  probes <= 256 random disjoint blocks covering every entry plus 4 dense directions over
+  the entries that are not kinks (a dense direction that still meets one is split, not
+  dropped), and bisects a failing block to the entry responsible; "fast" is one dense
+  random direction per argument, like ``torch.autograd.gradcheck(fast_mode=True)``: a
+  wrong entry is caught unless its weight there is tiny, but errors in several entries can
+  nearly cancel in its one sum.
 * Backward must leave ``dout``, the cache and the inputs untouched (compared byte for
   byte), give the same gradients when run twice (``nondet_tol``), and, in a module, add
   into ``.grad`` (+=) rather than assign.
@@ -43,7 +46,8 @@ takes any scalar function ``evaluate()`` of an array ``data`` (perturbed in plac
 ``probes.LinearMap`` (``apply(support, weights)``: the claimed directional derivative along a
 probe; ``magnitudes``: |A(e_j)| for the scales) and returns an ``ArgCheck`` with the same
 verdicts, coverage and resolution. A JVP check differences ``<c, forward(x)>`` against
-``<c, jvp(x, d)>``; a Hessian-vector check differences ``<v, grad(x)>`` against ``<v, hvp(x, d)>``.
+``<c, jvp(x, d)>``; a Hessian-vector check differences ``<v, grad(x)>`` against
+``<v, hvp(x, d)>`` (tests/test_gradcheck_engine.py has a JVP example).
 
 The checker's power is measured, not asserted: ``refnet gradcheck --power`` (``power()``)
 plants mutants in every built-in op and module and counts what comes out failed.

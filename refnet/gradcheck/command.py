@@ -46,6 +46,8 @@ def run(args):
     names = list(dict.fromkeys(n for group in args.op for n in group)) if args.op else list(CASES)
     if args.json and not args.power:
         raise UsageError("--json needs --power")
+    if args.power and args.mode != "auto":
+        raise UsageError("--mode applies to the built-in checks; --power runs every mode itself")
     if args.power:
         return _power(names, args)
     return _suite(names, args)
