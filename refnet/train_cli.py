@@ -365,11 +365,12 @@ def run(args):
     print(f"{data!r}\ntraining {args.model}/{args.norm} ({sum(p.data.size for p in model.parameters())} "
           f"parameters) for {trainer.total_steps} steps on {backend.default_name()}")
     def request_stop(signum):
-        if trainer.stops.signum is None:
+        first = trainer.stops.signum is None
+        trainer.request_stop(signum)  # before saying so: a second signal may come while it is said
+        if first:
             _say(f"refnet train: {signals.signal_name(signum)} at step {trainer.step} of {trainer.total_steps}: "
                  f"finishing the step in flight, then saving a checkpoint; press Ctrl-C again to stop "
                  f"sooner (every finished step is saved all the same)")
-        trainer.request_stop(signum)
 
     with signals.handled(request_stop):  # still while saying so: once stopping, a Ctrl-C changes nothing
         try:
