@@ -364,10 +364,11 @@ def run(args):
     first = trainer.step
     print(f"{data!r}\ntraining {args.model}/{args.norm} ({sum(p.data.size for p in model.parameters())} "
           f"parameters) for {trainer.total_steps} steps on {backend.default_name()}")
+
     def request_stop(signum):
-        first = trainer.stops.signum is None
+        is_first = trainer.stops.signum is None
         trainer.request_stop(signum)  # before saying so: a second signal may come while it is said
-        if first:
+        if is_first:
             _say(f"refnet train: {signals.signal_name(signum)} at step {trainer.step} of {trainer.total_steps}: "
                  f"finishing the step in flight, then saving a checkpoint; press Ctrl-C again to stop "
                  f"sooner (every finished step is saved all the same)")
