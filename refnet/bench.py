@@ -33,6 +33,7 @@ import numpy as np
 
 from refnet import backend
 from refnet import bench_torch
+from refnet.checkpoint import atomic_write
 from refnet.cli_checks import UsageError, int_at_least, positive_int, writable_file
 from refnet.nn.models import cnn, mlp, trainable_parameters
 from refnet.ops import conv
@@ -248,13 +249,14 @@ def add_arguments(parser):
     parser.add_argument("--repeats", type=positive_int, default=None,
                         help="timed calls per case and side (default 25, --quick 5)")
     parser.add_argument("--batch", type=int_at_least(2), default=128, help="batch size (default 128)")
-    parser.add_argument("--only", default=None, help="run only cases whose name contains this")
+    parser.add_argument("--only", default=None, help="run only cases whose name contains this; default: all")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
     parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                         help="wall: elapsed time (default); cpu: process CPU time, steadier "
                              "on a busy machine when both sides run one thread")
     parser.add_argument("--json", type=writable_file, metavar="FILE", default=None,
-                        help="also write results here (checked writable before anything runs)")
+                        help="also write results here (checked writable before anything runs); "
+                             "default: none, the table only")
 
 
 def run(args):
@@ -301,8 +303,6 @@ def _run(args):
                   "torch": torch_side.describe() if torch_side else None,
                   "cases": rows, "activation_memory": memory,
                   "conv_workspace_mb": conv.workspace_nbytes() / 2 ** 20}
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(result, fh, indent=2)
-        os.replace(tmp, args.json)
+        text = json.dumps(result, indent=2)
+        atomic_write(args.json, lambda f: f.write(text.encode("utf-8")))
     return 0

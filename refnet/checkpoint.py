@@ -59,6 +59,12 @@ def atomic_write(path, write):
     return path
 
 
+def save_figure(fig, path, **savefig_options):
+    """``fig.savefig(path, ...)`` atomically, in the format of ``path``'s extension."""
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".") or None
+    return atomic_write(path, lambda f: fig.savefig(f, format=fmt, **savefig_options))
+
+
 def json_safe(x):
     """``x`` with numpy numbers as Python numbers, tuples as lists, NaN/inf as None (not JSON)."""
     if isinstance(x, dict):
@@ -110,8 +116,11 @@ def read_npz(path, meta_only=False):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"read_npz(path): no file at {path!r}")
-    with open(path, "rb") as f:
-        head = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:  # a directory, no permission, an I/O error
+        raise CheckpointError(f"{path} cannot be read ({err.strerror or err})") from err
     if not head:
         raise CheckpointError(f"{path} is empty (0 bytes)")
     if head not in (b"PK\x03\x04", b"PK\x05\x06"):  # what every zip (so every .npz) starts with
@@ -127,6 +136,9 @@ def read_npz(path, meta_only=False):
                "run code)" if "pickle" in str(err) else
                f"is truncated or damaged ({type(err).__name__}: {err})")
         raise CheckpointError(f"{path} {why}") from err
+    if meta is not None and not isinstance(meta, dict):
+        raise CheckpointError(f"{path} holds metadata that is a JSON {type(meta).__name__}, not an "
+                              f"object: it was not written by refnet")
     return arrays, meta
 
 

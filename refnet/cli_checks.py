@@ -81,7 +81,9 @@ def writable_dir(text):
 def writable_file(text):
     """``type=``: a file path whose directory exists and can be written, not a directory."""
     path = os.path.expanduser(text)
-    if not path or os.path.isdir(path):
+    if not path:
+        raise argparse.ArgumentTypeError("got '', expected a file name")
+    if os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"got {text!r}, which is a directory; expected a file name")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):

@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 
+from refnet.checkpoint import save_figure  # noqa: E402
+
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 L2_NOTE = "L2: lam·||w||² in the loss (paper; PyTorch weight_decay = 2·lam)"
 
@@ -30,7 +32,7 @@ def _save(fig, path, note=None):
     if lines:
         fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=8, color="0.35")
     fig.tight_layout(rect=(0, 0.012 + 0.018 * len(lines) * 3.9 / fig.get_figheight() if lines else 0, 1, 0.95))
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)  # atomic: a stopped run leaves no half-written figure
     plt.close(fig)
     return path
 

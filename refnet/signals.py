@@ -48,6 +48,49 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(message or f"interrupted by {signal_name(signum)}")
 
 
+class StopRequests:
+    """Requests to stop a loop (``request`` is the signal handler), taken where stopping
+    loses nothing.
+
+    The first request only marks itself (``signum``); the loop calls ``check()`` at its safe
+    points (between two steps, between two test batches), which raises ``Interrupted``. A
+    second request raises at once, except inside ``uninterrupted()`` blocks -- the state being
+    changed or saved, a moment -- after which the next ``check()`` stops. Once ``Interrupted``
+    is raised the loop is stopping (saving, then exiting): requests change nothing more,
+    until ``begin()`` starts the loop again."""
+
+    def __init__(self):
+        self.signum, self._shield, self.stopping = None, 0, False
+
+    def begin(self):
+        """The loop (re)starts: a stop that already happened is over (a request made before
+        the first start still counts)."""
+        if self.stopping:
+            self.signum, self._shield, self.stopping = None, 0, False
+
+    def request(self, signum):
+        if self.signum is None:
+            self.signum = signum
+        elif not self._shield:
+            self._interrupt(signum)
+
+    def check(self):
+        if self.signum is not None:
+            self._interrupt(self.signum)
+
+    def _interrupt(self, signum):
+        self._shield, self.stopping = self._shield + 1, True
+        raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def uninterrupted(self):
+        self._shield += 1
+        try:
+            yield
+        finally:
+            self._shield -= 1
+
+
 def raise_interrupt(signum):
     """A handler for ``handled``: stop where the program is, as Ctrl-C does by default."""
     raise Interrupted(signum)

@@ -22,8 +22,11 @@ the step is applied, leaving the model as it was before that step (BatchNorm's r
 statistics included) and the last checkpoint as it was.
 
 Stopping early: ``request_stop()`` (or a signal inside ``refnet.signals.handled(
-trainer.request_stop)``) lets the step in flight finish; ``fit`` then saves a checkpoint at
-that step and raises ``TrainingInterrupted``. Resuming from it continues bit-identically.
+trainer.request_stop)``) lets the step in flight finish (a test pass stops between two
+batches); ``fit`` then saves a checkpoint at the last finished step and raises
+``TrainingInterrupted``. A second request stops at once, save for the moments the state is
+being changed or saved, so the checkpoint still holds the last finished step. Resuming from
+it continues bit-identically (an interrupted epoch-end test pass is run again first).
 """
 
 import json
@@ -174,7 +177,7 @@ class Trainer:
         self._sums = [0.0, 0, 0]  # loss * batch size, correct, seen: the running epoch means
         self._epoch_time = 0.0
         self.last_checkpoint = None
-        self._stop_signal = None  # set by request_stop; fit stops before the next step
+        self.stops = signals.StopRequests()  # request_stop's; fit takes them at its safe points
         hyper = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
         self.history = History({
             "data": getattr(data, "name", None), "n_train": n, "n_test": n_test,
@@ -199,22 +202,26 @@ class Trainer:
             factor = float(self.schedule(self.step))
             for g, base in zip(opt.param_groups, self.base_lrs):
                 g["lr"] = base * factor
+        buffers = [b.copy() for _, b in model.named_buffers()]  # the forward moves BN's running stats
         with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, checked below
-            model.zero_grad()
-            buffers = [b.copy() for _, b in model.named_buffers()]  # the forward moves BN's running stats
-            logits = model(x)
-            loss, dlogits = softmax_cross_entropy(logits, y)
-            loss = backend.scalar(loss)
-            if not math.isfinite(loss):
+            try:  # a NaN loss or a second stop request: the model stays as it was before the step
+                model.zero_grad()
+                logits = model(x)
+                loss, dlogits = softmax_cross_entropy(logits, y)
+                loss = backend.scalar(loss)
+                if not math.isfinite(loss):
+                    raise NonFiniteLossError(self.step, loss, self.last_checkpoint)
+                model.backward(dlogits)
+                record = self.step % self.log_every == 0
+                before = self._before_step() if record else None
+            except BaseException:
                 for (_, b), old in zip(model.named_buffers(), buffers):
                     b[...] = old
-                raise NonFiniteLossError(self.step, loss, self.last_checkpoint)
-            model.backward(dlogits)
-            record = self.step % self.log_every == 0
-            before = self._before_step() if record else None
-            opt.step()
-            if record:
-                self._after_step(before, loss)
+                raise
+            with self.stops.uninterrupted():
+                opt.step()
+                if record:
+                    self._after_step(before, loss)
         return loss, int((logits.argmax(axis=1) == y).sum())
 
     def _before_step(self):
@@ -241,7 +248,8 @@ class Trainer:
 
     # --- evaluation -------------------------------------------------------------------
     def evaluate(self, x=None, y=None):
-        """``(mean loss, accuracy)`` on ``(x, y)`` (default: the test split), in eval mode."""
+        """``(mean loss, accuracy)`` on ``(x, y)`` (default: the test split), in eval mode;
+        a pending stop request (``request_stop``) interrupts it between two batches."""
         x = self.data.x_test if x is None else x
         y = self.data.y_test if y is None else y
         self.model.eval()
@@ -250,6 +258,7 @@ class Trainer:
                       disable=None if self.progress else True, dynamic_ncols=True)
         try:
             for start in starts:
+                self.stops.check()
                 xb, yb = self._batch(x, y, slice(start, start + self.eval_batch_size))
                 with np.errstate(all="ignore"):
                     logits = self.model(xb)
@@ -264,33 +273,47 @@ class Trainer:
     # --- the loop ---------------------------------------------------------------------
     def fit(self):
         """Train until ``total_steps``; returns the ``History`` (also written to ``out_dir``)."""
-        d = self.data
         bar = tqdm(total=self.total_steps, initial=self.step, disable=None if self.progress else True,
                    unit="step", dynamic_ncols=True)  # None: shown on a terminal only
+        self.stops.begin()
         try:
-            while self.step < self.total_steps:
-                if self._stop_signal is not None:
-                    self._stop()
-                if self.order is None:
-                    self.order = batch_indices(len(d.x_train), self.batch_size, self.rng,
-                                               shuffle=True, drop_last=self.drop_last)
-                    self.batch_pos, self._sums, self._epoch_time = 0, [0.0, 0, 0], 0.0
-                t0 = time.perf_counter()
-                idx = self.order[self.batch_pos]
-                loss, correct = self.train_step(*self._batch(d.x_train, d.y_train, idx))
-                self._sums = [self._sums[0] + loss * len(idx), self._sums[1] + correct,
-                              self._sums[2] + len(idx)]
-                self.step, self.batch_pos = self.step + 1, self.batch_pos + 1
-                self._epoch_time += time.perf_counter() - t0
-                bar.update(1)
-                if self.step % 20 == 0:
-                    bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.4f}", refresh=False)
-                if self.batch_pos == len(self.order):
-                    self._end_epoch()
-                elif self.checkpoint_every and self.step % self.checkpoint_every == 0:
-                    self.save_checkpoint()
+            while True:
+                self.stops.check()
+                if self.order is not None and self.batch_pos == len(self.order):
+                    self._end_epoch()  # also when resuming from a stop before its test pass
+                elif self.step < self.total_steps:
+                    self._one_step(bar)
+                else:
+                    break
+            self._finish()
+        except signals.Interrupted as stop:  # the state is that of the last finished step
+            raise self._stopped(stop.signum) from None
         finally:
             bar.close()
+        return self.history
+
+    def _one_step(self, bar):
+        d = self.data
+        if self.order is None:
+            with self.stops.uninterrupted():
+                self.order = batch_indices(len(d.x_train), self.batch_size, self.rng,
+                                           shuffle=True, drop_last=self.drop_last)
+                self.batch_pos, self._sums, self._epoch_time = 0, [0.0, 0, 0], 0.0
+        t0 = time.perf_counter()
+        idx = self.order[self.batch_pos]
+        loss, correct = self.train_step(*self._batch(d.x_train, d.y_train, idx))
+        with self.stops.uninterrupted():
+            self._sums = [self._sums[0] + loss * len(idx), self._sums[1] + correct, self._sums[2] + len(idx)]
+            self.step, self.batch_pos = self.step + 1, self.batch_pos + 1
+            self._epoch_time += time.perf_counter() - t0
+            if self.checkpoint_every and self.step % self.checkpoint_every == 0 \
+                    and self.batch_pos < len(self.order):
+                self.save_checkpoint()
+        bar.update(1)
+        if self.step % 20 == 0:
+            bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.4f}", refresh=False)
+
+    def _finish(self):
         loss_sum, correct, seen = self._sums  # the last (maybe partial) epoch's running means
         final = {"step": self.step, "train_loss": loss_sum / seen if seen else None,
                  "train_accuracy": correct / seen if seen else None, "test_loss": None, "test_accuracy": None}
@@ -300,41 +323,39 @@ class Trainer:
                 final["test_loss"], final["test_accuracy"] = ep["test_loss"][-1], ep["test_accuracy"][-1]
             else:
                 final["test_loss"], final["test_accuracy"] = self.evaluate()
-        self.history.final = final
-        if self.out_dir is not None:
-            self.history.save(self.out_dir)
-            self.save_checkpoint()
-        return self.history
+        with self.stops.uninterrupted():
+            self.history.final = final
+            if self.out_dir is not None:
+                self.history.save(self.out_dir)
+                self.save_checkpoint()
 
     def request_stop(self, signum=None):
         """Ask ``fit`` to stop after the step in flight (a signal handler: see the module
-        docstring). A second request stops at once with ``refnet.signals.Interrupted``."""
-        signum = signals.STOP_SIGNALS[0] if signum is None else signum
-        if self._stop_signal is not None:
-            raise signals.Interrupted(signum)
-        self._stop_signal = signum
+        docstring and ``refnet.signals.StopRequests``); a second request stops sooner."""
+        self.stops.request(signals.STOP_SIGNALS[0] if signum is None else signum)
 
-    def _stop(self):
-        signum, self._stop_signal = self._stop_signal, None
+    def _stopped(self, signum):
+        """Save the last finished step and return the ``TrainingInterrupted`` to raise."""
         path = None
         if self.out_dir is not None:
             self.history.save(self.out_dir)
             path = self.save_checkpoint()
-        raise TrainingInterrupted(signum, self.step, self.total_steps, path)
+        return TrainingInterrupted(signum, self.step, self.total_steps, path)
 
     def _end_epoch(self):
         loss_sum, correct, seen = self._sums
         test_loss = test_acc = None
         if self.eval_every_epoch:
             test_loss, test_acc = self.evaluate()
-        self.epoch += 1
-        self.history.add_epoch(epoch=self.epoch, step=self.step, train_loss=loss_sum / seen,
-                               train_accuracy=correct / seen, test_loss=test_loss,
-                               test_accuracy=test_acc, epoch_time=self._epoch_time)
-        self.order = None
-        if self.out_dir is not None:
-            self.history.save(self.out_dir)
-            self.save_checkpoint()
+        with self.stops.uninterrupted():
+            self.epoch += 1
+            self.history.add_epoch(epoch=self.epoch, step=self.step, train_loss=loss_sum / seen,
+                                   train_accuracy=correct / seen, test_loss=test_loss,
+                                   test_accuracy=test_acc, epoch_time=self._epoch_time)
+            self.order = None
+            if self.out_dir is not None:
+                self.history.save(self.out_dir)
+                self.save_checkpoint()
 
     # --- checkpoints ------------------------------------------------------------------
     def checkpoint_path(self):

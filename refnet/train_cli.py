@@ -14,8 +14,10 @@ paths are checked as they are parsed (``refnet.cli_checks``); an option given fo
 optimizer, normalization or schedule it does not apply to (``--opt adam --momentum 0.9``)
 is refused, by the tables ``OPTIMIZERS`` and ``APPLIES``; an ``--out`` that holds a run
 needs ``--resume`` or ``--overwrite``; ``--resume`` needs a readable checkpoint of the same
-run. Ctrl-C or SIGTERM lets the step in flight finish, saves a checkpoint at it, prints
-the command that resumes and exits with status 130.
+run, given the same flags (an omitted one counts as given differently). Ctrl-C or SIGTERM
+says so at once, lets the step in flight finish, saves a checkpoint at it, prints the
+command that resumes and exits with status 130; a second Ctrl-C stops sooner (mid-step or
+mid-test-pass) and still saves every finished step.
 """
 
 import inspect
@@ -151,6 +153,24 @@ def _flag(option):
     return "--" + {"affine": "no-affine"}.get(option, option.replace("_", "-"))
 
 
+def _as_given(option, value):
+    """How the command line said ``value`` of ``option`` (a switch: given or not)."""
+    if option == "affine":
+        return "given" if value is False else "not given"
+    return ("given" if value else "not given") if value is None or isinstance(value, bool) else repr(value)
+
+
+def _num_classes(data):
+    from refnet.data import CLASSES, synthetic
+    return len(CLASSES[data]) if data in CLASSES else inspect.signature(synthetic).parameters["num_classes"].default
+
+
+def _check_warmup(args, total_steps, said):
+    if args.schedule == "warmup-cosine" and args.warmup_steps >= total_steps:
+        raise UsageError(f"--warmup-steps {args.warmup_steps} with {said}: --schedule warmup-cosine "
+                         f"needs fewer warmup steps than steps")
+
+
 def resolve(args):
     """Refuse options given for an optimizer, normalization or schedule they do not apply
     to, and fill in the defaults of those not given; raises UsageError."""
@@ -184,6 +204,13 @@ def resolve(args):
                          "--overwrite replaces it)")
     if args.steps is None and args.epochs is None:
         args.epochs = 2
+    if args.nesterov and not args.momentum:
+        raise UsageError(f"--nesterov needs --momentum > 0 (got momentum {args.momentum})")
+    if args.steps is not None:
+        _check_warmup(args, args.steps, f"--steps {args.steps}")
+    if args.subset is not None and args.subset < _num_classes(args.data):
+        raise UsageError(f"--subset: got {args.subset}, expected at least one example per class "
+                         f"(>= {_num_classes(args.data)} for --data {args.data})")
 
 
 def build_model(args, data):
@@ -219,6 +246,7 @@ def build_schedule(args, total_steps):
     if name.startswith("warmup"):
         options["warmup_steps"] = args.warmup_steps
     if name.endswith("cosine"):
+        _check_warmup(args, total_steps, f"--epochs {args.epochs} ({total_steps} steps)")
         options["total_steps"] = total_steps
     if name.endswith("step"):
         options.update(step_size=args.step_size, gamma=args.gamma)
@@ -230,7 +258,11 @@ def check_out(args):
     from a checkpoint that is missing, unreadable or from another run (UsageError)."""
     from refnet.checkpoint import CheckpointError, check_format, read_npz
     path = os.path.join(args.out, CHECKPOINT)
-    present = [f for f in RUN_FILES if os.path.exists(os.path.join(args.out, f))]
+    present = [f for f in RUN_FILES if os.path.lexists(os.path.join(args.out, f))]
+    for name in present:
+        if not os.path.isfile(os.path.join(args.out, name)):
+            raise UsageError(f"--out: {os.path.join(args.out, name)} is not a file (refnet train writes "
+                             f"its {name} there); move it away or train into another --out")
     if not args.resume:
         if present and not args.overwrite:
             raise UsageError(f"--out {args.out} already holds {_describe_run(path, present)}; add "
@@ -244,11 +276,17 @@ def check_out(args):
     except CheckpointError as err:
         raise UsageError(f"--resume: {err}; start the run again with --overwrite, or put back a "
                          f"good copy of the file") from None
-    saved = meta.get("history", {}).get("config", {}).get("args", {})
-    now = {k: v for k, v in _args_dict(args).items() if k not in _FREE_ON_RESUME}
-    diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v and v is not None}
+    saved = meta
+    for key in ("history", "config", "args"):
+        saved = saved.get(key) if isinstance(saved, dict) else None
+    if not isinstance(saved, dict):
+        raise UsageError(f"--resume: {path} does not record the flags of its run (not written by "
+                         f"refnet train); train into another --out")
+    now = {k: v for k, v in _args_dict(args).items() if k not in _FREE_ON_RESUME}  # filled in by resolve
+    diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
     if diff:
-        listed = ", ".join(f"{_flag(k)} was {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        listed = ", ".join(f"{_flag(k)} was {_as_given(k, a)}, now {_as_given(k, b)}"
+                           for k, (a, b) in diff.items())
         raise UsageError(f"--resume: the flags differ from those of the run in {path}: {listed}; "
                          f"resume with that run's flags, or train into another --out")
 
@@ -271,6 +309,15 @@ def _args_dict(args):
 def _resume_command(args):
     words = [w for w in args._argv if w != "--overwrite"]
     return "refnet " + shlex.join(words + ([] if "--resume" in words else ["--resume"]))
+
+
+def _say(line):
+    """Print from a signal handler: straight to the file descriptor, as the handler may run
+    while the main code is inside a write to sys.stderr (a reentrant write is a RuntimeError)."""
+    try:
+        os.write(sys.stderr.fileno(), (line + "\n").encode())
+    except (AttributeError, OSError, ValueError):  # no descriptor (a captured stream)
+        print(line, file=sys.stderr)
 
 
 def _fail(message, code=2):
@@ -300,8 +347,8 @@ def run(args):
                           progress=args.progress, checkpoint_every=args.checkpoint_every,
                           config={"args": _args_dict(args)})
         trainer.schedule = build_schedule(args, trainer.total_steps)
-    except (OSError, ValueError, TypeError) as err:
-        return _fail(str(err))
+    except (OSError, ValueError, TypeError) as err:  # the library names its argument; say the option
+        return _fail(str(err).replace("load_dataset(subset)", "--subset", 1))
     if args.resume:
         try:
             trainer.load_checkpoint(os.path.join(args.out, CHECKPOINT))
@@ -317,14 +364,23 @@ def run(args):
     first = trainer.step
     print(f"{data!r}\ntraining {args.model}/{args.norm} ({sum(p.data.size for p in model.parameters())} "
           f"parameters) for {trainer.total_steps} steps on {backend.default_name()}")
-    try:
-        with signals.handled(trainer.request_stop):
+
+    def request_stop(signum):
+        is_first = trainer.stops.signum is None
+        trainer.request_stop(signum)  # before saying so: a second signal may come while it is said
+        if is_first:
+            _say(f"refnet train: {signals.signal_name(signum)} at step {trainer.step} of {trainer.total_steps}: "
+                 f"finishing the step in flight, then saving a checkpoint; press Ctrl-C again to stop "
+                 f"sooner (every finished step is saved all the same)")
+
+    with signals.handled(request_stop):  # still while saying so: once stopping, a Ctrl-C changes nothing
+        try:
             history = trainer.fit()
-    except TrainingInterrupted as stop:
-        print(f"refnet train: {stop}; resume with: {_resume_command(args)}", file=sys.stderr)
-        return 130
-    except NonFiniteLossError as err:
-        return _fail(str(err), code=1)
+        except TrainingInterrupted as stop:
+            print(f"refnet train: {stop}; resume with: {_resume_command(args)}", file=sys.stderr)
+            return 130
+        except NonFiniteLossError as err:
+            return _fail(str(err), code=1)
     for i, e in enumerate(history.epochs["epoch"]):
         print(f"epoch {e}: train loss {history['train_loss'][i]:.4f} acc {history['train_accuracy'][i]:.4f}"
               f" | test loss {_fmt(history['test_loss'][i])} acc {_fmt(history['test_accuracy'][i])}"

@@ -4,6 +4,7 @@ training step keeps stays within 2x of PyTorch's; every conv2d layout and dx pat
 reused column workspace and the disjoint-window max-pool path give the naive twins' results."""
 
 import json
+import os
 import threading
 
 import numpy as np
@@ -174,3 +175,15 @@ def test_float32_training_step_of_the_default_cnn_runs_and_lowers_nothing_to_flo
     assert np.isfinite(loss) and 0 <= correct <= 4
     for p in model.parameters():
         assert p.data.dtype == np.float32 and p.grad.dtype == np.float32
+
+
+def test_json_is_written_atomically(tmp_path, monkeypatch):
+    """Results that fail to serialize midway leave the previous file as it was and no temporary."""
+    real = bench.run_cases
+    monkeypatch.setattr(bench, "run_cases", lambda *a, **k: [dict(r, note=object()) for r in real(*a, **k)])
+    out = tmp_path / "bench.json"
+    out.write_text("the previous results")
+    with pytest.raises(TypeError):
+        main(["bench", "--quick", "--no-torch", "--repeats", "1", "--batch", "2", "--only", "maxpool",
+              "--json", str(out)])
+    assert os.listdir(tmp_path) == ["bench.json"] and out.read_text() == "the previous results"

@@ -149,6 +149,42 @@ def test_a_damaged_file_is_a_checkpoint_error_naming_it(tmp_path, damage, why):
     assert str(err.value).startswith(f"{path} {why}") and isinstance(err.value, ValueError)
 
 
+@pytest.mark.parametrize("make, why", [
+    (lambda path: path.mkdir(), "cannot be read (Is a directory)"),
+    (lambda path: checkpoint.write_npz(path, {"a": np.zeros(2)}, [1, 2]),
+     "holds metadata that is a JSON list, not an object"),
+    (lambda path: checkpoint.write_npz(path, {"a": np.zeros(2)}, "text"),
+     "holds metadata that is a JSON str, not an object"),
+], ids=["a-directory", "meta-a-list", "meta-a-string"])
+def test_a_file_that_is_no_checkpoint_at_all_is_a_checkpoint_error_naming_it(tmp_path, make, why):
+    path = tmp_path / "c.npz"
+    make(path)
+    for read in (lambda: checkpoint.read_npz(path, meta_only=True),
+                 lambda: checkpoint.load_checkpoint(path, *_trained(SGD, 1, momentum=0.9))):
+        with pytest.raises(checkpoint.CheckpointError) as err:
+            read()
+        assert str(err.value).startswith(f"{path} {why}")
+
+
+def test_a_figure_is_saved_atomically(tmp_path):
+    """A savefig that fails midway leaves the previous figure as it was and no temporary file."""
+    import matplotlib.pyplot as plt
+    from refnet import plots
+    path = tmp_path / "fig.png"
+    path.write_bytes(b"the previous figure")
+    fig = plt.figure()
+
+    def fails_midway(target, **options):
+        (open(target, "wb") if isinstance(target, (str, os.PathLike)) else target).write(b"half a png")
+        raise RuntimeError("the disk is full")
+    fig.savefig = fails_midway
+    with pytest.raises(RuntimeError):
+        plots._save(fig, str(path))
+    assert os.listdir(tmp_path) == ["fig.png"] and path.read_bytes() == b"the previous figure"
+    plots._save(plt.figure(), str(path))
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
 def test_another_format_names_the_refnet_that_wrote_it(tmp_path):
     path = _good(tmp_path)
     arrays, meta = checkpoint.read_npz(path)

@@ -6,14 +6,17 @@ checkpoint is named with what is wrong and what to do. Ctrl-C: see test_cli_sign
 
 import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
 
 import refnet.data
+import refnet.train
 from refnet import bench, checkpoint
-from refnet.cli import main
+from refnet.cli import build_parser, main
 from refnet.experiments import reproduce
+from test_data import write_idx_dir
 
 TRAIN = ["train", "--data", "synthetic", "--model", "mlp", "--width", "8", "--batch-size", "100",
          "--subset", "200", "--no-progress"]
@@ -26,6 +29,10 @@ NOT_A_DIR = "/proc/refnet-cannot-be-made"  # exists nowhere and cannot be create
 def no_work(monkeypatch):
     """Any row that got as far as loading data or benchmarking fails loudly (a test that
     must train calls ``monkeypatch.undo()``)."""
+    forbid_work(monkeypatch)
+
+
+def forbid_work(monkeypatch):
     def work(*args, **kwargs):
         raise AssertionError("work started before the bad input was refused")
     monkeypatch.setattr(refnet.data, "load_dataset", work)
@@ -115,6 +122,15 @@ TRAIN_ROWS = {
     "resume-and-overwrite": (lambda t: ["--out", str(t / "r"), "--resume", "--overwrite"],
                              ["--resume and --overwrite: give one"]),
     "resume-nothing": (lambda t: ["--out", str(t / "r"), "--resume"], ["--resume: no checkpoint at"]),
+    "nesterov-without-momentum": (lambda t: ["--out", str(t / "r"), "--nesterov"],
+                                  ["--nesterov needs --momentum > 0"]),
+    "nesterov-momentum-0": (lambda t: ["--out", str(t / "r"), "--nesterov", "--momentum", "0"],
+                            ["--nesterov needs --momentum > 0 (got momentum 0.0)"]),
+    "warmup-not-below-steps": (lambda t: ["--out", str(t / "r"), "--schedule", "warmup-cosine",
+                                          "--warmup-steps", "50", "--steps", "10"],
+                               ["--warmup-steps 50 with --steps 10", "needs fewer warmup steps than steps"]),
+    "subset-below-classes": (lambda t: ["--out", str(t / "r"), "--subset", "5"],
+                             ["--subset: got 5, expected at least one example per class (>= 10"]),
 }
 
 
@@ -134,11 +150,22 @@ REPRO_ROWS = {
     "only-empty": (lambda t: ["--out", str(t / "r"), "--only", ","], ["--only", "expected a comma-separated"]),
     "seed-negative": (lambda t: ["--out", str(t / "r"), "--seed", "-2"], ["--seed", "got -2"]),
     "preset-unknown": (lambda t: ["--out", str(t / "r"), "--preset", "huge"], ["--preset", "invalid choice"]),
+    "quick-and-preset-tiny": (lambda t: ["--out", str(t / "r"), "--quick"],
+                              ["--quick and --preset tiny: give one"]),
+    "data-dir-for-synthetic": (lambda t: ["--out", str(t / "r"), "--data-dir", str(t)],
+                               ["--data-dir does not apply to --data synthetic"]),
+    "dask-scheduler-malformed": (lambda t: ["--out", str(t / "r"), "--dask-scheduler", "nonsense"],
+                                 ["--dask-scheduler: got 'nonsense'", "expected the address of a running"]),
+    "dask-scheduler-unreachable": (lambda t: ["--out", str(t / "r"), "--dask-scheduler", "tcp://127.0.0.1:1"],
+                                   ["--dask-scheduler: got 'tcp://127.0.0.1:1'",
+                                    "expected the address of a running scheduler"]),
 }
 
 
 @pytest.mark.parametrize("make, fragments", list(REPRO_ROWS.values()), ids=list(REPRO_ROWS))
-def test_bad_reproduce_input_is_one_line_and_exit_2_before_any_task(tmp_path, capsys, make, fragments):
+def test_bad_reproduce_input_is_one_line_and_exit_2_before_any_task(tmp_path, capsys, monkeypatch, make,
+                                                                    fragments):
+    monkeypatch.setattr(reproduce, "CONNECT_TIMEOUT", 0.5, raising=False)  # unreachable: a short wait
     _one_line(capsys, main(REPRO + make(tmp_path)), "refnet reproduce: ", *fragments)
     assert not (tmp_path / "r").exists()
 
@@ -148,8 +175,10 @@ BENCH_ROWS = {
     "batch-1": (lambda t: ["--batch", "1"], ["--batch", "got 1", ">= 2"]),
     "only-nomatch": (lambda t: ["--only", "nomatch"], ["--only", "'nomatch'", "in no case's name",
                                                       "'linear 1024->1024'"]),
-    "json-unwritable": (lambda t: ["--json", NOT_A_DIR + "/b.json"], ["--json", "does not exist"]),
+    "json-in-a-missing-directory": (lambda t: ["--json", NOT_A_DIR + "/b.json"], ["--json", "does not exist"]),
+    "json-unwritable": (lambda t: ["--json", "/proc/x"], ["--json: got '/proc/x'", "/proc cannot be written"]),
     "json-is-a-directory": (lambda t: ["--json", str(t)], ["--json", "is a directory"]),
+    "json-empty": (lambda t: ["--json", ""], ["--json: got '', expected a file name"]),
 }
 
 
@@ -180,6 +209,24 @@ def finished_run(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory):
+    """A 4-step run stopped by a real SIGINT (sent to this process once its first checkpoint,
+    after step 1, is saved)."""
+    out = tmp_path_factory.mktemp("interrupted")
+    save = refnet.train.Trainer.save_checkpoint
+
+    def save_then_sigint(trainer, *args, **kwargs):
+        path = save(trainer, *args, **kwargs)
+        if trainer.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return path
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(refnet.train.Trainer, "save_checkpoint", save_then_sigint)
+        assert main(TRAIN + ["--steps", "4", "--checkpoint-every", "1", "--out", str(out)]) == 130
+    return out
+
+
 def _copy(run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(run, out)
@@ -190,17 +237,73 @@ def _files(out):
     return {name: (out / name).read_bytes() for name in sorted(os.listdir(out))}
 
 
-@pytest.mark.parametrize("partial", [False, True])
-def test_a_run_in_out_is_not_replaced_without_resume_or_overwrite(finished_run, tmp_path, capsys, partial):
-    out = _copy(finished_run, tmp_path)
-    if partial:  # as if stopped after 1 of 2 steps
-        arrays, meta = checkpoint.read_npz(out / "checkpoint.npz")
-        checkpoint.write_npz(out / "checkpoint.npz", arrays, {**meta, "step": 1})
+@pytest.mark.parametrize("run, steps, said", [("finished_run", 2, "a finished run (step 2 of 2)"),
+                                              ("interrupted_run", 4, "a partial run (step 1 of 4)")])
+def test_a_run_in_out_is_not_replaced_without_resume_or_overwrite(finished_run, interrupted_run, tmp_path,
+                                                                  capsys, run, steps, said):
+    out = _copy({"finished_run": finished_run, "interrupted_run": interrupted_run}[run], tmp_path)
     before = _files(out)
-    line = _one_line(capsys, main(TRAIN + ["--steps", "2", "--out", str(out)]), "--out",
+    line = _one_line(capsys, main(TRAIN + ["--steps", str(steps), "--out", str(out)]), "--out",
                      "--resume to continue it or --overwrite to replace it")
-    assert (f"a partial run (step 1 of 2)" if partial else "a finished run (step 2 of 2)") in line
+    assert said in line
     assert _files(out) == before
+
+
+@pytest.mark.parametrize("resume", [False, True])
+@pytest.mark.parametrize("name", ["checkpoint.npz", "history.json"])
+def test_a_directory_where_a_run_file_goes_is_refused_before_training(finished_run, tmp_path, capsys,
+                                                                      name, resume):
+    out = _copy(finished_run, tmp_path)
+    (out / name).unlink()
+    (out / name).mkdir()
+    flag = "--resume" if resume else "--overwrite"
+    _one_line(capsys, main(TRAIN + ["--steps", "3", "--out", str(out), flag]),
+              f"refnet train: --out: {out / name} is not a file", "move it away")
+    assert (out / name).is_dir()
+
+
+SUBSET = ["--subset", "200"]
+# (the first run's flags, the resume's) -> the line names what differs, as given on the command line
+RESUMED_WITH = {
+    "subset-omitted": (SUBSET, [], "--subset was 200, now not given"),
+    "no-affine-omitted": (SUBSET + ["--no-affine"], SUBSET, "--no-affine was given, now not given"),
+    "no-affine-added": (SUBSET, SUBSET + ["--no-affine"], "--no-affine was not given, now given"),
+    "nesterov-omitted": (SUBSET + ["--momentum", "0.9", "--nesterov"], SUBSET + ["--momentum", "0.9"],
+                         "--nesterov was given, now not given"),
+    "data-dir-omitted": (SUBSET + ["--data", "fashion-mnist", "--data-dir", "{dir}"],
+                         SUBSET + ["--data", "fashion-mnist"], "--data-dir was '{dir}', now not given"),
+}
+
+
+@pytest.mark.parametrize("first, then, said", list(RESUMED_WITH.values()), ids=list(RESUMED_WITH))
+def test_resume_with_other_flags_is_refused_before_any_data(tmp_path, capsys, monkeypatch, first, then, said):
+    """An omitted flag counts: resumed without --subset the run would go on with all the data."""
+    monkeypatch.undo()
+    write_idx_dir(tmp_path / "fmnist", np.random.default_rng(0), n_train=300, n_test=20)
+    fill = lambda words: [w.format(dir=tmp_path / "fmnist") for w in words]  # noqa: E731
+    at = TRAIN.index("--subset")
+    base, out = TRAIN[:at] + TRAIN[at + 2:], str(tmp_path / "r")
+    assert main(base + fill(first) + ["--steps", "2", "--out", out]) == 0
+    forbid_work(monkeypatch)
+    line = _one_line(capsys, main(base + fill(then) + ["--steps", "4", "--out", out, "--resume"]),
+                     "refnet train: --resume: the flags differ", fill([said])[0])
+    assert line.endswith("resume with that run's flags, or train into another --out")
+
+
+# refused once the data is found (its size is known then), still before any training step
+AFTER_DATA = {
+    "subset-above-the-data": (["--subset", "100000"], "--subset: got 100000, but the split has only 2000"),
+    "warmup-not-below-epochs": (["--schedule", "warmup-cosine", "--warmup-steps", "50", "--epochs", "1"],
+                                "--warmup-steps 50 with --epochs 1 (2 steps): --schedule warmup-cosine "
+                                "needs fewer warmup steps than steps"),
+}
+
+
+@pytest.mark.parametrize("extra, said", list(AFTER_DATA.values()), ids=list(AFTER_DATA))
+def test_a_size_known_only_with_the_data_is_refused_before_training(tmp_path, capsys, monkeypatch, extra, said):
+    monkeypatch.undo()
+    _one_line(capsys, main(TRAIN + extra + ["--out", str(tmp_path / "r")]), f"refnet train: {said}")
+    assert not (tmp_path / "r" / "checkpoint.npz").exists()
 
 
 def test_overwrite_replaces_the_run(finished_run, tmp_path, monkeypatch):
@@ -237,6 +340,12 @@ def _other_version(path):
     return "has checkpoint format 'refnet-checkpoint-0', written by refnet 0.0.1"
 
 
+def _meta_not_an_object(path):
+    arrays, _ = checkpoint.read_npz(path)
+    checkpoint.write_npz(path, arrays, [1, 2])
+    return "holds metadata that is a JSON list, not an object"
+
+
 def _other_flags(path):
     arrays, meta = checkpoint.read_npz(path)
     meta["history"]["config"]["args"]["width"] = 16
@@ -252,8 +361,8 @@ def _other_model(path):
     return "holds another model's or optimizer's state: '1.weight' has shape (5, 784) there, (8, 784)"
 
 
-@pytest.mark.parametrize("corrupt", [_truncated, _empty, _random, _npy, _other_version, _other_flags,
-                                     _other_model])
+@pytest.mark.parametrize("corrupt", [_truncated, _empty, _random, _npy, _meta_not_an_object, _other_version,
+                                     _other_flags, _other_model])
 def test_resume_from_a_bad_checkpoint_names_the_file_the_problem_and_the_fix(
         finished_run, tmp_path, capsys, monkeypatch, corrupt):
     out = _copy(finished_run, tmp_path)
@@ -284,6 +393,26 @@ def test_train_help_shows_every_default(capsys):
                  "default 2", "(default: 128)", "(default: 0)", "(default: 1)", "(default: constant)",
                  "(default: cpu)", "default 256", "default 32"):
         assert said in text, said
+
+
+@pytest.mark.parametrize("command", ["train", "reproduce", "bench"])
+def test_help_says_what_every_option_left_out_does(command, capsys):
+    """Each option that takes a value and may be left out says its default in --help."""
+    assert main([command, "--help"]) == 0
+    helps, option = {}, None  # option -> its help text, from its line and the indented ones after it
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("  -"):
+            option = line.split()[0].rstrip(",")
+            helps[option] = line
+        elif line.startswith("   ") and option:
+            helps[option] += " " + line.strip()
+        else:
+            option = None
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    takes_value = {a.option_strings[0] for a in sub._actions
+                   if a.option_strings and a.nargs != 0 and not a.required}
+    assert takes_value <= set(helps)
+    assert [o for o in sorted(takes_value) if "default" not in helps[o]] == []
 
 
 # --- reproduce: missing or corrupt data ------------------------------------------------------

@@ -32,7 +32,7 @@ def add_arguments(parser):
                         help="small grids, data subsets and an MLP of width 128 (under 2 minutes on 2 cores)")
     parser.add_argument("--preset", default=None, choices=config.PRESETS,
                         help="sizes: default, quick (= --quick) or tiny (a seconds-long smoke test on "
-                             "--data synthetic, for tests)")
+                             "--data synthetic, for tests); default: default, or quick with --quick")
     parser.add_argument("--out", type=writable_dir, default="figures", metavar="DIR",
                         help="where the figures, report.json, report.md and the cache (.cache/) go "
                              "(default: figures/)")
@@ -44,11 +44,28 @@ def add_arguments(parser):
     parser.add_argument("--jobs", type=positive_int, default=min(4, os.cpu_count() or 1), metavar="N",
                         help="training runs in parallel processes (default: min(4, CPUs))")
     parser.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
-                        help="run the tasks on this Dask scheduler (needs the 'cluster' extra)")
+                        help="run the tasks on this Dask scheduler (needs the 'cluster' extra); "
+                             "default: none, local processes (--jobs)")
     parser.add_argument("--only", type=_only, default=None, metavar="NAME,...",
-                        help=f"run only these experiments, of: {', '.join(NAMES)}")
+                        help=f"run only these experiments, of: {', '.join(NAMES)}; default: all")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of data subsets, inits and batch orders")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+CONNECT_TIMEOUT = 5  # seconds to reach --dask-scheduler (distributed's default is 30)
+
+
+def _check_scheduler(address):
+    """Connect to the Dask scheduler at ``address`` once, or raise ValueError saying why not."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("--dask-scheduler needs dask.distributed: pip install 'refnet[cluster]'") from None
+    try:
+        Client(address, timeout=CONNECT_TIMEOUT).close()
+    except (OSError, ValueError) as err:  # a malformed address, no scheduler there (TimeoutError is an OSError)
+        raise ValueError(f"--dask-scheduler: got {address!r}: {err}; expected the address of a running "
+                         f"scheduler, e.g. tcp://10.0.0.5:8786") from None
 
 
 def _only(text):
@@ -110,6 +127,12 @@ def run(args):
         names = selected(args.only)
         if args.jobs < 1:
             raise ValueError(f"--jobs: got {args.jobs}, expected a positive integer")
+        if args.quick and args.preset not in (None, "quick"):
+            raise ValueError(f"--quick and --preset {args.preset}: give one (--quick is --preset quick)")
+        if args.data == "synthetic" and args.data_dir is not None:
+            raise ValueError("--data-dir does not apply to --data synthetic (it is generated)")
+        if args.dask_scheduler is not None:
+            _check_scheduler(args.dask_scheduler)
         if args.device == "gpu":
             backend.use("gpu")
     except (ValueError, RuntimeError) as err:

@@ -164,7 +164,7 @@ class _Pool2d(_Cached):
 
 class MaxPool2d(_Pool2d):
     """Max over KH x KW windows (stride defaults to the kernel); the gradient goes to the
-    first maximum of each window, as in PyTorch."""
+    first maximum of each window, or to its last NaN when it holds one, as in PyTorch."""
 
     def forward(self, x):
         self._check_input(x)

@@ -57,7 +57,8 @@ def maxpool2d_forward(x, kernel_size, stride=None):
 
 
 def maxpool2d_backward(dy, cache):
-    """dx: dy routed to the first maximum of each window (summed where windows overlap)."""
+    """dx: dy routed to the first maximum of each window, or to its last NaN when it holds
+    one (PyTorch's choices), summed where windows overlap."""
     x, y, kernel, stride = cache
     check_shape("dy", dy, y.shape, "maxpool2d_backward")
     check_dtype("dy", dy, "the forward's x", x, "maxpool2d_backward")
