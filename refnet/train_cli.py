@@ -10,6 +10,7 @@ same; ``--epochs``/``--steps`` may grow). ``--unit-norm`` also projects the
 scale-invariant weights onto the unit sphere once before the first step.
 """
 
+import argparse
 import os
 import sys
 
@@ -18,6 +19,14 @@ import numpy as np
 from refnet import backend
 
 SCHEDULES = ("constant", "step", "cosine", "warmup", "warmup-cosine", "warmup-step")
+# Each optimizer's defaults for the flags left unset (PyTorch's; Lion's from its paper).
+OPT_DEFAULTS = {
+    "sgd": {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+    "adam": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
+    "lion": {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0},
+    "muon": {"lr": 1e-3, "momentum": 0.95, "nesterov": True, "eps": 1e-7, "weight_decay": 0.1},
+}
+WRAPPERS = ("none", "rotational", "hyperball")
 # Flags that may differ between a run and its --resume.
 _FREE_ON_RESUME = {"epochs", "steps", "resume", "out", "device", "progress", "checkpoint_every"}
 
@@ -40,14 +49,28 @@ def add_arguments(parser):
     m.add_argument("--freeze-head", action="store_true", help="keep the linear head at its initialization")
     m.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     o = parser.add_argument_group("optimizer")
-    o.add_argument("--opt", choices=("sgd", "adam"), default="sgd")
-    o.add_argument("--lr", type=float, default=None, help="learning rate (default 0.01 sgd, 0.001 adam)")
-    o.add_argument("--momentum", type=float, default=0.0)
-    o.add_argument("--nesterov", action="store_true")
-    o.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.999), metavar=("B1", "B2"))
-    o.add_argument("--eps", type=float, default=1e-8, help="Adam's epsilon")
+    o.add_argument("--opt", choices=tuple(OPT_DEFAULTS), default="sgd")
+    o.add_argument("--wrapper", choices=WRAPPERS, default="none",
+                   help="rotational: every scale group turns by a fixed angle per step (Kosson et al.); "
+                        "hyperball: fixed weight and step norms, lr sets the angle (Wen et al.)")
+    o.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 0.01 sgd, 0.001 adam, 1e-4 lion, 0.001 muon)")
+    o.add_argument("--momentum", type=float, default=None, help="sgd (default 0), muon (default 0.95)")
+    o.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                   help="sgd (default off), muon (default on)")
+    o.add_argument("--betas", type=float, nargs=2, default=None, metavar=("B1", "B2"),
+                   help="adam (default 0.9 0.999), lion (default 0.9 0.99)")
+    o.add_argument("--eps", type=float, default=None,
+                   help="adam's epsilon (default 1e-8); muon's Newton-Schulz floor (default 1e-7)")
     o.add_argument("--l2", type=float, default=0.0, help="coupled L2: the loss gains l2*||w||^2")
-    o.add_argument("--weight-decay", type=float, default=0.0, help="decoupled: w -= lr*wd*w")
+    o.add_argument("--weight-decay", type=float, default=None,
+                   help="decoupled: w -= lr*wd*w (default 0; muon 0.1)")
+    o.add_argument("--ns-steps", type=int, default=5, help="muon: Newton-Schulz iterations")
+    o.add_argument("--adjust-lr", choices=("original", "match_rms_adamw"), default="original",
+                   help="muon: PyTorch's learning-rate adjustment for the matrix shape")
+    o.add_argument("--eta-r", type=float, default=None,
+                   help="rotational: angle per step (default: the inner optimizer's equilibrium angle)")
+    o.add_argument("--zero-mean", action="store_true", help="rotational: centre weights and updates")
     o.add_argument("--unit-norm", action="store_true", help="project scale-invariant weights to norm 1")
     o.add_argument("--schedule", default="constant", choices=SCHEDULES,
                    help="lr factor per step (refnet.optim.schedules); default constant")
@@ -89,13 +112,29 @@ def build_model(args, data):
 
 
 def build_optimizer(args, params):
-    from refnet.optim import SGD, Adam
-    common = dict(l2=args.l2, weight_decay=args.weight_decay, unit_norm=args.unit_norm)
+    from refnet.optim import SGD, Adam, Hyperball, Lion, Muon, Rotational
+    o = {k: (OPT_DEFAULTS[args.opt].get(k) if getattr(args, k) is None else getattr(args, k))
+         for k in ("lr", "momentum", "nesterov", "betas", "eps", "weight_decay")}
+    if args.opt in ("lion", "muon") and (args.l2 or args.unit_norm):
+        flag = "--l2" if args.l2 else "--unit-norm"
+        raise ValueError(f"{flag}: --opt {args.opt} has no coupled L2 or unit-norm projection; use "
+                         f"--weight-decay, or --wrapper hyperball for a fixed norm")
     if args.opt == "adam":
-        return Adam(params, lr=1e-3 if args.lr is None else args.lr, betas=tuple(args.betas),
-                    eps=args.eps, **common)
-    return SGD(params, lr=0.01 if args.lr is None else args.lr, momentum=args.momentum,
-               nesterov=args.nesterov, **common)
+        opt = Adam(params, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], l2=args.l2,
+                   weight_decay=o["weight_decay"], unit_norm=args.unit_norm)
+    elif args.opt == "lion":
+        opt = Lion(params, lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
+    elif args.opt == "muon":
+        opt = Muon(params, lr=o["lr"], weight_decay=o["weight_decay"], momentum=o["momentum"],
+                   nesterov=o["nesterov"], eps=o["eps"], ns_steps=args.ns_steps, adjust_lr_fn=args.adjust_lr)
+    else:
+        opt = SGD(params, lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"], l2=args.l2,
+                  weight_decay=o["weight_decay"], unit_norm=args.unit_norm)
+    if args.wrapper == "rotational":
+        return Rotational(opt, eta_r=args.eta_r, zero_mean=args.zero_mean)
+    if args.wrapper == "hyperball":
+        return Hyperball(opt)
+    return opt
 
 
 def build_schedule(args, total_steps):
