@@ -133,10 +133,12 @@ def test_without_averaging_every_step_turns_each_unit_by_atan_eta_r(rng, eta_r):
     (lambda ps: SGD(ps, lr=0.1, momentum=0.9, l2=1e-3), math.sqrt(2 * 0.1 * (2 * 1e-3) / 1.9)),  # torch wd = 2 lam
     (lambda ps: SGD(ps, lr=0.1, weight_decay=2e-3), math.sqrt(2 * 0.1 * 2e-3)),  # = l2 1e-3 without momentum
     (lambda ps: SGD(ps, lr=0.1, momentum=0.9, weight_decay=2e-3), math.sqrt(2 * 0.1 * 2e-3 * 0.1 / 1.9)),
+    (lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True, l2=1e-3),
+     math.sqrt(2 * 0.1 * (2 * 1e-3) / 1.9) * math.sqrt(1 + 1.8 - 2 * 0.729)),
     (lambda ps: Adam(ps, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1), math.sqrt(2e-4 * 0.1 / 1.9)),
     (lambda ps: Lion(ps, lr=1e-4, weight_decay=1.0),
      math.sqrt(math.pi / 2 * 2e-4 * (0.01 + 0.81 * 0.01 / 1.99))),
-], ids=["sgdm-l2", "sgd-wd", "sgdm-wd", "adamw", "lion"])
+], ids=["sgdm-l2", "sgd-wd", "sgdm-wd", "nesterov-l2", "adamw", "lion"])
 def test_default_target_is_the_inner_optimizers_equilibrium_angle(rng, make, expected):
     w = Parameter(rng.standard_normal((3, 4)), scale_group="unit")
     opt = Rotational(make([w]))

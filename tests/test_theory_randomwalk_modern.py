@@ -98,12 +98,26 @@ def test_sgd_momentum_weight_decay_equilibrium(mu, lr, wd):
     assert_close(w.rms_angle(), eq.angle, what="angle")
 
 
+@pytest.mark.parametrize("decay", [dict(l2=0.01), dict(weight_decay=0.1)], ids=["l2", "weight_decay"])
+def test_nesterov_turns_faster_than_heavy_ball_by_the_predicted_factor(decay):
+    lr, mu = 0.02, 0.9
+    eq = (theory.sgd_momentum_l2_equilibrium(lr, decay["l2"], 1.0, mu) if "l2" in decay
+          else theory.sgdm_weight_decay_equilibrium(lr, decay["weight_decay"], 1.0, mu))
+    w = walk(refnet_step(SGD, lr=lr, momentum=mu, nesterov=True, **decay), 800, seed=26, norm0=eq.norm)
+    assert_close(w.steady_norm(), eq.norm, what="norm (heavy ball's)")
+    assert_close(w.rms_angle(), eq.angle * theory.nesterov_angle_factor(mu), what="angle")
+    assert w.rms_angle() / eq.angle > 1.1  # and not heavy ball's angle
+
+
 # --- the wrappers (section 18) -----------------------------------------------------------------
 ROTATIONAL = {  # inner optimizer, and its equilibrium angle from theory/ (small forms)
     "sgdm-l2": (lambda ps: SGD(ps, lr=0.05, momentum=0.9, l2=1e-3),
                 theory.sgd_momentum_l2_equilibrium(0.05, 1e-3, 1.0, 0.9).angle_small),
     "sgdm-wd": (lambda ps: SGD(ps, lr=0.05, momentum=0.9, weight_decay=2e-3),
                 theory.sgdm_weight_decay_equilibrium(0.05, 2e-3, 1.0, 0.9).angle_small),
+    "nesterov-l2": (lambda ps: SGD(ps, lr=0.05, momentum=0.9, nesterov=True, l2=1e-3),
+                    theory.sgd_momentum_l2_equilibrium(0.05, 1e-3, 1.0, 0.9).angle_small
+                    * theory.nesterov_angle_factor(0.9)),
     "adamw": (lambda ps: Adam(ps, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1),
               theory.adamw_equilibrium(1e-3, 0.1, D, (0.9, 0.99)).angle_small),
     "lion": (lambda ps: Lion(ps, lr=1e-3, weight_decay=1.0), theory.lion_angle_kosson(1e-3, 1.0)),

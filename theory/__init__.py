@@ -33,7 +33,7 @@ from theory.sign_and_orthogonal import (correlation_sum, lion_angle_kosson, lion
                                         orthogonalized_correlation, sign_correlation)
 from theory.symmetries import equilibrium_invariant, is_symmetry, symmetry_map
 from theory.updates import AdamRule, LionRule, MuonRule, SGDRule
-from theory.wrappers import (hyperball_angle, hyperball_radial, rotational_angle,
+from theory.wrappers import (hyperball_angle, hyperball_radial, nesterov_angle_factor, rotational_angle,
                              sgdm_weight_decay_equilibrium)
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "equilibrium_invariant", "is_symmetry", "symmetry_map",
     "correlation_sum", "lion_angle_kosson", "lion_equilibrium", "lion_R", "momentum_correlations",
     "muon_equilibrium", "muon_R", "newton_schulz", "orthogonalized_correlation", "sign_correlation",
-    "hyperball_angle", "hyperball_radial", "rotational_angle", "sgdm_weight_decay_equilibrium",
+    "hyperball_angle", "hyperball_radial", "nesterov_angle_factor", "rotational_angle",
+    "sgdm_weight_decay_equilibrium",
     "AdamRule", "LionRule", "MuonRule", "SGDRule",
 ]

@@ -36,6 +36,15 @@ def sgdm_weight_decay_equilibrium(lr, wd, G2, momentum):
                        lr / ((1 - mu) * np.sqrt(x2)), lr / ((1 - mu) * np.sqrt(x2s)), 4 * lr * wd, "||w||^4")
 
 
+def nesterov_angle_factor(momentum):
+    """Nesterov's steady angle over heavy ball's at the same norm, for SGD + L2 or + decoupled
+    decay: ``sqrt(1 + 2 mu - 2 mu^3)``. The step ``g + mu b`` (``b = mu b' + g``) has mean square
+    ``E||g||^2 (1 + 2 mu + mu^2/(1 - mu^2))`` against heavy ball's ``E||g||^2/(1 - mu^2)``
+    (white gradients, ``E<g_t, b_t> = E||g||^2``); the norm is the same (README section 18)."""
+    mu = momentum
+    return float(np.sqrt(1 + 2 * mu - 2 * mu ** 3))
+
+
 def rotational_angle(eta_r):
     """The rotational wrapper's angle per step: ``atan(eta_r)`` (exact with ``update_norm_decay = 0``;
     the RMS over steps otherwise, to the spread of ``||u||`` around its running RMS)."""

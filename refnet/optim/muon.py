@@ -4,6 +4,7 @@ iteration, for matrices; AdamW for the rest."""
 import math
 
 from refnet import backend
+from refnet.optim.adam import Adam
 from refnet.optim.lion import check_betas
 from refnet.optim.optimizer import Optimizer, check_real
 
@@ -134,18 +135,7 @@ class Muon(Optimizer):
         p.data -= adjusted_lr(lr, group["adjust_lr_fn"], matrix) * ortho.reshape(p.data.shape)
 
     def _adamw_update(self, p, group, state):
-        """AdamW (PyTorch's arithmetic, as ``refnet.optim.Adam(weight_decay=wd)``)."""
-        xp = backend.array_module(p.data)
-        lr, (b1, b2), eps = group["lr"], group["adamw_betas"], group["adamw_eps"]
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(p.data)
-            state["exp_avg_sq"] = xp.zeros_like(p.data)
-        state["step"] += 1
-        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-        self._decoupled_decay(p, lr, group["weight_decay"])
-        m *= b1
-        m += (1 - b1) * p.grad
-        v *= b2
-        v += (1 - b2) * p.grad * p.grad
-        p.data -= (lr / (1 - b1 ** t)) * m / (xp.sqrt(v) / math.sqrt(1 - b2 ** t) + eps)
+        """AdamW, ``refnet.optim.Adam``'s own step (PyTorch's arithmetic) with the adamw_* options."""
+        adamw = {"lr": group["lr"], "betas": group["adamw_betas"], "eps": group["adamw_eps"], "l2": 0.0,
+                 "weight_decay": group["weight_decay"]}
+        Adam._update(self, p, adamw, state)

@@ -21,6 +21,7 @@ def equilibrium_angle(optimizer, group):
       convention; PyTorch's ``weight_decay`` is ``2 lam``) and decoupled ``weight_decay = wd``:
       ``sqrt(2 lr (2 lam + (1 - mu) wd) / (1 + mu))``. At ``wd = 0`` this is Kosson et al.'s
       ``sqrt(2 lr wd_torch / (1 + mu))``; decay outside the buffer is worth ``(1 - mu)`` of it.
+      Nesterov: times ``sqrt(1 + 2 mu - 2 mu^3)`` (its step adds the fresh gradient once more).
     - Adam with decoupled ``weight_decay = wd`` (AdamW): ``sqrt(2 lr wd (1 - b1) / (1 + b1))``.
       With coupled ``l2`` the angle depends on the gradient norm: None.
     - Lion, decoupled ``wd``: Kosson et al.'s ``sqrt(pi/2) sqrt(2 lr wd) sqrt((1 - b1)^2 +
@@ -33,7 +34,8 @@ def equilibrium_angle(optimizer, group):
         if group["dampening"] != 0:
             return None
         mu = group["momentum"]
-        return math.sqrt(2 * lr * (2 * group["l2"] + (1 - mu) * group["weight_decay"]) / (1 + mu))
+        nesterov = math.sqrt(1 + 2 * mu - 2 * mu ** 3) if group["nesterov"] else 1.0
+        return nesterov * math.sqrt(2 * lr * (2 * group["l2"] + (1 - mu) * group["weight_decay"]) / (1 + mu))
     if isinstance(optimizer, Adam):
         if group["l2"] != 0:
             return None
