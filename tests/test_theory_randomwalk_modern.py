@@ -56,7 +56,8 @@ def test_refnet_optimizer_follows_theorys_reference_rule(cls, rule, options):
 
 
 # --- Lion (section 16) -------------------------------------------------------------------------
-@pytest.mark.parametrize("betas, lr, steps", [((0.9, 0.99), 1e-3, 2500), ((0.0, 0.99), 1e-3, 600),
+@pytest.mark.parametrize("betas, lr, steps", [pytest.param((0.9, 0.99), 1e-3, 2500, marks=pytest.mark.slow),
+                                              ((0.0, 0.99), 1e-3, 600),
                                               ((0.5, 0.9), 1e-3, 800), ((0.9, 0.99), 3e-3, 1000)])
 def test_lion_equilibrium(betas, lr, steps):
     wd = 1.0
@@ -76,6 +77,7 @@ def test_lion_angle_is_not_kossons_without_momentum():
 
 
 # --- Muon (section 17) -------------------------------------------------------------------------
+@pytest.mark.slow  # a Newton-Schulz per step and per Monte Carlo sample: ~5 s each
 @pytest.mark.parametrize("momentum, nesterov, lr, wd", [(0.0, False, 0.02, 0.1), (0.95, True, 0.02, 0.1),
                                                        (0.9, False, 0.02, 0.1), (0.95, True, 0.05, 0.2)])
 def test_muon_equilibrium(momentum, nesterov, lr, wd):
