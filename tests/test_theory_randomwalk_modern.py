@@ -28,20 +28,6 @@ def assert_close(measured, predicted, tol=TOL, what=""):
     assert abs(measured / predicted - 1) < tol, f"{what}: measured {measured:.6g}, predicted {predicted:.6g}"
 
 
-def wrapped_step(make):
-    """``make_step`` for the walk: ``make([p])`` (a wrapper around an optimizer) on one Parameter."""
-    def start(w0):
-        p = Parameter(w0.copy(), scale_group="unit")
-        opt = make([p])
-
-        def step(w, g):
-            p.grad[...] = g
-            opt.step()
-            return p.data
-        return step
-    return start
-
-
 # --- refnet and theory's reference rules are the same update -----------------------------------
 @pytest.mark.parametrize("cls, rule, options", [
     (Lion, LionRule, dict(lr=1e-3, betas=(0.9, 0.99), weight_decay=1.0)),
@@ -132,7 +118,7 @@ def test_rotational_wrapper_targets_the_inner_equilibrium_and_turns_by_it(name):
     p = Parameter(np.ones((2, 3)), scale_group="unit")
     inner = make([p])
     assert equilibrium_angle(inner, inner.param_groups[0]) == pytest.approx(law, rel=1e-12)
-    w = walk(wrapped_step(lambda ps: Rotational(make(ps))), 300, seed=24)
+    w = walk(refnet_step(lambda ps: Rotational(make(ps))), 300, seed=24)
     assert_close(w.rms_angle(), theory.rotational_angle(law), what="angle")
     np.testing.assert_allclose(w.norms2, 1.0, rtol=1e-12)
 
@@ -144,7 +130,7 @@ def test_rotational_wrapper_targets_the_inner_equilibrium_and_turns_by_it(name):
     ("adam", lambda ps: Hyperball(Adam(ps, lr=0.05, betas=(0.9, 0.99))), 0.05, 0.9),
 ])
 def test_hyperball_angle(name, make, lr, beta):
-    w = walk(wrapped_step(make), 400, seed=25)
+    w = walk(refnet_step(make), 400, seed=25)
     assert_close(w.rms_angle(), theory.hyperball_angle(lr, beta), what="angle")
     np.testing.assert_allclose(w.norms2, 1.0, rtol=1e-12)
     if beta:  # the momentum's backward lean matters: atan(lr) alone is off by 9% or more
