@@ -33,6 +33,7 @@ import numpy as np
 
 from refnet import backend
 from refnet import bench_torch
+from refnet.cli_checks import UsageError, int_at_least, positive_int, writable_file
 from refnet.nn.models import cnn, mlp, trainable_parameters
 from refnet.ops import conv
 from refnet.ops import (batchnorm_backward, batchnorm_forward, conv2d_backward, conv2d_forward,
@@ -244,15 +245,16 @@ def add_arguments(parser):
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="cpu: NumPy; gpu: CuPy (and PyTorch on CUDA when it has it)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats, for a fast look")
-    parser.add_argument("--repeats", type=int, default=None,
+    parser.add_argument("--repeats", type=positive_int, default=None,
                         help="timed calls per case and side (default 25, --quick 5)")
-    parser.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
+    parser.add_argument("--batch", type=int_at_least(2), default=128, help="batch size (default 128)")
     parser.add_argument("--only", default=None, help="run only cases whose name contains this")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
     parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                         help="wall: elapsed time (default); cpu: process CPU time, steadier "
                              "on a busy machine when both sides run one thread")
-    parser.add_argument("--json", metavar="FILE", default=None, help="also write results here")
+    parser.add_argument("--json", type=writable_file, metavar="FILE", default=None,
+                        help="also write results here (checked writable before anything runs)")
 
 
 def run(args):
@@ -261,7 +263,7 @@ def run(args):
         try:
             backend.use("cupy")
         except RuntimeError as err:     # says why: no cupy, no device, broken CUDA
-            raise SystemExit(f"refnet bench --device gpu: {err}") from None
+            raise UsageError(f"--device gpu: {err}") from None
     try:
         return _run(args)
     finally:
@@ -270,13 +272,14 @@ def run(args):
 
 def _run(args):
     repeats = args.repeats or (5 if args.quick else 25)
-    if repeats < 1 or args.batch < 2:
-        raise SystemExit("refnet bench: --repeats must be >= 1 and --batch >= 2")
+    if args.only is not None and not make_cases(args.batch, None, args.only):
+        names = ", ".join(repr(c.name) for c in make_cases(args.batch))
+        raise UsageError(f"--only: got {args.only!r}, which is in no case's name; the cases are {names}")
+    if args.device == "gpu" and args.clock == "cpu":
+        raise UsageError("--clock cpu does not measure GPU work; use --clock wall")
     torch_side = None if args.no_torch else bench_torch.TorchSide.create(args.device)
     env = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS",
                                           "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")}
-    if args.device == "gpu" and args.clock == "cpu":
-        raise SystemExit("refnet bench: --clock cpu does not measure GPU work; use --clock wall")
     peak = gemm_peak(512 if args.quick else 1024, clock=args.clock)
     print(f"refnet bench: device {args.device}, float32, batch {args.batch}, median of {repeats} "
           f"interleaved repeats ({args.clock} clock); float32 GEMM peak {peak:.0f} GFLOP/s; "

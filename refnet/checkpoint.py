@@ -10,6 +10,9 @@ hold numbers and text only, never code.
 Writes go to a temporary file in the target directory, are flushed to disk and then
 renamed over the target (``os.replace`` is atomic on POSIX and Windows), so a crash or an
 exception mid-save leaves the previous file untouched and no partial file behind.
+
+A file that cannot be read back -- empty, truncated, random bytes, another format, another
+model -- raises ``CheckpointError`` (a ValueError) naming the file and what is wrong.
 """
 
 import io
@@ -17,14 +20,23 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 
+import refnet
 from refnet import backend
 from refnet.optim import flatten_state_dict, unflatten_state_dict
 
 META_KEY = "__meta__"
 FORMAT = "refnet-checkpoint-1"
+# what np.load and zipfile raise on a damaged file (a bad CRC is a BadZipFile, a short member EOFError)
+_DAMAGED = (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError, UnicodeDecodeError)
+
+
+class CheckpointError(ValueError):
+    """A file is not a readable refnet checkpoint (or not one for this model); the message
+    names the file and what is wrong."""
 
 
 def atomic_write(path, write):
@@ -91,18 +103,30 @@ def write_npz(path, arrays, meta=None):
     return atomic_write(path, write)
 
 
-def read_npz(path):
-    """``(arrays, meta)`` from a file written by ``write_npz`` (meta is None if absent)."""
+def read_npz(path, meta_only=False):
+    """``(arrays, meta)`` from a file written by ``write_npz`` (meta is None if absent);
+    ``meta_only`` reads the metadata alone (arrays is then ``{}``). Raises FileNotFoundError
+    or CheckpointError, naming the file."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"read_npz(path): no file at {path!r}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes)")
+    if head not in (b"PK\x03\x04", b"PK\x05\x06"):  # what every zip (so every .npz) starts with
+        raise CheckpointError(f"{path} is not an .npz file (it starts with {head!r}, not a zip header)")
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except ValueError as err:
-        raise ValueError(f"read_npz(path): {path!r} is not a readable .npz without pickle: {err}") from err
-    raw = arrays.pop(META_KEY, None)
-    meta = None if raw is None else json.loads(raw.tobytes().decode("utf-8"))
+            keys = [k for k in z.files if k == META_KEY] if meta_only else z.files
+            arrays = {k: z[k] for k in keys}
+        raw = arrays.pop(META_KEY, None)
+        meta = None if raw is None else json.loads(raw.tobytes().decode("utf-8"))
+    except _DAMAGED as err:
+        why = ("holds object arrays, which cannot be read without pickle (refused: a pickle can "
+               "run code)" if "pickle" in str(err) else
+               f"is truncated or damaged ({type(err).__name__}: {err})")
+        raise CheckpointError(f"{path} {why}") from err
     return arrays, meta
 
 
@@ -116,21 +140,50 @@ def save_checkpoint(path, model, optimizer, meta, arrays=None):
         if k in payload:
             raise ValueError(f"save_checkpoint(arrays): key {k!r} clashes with model/optimizer state")
         payload[k] = v
-    full_meta = {"format": FORMAT, "optimizer": opt_meta, **meta}
+    full_meta = {"format": FORMAT, "refnet": refnet.__version__, "optimizer": opt_meta, **meta}
     return write_npz(path, payload, full_meta)
 
 
 def load_checkpoint(path, model, optimizer):
-    """Restore ``model`` and ``optimizer`` from ``path``; return ``(meta, other arrays)``."""
+    """Restore ``model`` and ``optimizer`` from ``path``; return ``(meta, other arrays)``.
+
+    Raises CheckpointError when the file is not a checkpoint of this format or holds
+    another model's or optimizer's state (then neither is changed)."""
     arrays, meta = read_npz(path)
-    if meta is None or meta.get("format") != FORMAT:
-        found = None if meta is None else meta.get("format")
-        raise ValueError(f"load_checkpoint(path): {os.fspath(path)!r} has format {found!r}, "
-                         f"expected {FORMAT!r}")
-    model.load_state_dict(_strip(arrays, "model/"))
-    optimizer.load_state_dict(unflatten_state_dict(_strip(arrays, "optim/"), meta["optimizer"]))
+    check_format(path, meta)
+    model_state = _strip(arrays, "model/")
+    try:  # every check before anything is loaded; both loads validate before they assign
+        difference = _model_difference(model.state_dict(), model_state)
+        if difference:
+            raise ValueError(difference)
+        optimizer.load_state_dict(unflatten_state_dict(_strip(arrays, "optim/"), meta["optimizer"]))
+    except (KeyError, ValueError, TypeError, IndexError) as err:
+        raise CheckpointError(f"{os.fspath(path)} holds another model's or optimizer's state: "
+                              f"{err}") from err
+    model.load_state_dict(model_state)
     rest = {k: v for k, v in arrays.items() if not k.startswith(("model/", "optim/"))}
     return meta, rest
+
+
+def check_format(path, meta):
+    """Raise CheckpointError unless ``meta`` (from ``read_npz(path)``) is this refnet's format."""
+    found = None if meta is None else meta.get("format")
+    if found != FORMAT:
+        by = f", written by refnet {meta['refnet']}" if meta and meta.get("refnet") else ""
+        raise CheckpointError(f"{os.fspath(path)} has checkpoint format {found!r}{by}; this refnet "
+                              f"({refnet.__version__}) reads {FORMAT!r}")
+
+
+def _model_difference(own, saved):
+    """How the arrays ``saved`` differ from the model's ``own`` (None: same names and shapes)."""
+    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    if missing or unexpected:
+        return (f"its model has the arrays {sorted(saved)[:4]}..., this one {sorted(own)[:4]}... "
+                f"({len(missing)} missing, {len(unexpected)} unexpected)")
+    for k in own:
+        if tuple(own[k].shape) != tuple(saved[k].shape):
+            return f"{k!r} has shape {tuple(saved[k].shape)} there, {tuple(own[k].shape)} in this model"
+    return None
 
 
 def _strip(arrays, prefix):

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refnet.datasets_io import DatasetError, DatasetNotFoundError, load_cifar10, load_idx_dataset
+from refnet.datasets_io import DatasetError, DatasetNotFoundError, load_cifar10, load_idx_dataset, locate
 from refnet.ops._checks import check_int
 
-__all__ = ["Dataset", "DatasetError", "DatasetNotFoundError", "DATASETS", "load_dataset", "synthetic",
+__all__ = ["Dataset", "DatasetError", "DatasetNotFoundError", "DATASETS", "load_dataset", "locate_dataset",
+           "synthetic",
            "balanced_subset", "standardize_stats", "batch_indices", "iterate_minibatches"]
 
 CLASSES = {
@@ -81,12 +82,7 @@ def load_dataset(name="fashion-mnist", data_dir=None, subset=None, seed=0, stand
     Raises DatasetNotFoundError (a FileNotFoundError) listing every place searched and how
     to get the data, DatasetError (a ValueError) for corrupt files, ValueError for bad args.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"load_dataset(name): got {name!r}, expected one of {', '.join(DATASETS)}")
-    key = name.strip().lower().replace("_", "-")
-    key = _ALIASES.get(key, key)
-    if key not in DATASETS:
-        raise ValueError(f"load_dataset(name): unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    key = canonical_name(name)
     if key == "synthetic":
         data = synthetic(seed=seed, standardize=False, **synthetic_options)
         x_tr, y_tr, x_te, y_te, classes, source = (data.x_train, data.y_train, data.x_test,
@@ -113,6 +109,26 @@ def load_dataset(name="fashion-mnist", data_dir=None, subset=None, seed=0, stand
         for x in (x_tr, x_te):
             _apply_standardization(x, mean, std)
     return Dataset(x_tr, y_tr, x_te, y_te, key, len(classes), tuple(classes), mean, std, source)
+
+
+def locate_dataset(name="fashion-mnist", data_dir=None):
+    """The directory ``load_dataset(name, data_dir)`` would read (``"generated"`` for
+    synthetic), found without reading the files: a second's check before hours of work.
+    Raises as ``load_dataset`` does."""
+    key = canonical_name(name)
+    return "generated" if key == "synthetic" else locate(key, data_dir)
+
+
+def canonical_name(name):
+    """The name of a data set as in ``DATASETS`` (aliases such as "fmnist" resolved);
+    raises ValueError for an unknown one."""
+    if not isinstance(name, str):
+        raise TypeError(f"load_dataset(name): got {name!r}, expected one of {', '.join(DATASETS)}")
+    key = name.strip().lower().replace("_", "-")
+    key = _ALIASES.get(key, key)
+    if key not in DATASETS:
+        raise ValueError(f"load_dataset(name): unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    return key
 
 
 def _to_float(x):

@@ -49,12 +49,21 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
 
 # ----------------------------------------------------------------------------- lookup
 def candidate_dirs(name, data_dir=None, subdirs=()):
-    """Directories to search, in order: ``data_dir``, ``$REFNET_DATA``, then the system copy
-    (Fashion-MNIST only). Each root is tried as is and with each of ``subdirs`` appended, so
-    a root holding several data sets (``$REFNET_DATA/fashion-mnist/...``) works too."""
-    roots = [Path(d).expanduser() for d in (data_dir, os.environ.get(ENV_VAR)) if d]
-    if name == "fashion-mnist":
-        roots.append(SYSTEM_FASHION_MNIST)
+    """Directories to search, in order: ``data_dir`` alone when given (a directory the user
+    named must hold the data: silently reading another copy would hide the mistake), else
+    ``$REFNET_DATA`` then the system copy (Fashion-MNIST only). Each root is tried as is and
+    with each of ``subdirs`` appended, so a root holding several data sets
+    (``$REFNET_DATA/fashion-mnist/...``) works too."""
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise DatasetNotFoundError(f"{name}: the data directory {root} (data_dir, --data-dir) "
+                                       f"{'is not a directory' if root.exists() else 'does not exist'}")
+        roots = [root]
+    else:
+        roots = [Path(d).expanduser() for d in (os.environ.get(ENV_VAR),) if d]
+        if name == "fashion-mnist":
+            roots.append(SYSTEM_FASHION_MNIST)
     out = []
     for root in roots:
         for d in [root] + [root / s for s in subdirs]:
@@ -137,10 +146,14 @@ def load_idx_pair(images_path, labels_path, num_classes=10):
     return images[:, None, :, :], labels.astype(np.int64)
 
 
+def _find_idx(name, data_dir):
+    stems = [s for split in ("train", "test") for s in IDX_FILES[split]]
+    return stems, find_files(name, stems, candidate_dirs(name, data_dir, (name,)), (".gz", ""))
+
+
 def load_idx_dataset(name, data_dir=None):
     """``(x_train, y_train, x_test, y_test, source_dir)`` for an IDX data set (raw uint8)."""
-    stems = [s for split in ("train", "test") for s in IDX_FILES[split]]
-    found = find_files(name, stems, candidate_dirs(name, data_dir, (name,)), (".gz", ""))
+    stems, found = _find_idx(name, data_dir)
     x_tr, y_tr = load_idx_pair(*(found[s] for s in IDX_FILES["train"]))
     x_te, y_te = load_idx_pair(*(found[s] for s in IDX_FILES["test"]))
     if x_tr.shape[1:] != x_te.shape[1:]:
@@ -239,6 +252,15 @@ def load_cifar10(data_dir=None):
 
     The binary version is preferred; the python version is read through the restricted
     unpickler."""
+    found, read, stems = _find_cifar10(data_dir)
+    train = [read(found[s]) for s in stems[0]]
+    x_te, y_te = read(found[stems[1][0]])
+    x_tr = np.concatenate([x for x, _ in train])
+    y_tr = np.concatenate([y for _, y in train])
+    return x_tr, y_tr, x_te, y_te, str(found[stems[1][0]].parent)
+
+
+def _find_cifar10(data_dir):
     dirs = candidate_dirs("cifar10", data_dir, ("cifar-10-batches-bin", "cifar-10-batches-py", "cifar10"))
     (train_bin, test_bin), (train_py, test_py) = CIFAR_BIN, CIFAR_PY
     for d in dirs:  # the python version only where the binary one is absent from d entirely
@@ -250,8 +272,14 @@ def load_cifar10(data_dir=None):
             break
     else:
         find_files("cifar10", train_bin + test_bin, dirs)  # raises, listing every directory
-    train = [read(found[s]) for s in stems[0]]
-    x_te, y_te = read(found[stems[1][0]])
-    x_tr = np.concatenate([x for x, _ in train])
-    y_tr = np.concatenate([y for _, y in train])
-    return x_tr, y_tr, x_te, y_te, str(found[stems[1][0]].parent)
+    return found, read, stems
+
+
+def locate(name, data_dir=None):
+    """The directory ``load_idx_dataset``/``load_cifar10`` would read ``name`` from, found
+    without reading the files (a quick check before long work); raises as they do."""
+    if name == "cifar10":
+        found, _, stems = _find_cifar10(data_dir)
+        return str(found[stems[1][0]].parent)
+    stems, found = _find_idx(name, data_dir)
+    return str(found[stems[0]].parent)

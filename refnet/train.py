@@ -18,7 +18,12 @@ plus the minibatch loss and the lr. Arrays have shape (n_logged, n_groups) and g
 Checkpoints (``refnet.checkpoint``) hold everything the loop depends on, including the
 RNG state and the current epoch's batch order, so a resumed run continues bit-identically,
 also from the middle of an epoch. A NaN or inf loss raises ``NonFiniteLossError`` before
-the step is applied, leaving the last checkpoint as it was.
+the step is applied, leaving the model as it was before that step (BatchNorm's running
+statistics included) and the last checkpoint as it was.
+
+Stopping early: ``request_stop()`` (or a signal inside ``refnet.signals.handled(
+trainer.request_stop)``) lets the step in flight finish; ``fit`` then saves a checkpoint at
+that step and raises ``TrainingInterrupted``. Resuming from it continues bit-identically.
 """
 
 import json
@@ -29,7 +34,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from refnet import backend, checkpoint
+from refnet import backend, checkpoint, signals
 from refnet.checkpoint import json_safe
 from refnet.data import batch_indices
 from refnet.invariance import angular_update, group_sq_norms
@@ -51,6 +56,17 @@ class NonFiniteLossError(FloatingPointError):
                 else "no checkpoint was written")
         super().__init__(f"training stopped: loss is {loss} at step {step}; {kept}. "
                          f"Lower the learning rate or check the data.")
+
+
+class TrainingInterrupted(signals.Interrupted):
+    """``fit`` stopped at ``step`` of ``total_steps`` on request; ``checkpoint_path`` holds
+    that step (None without an ``out_dir``)."""
+
+    def __init__(self, signum, step, total_steps, checkpoint_path):
+        self.step, self.total_steps, self.checkpoint_path = step, total_steps, checkpoint_path
+        kept = f"checkpoint saved: {checkpoint_path}" if checkpoint_path else "no checkpoint (no out_dir)"
+        super().__init__(signum, f"stopped by {signals.signal_name(signum)} at step {step} of "
+                                 f"{total_steps}; {kept}")
 
 
 class History:
@@ -158,6 +174,7 @@ class Trainer:
         self._sums = [0.0, 0, 0]  # loss * batch size, correct, seen: the running epoch means
         self._epoch_time = 0.0
         self.last_checkpoint = None
+        self._stop_signal = None  # set by request_stop; fit stops before the next step
         hyper = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
         self.history = History({
             "data": getattr(data, "name", None), "n_train": n, "n_test": n_test,
@@ -184,10 +201,13 @@ class Trainer:
                 g["lr"] = base * factor
         with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, checked below
             model.zero_grad()
+            buffers = [b.copy() for _, b in model.named_buffers()]  # the forward moves BN's running stats
             logits = model(x)
             loss, dlogits = softmax_cross_entropy(logits, y)
             loss = backend.scalar(loss)
             if not math.isfinite(loss):
+                for (_, b), old in zip(model.named_buffers(), buffers):
+                    b[...] = old
                 raise NonFiniteLossError(self.step, loss, self.last_checkpoint)
             model.backward(dlogits)
             record = self.step % self.log_every == 0
@@ -226,8 +246,10 @@ class Trainer:
         y = self.data.y_test if y is None else y
         self.model.eval()
         total, correct = 0.0, 0
+        starts = tqdm(range(0, len(x), self.eval_batch_size), desc="test", unit="batch", leave=False,
+                      disable=None if self.progress else True, dynamic_ncols=True)
         try:
-            for start in range(0, len(x), self.eval_batch_size):
+            for start in starts:
                 xb, yb = self._batch(x, y, slice(start, start + self.eval_batch_size))
                 with np.errstate(all="ignore"):
                     logits = self.model(xb)
@@ -235,6 +257,7 @@ class Trainer:
                 total += backend.scalar(loss) * len(yb)
                 correct += int((logits.argmax(axis=1) == yb).sum())
         finally:
+            starts.close()
             self.model.train()
         return total / len(x), correct / len(x)
 
@@ -242,10 +265,12 @@ class Trainer:
     def fit(self):
         """Train until ``total_steps``; returns the ``History`` (also written to ``out_dir``)."""
         d = self.data
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
-                   unit="step", dynamic_ncols=True)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=None if self.progress else True,
+                   unit="step", dynamic_ncols=True)  # None: shown on a terminal only
         try:
             while self.step < self.total_steps:
+                if self._stop_signal is not None:
+                    self._stop()
                 if self.order is None:
                     self.order = batch_indices(len(d.x_train), self.batch_size, self.rng,
                                                shuffle=True, drop_last=self.drop_last)
@@ -266,17 +291,36 @@ class Trainer:
                     self.save_checkpoint()
         finally:
             bar.close()
+        loss_sum, correct, seen = self._sums  # the last (maybe partial) epoch's running means
+        final = {"step": self.step, "train_loss": loss_sum / seen if seen else None,
+                 "train_accuracy": correct / seen if seen else None, "test_loss": None, "test_accuracy": None}
         if self.eval_every_epoch:
             ep = self.history.epochs
             if ep["step"] and ep["step"][-1] == self.step:  # just evaluated at the epoch's end
-                loss, acc = ep["test_loss"][-1], ep["test_accuracy"][-1]
+                final["test_loss"], final["test_accuracy"] = ep["test_loss"][-1], ep["test_accuracy"][-1]
             else:
-                loss, acc = self.evaluate()
-            self.history.final = {"step": self.step, "test_loss": loss, "test_accuracy": acc}
+                final["test_loss"], final["test_accuracy"] = self.evaluate()
+        self.history.final = final
         if self.out_dir is not None:
             self.history.save(self.out_dir)
             self.save_checkpoint()
         return self.history
+
+    def request_stop(self, signum=None):
+        """Ask ``fit`` to stop after the step in flight (a signal handler: see the module
+        docstring). A second request stops at once with ``refnet.signals.Interrupted``."""
+        signum = signals.STOP_SIGNALS[0] if signum is None else signum
+        if self._stop_signal is not None:
+            raise signals.Interrupted(signum)
+        self._stop_signal = signum
+
+    def _stop(self):
+        signum, self._stop_signal = self._stop_signal, None
+        path = None
+        if self.out_dir is not None:
+            self.history.save(self.out_dir)
+            path = self.save_checkpoint()
+        raise TrainingInterrupted(signum, self.step, self.total_steps, path)
 
     def _end_epoch(self):
         loss_sum, correct, seen = self._sums

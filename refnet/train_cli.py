@@ -8,91 +8,202 @@
 from ``--out``'s checkpoint bit-identically (the flags that shape the run must be the
 same; ``--epochs``/``--steps`` may grow). ``--unit-norm`` also projects the
 scale-invariant weights onto the unit sphere once before the first step.
+
+Nothing is lost and nothing runs on a mistake. Before any data is loaded: numbers and
+paths are checked as they are parsed (``refnet.cli_checks``); an option given for an
+optimizer, normalization or schedule it does not apply to (``--opt adam --momentum 0.9``)
+is refused, by the tables ``OPTIMIZERS`` and ``APPLIES``; ``--wrapper`` puts the optimizer in
+``refnet.optim.Rotational`` or ``Hyperball``; an ``--out`` that holds a run
+needs ``--resume`` or ``--overwrite``; ``--resume`` needs a readable checkpoint of the same
+run. Ctrl-C or SIGTERM lets the step in flight finish, saves a checkpoint at it, prints
+the command that resumes and exits with status 130.
 """
 
 import argparse
+import inspect
 import os
+import shlex
 import sys
+import time
 
 import numpy as np
 
-from refnet import backend
+from refnet import backend, signals
+from refnet.cli_checks import (UsageError, existing_dir, nonnegative, nonnegative_int, number_in,
+                               positive_int, writable_dir)
 
 SCHEDULES = ("constant", "step", "cosine", "warmup", "warmup-cosine", "warmup-step")
-# Each optimizer's defaults for the flags left unset (PyTorch's; Lion's from its paper).
-OPT_DEFAULTS = {
-    "sgd": {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
-    "adam": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
-    "lion": {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0},
-    "muon": {"lr": 1e-3, "momentum": 0.95, "nesterov": True, "eps": 1e-7, "weight_decay": 0.1},
+# --opt NAME -> (its class in refnet.optim, the options it takes, this command's defaults
+# where they differ from the class's). Adding an optimizer to the command is one entry here
+# (plus an add_argument for an option no optimizer had before).
+OPTIMIZERS = {
+    "sgd": ("SGD", ("lr", "momentum", "nesterov", "l2", "weight_decay", "unit_norm"), {"lr": 0.01}),
+    "adam": ("Adam", ("lr", "betas", "eps", "l2", "weight_decay", "unit_norm"), {}),
+    "lion": ("Lion", ("lr", "betas", "weight_decay"), {}),
+    "muon": ("Muon", ("lr", "weight_decay", "momentum", "nesterov", "eps", "ns_steps", "adjust_lr_fn"), {}),
 }
-WRAPPERS = ("none", "rotational", "hyperball")
+# --wrapper NAME -> its class in refnet.optim, around the --opt optimizer ("none": no wrapper).
+WRAPPERS = {"none": None, "rotational": "Rotational", "hyperball": "Hyperball"}
+# option -> (the option that decides, the values it applies to); given for another value,
+# it is an error rather than silently ignored.
+APPLIES = {
+    "affine": ("norm", ("bn", "ln", "wn")),
+    "unit_norm": ("norm", ("bn", "ln", "wn")),      # nothing is scale-invariant without one
+    "data_dir": ("data", ("fashion-mnist", "mnist", "cifar10")),
+    "warmup_steps": ("schedule", ("warmup", "warmup-cosine", "warmup-step")),
+    "step_size": ("schedule", ("step", "warmup-step")),
+    "gamma": ("schedule", ("step", "warmup-step")),
+    "eta_r": ("wrapper", ("rotational",)),
+    "zero_mean": ("wrapper", ("rotational",)),
+}
+REQUIRED = object()
+# what an option of APPLIES means when not given (REQUIRED: must be given where it applies)
+DEFAULTS = {"affine": True, "data_dir": None, "warmup_steps": REQUIRED, "step_size": REQUIRED,
+            "gamma": 0.1, "eta_r": None, "zero_mean": False}
+CHECKPOINT = "checkpoint.npz"
+RUN_FILES = (CHECKPOINT, "history.json", "history.npz")
 # Flags that may differ between a run and its --resume.
-_FREE_ON_RESUME = {"epochs", "steps", "resume", "out", "device", "progress", "checkpoint_every"}
+_FREE_ON_RESUME = {"epochs", "steps", "resume", "overwrite", "out", "device", "progress", "checkpoint_every"}
 
 
 def add_arguments(parser):
     d = parser.add_argument_group("data")
-    d.add_argument("--data", default="fashion-mnist",
-                   help="fashion-mnist (default), mnist, cifar10 or synthetic")
-    d.add_argument("--data-dir", default=None, help="directory of the data files")
-    d.add_argument("--subset", type=int, default=None, help="train on a class-balanced subset of N")
+    d.add_argument("--data", type=_dataset_name, default="fashion-mnist",
+                   help="fashion-mnist, mnist, cifar10 or synthetic")
+    d.add_argument("--data-dir", type=existing_dir, default=None, metavar="DIR",
+                   help="the directory holding the data files, the only place searched when given "
+                        "(default: $REFNET_DATA, then the system copy)")
+    d.add_argument("--subset", type=positive_int, default=None, metavar="N",
+                   help="train on a class-balanced subset of N (default: the whole training split)")
     m = parser.add_argument_group("model")
-    m.add_argument("--model", choices=("cnn", "mlp"), default="cnn")
-    m.add_argument("--norm", choices=("bn", "ln", "wn", "none"), default="bn")
-    m.add_argument("--width", type=int, default=None,
+    m.add_argument("--model", choices=("cnn", "mlp"), default="cnn", help="the network")
+    m.add_argument("--norm", choices=("bn", "ln", "wn", "none"), default="bn",
+                   help="batch, layer, weight or no normalization")
+    m.add_argument("--width", type=positive_int, default=None,
                    help="hidden width (mlp, default 256) or first conv width (cnn, default 32, "
                         "doubling per block)")
-    m.add_argument("--depth", type=int, default=None, help="hidden layers (mlp) or conv blocks (cnn), default 2")
-    m.add_argument("--no-affine", dest="affine", action="store_false",
-                   help="normalization without gamma/beta (WN: g frozen)")
+    m.add_argument("--depth", type=positive_int, default=None,
+                   help="hidden layers (mlp) or conv blocks (cnn); default 2")
+    m.add_argument("--no-affine", dest="affine", action="store_false", default=None,
+                   help="normalization without gamma/beta (WN: g frozen); --norm bn, ln or wn; "
+                        "default: with them")
     m.add_argument("--freeze-head", action="store_true", help="keep the linear head at its initialization")
-    m.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    m.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="of weights and data")
     o = parser.add_argument_group("optimizer")
-    o.add_argument("--opt", choices=tuple(OPT_DEFAULTS), default="sgd")
-    o.add_argument("--wrapper", choices=WRAPPERS, default="none",
-                   help="rotational: every scale group turns by a fixed angle per step (Kosson et al.); "
-                        "hyperball: fixed weight and step norms, lr sets the angle (Wen et al.)")
-    o.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default 0.01 sgd, 0.001 adam, 1e-4 lion, 0.001 muon)")
-    o.add_argument("--momentum", type=float, default=None, help="sgd (default 0), muon (default 0.95)")
-    o.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
-                   help="sgd (default off), muon (default on)")
-    o.add_argument("--betas", type=float, nargs=2, default=None, metavar=("B1", "B2"),
-                   help="adam (default 0.9 0.999), lion (default 0.9 0.99)")
-    o.add_argument("--eps", type=float, default=None,
-                   help="adam's epsilon (default 1e-8); muon's Newton-Schulz floor (default 1e-7)")
-    o.add_argument("--l2", type=float, default=0.0, help="coupled L2: the loss gains l2*||w||^2")
-    o.add_argument("--weight-decay", type=float, default=None,
-                   help="decoupled: w -= lr*wd*w (default 0; muon 0.1)")
-    o.add_argument("--ns-steps", type=int, default=5, help="muon: Newton-Schulz iterations")
-    o.add_argument("--adjust-lr", choices=("original", "match_rms_adamw"), default="original",
-                   help="muon: PyTorch's learning-rate adjustment for the matrix shape")
-    o.add_argument("--eta-r", type=float, default=None,
-                   help="rotational: angle per step (default: the inner optimizer's equilibrium angle)")
-    o.add_argument("--zero-mean", action="store_true", help="rotational: centre weights and updates")
-    o.add_argument("--unit-norm", action="store_true", help="project scale-invariant weights to norm 1")
+    o.add_argument("--opt", choices=tuple(OPTIMIZERS), default="sgd", help="the optimizer")
+    unit = number_in(0.0, 1.0, high_open=True)
+    for flag, kw, text in (
+            ("--lr", dict(type=nonnegative), "learning rate"),
+            ("--momentum", dict(type=unit), "momentum"),
+            ("--nesterov", dict(action=argparse.BooleanOptionalAction), "Nesterov momentum"),
+            ("--betas", dict(type=unit, nargs=2, metavar=("B1", "B2")), "moment decay rates"),
+            ("--eps", dict(type=number_in(0.0, low_open=True)),
+             "epsilon (Adam's denominator; Muon's Newton-Schulz floor)"),
+            ("--l2", dict(type=nonnegative), "coupled L2: the loss gains l2*||w||^2"),
+            ("--weight-decay", dict(type=nonnegative), "decoupled: w -= lr*wd*w"),
+            ("--unit-norm", dict(action="store_true"), "project scale-invariant weights to norm 1"),
+            ("--ns-steps", dict(type=positive_int), "Newton-Schulz iterations"),
+            ("--adjust-lr-fn", dict(choices=("original", "match_rms_adamw")),
+             "PyTorch's lr adjustment for a matrix's shape (None: original)")):
+        o.add_argument(flag, default=None, help=f"{text}; {_optimizer_help(flag[2:].replace('-', '_'))}", **kw)
+    o.add_argument("--wrapper", choices=tuple(WRAPPERS), default="none",
+                   help="rotational: each scale group turns by a fixed angle per step (Kosson et al.); "
+                        "hyperball: fixed weight and step norms, lr sets the angle (Wen et al.); default none")
+    o.add_argument("--eta-r", type=nonnegative, default=None,
+                   help="--wrapper rotational: the angle per step (default: the inner optimizer's "
+                        "equilibrium angle)")
+    o.add_argument("--zero-mean", action="store_true", default=None,
+                   help="--wrapper rotational: centre the weights and the updates; default off")
     o.add_argument("--schedule", default="constant", choices=SCHEDULES,
-                   help="lr factor per step (refnet.optim.schedules); default constant")
-    o.add_argument("--warmup-steps", type=int, default=None)
-    o.add_argument("--step-size", type=int, default=None, help="steps between decays (schedule step)")
-    o.add_argument("--gamma", type=float, default=0.1, help="decay factor (schedule step)")
+                   help="lr factor per step (refnet.optim.schedules)")
+    o.add_argument("--warmup-steps", type=positive_int, default=None,
+                   help="steps of linear warmup; needed by the warmup schedules (no default)")
+    o.add_argument("--step-size", type=positive_int, default=None,
+                   help="steps between decays; needed by the step schedules (no default)")
+    o.add_argument("--gamma", type=number_in(0.0, 1.0, low_open=True), default=None,
+                   help="decay factor of the step schedules; default 0.1")
     t = parser.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=2)
-    t.add_argument("--steps", type=int, default=None, help="total steps (overrides --epochs)")
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--log-every", type=int, default=1, help="record per-step quantities every N steps")
-    t.add_argument("--checkpoint-every", type=int, default=None, help="also checkpoint every N steps")
-    t.add_argument("--out", required=True, help="output directory")
-    t.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    t.add_argument("--epochs", type=positive_int, default=None, help="passes over the data; default 2")
+    t.add_argument("--steps", type=positive_int, default=None,
+                   help="total steps, instead of --epochs (default: --epochs' worth)")
+    t.add_argument("--batch-size", type=positive_int, default=128, help="examples per step")
+    t.add_argument("--seed", type=nonnegative_int, default=0, help="seeds the initialization and the batch order")
+    t.add_argument("--log-every", type=positive_int, default=1, help="record per-step quantities every N steps")
+    t.add_argument("--checkpoint-every", type=positive_int, default=None,
+                   help="also checkpoint every N steps (default: at each epoch's end only)")
+    t.add_argument("--out", type=writable_dir, required=True, metavar="DIR", help="output directory (required)")
+    t.add_argument("--resume", action="store_true", help=f"continue the run in DIR from DIR/{CHECKPOINT}")
+    t.add_argument("--overwrite", action="store_true", help="replace a run already in DIR")
+    t.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="cpu (NumPy) or gpu (CuPy)")
+    t.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars (they only show on a terminal anyway)")
 
 
-def _fail(message, code=2):
-    print(f"refnet train: {message}", file=sys.stderr)
-    return code
+def _dataset_name(text):
+    import argparse
+    from refnet.data import DATASETS, canonical_name
+    try:
+        return canonical_name(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected one of {', '.join(DATASETS)}") from None
+
+
+def _optimizer_default(opt, option):
+    import refnet.optim
+    cls_name, _, ours = OPTIMIZERS[opt]
+    if option in ours:
+        return ours[option]
+    default = inspect.signature(getattr(refnet.optim, cls_name)).parameters[option].default
+    return tuple(default) if isinstance(default, list) else default
+
+
+def _optimizer_help(option):
+    """Which --opt an optimizer option applies to, and its default for each of them."""
+    users = [name for name, (_, takes, _) in OPTIMIZERS.items() if option in takes]
+    defaults = {name: _optimizer_default(name, option) for name in users}
+    shown = {repr(v) if isinstance(v, tuple) else str(v) for v in defaults.values()}
+    said = (f"default {shown.pop()}" if len(shown) == 1 else
+            "default " + ", ".join(f"{v} ({n})" for n, v in defaults.items()))
+    return f"--opt {'/'.join(users)}; {said}"
+
+
+def _flag(option):
+    return "--" + {"affine": "no-affine"}.get(option, option.replace("_", "-"))
+
+
+def resolve(args):
+    """Refuse options given for an optimizer, normalization or schedule they do not apply
+    to, and fill in the defaults of those not given; raises UsageError."""
+    _, takes, _ = OPTIMIZERS[args.opt]
+    optimizer_options = {k for _, ks, _ in OPTIMIZERS.values() for k in ks}
+    for option in sorted(optimizer_options | set(APPLIES)):
+        if getattr(args, option) is None:
+            continue
+        if option in optimizer_options and option not in takes:
+            users = [n for n, (_, ks, _) in OPTIMIZERS.items() if option in ks]
+            raise UsageError(f"{_flag(option)} does not apply to --opt {args.opt} "
+                             f"(it is an option of --opt {', '.join(users)})")
+        if option in APPLIES:
+            decider, values = APPLIES[option]
+            if getattr(args, decider) not in values:
+                raise UsageError(f"{_flag(option)} does not apply to --{decider} {getattr(args, decider)} "
+                                 f"(only to --{decider} {', '.join(values)})")
+    for option in takes:
+        if getattr(args, option) is None:
+            setattr(args, option, _optimizer_default(args.opt, option))
+    for option, default in DEFAULTS.items():
+        decider, values = APPLIES[option]
+        if getattr(args, option) is None and default is REQUIRED and getattr(args, decider) in values:
+            raise UsageError(f"--{decider} {getattr(args, decider)} needs {_flag(option)}")
+        if getattr(args, option) is None and default is not REQUIRED:
+            setattr(args, option, default)
+    if args.epochs is not None and args.steps is not None:
+        raise UsageError(f"--epochs {args.epochs} and --steps {args.steps}: give one of them")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite: give one (--resume continues the run in --out, "
+                         "--overwrite replaces it)")
+    if args.steps is None and args.epochs is None:
+        args.epochs = 2
 
 
 def build_model(args, data):
@@ -112,29 +223,16 @@ def build_model(args, data):
 
 
 def build_optimizer(args, params):
-    from refnet.optim import SGD, Adam, Hyperball, Lion, Muon, Rotational
-    o = {k: (OPT_DEFAULTS[args.opt].get(k) if getattr(args, k) is None else getattr(args, k))
-         for k in ("lr", "momentum", "nesterov", "betas", "eps", "weight_decay")}
-    if args.opt in ("lion", "muon") and (args.l2 or args.unit_norm):
-        flag = "--l2" if args.l2 else "--unit-norm"
-        raise ValueError(f"{flag}: --opt {args.opt} has no coupled L2 or unit-norm projection; use "
-                         f"--weight-decay, or --wrapper hyperball for a fixed norm")
-    if args.opt == "adam":
-        opt = Adam(params, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], l2=args.l2,
-                   weight_decay=o["weight_decay"], unit_norm=args.unit_norm)
-    elif args.opt == "lion":
-        opt = Lion(params, lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
-    elif args.opt == "muon":
-        opt = Muon(params, lr=o["lr"], weight_decay=o["weight_decay"], momentum=o["momentum"],
-                   nesterov=o["nesterov"], eps=o["eps"], ns_steps=args.ns_steps, adjust_lr_fn=args.adjust_lr)
-    else:
-        opt = SGD(params, lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"], l2=args.l2,
-                  weight_decay=o["weight_decay"], unit_norm=args.unit_norm)
+    """The ``--opt`` optimizer with the options ``resolve`` filled in, in its ``--wrapper``."""
+    import refnet.optim
+    cls_name, takes, _ = OPTIMIZERS[args.opt]
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in takes}
+    optimizer = getattr(refnet.optim, cls_name)(params, **options)
     if args.wrapper == "rotational":
-        return Rotational(opt, eta_r=args.eta_r, zero_mean=args.zero_mean)
+        return refnet.optim.Rotational(optimizer, eta_r=args.eta_r, zero_mean=args.zero_mean)
     if args.wrapper == "hyperball":
-        return Hyperball(opt)
-    return opt
+        return refnet.optim.Hyperball(optimizer)
+    return optimizer
 
 
 def build_schedule(args, total_steps):
@@ -149,23 +247,45 @@ def build_schedule(args, total_steps):
         options["total_steps"] = total_steps
     if name.endswith("step"):
         options.update(step_size=args.step_size, gamma=args.gamma)
-    missing = [k for k, v in options.items() if v is None]
-    if missing:
-        raise ValueError(f"--schedule {name}: needs --{missing[0].replace('_', '-')}")
     return get_schedule(name, **options)
 
 
-def _check_resume(args, path):
-    from refnet.checkpoint import read_npz
+def check_out(args):
+    """Refuse to replace a run in ``--out`` without --resume or --overwrite, and to resume
+    from a checkpoint that is missing, unreadable or from another run (UsageError)."""
+    from refnet.checkpoint import CheckpointError, check_format, read_npz
+    path = os.path.join(args.out, CHECKPOINT)
+    present = [f for f in RUN_FILES if os.path.exists(os.path.join(args.out, f))]
+    if not args.resume:
+        if present and not args.overwrite:
+            raise UsageError(f"--out {args.out} already holds {_describe_run(path, present)}; add "
+                             f"--resume to continue it or --overwrite to replace it")
+        return
     if not os.path.exists(path):
-        raise FileNotFoundError(f"--resume: no checkpoint at {path}; run without --resume first")
-    _, meta = read_npz(path)
-    saved = (meta or {}).get("history", {}).get("config", {}).get("args", {})
+        raise UsageError(f"--resume: no checkpoint at {path}; run without --resume first")
+    try:
+        meta = read_npz(path, meta_only=True)[1]
+        check_format(path, meta)
+    except CheckpointError as err:
+        raise UsageError(f"--resume: {err}; start the run again with --overwrite, or put back a "
+                         f"good copy of the file") from None
+    saved = meta.get("history", {}).get("config", {}).get("args", {})
     now = {k: v for k, v in _args_dict(args).items() if k not in _FREE_ON_RESUME}
-    diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+    diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v and v is not None}
     if diff:
-        listed = ", ".join(f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"--resume: the flags differ from the checkpoint's run: {listed}")
+        listed = ", ".join(f"{_flag(k)} was {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        raise UsageError(f"--resume: the flags differ from those of the run in {path}: {listed}; "
+                         f"resume with that run's flags, or train into another --out")
+
+
+def _describe_run(path, present):
+    from refnet.checkpoint import CheckpointError, read_npz
+    try:
+        meta = read_npz(path, meta_only=True)[1] or {}
+        step, total = meta["step"], meta["history"]["config"]["steps"]
+    except (OSError, CheckpointError, KeyError, TypeError):
+        return f"the files of a run ({', '.join(present)})"
+    return f"a {'finished' if step >= total else 'partial'} run (step {step} of {total})"
 
 
 def _args_dict(args):
@@ -173,50 +293,72 @@ def _args_dict(args):
     return json_safe({k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"})
 
 
+def _resume_command(args):
+    words = [w for w in args._argv if w != "--overwrite"]
+    return "refnet " + shlex.join(words + ([] if "--resume" in words else ["--resume"]))
+
+
+def _fail(message, code=2):
+    print(f"refnet train: {message}", file=sys.stderr)
+    return code
+
+
 def run(args):
+    from refnet.checkpoint import CheckpointError
     from refnet.data import load_dataset
     from refnet.nn.models import trainable_parameters
-    from refnet.train import NonFiniteLossError, Trainer
+    from refnet.train import NonFiniteLossError, Trainer, TrainingInterrupted
+    resolve(args)
+    check_out(args)
     if args.device == "gpu":
         try:
             backend.use("gpu")
         except RuntimeError as err:
-            return _fail(f"--device gpu: {err}")
-    ckpt = os.path.join(args.out, "checkpoint.npz")
+            raise UsageError(f"--device gpu: {err}") from None
+    t0 = time.perf_counter()
     try:
-        if args.resume:
-            _check_resume(args, ckpt)
         data = load_dataset(args.data, data_dir=args.data_dir, subset=args.subset, seed=args.seed)
         model = build_model(args, data)
         optimizer = build_optimizer(args, trainable_parameters(model))
+        trainer = Trainer(model, optimizer, data, batch_size=args.batch_size, epochs=args.epochs or 1,
+                          steps=args.steps, seed=args.seed, log_every=args.log_every, out_dir=args.out,
+                          progress=args.progress, checkpoint_every=args.checkpoint_every,
+                          config={"args": _args_dict(args)})
+        trainer.schedule = build_schedule(args, trainer.total_steps)
     except (OSError, ValueError, TypeError) as err:
         return _fail(str(err))
-    trainer = Trainer(model, optimizer, data, batch_size=args.batch_size, epochs=args.epochs,
-                      steps=args.steps, seed=args.seed, log_every=args.log_every, out_dir=args.out,
-                      progress=args.progress, checkpoint_every=args.checkpoint_every,
-                      config={"args": _args_dict(args)})
-    try:
-        trainer.schedule = build_schedule(args, trainer.total_steps)
-    except (ValueError, TypeError) as err:
-        return _fail(str(err))
     if args.resume:
-        trainer.load_checkpoint(ckpt)
-        print(f"resuming {ckpt} at step {trainer.step} (epoch {trainer.epoch})")
-    elif args.unit_norm:
-        optimizer.project()
+        try:
+            trainer.load_checkpoint(os.path.join(args.out, CHECKPOINT))
+        except CheckpointError as err:
+            return _fail(f"--resume: {err}; resume with that run's flags, or train into another --out")
+        print(f"resuming {trainer.last_checkpoint} at step {trainer.step} (epoch {trainer.epoch})")
+    else:
+        for name in RUN_FILES if args.overwrite else ():  # replaced now, not mixed with the new run's
+            if os.path.exists(os.path.join(args.out, name)):
+                os.remove(os.path.join(args.out, name))
+        if args.unit_norm:
+            optimizer.project()
+    first = trainer.step
     print(f"{data!r}\ntraining {args.model}/{args.norm} ({sum(p.data.size for p in model.parameters())} "
           f"parameters) for {trainer.total_steps} steps on {backend.default_name()}")
     try:
-        history = trainer.fit()
+        with signals.handled(trainer.request_stop):
+            history = trainer.fit()
+    except TrainingInterrupted as stop:
+        print(f"refnet train: {stop}; resume with: {_resume_command(args)}", file=sys.stderr)
+        return 130
     except NonFiniteLossError as err:
         return _fail(str(err), code=1)
     for i, e in enumerate(history.epochs["epoch"]):
         print(f"epoch {e}: train loss {history['train_loss'][i]:.4f} acc {history['train_accuracy'][i]:.4f}"
               f" | test loss {_fmt(history['test_loss'][i])} acc {_fmt(history['test_accuracy'][i])}"
               f" | {history['epoch_time'][i]:.1f} s")
-    out = os.path.abspath(args.out)
-    names = ", ".join(os.path.join(out, f) for f in ("history.json", "history.npz", "checkpoint.npz"))
-    print(f"wrote {names}")
+    f = history.final
+    this_run = f" ({trainer.step - first} in this run)" if first else ""
+    print(f"done: {trainer.step} steps{this_run} in {time.perf_counter() - t0:.1f} s; train loss "
+          f"{_fmt(f['train_loss'])} acc {_fmt(f['train_accuracy'])}, test loss {_fmt(f['test_loss'])} "
+          f"acc {_fmt(f['test_accuracy'])}; files in {os.path.abspath(args.out)}: {', '.join(RUN_FILES)}")
     return 0
 
 

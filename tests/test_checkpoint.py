@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+import refnet
 from refnet import checkpoint
 from refnet.nn.models import mlp
 from refnet.optim import SGD, Adam
@@ -123,3 +124,65 @@ def test_written_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
+
+
+# --- a file that cannot be resumed from gets a CheckpointError naming it and the problem -------
+def _good(tmp_path):
+    model, opt = _trained(SGD, 0, momentum=0.9)
+    return checkpoint.save_checkpoint(tmp_path / "c.npz", model, opt, {"step": 3})
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda b: b[:len(b) // 2], "is truncated or damaged"),
+    (lambda b: b"", "is empty (0 bytes)"),
+    (lambda b: np.random.default_rng(0).bytes(len(b)), "is not an .npz file"),
+    (lambda b: b[:len(b) // 2] + bytes([b[len(b) // 2] ^ 0xFF]) + b[len(b) // 2 + 1:], "is truncated or damaged"),
+], ids=["truncated", "empty", "random-bytes", "one-byte-flipped"])
+def test_a_damaged_file_is_a_checkpoint_error_naming_it(tmp_path, damage, why):
+    path = _good(tmp_path)
+    with open(path, "rb") as f:
+        blob = f.read()
+    with open(path, "wb") as f:
+        f.write(damage(blob))
+    with pytest.raises(checkpoint.CheckpointError) as err:
+        checkpoint.load_checkpoint(path, *_trained(SGD, 1, momentum=0.9))
+    assert str(err.value).startswith(f"{path} {why}") and isinstance(err.value, ValueError)
+
+
+def test_another_format_names_the_refnet_that_wrote_it(tmp_path):
+    path = _good(tmp_path)
+    arrays, meta = checkpoint.read_npz(path)
+    assert meta["refnet"] == refnet.__version__
+    checkpoint.write_npz(path, arrays, {**meta, "format": "refnet-checkpoint-9", "refnet": "9.0"})
+    with pytest.raises(checkpoint.CheckpointError, match="format 'refnet-checkpoint-9', written by refnet 9.0"):
+        checkpoint.load_checkpoint(path, *_trained(SGD, 1, momentum=0.9))
+
+
+@pytest.mark.parametrize("other", [lambda: mlp(6, num_classes=3, width=7, depth=1, rng=1),
+                                   lambda: mlp(6, num_classes=3, width=5, depth=2, rng=1)],
+                         ids=["other-shape", "other-layers"])
+def test_another_models_checkpoint_is_refused_and_changes_nothing(tmp_path, other):
+    path = _good(tmp_path)
+    model = other()
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    with pytest.raises(checkpoint.CheckpointError, match="another model's or optimizer's state"):
+        checkpoint.load_checkpoint(path, model, opt)
+    _assert_same_state(model.state_dict(), before)
+    assert opt.state == {}
+
+
+def test_another_optimizers_checkpoint_is_refused_and_changes_nothing(tmp_path):
+    path = _good(tmp_path)
+    model, opt = _trained(Adam, 1)
+    before, opt_before = model.state_dict(), opt.state_dict()
+    with pytest.raises(checkpoint.CheckpointError, match="another model's or optimizer's state"):
+        checkpoint.load_checkpoint(path, model, opt)
+    _assert_same_state(model.state_dict(), before)
+    assert opt.state_dict()["param_groups"] == opt_before["param_groups"]
+
+
+def test_read_meta_only_reads_no_arrays(tmp_path):
+    path = _good(tmp_path)
+    arrays, meta = checkpoint.read_npz(path, meta_only=True)
+    assert arrays == {} and meta["step"] == 3

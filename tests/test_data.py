@@ -142,13 +142,36 @@ def test_corrupt_idx_file_gives_a_dataset_error_naming_the_file(tmp_path, rng, c
 def test_missing_data_names_every_place_searched_and_how_to_get_it(tmp_path, monkeypatch, name):
     monkeypatch.setenv("REFNET_DATA", str(tmp_path / "env"))
     with pytest.raises(DatasetNotFoundError) as info:
-        load_dataset(name, data_dir=tmp_path / "given")
+        load_dataset(name)
     msg = str(info.value)
     assert isinstance(info.value, FileNotFoundError)
-    assert str(tmp_path / "given") in msg and str(tmp_path / "env") in msg and "--data-dir" in msg
+    assert str(tmp_path / "env") in msg and "--data-dir" in msg
     if name == "fashion-mnist":
         assert str(datasets_io.SYSTEM_FASHION_MNIST) in msg
         assert "apt-get install dataset-fashion-mnist" in msg
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "mnist", "cifar10"])
+@pytest.mark.parametrize("make, why", [(lambda p: None, "does not exist"),
+                                       (lambda p: p.write_bytes(b""), "is not a directory")])
+def test_a_given_data_dir_that_is_not_a_directory_is_named(tmp_path, name, make, why):
+    given = tmp_path / "given"
+    make(given)
+    with pytest.raises(DatasetNotFoundError, match=why) as info:
+        load_dataset(name, data_dir=given)
+    assert str(given) in str(info.value)
+
+
+def test_a_given_data_dir_is_the_only_place_searched(tmp_path, rng, monkeypatch):
+    """Data elsewhere ($REFNET_DATA, the system copy) is not silently taken instead."""
+    write_idx_dir(tmp_path / "env", rng)
+    monkeypatch.setenv("REFNET_DATA", str(tmp_path / "env"))
+    monkeypatch.setattr(datasets_io, "SYSTEM_FASHION_MNIST", tmp_path / "env")
+    (tmp_path / "given").mkdir()
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("fashion-mnist", data_dir=tmp_path / "given")
+    assert str(tmp_path / "given") in str(info.value) and str(tmp_path / "env") not in str(info.value)
+    assert load_dataset("fashion-mnist").source == str(tmp_path / "env")
 
 
 def test_partial_directory_is_an_error_naming_the_missing_file(tmp_path, rng):

@@ -1,9 +1,13 @@
 """The documentation site builds with ``mkdocs build --strict`` (no broken link, no missing
 reference, no page left out of the navigation) and shows what it promises: the README as the
-home page, the tutorials, the derivations, and every public op beside its derivation.
+home page, the tutorials (every one in the navigation, each saying how to open it), the
+derivations, the BatchNorm lesson (run here as a script: its checks are asserted), every
+public op beside its derivation, and a math renderer shipped with the site; ``refnet docs``
+stores the lessons' executed notebooks and knows when one is stale. What a browser sees on
+the pages, the lessons' outputs included, is tested in ``test_site_browser.py``.
 
-Skipped, with the reason, when the docs extra is not installed
-(``python -m pip install -e ".[docs]"``).
+Skipped, with the reason, when the docs extra or KaTeX is not installed
+(``python -m pip install -e ".[docs]"``; ``apt-get install libjs-katex``).
 """
 
 import importlib.util
@@ -18,12 +22,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGINS = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python", "mkdocs_jupyter", "jupytext")
+PLUGINS = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python", "mkdocs_jupyter", "jupytext",
+           "nbclient")
+KATEX = Path(os.environ.get("REFNET_KATEX_DIR") or "/usr/share/javascript/katex")
+LESSONS = sorted(p.stem for p in (ROOT / "docs" / "lessons").glob("*.py"))
 
 
 def _missing():
-    return [m for m in PLUGINS if importlib.util.find_spec(m.split(".")[0]) is None
-            or importlib.util.find_spec(m) is None]
+    missing = [m for m in PLUGINS if importlib.util.find_spec(m.split(".")[0]) is None
+               or importlib.util.find_spec(m) is None]
+    return missing + ([] if KATEX.is_dir() else [f"KaTeX in {KATEX} (apt-get install libjs-katex)"])
 
 
 needs_docs = pytest.mark.skipif(bool(_missing()), reason=f"docs extra not installed (missing: "
@@ -136,7 +144,8 @@ def test_conventions_page_states_the_factor_two(site):
     ("theory/README.md", "index.md", "theory.md"),
     ("theory/README.md#3-sgd-l2", "index.md", "theory.md#3-sgd-l2"),
     ("tutorials/", "index.md", "tutorials/index.md"),
-    ("tutorials/01_write_a_layer.py", "index.md", "tutorials/01_write_a_layer.py"),
+    ("tutorials/01_write_a_layer.py", "index.md", "tutorials/01_write_a_layer.ipynb"),
+    ("docs/screenshots/theory.png", "index.md", "screenshots/theory.png"),
     ("refnet/ops/batchnorm.py", "index.md", "api/ops.md"),
     ("https://arxiv.org/abs/1706.05350", "index.md", "https://arxiv.org/abs/1706.05350"),
     ("#two-commands", "index.md", "#two-commands"),
@@ -150,7 +159,7 @@ def test_repository_links_point_at_the_site_pages(link, page, expected):
 def test_links_from_a_subfolder_page_are_relative_to_it():
     out = _hooks().rewrite_links("[2](02_scale_invariance.py) [theory](../theory/README.md)",
                                  "tutorials/README.md", "tutorials/index.md", set())
-    assert out == "[2](02_scale_invariance.py) [theory](../theory.md)"
+    assert out == "[2](02_scale_invariance.ipynb) [theory](../theory.md)"
 
 
 @needs_docs
@@ -159,3 +168,128 @@ def test_a_repository_file_without_a_page_becomes_code_and_a_missing_one_stays_b
     assert hooks.rewrite_links("[the config](setup.cfg)", "README.md", "index.md", set()) == "`the config`"
     missing = "[gone](no/such/file.md)"
     assert hooks.rewrite_links(missing, "README.md", "index.md", set()) == missing
+
+
+# --- math shipped with the site, tutorials with their outputs, the lesson --------------
+def _built_pages(site):
+    return sorted(site[0].rglob("*.html"))
+
+
+@needs_docs
+def test_the_site_ships_katex_and_its_fonts(site):
+    for path in ("assets/katex/katex.min.js", "assets/katex/katex.min.css", "assets/katex/auto-render.js"):
+        assert (site[0] / path).stat().st_size > 1000, path
+    fonts = {p.name for p in (site[0] / "assets" / "katex" / "fonts").iterdir()}
+    assert set(re.findall(r"url\(fonts/([^)]+)\)", (site[0] / "assets/katex/katex.min.css").read_text())) <= fonts
+
+
+FETCHED_FROM_ELSEWHERE = re.compile(r"""<(?:script|img|iframe)[^>]*\ssrc=["']?(?:https?:)?//|"""
+                                    r"""<link[^>]*\shref=["']?(?:https?:)?//|url\(["']?(?:https?:)?//|fonts\.googleapis""", re.I)
+
+
+@needs_docs
+def test_no_page_loads_anything_from_another_host(site):
+    offending = {p.relative_to(site[0]).as_posix(): FETCHED_FROM_ELSEWHERE.findall(p.read_text(encoding="utf-8"))
+                 for p in _built_pages(site)}
+    assert {page: hits for page, hits in offending.items() if hits} == {}
+
+
+def test_the_check_for_other_hosts_catches_a_cdn_script_a_stylesheet_and_google_fonts():
+    for html in ('<script src="https://cdn.example/mathjax.js">', '<link rel="stylesheet" href="//cdn.example/x.css">',
+                 "@import url(https://fonts.googleapis.com/css)"):
+        assert FETCHED_FROM_ELSEWHERE.search(html), html
+    assert not FETCHED_FROM_ELSEWHERE.search('<a href="https://arxiv.org/abs/1706.05350">paper</a>')
+
+
+@needs_docs
+def test_every_tutorial_is_in_the_navigation_once(site):
+    nav = _page(site, "conventions").split('class="md-content"', 1)[0]  # the navigation, before the content
+    for name in sorted(p.stem for p in (ROOT / "tutorials").glob("[0-9][0-9]_*.py")):
+        assert len(re.findall(rf'href="\.\./tutorials/{name}/"', nav)) == 1, name
+
+
+@needs_docs
+def test_nav_hook_replaces_tutorial_lines_of_mkdocs_yml_by_one_entry_per_tutorial():
+    class Config:  # the part of mkdocs' config the hook reads
+        nav = [{"Home": "index.md"},
+               {"Tutorials": [{"Overview": "tutorials/index.md"}, {"6. Written by hand": "tutorials/06_by_hand.py"},
+                              {"Reference solutions": "tutorials/solutions.md"}]}]
+    config = Config()
+    _hooks().on_config(config)
+    entries = [next(iter(e.values())) for e in config.nav[1]["Tutorials"]]
+    scripts = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
+    assert entries == ["tutorials/index.md", *[f"tutorials/{p.stem}.ipynb" for p in scripts], "tutorials/solutions.md"]
+
+
+@needs_docs
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "tutorials").glob("[0-9][0-9]_*.py")))
+def test_every_tutorial_page_says_how_to_open_it_and_offers_its_notebook(site, name):
+    page = _page(site, f"tutorials/{name}")  # its outputs: test_site_browser.py
+    assert f"jupytext --to ipynb tutorials/{name}.py" in page and f'href="{name}.ipynb"' in page
+    assert (site[0] / "tutorials" / name / f"{name}.ipynb").is_file()
+
+
+@needs_docs
+@pytest.mark.parametrize("name", LESSONS)
+def test_lesson_runs_top_to_bottom_and_its_checks_hold(name, tmp_path):
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, str(ROOT / "docs" / "lessons" / f"{name}.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+
+
+@needs_docs
+def test_the_batchnorm_lesson_is_a_page_under_the_derivations(site):
+    page = _page(site, "lessons/batchnorm_backward")
+    assert "The BatchNorm backward, on one page" in page
+    nav = page.split('class="md-content"', 1)[0]
+    assert nav.index('href="../../theory/"') < nav.index('href="./"')  # listed right after the derivations
+
+
+# --- refnet docs: stored outputs, stale when the script changes ------------------------
+@pytest.fixture
+def lesson_tree(tmp_path, monkeypatch):
+    """A source tree with one tiny tutorial, seen by refnet.docsite.notebooks as the repository."""
+    from refnet.docsite import notebooks
+
+    (tmp_path / "mkdocs.yml").write_text("site_name: t\n")
+    (tmp_path / "tutorials").mkdir()
+    script = tmp_path / "tutorials" / "01_tiny.py"
+    script.write_text("# %% [markdown]\n# # 1. Tiny\n\n# %%\nprint(6 * 7)\n")
+    monkeypatch.setattr(notebooks, "ROOT", tmp_path)
+    return tmp_path, script
+
+
+@needs_docs
+def test_refnet_docs_stores_the_executed_notebook_and_check_then_passes(lesson_tree, capsys):
+    from refnet.cli import main
+
+    root, _ = lesson_tree
+    assert main(["docs", "--check"]) == 1
+    assert main(["docs"]) == 0
+    import nbformat
+    code = [c for c in nbformat.read(root / "docs" / "tutorials" / "01_tiny.ipynb", 4).cells if c.cell_type == "code"]
+    assert code[0].outputs[0].text == "42\n"
+    assert main(["docs", "--check"]) == 0
+
+
+@needs_docs
+def test_a_stored_notebook_goes_stale_when_its_script_changes(lesson_tree):
+    from refnet.docsite import notebooks
+
+    root, script = lesson_tree
+    stored = notebooks.stored_path("tutorials/01_tiny.ipynb")
+    notebooks.write(notebooks.to_notebook(script), stored)
+    assert notebooks.is_fresh(script, stored)
+    script.write_text(script.read_text().replace("6 * 7", "6 * 8"))
+    assert not notebooks.is_fresh(script, stored)
+
+
+@needs_docs
+def test_an_unexecuted_notebook_is_never_fresh(lesson_tree):
+    from refnet.docsite import notebooks
+
+    root, script = lesson_tree
+    stored = notebooks.stored_path("tutorials/01_tiny.ipynb")
+    notebooks.write(notebooks.to_notebook(script, execute=False), stored)
+    assert not notebooks.is_fresh(script, stored)

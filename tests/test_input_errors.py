@@ -6,9 +6,12 @@ import re
 import numpy as np
 import pytest
 
-from refnet.ops import (avgpool2d_backward, avgpool2d_forward, conv2d_backward, conv2d_forward,
-                        linear_backward, linear_forward, maxpool2d_backward, maxpool2d_forward,
-                        relu_backward, relu_forward, softmax_cross_entropy)
+from refnet import nn
+from refnet.ops import (avgpool2d_backward, avgpool2d_forward, batchnorm_backward, batchnorm_eval_backward,
+                        batchnorm_eval_forward, batchnorm_forward, conv2d_backward, conv2d_forward,
+                        layernorm_backward, layernorm_forward, linear_backward, linear_forward,
+                        maxpool2d_backward, maxpool2d_forward, relu_backward, relu_forward,
+                        softmax_cross_entropy, weightnorm_backward, weightnorm_forward)
 
 X4 = np.zeros((2, 3, 6, 6))
 W4 = np.zeros((4, 3, 3, 3))
@@ -102,6 +105,80 @@ def test_linear_bias_of_wrong_shape_is_not_broadcast():
 def test_mixed_dtypes_are_not_silently_upcast():
     _raises(TypeError, lambda: conv2d_forward(X4.astype(np.float32), W4),
             "conv2d_forward(w)", "float64", "expected float32")
+
+
+F32, F64 = np.float32, np.float64
+X32 = np.arange(12, dtype=F32).reshape(4, 3)
+
+
+@pytest.mark.parametrize("call, fragments", [
+    (lambda: batchnorm_forward(X32, np.ones(3), None), ["batchnorm_forward(gamma)"]),
+    (lambda: batchnorm_forward(X32, None, np.zeros(3)), ["batchnorm_forward(beta)"]),
+    (lambda: batchnorm_eval_forward(X32, None, None, np.zeros(3), np.ones(3, F32)),
+     ["batchnorm_eval_forward(mean)"]),
+    (lambda: batchnorm_eval_forward(X32, None, None, np.zeros(3, F32), np.ones(3)),
+     ["batchnorm_eval_forward(var)"]),
+    (lambda: layernorm_forward(X32, np.ones(3), None), ["layernorm_forward(gamma)"]),
+    (lambda: layernorm_forward(X32, None, np.zeros(3)), ["layernorm_forward(beta)"]),
+    (lambda: weightnorm_forward(X32, np.ones(4)), ["weightnorm_forward(g)", "the dtype of v"]),
+    (lambda: linear_forward(X32, np.ones((2, 3), F32), np.zeros(2)), ["linear_forward(b)"]),
+    (lambda: conv2d_forward(X4.astype(F32), W4.astype(F32), np.zeros(4)), ["conv2d_forward(b)"]),
+], ids=["bn-gamma", "bn-beta", "bn-eval-mean", "bn-eval-var", "ln-gamma", "ln-beta", "wn-g",
+        "linear-b", "conv-b"])
+def test_norm_ops_refuse_mixed_float_dtypes_like_conv_and_linear(call, fragments):
+    """float32 data with a float64 parameter: no silent float64 result."""
+    _raises(TypeError, call, *fragments, "got dtype float64", "expected float32", ".astype('float32')")
+
+
+def _backward_cases():
+    rng = np.random.default_rng(0)
+    x4, x2 = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3))
+    return {
+        "conv": (lambda d: conv2d_forward(x4.astype(d), W4.astype(d), np.zeros(4, d)), conv2d_backward, "dy"),
+        "linear": (lambda d: linear_forward(x2.astype(d), np.ones((5, 3), d)), linear_backward, "dy"),
+        "maxpool": (lambda d: maxpool2d_forward(x4.astype(d), 2), maxpool2d_backward, "dy"),
+        "avgpool": (lambda d: avgpool2d_forward(x4.astype(d), 2), avgpool2d_backward, "dy"),
+        "relu": (lambda d: relu_forward(x4.astype(d)), relu_backward, "dy"),
+        "batchnorm": (lambda d: batchnorm_forward(x4.astype(d), np.ones(3, d), np.zeros(3, d)),
+                      batchnorm_backward, "dy"),
+        "batchnorm-eval": (lambda d: batchnorm_eval_forward(x4.astype(d), None, None, np.zeros(3, d),
+                                                            np.ones(3, d)), batchnorm_eval_backward, "dy"),
+        "layernorm": (lambda d: layernorm_forward(x2.astype(d), np.ones(3, d), None), layernorm_backward, "dy"),
+        "weightnorm": (lambda d: weightnorm_forward(x2.astype(d), np.ones(4, d)), weightnorm_backward, "dw"),
+    }
+
+
+@pytest.mark.parametrize("forward_dtype, dy_dtype", [(F64, F32), (F32, F64)], ids=["f64-f32", "f32-f64"])
+@pytest.mark.parametrize("name", list(_backward_cases()))
+def test_every_backward_refuses_an_upstream_gradient_of_another_float_dtype(name, forward_dtype, dy_dtype):
+    forward, backward, arg = _backward_cases()[name]
+    y, cache = forward(forward_dtype)
+    dy = np.ones(y.shape, dy_dtype)
+    _raises(TypeError, lambda: backward(dy, cache), f"{backward.__name__}({arg})",
+            f"got dtype {np.dtype(dy_dtype)}", f"expected {np.dtype(forward_dtype)}")
+
+
+MODULES = {
+    "Linear": (lambda: nn.Linear(3, 4, rng=np.random.default_rng(0)), (2, 3)),
+    "Conv2d": (lambda: nn.Conv2d(3, 4, 3, rng=np.random.default_rng(0)), (2, 3, 5, 5)),
+    "BatchNorm1d": (lambda: nn.BatchNorm1d(3), (4, 3)),
+    "BatchNorm2d-no-affine": (lambda: nn.BatchNorm2d(3, affine=False), (2, 3, 4, 4)),
+    "LayerNorm": (lambda: nn.LayerNorm(3), (4, 3)),
+    "WeightNorm": (lambda: nn.WeightNorm(nn.Linear(3, 4, rng=np.random.default_rng(0))), (2, 3)),
+}
+
+
+@pytest.mark.parametrize("module_dtype, x_dtype, fix", [(F32, F64, ".double()"), (F64, F32, ".float()")],
+                         ids=["f32-module-f64-input", "f64-module-f32-input"])
+@pytest.mark.parametrize("name", list(MODULES))
+def test_a_module_fed_another_float_dtype_names_itself_and_the_conversion(name, module_dtype, x_dtype, fix):
+    make, shape = MODULES[name]
+    module = make().to(dtype=module_dtype)
+    x = np.ones(shape, x_dtype)
+    x[0] = 2  # batch statistics with a nonzero variance
+    _raises(TypeError, lambda: module(x), repr(module).splitlines()[0][:20], f"input has dtype {np.dtype(x_dtype)}",
+            f"parameters are {np.dtype(module_dtype)}", f"convert the module with {fix}")
+    assert module(x.astype(module_dtype)).dtype == module_dtype
 
 
 def test_integer_input_is_rejected():

@@ -195,3 +195,48 @@ def test_bad_constructor_arguments_raise(make, match):
 def test_backward_before_forward_raises(layer):
     with pytest.raises(RuntimeError, match="before forward"):
         layer.backward(np.ones((2, 2), np.float32))
+
+
+# --- load_state_dict keeps every array on its device ------------------------------------------
+class _DeviceArray(np.ndarray):
+    """Stands in for a cupy.ndarray: refnet.backend tells the two apart by the type's module."""
+
+    def get(self):
+        return np.asarray(self)
+
+
+_DeviceArray.__module__ = "cupy.stand_in"
+
+
+def _stand_in_cupy():
+    import types
+    return types.SimpleNamespace(is_available=lambda: True,
+                                 asarray=lambda a, dtype=None: np.asarray(a, dtype).view(_DeviceArray),
+                                 zeros_like=lambda a: np.zeros_like(np.asarray(a)).view(_DeviceArray))
+
+
+@pytest.mark.parametrize("make", [lambda: BatchNorm1d(3, affine=False), lambda: BatchNorm1d(3)],
+                         ids=["buffers-only", "buffers-and-parameters"])
+def test_load_state_dict_keeps_buffers_on_the_modules_device(monkeypatch, make):
+    """A state read from a file is NumPy; a BN without parameters on the GPU must not end up
+    with NumPy running statistics (its device cannot be read off parameters it lacks)."""
+    from refnet import backend
+    monkeypatch.setattr(backend, "_cupy", _stand_in_cupy)
+    source = make()
+    source.running_mean += 1.5
+    state = {k: backend.asnumpy(v) for k, v in source.state_dict().items()}
+    layer = make().to("cupy")
+    layer.load_state_dict(state)
+    arrays = dict(layer.named_buffers(), **{k: p.data for k, p in layer.named_parameters()})
+    assert all(backend.is_cupy_array(a) for a in arrays.values()), {k: type(a) for k, a in arrays.items()}
+    np.testing.assert_array_equal(backend.asnumpy(layer.running_mean), state["running_mean"])
+    assert layer.num_batches_tracked.dtype == np.int64
+
+
+@pytest.mark.gpu
+def test_load_state_dict_of_a_parameter_free_batchnorm_on_the_gpu():
+    from refnet import backend
+    layer = BatchNorm2d(3, affine=False).to("cupy")
+    state = {k: np.full(v.shape, 2, v.dtype) for k, v in BatchNorm2d(3, affine=False).state_dict().items()}
+    layer.load_state_dict(state)
+    assert all(backend.is_cupy_array(b) for _, b in layer.named_buffers())

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from naive import (avgpool2d_backward_naive, avgpool2d_forward_naive, maxpool2d_backward_naive,
                    maxpool2d_forward_naive)
+from oracle import require_torch
 
 from refnet.ops import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
 
@@ -113,7 +114,7 @@ def test_backward_does_not_mutate_dout_or_cache(rng, kind):
 
 @pytest.mark.parametrize("kind", OPS)
 def test_matches_torch_autograd_with_ties_and_overlap(rng, kind):
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     fwd, bwd = OPS[kind][:2]
     x = np.round(rng.standard_normal((2, 3, 8, 7)))
     y, cache = fwd(x, (3, 2), (1, 2))
@@ -124,3 +125,45 @@ def test_matches_torch_autograd_with_ties_and_overlap(rng, kind):
     ty.backward(torch.tensor(dy))
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=0)
     np.testing.assert_allclose(bwd(dy, cache), tx.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+# --- NaN: routed as PyTorch routes it -------------------------------------------------------
+def _pytorch_scan_backward(dy, x, kernel, stride):
+    """dx by the scan in PyTorch's max-pool kernels: over a window in row-major order the
+    index moves on ``val > maxval or isnan(val)``, so a window holding NaNs sends its
+    gradient to its LAST NaN (and otherwise to its first maximum)."""
+    dx = np.zeros_like(x)
+    (kh, kw), (sh, sw) = kernel, stride
+    for n, c, i, j in np.ndindex(dy.shape):
+        best, best_val = (0, 0), -np.inf
+        for p in range(kh):
+            for q in range(kw):
+                v = x[n, c, i * sh + p, j * sw + q]
+                if v > best_val or np.isnan(v):
+                    best, best_val = (p, q), v
+        dx[n, c, i * sh + best[0], j * sw + best[1]] += dy[n, c, i, j]
+    return dx
+
+
+@pytest.mark.parametrize("kernel, stride", [((2, 2), (2, 2)), ((3, 2), (1, 2)), ((3, 3), (1, 1))],
+                         ids=["disjoint", "overlap-rows", "overlap"])
+def test_a_window_holding_nan_sends_its_gradient_to_its_last_nan(rng, kernel, stride):
+    x = np.round(rng.standard_normal((2, 2, 7, 6)))
+    x[rng.random(x.shape) < 0.15] = np.nan       # windows with none, one and several NaNs
+    y, cache = maxpool2d_forward(x, kernel, stride)
+    assert np.isnan(y).any() and not np.isnan(y).all()
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_array_equal(maxpool2d_backward(dy, cache), _pytorch_scan_backward(dy, x, kernel, stride))
+
+
+def test_nan_routing_matches_torch_autograd(rng):
+    torch = pytest.importorskip("torch")
+    x = np.round(rng.standard_normal((2, 3, 8, 7)))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    y, cache = maxpool2d_forward(x, (3, 2), (1, 2))
+    dy = rng.standard_normal(y.shape)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.max_pool2d(tx, (3, 2), (1, 2))
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ty.detach().numpy()))
+    np.testing.assert_allclose(maxpool2d_backward(dy, cache), tx.grad.numpy(), rtol=1e-12, atol=1e-15)

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from oracle import require_torch
 
 from refnet import backend
 from refnet.invariance import group_norms
@@ -178,6 +179,23 @@ def test_decay_false_parameters_are_untouched_by_decay(rng, make):
     train(make(params), params, grad=lambda w, t: np.zeros_like(w))
     assert not np.allclose(params[0].data, w0[0])
     np.testing.assert_array_equal(params[1].data, w0[1])
+
+
+@pytest.mark.parametrize("make", [lambda ps: SGD(ps, lr=0.1, momentum=0.9, l2=1.0, weight_decay=2.0, unit_norm=True),
+                                  lambda ps: Adam(ps, lr=0.1, l2=1.0, weight_decay=2.0, unit_norm=True)],
+                         ids=["sgd", "adam"])
+def test_parameters_with_requires_grad_false_are_left_alone(rng, make):
+    """As in PyTorch: no step, no decay, no projection, no state for a frozen parameter,
+    even with a gradient in place; the others train as usual."""
+    params = make_params(rng)
+    for p in params:
+        p.scale_group = "unit" if p.data.ndim == 2 else None
+    params[0].requires_grad = False
+    frozen, w1 = params[0].data.copy(), params[1].data.copy()
+    opt = make(params)
+    train(opt, params)
+    np.testing.assert_array_equal(params[0].data, frozen)
+    assert params[0] not in opt.state and not np.allclose(params[1].data, w1)
 
 
 def test_sgd_param_groups_use_their_own_settings(rng):
@@ -411,7 +429,7 @@ TORCH_CASES = {  # name: (refnet class, refnet options, torch class name, torch 
 
 @pytest.mark.parametrize("case", sorted(TORCH_CASES))
 def test_equals_torch_optim_in_float64_over_60_steps(rng, case):
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     ours, our_kw, theirs, their_kw = TORCH_CASES[case]
     params = make_params(rng, shapes=((4, 3), (5,), (2, 3, 2, 2)), decay=(True, False, True))
     tensors = [torch.tensor(p.data.copy()) for p in params]

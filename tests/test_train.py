@@ -3,6 +3,7 @@ stops on a non-finite loss; and the ``refnet train`` command."""
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -174,17 +175,64 @@ def test_nan_loss_stops_training_naming_the_step_and_keeps_the_last_checkpoint(d
     assert all(np.isfinite(p.data).all() for p in fresh.model.parameters())
 
 
+@pytest.mark.parametrize("norm", ["bn", "ln", "none"])
+def test_a_non_finite_loss_leaves_the_model_as_before_the_step(data, norm):
+    """BatchNorm's running statistics included: the forward that produced the NaN moved
+    them, and they are put back."""
+    trainer = _trainer(data, norm=norm, steps=5)
+    trainer.fit()  # running statistics away from their initial values
+    before = {k: v.copy() for k, v in trainer.model.state_dict().items()}
+    x = np.full((32, 1, 6, 6), np.inf, np.float32)
+    with pytest.raises(NonFiniteLossError):
+        trainer.train_step(x, np.zeros(32, np.int64))
+    after = trainer.model.state_dict()
+    assert list(after) == list(before)
+    for k in before:
+        assert np.array_equal(after[k], before[k]), k
+    if norm == "bn":
+        assert "2.running_mean" in before
+
+
 # --- the command ------------------------------------------------------------------------
-CLI = ["train", "--data", "synthetic", "--model", "mlp", "--width", "16", "--epochs", "1",
-       "--batch-size", "500", "--subset", "1000", "--no-progress"]
+STEPS = ["train", "--data", "synthetic", "--model", "mlp", "--width", "16", "--batch-size", "500",
+         "--subset", "1000", "--no-progress"]  # add --steps N
+CLI = STEPS + ["--epochs", "1"]
 
 
 def test_cli_trains_on_synthetic_data_and_says_where_it_wrote(tmp_path, capsys):
     assert main(CLI + ["--l2", "5e-4", "--out", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "history.json").read_text())
     assert len(saved["test_accuracy"]) == 1 and saved["config"]["args"]["l2"] == 5e-4
-    assert str(tmp_path / "history.json") in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"files in {tmp_path}: checkpoint.npz, history.json, history.npz" in out
     assert (tmp_path / "checkpoint.npz").exists() and (tmp_path / "history.npz").exists()
+
+
+def test_cli_ends_with_one_summary_line_also_when_stopping_mid_epoch(tmp_path, capsys):
+    """Steps, final train loss and accuracy (the running means of the last, partial epoch),
+    test loss and accuracy, wall time and where the files are."""
+    assert main(STEPS + ["--steps", "1", "--out", str(tmp_path)]) == 0  # an epoch is 2 steps
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    final = json.loads((tmp_path / "history.json").read_text())["final"]
+    assert final["step"] == 1 and json.loads((tmp_path / "history.json").read_text())["epoch"] == []
+    assert re.fullmatch(rf"done: 1 steps in \d+\.\d s; train loss {final['train_loss']:.4f} acc "
+                        rf"{final['train_accuracy']:.4f}, test loss {final['test_loss']:.4f} acc "
+                        rf"{final['test_accuracy']:.4f}; files in {re.escape(str(tmp_path))}: "
+                        rf"checkpoint.npz, history.json, history.npz", last), last
+
+
+@pytest.mark.parametrize("progress, disable", [(True, None), (False, True)])
+def test_the_test_pass_has_a_progress_bar_shown_on_a_terminal_only(data, monkeypatch, progress, disable):
+    import refnet.train
+    bars = []
+
+    def bar(iterable, **kw):
+        bars.append(kw)
+        return tqdm(iterable, **kw)
+    from tqdm import tqdm
+    monkeypatch.setattr(refnet.train, "tqdm", bar)
+    _trainer(data, progress=progress).evaluate()
+    assert [(b["desc"], b["disable"]) for b in bars] == [("test", disable)]  # None: off unless a TTY
 
 
 def test_cli_resume_continues_and_refuses_changed_flags(tmp_path, capsys):
@@ -192,14 +240,14 @@ def test_cli_resume_continues_and_refuses_changed_flags(tmp_path, capsys):
     assert main(CLI + ["--out", str(tmp_path), "--resume", "--epochs", "2"]) == 0
     assert json.loads((tmp_path / "history.json").read_text())["epoch"] == [1, 2]
     assert main(CLI + ["--out", str(tmp_path), "--resume", "--lr", "0.5"]) == 2
-    assert "--lr was None, now 0.5" in capsys.readouterr().err
+    assert "--lr was 0.01, now 0.5" in capsys.readouterr().err
 
 
 def test_cli_resume_from_mid_epoch_matches_a_straight_run_to_the_bit(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert main(CLI + ["--out", str(straight), "--steps", "5"]) == 0
-    assert main(CLI + ["--out", str(split), "--steps", "3"]) == 0
-    assert main(CLI + ["--out", str(split), "--steps", "5", "--resume"]) == 0
+    assert main(STEPS + ["--out", str(straight), "--steps", "5"]) == 0
+    assert main(STEPS + ["--out", str(split), "--steps", "3"]) == 0
+    assert main(STEPS + ["--out", str(split), "--steps", "5", "--resume"]) == 0
     for name in ("checkpoint.npz", "history.npz"):
         a, b = (np.load(d / name, allow_pickle=False) for d in (straight, split))
         assert sorted(a.files) == sorted(b.files)

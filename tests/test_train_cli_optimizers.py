@@ -10,14 +10,15 @@ import pytest
 
 from refnet.cli import main
 
-CLI = ["train", "--data", "synthetic", "--model", "mlp", "--width", "16", "--epochs", "1",
-       "--batch-size", "500", "--subset", "1000", "--no-progress"]
+STEPS = ["train", "--data", "synthetic", "--model", "mlp", "--width", "16", "--batch-size", "500",
+         "--subset", "1000", "--no-progress"]  # add --steps N
+CLI = STEPS + ["--epochs", "1"]
 
 RUNS = {  # flags: (optimizer class recorded, param group options expected)
     "lion": (["--opt", "lion", "--weight-decay", "1.0"], "Lion", {"lr": 1e-4, "betas": [0.9, 0.99], "weight_decay": 1.0}),
     "muon": (["--opt", "muon", "--lr", "0.02", "--ns-steps", "4"], "Muon",
              {"lr": 0.02, "momentum": 0.95, "nesterov": True, "weight_decay": 0.1, "ns_steps": 4, "eps": 1e-7}),
-    "muon-heavy-ball": (["--opt", "muon", "--no-nesterov", "--momentum", "0.9", "--adjust-lr", "match_rms_adamw"],
+    "muon-heavy-ball": (["--opt", "muon", "--no-nesterov", "--momentum", "0.9", "--adjust-lr-fn", "match_rms_adamw"],
                         "Muon", {"nesterov": False, "momentum": 0.9, "adjust_lr_fn": "match_rms_adamw"}),
     "rotational-sgd": (["--momentum", "0.9", "--l2", "5e-4", "--wrapper", "rotational"], "Rotational",
                        {"lr": 0.01, "momentum": 0.9, "l2": 5e-4}),
@@ -41,9 +42,9 @@ def test_cli_trains_with_the_optimizer_asked_for_and_its_defaults(tmp_path, name
 def test_cli_resume_from_mid_epoch_matches_a_straight_run_to_the_bit(tmp_path, name):
     flags = RUNS[name][0]
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert main(CLI + flags + ["--out", str(straight), "--steps", "5"]) == 0
-    assert main(CLI + flags + ["--out", str(split), "--steps", "3"]) == 0
-    assert main(CLI + flags + ["--out", str(split), "--steps", "5", "--resume"]) == 0
+    assert main(STEPS + flags + ["--out", str(straight), "--steps", "5"]) == 0
+    assert main(STEPS + flags + ["--out", str(split), "--steps", "3"]) == 0
+    assert main(STEPS + flags + ["--out", str(split), "--steps", "5", "--resume"]) == 0
     a, b = (np.load(d / "checkpoint.npz", allow_pickle=False) for d in (straight, split))
     assert sorted(a.files) == sorted(b.files)
     for k in a.files:
@@ -52,13 +53,16 @@ def test_cli_resume_from_mid_epoch_matches_a_straight_run_to_the_bit(tmp_path, n
 
 
 @pytest.mark.parametrize("flags, match", [
-    (["--opt", "lion", "--l2", "1e-3"], "--l2: --opt lion has no coupled L2"),
-    (["--opt", "muon", "--unit-norm"], "--unit-norm: --opt muon"),
+    (["--opt", "lion", "--l2", "1e-3"], "--l2 does not apply to --opt lion"),
+    (["--opt", "muon", "--unit-norm"], "--unit-norm does not apply to --opt muon"),
+    (["--opt", "lion", "--momentum", "0.9"], "--momentum does not apply to --opt lion"),
+    (["--opt", "adam", "--ns-steps", "3"], "--ns-steps does not apply to --opt adam"),
+    (["--eta-r", "0.01"], "--eta-r does not apply to --wrapper none"),
     (["--opt", "adam", "--l2", "1e-3", "--wrapper", "rotational"], r"Rotational\(eta_r\)"),
     (["--wrapper", "rotational"], r"Rotational\(eta_r\).*is 0"),
     (["--wrapper", "hyperball", "--unit-norm"], "unit_norm"),
-    (["--opt", "muon", "--ns-steps", "0"], r"Muon\(ns_steps\)"),
-    (["--opt", "lion", "--betas", "0.9", "1.0"], r"Lion\(betas\[1\]\)"),
+    (["--opt", "muon", "--ns-steps", "100"], r"Muon\(ns_steps\)"),
+    (["--opt", "lion", "--betas", "0.9", "1.0"], r"--betas: got 1"),
 ])
 def test_cli_bad_combination_is_one_line_and_exit_status_2(tmp_path, capsys, flags, match):
     assert main(CLI + flags + ["--out", str(tmp_path)]) == 2

@@ -26,7 +26,7 @@
 # backward(dout, cache)  -> (dx, dw, ...)    # one gradient per array argument of forward
 # ```
 #
-# where `dout = dL/dout` comes from the layer above and `dx = dL/dx` goes to the layer below.
+# where `dout` $= \partial L / \partial\, \mathrm{out}$ comes from the layer above and `dx` $= \partial L / \partial x$ goes to the layer below.
 
 # %%
 import numpy as np
@@ -41,16 +41,18 @@ rng = np.random.default_rng(2017)
 # %% [markdown]
 # ## The linear layer
 #
-# `y = x w^T + b` with `x` (N, in), `w` (out, in), `b` (out,). Write one entry and
+# $y = x w^\top + b$ with $x$ (N, in), $w$ (out, in), $b$ (out,). Write one entry and
 # differentiate it:
 #
-# ```
-# y[n, o] = sum_i x[n, i] w[o, i] + b[o]
+# $$
+# y_{no} = \sum_i x_{ni} w_{oi} + b_o
+# $$
 #
-# dL/dx[n, i] = sum_o dy[n, o] w[o, i]     ->  dx = dy @ w        (N, in)
-# dL/dw[o, i] = sum_n dy[n, o] x[n, i]     ->  dw = dy.T @ x      (out, in)
-# dL/db[o]    = sum_n dy[n, o]             ->  db = dy.sum(0)     (out,)
-# ```
+# | entry by entry | in NumPy | shape |
+# |---|---|---|
+# | $\partial L / \partial x_{ni} = \sum_o dy_{no}\, w_{oi}$ | `dx = dy @ w` | (N, in) |
+# | $\partial L / \partial w_{oi} = \sum_n dy_{no}\, x_{ni}$ | `dw = dy.T @ x` | (out, in) |
+# | $\partial L / \partial b_o = \sum_n dy_{no}$ | `db = dy.sum(0)` | (out,) |
 #
 # A quick sanity check on a derivation: each gradient has the shape of what it is the
 # gradient of. `dy @ w` is (N, out) @ (out, in) = (N, in), the shape of `x`.
@@ -75,10 +77,14 @@ assert report.ok
 
 # %% [markdown]
 # How the check works (the docstring of `refnet.gradcheck` has the details): the op
-# becomes one number `L = sum(dout * forward(x, w, b))` with a *random* `dout`, and
-# each entry of each argument is nudged by `±h`; the slope `(L(+h) - L(-h)) / 2h` must
-# equal what your backward says, `<grad, e_j>`, to a relative error of `rtol = 1e-5`.
-# Correct float64 backwards read about `1e-8` or less. Always check in **float64**: in
+# becomes one number $L = \sum \mathrm{dout} \odot \mathrm{forward}(x, w, b)$ with a *random* `dout`, and
+# each entry of each argument is nudged by $\pm h$, $\pm 2h$ and $\pm 4h$; the extrapolated slope
+# must equal what your backward says, $\langle \mathrm{grad}, e_j \rangle$, to a relative error of `rtol = 1e-5`.
+# The same six evaluations measure how much rounding noise the slope carries, so the
+# report also gives each argument's **resolution**: the smallest error in one entry the
+# check could have seen. `ok` needs every entry covered and the resolution within
+# `rtol`; when the noise is too large to tell, the status is `inconclusive`, not `ok`.
+# Correct float64 backwards read about $10^{-8}$ or less. Always check in **float64**: in
 # float32 the finite differences cannot tell a 0.1% error from rounding (the checker
 # promotes other dtypes and warns).
 #
@@ -120,9 +126,9 @@ print(value_report)
 
 # %% [markdown]
 # Read the second table row by row: `x` and `b` are fine (`ok`, relative errors around
-# 1e-9); `w` FAILs with a relative error of order 1 (not 1e-3: this is not a
-# rounding problem, the formula is wrong), and `at` names the entry where the
-# disagreement is largest. A relative error near 1 on one argument only means: look at
+# 1e-9, resolution far below `rtol`); `w` has `failed` with a relative error of order 1
+# (not 1e-3: this is not a rounding problem, the formula is wrong), and `at` names the
+# entry where the disagreement is largest. A relative error near 1 on one argument only means: look at
 # that argument's formula. In the first table the shape note says the same before any
 # number was computed.
 
@@ -136,28 +142,32 @@ assert value_report.errors["x"].max_rel_err < 1e-6
 # %% [markdown]
 # ## BatchNorm's backward, step by step
 #
-# Batch normalization of a (N, C) input, per channel, over the batch (`m = N` values):
+# Batch normalization of a (N, C) input, per channel, over the batch ($m = N$ values):
 #
-# ```
-# mu   = mean(x)                  xc   = x - mu
-# var  = mean(xc**2)              s    = 1 / sqrt(var + eps)
-# xhat = xc * s                   y    = gamma * xhat + beta
-# ```
+# $$
+# \begin{aligned}
+# \mu &= \tfrac{1}{m} \textstyle\sum_i x_i & x_c &= x - \mu \\
+# \mathrm{var} &= \tfrac{1}{m} \textstyle\sum_i x_{c,i}^2 & s &= 1 / \sqrt{\mathrm{var} + \epsilon} \\
+# \hat x &= x_c\, s & y &= \gamma \hat x + \beta
+# \end{aligned}
+# $$
 #
 # Backward goes through the same graph in reverse. Each node adds its contribution to
-# the gradient of every input it used; `mu` and `var` are functions of the *whole*
-# batch, so every `dx_i` depends on every `dy_j`:
+# the gradient of every input it used; $\mu$ and $\mathrm{var}$ are functions of the *whole*
+# batch, so every $dx_i$ depends on every $dy_j$ (each line is one line of the code below):
 #
-# ```
-# dbeta  = sum(dy)                   dgamma = sum(dy * xhat)
-# dxhat  = gamma * dy
-# dxc    = s * dxhat                                  (path xhat = xc * s)
-# ds     = sum(dxhat * xc)                            (path xhat = xc * s)
-# dvar   = ds * (-1/2) * s**3                         (s = (var + eps)**-1/2)
-# dxc   += dvar * 2 * xc / m                          (var = mean(xc**2))
-# dmu    = -sum(dxc)                                  (xc = x - mu)
-# dx     = dxc + dmu / m                              (mu = mean(x))
-# ```
+# $$
+# \begin{aligned}
+# d\beta &= \textstyle\sum_i dy_i, \qquad d\gamma = \textstyle\sum_i dy_i\, \hat x_i \\
+# d\hat x &= \gamma\, dy \\
+# dx_c &= s\, d\hat x && (\text{path } \hat x = x_c s) \\
+# ds &= \textstyle\sum_i d\hat x_i\, x_{c,i} && (\text{path } \hat x = x_c s) \\
+# d\mathrm{var} &= -\tfrac{1}{2} s^3\, ds && (s = (\mathrm{var} + \epsilon)^{-1/2}) \\
+# dx_c &\mathrel{+}= \tfrac{2}{m}\, x_c\, d\mathrm{var} && (\mathrm{var} = \operatorname{mean}(x_c^2)) \\
+# d\mu &= -\textstyle\sum_i dx_{c,i} && (x_c = x - \mu) \\
+# dx &= dx_c + d\mu / m && (\mu = \operatorname{mean}(x))
+# \end{aligned}
+# $$
 
 # %%
 def my_batchnorm_forward(x, gamma, beta, eps=1e-5):
@@ -191,12 +201,12 @@ print(bn_report)
 assert bn_report.ok
 
 # %% [markdown]
-# Substituting `xc = xhat / s` collapses the eight lines into the one refnet uses
+# Substituting $x_c = \hat x / s$ collapses the eight lines into the one refnet uses
 # (`refnet/ops/batchnorm.py`; its docstring has the algebra):
 #
-# ```
-# dx = (1/m) * gamma * s * (m * dy - dbeta - xhat * dgamma)
-# ```
+# $$
+# dx = \frac{\gamma s}{m} \big(m\, dy - d\beta - \hat x\, d\gamma\big)
+# $$
 #
 # The two agree to rounding:
 
@@ -211,9 +221,9 @@ assert bn_agreement < 1e-12
 # %% [markdown]
 # ### What a wrong backward looks like: the missing mean path
 #
-# Treat `mu` as a constant (forget the last line, `dx = dxc + dmu / m`) and the
-# backward is wrong for `x` and only for `x`; `dgamma` and `dbeta` never go
-# through `mu`.
+# Treat $\mu$ as a constant (forget the last line, $dx = dx_c + d\mu / m$) and the
+# backward is wrong for $x$ and only for $x$; $d\gamma$ and $d\beta$ never go
+# through $\mu$.
 
 # %%
 def no_mean_path_backward(dy, cache):
@@ -232,7 +242,7 @@ print(no_mean_report)
 # %% [markdown]
 # The report blames `x` alone, with a relative error of order 1: a whole term is missing.
 # There is also a test that needs no finite differences: the output ignores a common
-# shift of a channel's inputs (`mu` removes it), so the true `dx` must sum to zero over
+# shift of a channel's inputs ($\mu$ removes it), so the true $dx$ must sum to zero over
 # the batch, per channel. The staged backward does; the broken one does not.
 
 # %%
@@ -245,8 +255,8 @@ assert no_mean_report.errors["x"].max_rel_err > 0.1
 assert np.abs(dx_staged.sum(axis=0)).max() < 1e-12 < 1e-3 < np.abs(dx_broken.sum(axis=0)).max()
 
 # %% [markdown]
-# Likewise the output ignores a scale of each channel's inputs, so `dx` is orthogonal
-# to `xhat` per channel. That orthogonality is the scale invariance the rest of these
+# Likewise the output ignores a scale of each channel's inputs, so $dx$ is orthogonal
+# to $\hat x$ per channel. That orthogonality is the scale invariance the rest of these
 # tutorials are about: a weight feeding BatchNorm gets a gradient orthogonal to itself.
 #
 # ### One more: a backward that modifies its input
@@ -320,18 +330,37 @@ assert layer_report.ok and net_report.ok
 
 # %% [markdown]
 # `check_module` checks `dx` and every parameter in the module's current mode (train:
-# batch statistics), restores buffers such as BatchNorm's running mean before every
-# evaluation, and leaves the module as it found it. It cannot tell `+=` from `=` in your
-# backward (it clears `.grad` first), so write `+=`.
-#
+# batch statistics), restores buffers such as BatchNorm's running mean after every
+# evaluation, and leaves the module as it found it. It also runs your backward a second
+# time without clearing `.grad` and checks that every gradient doubled, so it *can* tell
+# `+=` from `=`: a backward that assigns is reported as a problem, and the status is
+# `failed` even though every number is right:
+
+# %%
+class AssigningLinear(MyLinear):
+    def backward(self, dy):
+        dx, dw, db = my_linear_backward(dy, self._cache)
+        self.weight.grad[...] = dw                    # BUG: = instead of +=
+        self.bias.grad += db
+        return dx
+
+
+assign_report = check_module(AssigningLinear(5, 3, rng), x)
+print(assign_report)
+assert assign_report.status == "failed" and assign_report.errors["weight"].ok
+assert assign_report.problems == ["backward did not accumulate into weight.grad (it must add, +=, not assign)"]
+
+# %% [markdown]
 # Two habits that catch the rest:
 #
-# * Check with more than one `seed=` (it draws the random `dout`) and with inputs from
-#   your own generator. Inputs of the checker's own stream can line up with `dout`:
-#   `np.random.default_rng(0).standard_normal(y.shape)` *is* the default `dout`, and
-#   then `dy.T @ x` is symmetric and a transposed `dw` passes. This notebook uses seed 2017.
-# * Make the batch, the channel and the feature counts all different (here 8, 5 and 3):
-#   a summed axis or a transpose then shows up as a shape error.
+# * Check with more than one `seed=` (it draws the random `dout` and the probes) and make
+#   the batch, the channel and the feature counts all different (here 8, 5 and 3): a
+#   summed axis or a transpose then shows up as a shape error.
+# * Keep the inputs away from the checker's own random stream. The default `dout` comes
+#   from a private stream, `refnet.gradcheck.checker_rng(seed)`, not from
+#   `np.random.default_rng(seed)`, so inputs drawn from `default_rng(0)` (as most code
+#   draws them) cannot equal it; if `dout` equalled `x`, `dy.T @ x` would be symmetric and
+#   a transposed `dw` would pass. This notebook draws its inputs with seed 2017.
 
 # %% [markdown]
 # ## Exercises
@@ -342,7 +371,7 @@ assert layer_report.ok and net_report.ok
 # ### Exercise 1: LayerNorm
 #
 # LayerNorm normalizes each *sample* over its features: the statistics of batch norm
-# with the roles of the axes swapped (x (N, D); `gamma`, `beta` (D,)). Write its forward
+# with the roles of the axes swapped ($x$ (N, D); $\gamma$, $\beta$ (D,)). Write its forward
 # and backward (the mean and variance are now per row), then call `exercise_1()`.
 
 # %%
@@ -382,10 +411,10 @@ exercise_1()
 # %% [markdown]
 # ### Exercise 2: Leaky ReLU, and a kink
 #
-# `y = x` where `x > 0`, `y = slope * x` elsewhere (PyTorch's `negative_slope`,
+# $y = x$ where $x > 0$, $y = \mathrm{slope} \cdot x$ elsewhere (PyTorch's `negative_slope`,
 # default 0.01). Write `my_leaky_relu_forward(x, negative_slope=0.01)` and its backward.
 # The check feeds inputs with exact zeros: at a kink the two one-sided slopes differ, and
-# the checker excludes that probe and counts it under `kinks` instead of judging it.
+# the checker excludes that entry, lists it under `kinks`, and still judges every other.
 
 # %%
 def my_leaky_relu_forward(x, negative_slope=0.01):
@@ -408,7 +437,7 @@ def exercise_2(forward=None, backward=None):
             report = check_op(forward, backward, (x,), {"negative_slope": slope})
             print(report)
             expected = np.where(x > 0, x, slope * x)
-            ok = ok and report.ok and report.n_excluded > 0 and np.allclose(forward(x, slope)[0], expected)
+            ok = ok and report.ok and report.n_kinks > 0 and np.allclose(forward(x, slope)[0], expected)
         return bool(ok)
     return _attempt(check)
 
@@ -418,7 +447,7 @@ exercise_2()
 # %% [markdown]
 # ### Exercise 3: a module with a parameter
 #
-# Write `MyScale(num_features)`: `y = x * weight` with one learnable factor per feature
+# Write `MyScale(num_features)`: $y = x \cdot \mathrm{weight}$ with one learnable factor per feature
 # (`weight` (D,), initialized to ones, no L2: `decay=False`), as a `Module` with a
 # `Parameter`. `exercise_3(MyScale)` builds one, randomizes the weight and runs
 # `check_module` on it alone and between two `Linear`s.

@@ -13,7 +13,7 @@
 #
 # **By the end you can** say which weights BatchNorm, LayerNorm and WeightNorm make
 # scale-free, and whether per output unit or per tensor; derive from that alone that the
-# gradient is orthogonal to the weight and scales as `1/a`; find the scale groups of a
+# gradient is orthogonal to the weight and scales as $1/a$; find the scale groups of a
 # model with `mark_scale_invariant` and verify them with `check_scale_invariance`; and
 # say where the invariance bends (BatchNorm's `eps`).
 #
@@ -37,37 +37,39 @@ print(data, "| batch", x.shape)
 # %% [markdown]
 # ## Derivation
 #
-# Take a linear layer `z = x w^T` followed by a normalization, and scale the weight by
-# `a > 0`.
+# Take a linear layer $z = x w^\top$ followed by a normalization, and scale the weight by
+# $a > 0$.
 #
-# * **BatchNorm** normalizes each output unit (channel) `o` over the batch:
-#   `(z_o - mean(z_o)) / std(z_o)`. Scaling row `o` of `w` by `a` scales `z_o`, its mean
-#   and its std by `a`: the output does not change. So **each row on its own** is a
-#   scale group: `L(..., a_o w_o, ...) = L(w)` for any positive `a_o`, one per unit.
-# * **LayerNorm** normalizes each *sample* over all units: `(z_n - mean(z_n)) / std(z_n)`,
-#   statistics shared by all units of the layer. Scaling every row by the same `a` cancels;
+# * **BatchNorm** normalizes each output unit (channel) $o$ over the batch:
+#   $(z_o - \operatorname{mean}(z_o)) / \operatorname{std}(z_o)$. Scaling row $o$ of $w$ by $a$ scales $z_o$, its mean
+#   and its std by $a$: the output does not change. So **each row on its own** is a
+#   scale group: $L(\dots, a_o w_o, \dots) = L(w)$ for any positive $a_o$, one per unit.
+# * **LayerNorm** normalizes each *sample* over all units: $(z_n - \operatorname{mean}(z_n)) / \operatorname{std}(z_n)$,
+#   statistics shared by all units of the layer. Scaling every row by the same $a$ cancels;
 #   scaling one row alone changes that unit's share of the statistics. So only **the whole
 #   tensor** is a scale group.
-# * **WeightNorm** computes `w_o = g_o v_o / ||v_o||`: each row of `v` is a scale group.
+# * **WeightNorm** computes $w_o = g_o v_o / \lVert v_o \rVert$: each row of $v$ is a scale group.
 #
-# Differentiate `L(a w) = L(w)` (one group `w`, every other parameter fixed):
+# Differentiate $L(a w) = L(w)$ (one group $w$, every other parameter fixed):
 #
-# ```
-# in a:   d/da L(a w) = <w, grad L(a w)> = 0                      at a = 1: <w, g> = 0
-# in w:   a * grad L(a w) = grad L(w)     ->   grad L(a w) = grad L(w) / a
-# ```
+# $$
+# \begin{aligned}
+# &\text{in } a: && \frac{d}{da} L(a w) = \langle w, \nabla L(a w) \rangle = 0 && \text{at } a = 1:\ \langle w, g \rangle = 0 \\
+# &\text{in } w: && a\, \nabla L(a w) = \nabla L(w) && \Longrightarrow\ \nabla L(a w) = \nabla L(w) / a
+# \end{aligned}
+# $$
 #
 # The gradient is orthogonal to the weight (Euler's theorem for a 0-homogeneous
 # function) and shrinks as the weight grows. Two consequences drive everything after
-# this notebook: a gradient step can only turn `w` and lengthen it (Pythagoras:
-# `||w - lr g||^2 = ||w||^2 + lr^2 ||g||^2`), and the bigger `||w||`, the smaller the
-# turn (`lr ||g|| / ||w|| = lr ||g~|| / ||w||^2`, with `g~` the gradient at `w/||w||`).
+# this notebook: a gradient step can only turn $w$ and lengthen it (Pythagoras, with
+# learning rate $\eta$: $\lVert w - \eta g \rVert^2 = \lVert w \rVert^2 + \eta^2 \lVert g \rVert^2$), and the bigger $\lVert w \rVert$, the smaller the
+# turn ($\eta \lVert g \rVert / \lVert w \rVert = \eta \lVert \tilde g \rVert / \lVert w \rVert^2$, with $\tilde g$ the gradient at $w/\lVert w \rVert$).
 
 # %% [markdown]
 # ## Check: the loss as a function of one row's scale
 #
 # `mlp(784, norm=...)` builds Flatten, two blocks of Linear(256)-norm-ReLU and a Linear
-# head. Scale row 0 of the first weight by `a`, or the whole first weight by `a`, and
+# head. Scale row 0 of the first weight by $a$, or the whole first weight by $a$, and
 # record the loss (training mode: batch statistics). To see the exact law we set
 # BatchNorm's and LayerNorm's `eps` to 0 here; `eps` comes back at the end.
 
@@ -144,8 +146,8 @@ for norm, model in models.items():
 #
 # `check_scale_invariance(model, x, y)` multiplies each group of each marked parameter by
 # its own random factor in [0.1, 10] and measures four relative deviations that should be
-# rounding noise: the loss (`L(aw) = L(w)`), the gradient law (`a g(aw) = g(w)`), the
-# orthogonality `|<w, g>| / (||w|| ||g||)` and the change of every *other* parameter's
+# rounding noise: the loss ($L(aw) = L(w)$), the gradient law ($a\, g(aw) = g(w)$), the
+# orthogonality $\lvert\langle w, g \rangle\rvert / (\lVert w \rVert \lVert g \rVert)$ and the change of every *other* parameter's
 # gradient. It works on a float64 copy with `eps = 0` and leaves the model untouched.
 
 # %%
@@ -167,8 +169,8 @@ assert not wrong_report.ok and wrong_report.failed() == ["1.weight"]
 # %% [markdown]
 # ## Measure: one gradient step turns the weight, and lengthens it
 #
-# With `<w, g> = 0` a plain SGD step `w' = w - lr g` satisfies
-# `||w'||^2 = ||w||^2 + lr^2 ||g||^2` exactly, and turns `w` by `atan(lr ||g|| / ||w||)`.
+# With $\langle w, g \rangle = 0$ a plain SGD step $w' = w - \eta g$ satisfies
+# $\lVert w' \rVert^2 = \lVert w \rVert^2 + \eta^2 \lVert g \rVert^2$ exactly, and turns $w$ by $\arctan(\eta \lVert g \rVert / \lVert w \rVert)$.
 # One step on the BN model, per unit of the first layer:
 
 # %%
@@ -194,11 +196,11 @@ w_param.data[...] = w_before
 # %% [markdown]
 # ## Where the law bends: `eps`
 #
-# BatchNorm divides by `sqrt(var + eps)`, not by `sqrt(var)`. When `var` is large next to
-# `eps = 1e-5` the invariance is nearly exact; when the weight's norm shrinks (which is what
-# L2 does: tutorial 3) `var` shrinks with `||w||^2` and the error grows like `eps / var`.
-# Keep `eps` and shrink the whole weight: the Euler residual `|<w, g>| / (||w|| ||g||)`
-# grows as `1/||w||^2`.
+# BatchNorm divides by $\sqrt{\mathrm{var} + \epsilon}$, not by $\sqrt{\mathrm{var}}$. When $\mathrm{var}$ is large next to
+# $\epsilon = 10^{-5}$ the invariance is nearly exact; when the weight's norm shrinks (which is what
+# L2 does: tutorial 3) $\mathrm{var}$ shrinks with $\lVert w \rVert^2$ and the error grows like $\epsilon / \mathrm{var}$.
+# Keep `eps` and shrink the whole weight: the Euler residual $\lvert\langle w, g \rangle\rvert / (\lVert w \rVert \lVert g \rVert)$
+# grows as $1/\lVert w \rVert^2$.
 
 # %%
 with_eps = mlp(784, norm="bn", rng=3, dtype=np.float64)
@@ -214,8 +216,8 @@ for c in shrinks:
 assert residuals[0] < residuals[1] < residuals[2] and residuals[2] > 50 * residuals[0]
 
 # %% [markdown]
-# A factor 10 in `||w||` moves the residual by about 100. The laws of the next notebooks
-# hold as long as `||w||^2 var(input) >> eps`; a float32 run with heavy L2 can get there.
+# A factor 10 in $\lVert w \rVert$ moves the residual by about 100. The laws of the next notebooks
+# hold as long as $\lVert w \rVert^2 \mathrm{var}(\text{input}) \gg \epsilon$; a float32 run with heavy L2 can get there.
 #
 # ## Exercises
 #
@@ -224,7 +226,7 @@ assert residuals[0] < residuals[1] < residuals[2] and residuals[2] > 50 * residu
 # ### Exercise 1: a ReLU between the layer and the norm
 #
 # `mark_scale_invariant` only marks a weight that feeds a normalization *directly*. But
-# ReLU is positively homogeneous (`relu(a z) = a relu(z)` for `a > 0`), so in
+# ReLU is positively homogeneous ($\mathrm{relu}(a z) = a\, \mathrm{relu}(z)$ for $a > 0$), so in
 # Linear -> ReLU -> BatchNorm the weight is still scale-invariant per unit. Write
 # `build_relu_before_bn()`: a float64 `Sequential` of `Linear(784, 32, bias=False)`, `ReLU`,
 # `BatchNorm1d(32)`, `Linear(32, 10)` (after a `Flatten`) whose first weight you mark
@@ -303,10 +305,10 @@ exercise_2()
 # %% [markdown]
 # ### Exercise 3: one step after `w -> c w`
 #
-# From `g(c w) = g(w) / c` predict how the turn of *one* optimizer step changes when every
-# scale-invariant weight is multiplied by `c` first: write `predicted_angle_ratio(optimizer, c)`
-# returning `tan(angle(c w)) / tan(angle(w))` for `optimizer="sgd"` and `"adam"` (the first
-# Adam step is `lr * g / (|g| + eps)` elementwise, and `lr` is small next to `||w||`).
+# From $g(c w) = g(w) / c$ predict how the turn of *one* optimizer step changes when every
+# scale-invariant weight is multiplied by $c$ first: write `predicted_angle_ratio(optimizer, c)`
+# returning $\tan\theta(c w) / \tan\theta(w)$ ($\theta$: the angle of the step) for `optimizer="sgd"` and `"adam"` (the first
+# Adam step is $\eta\, g / (\lvert g \rvert + \epsilon)$ elementwise, and $\eta$ is small next to $\lVert w \rVert$).
 # `exercise_3()` measures it with refnet's SGD and Adam (BatchNorm's `eps` set to 0).
 
 # %%

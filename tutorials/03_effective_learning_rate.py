@@ -34,59 +34,59 @@ from refnet.train import Trainer
 # %% [markdown]
 # ## Derivation
 #
-# Tutorial 2 gave, for one scale group `w` (one unit of a BatchNorm layer), `<w, g> = 0`
-# and `g = g~ / ||w||`, where `g~` is the gradient at the unit point `w / ||w||`. SGD with
-# the paper's L2 (loss `+ lam ||w||^2`, refnet's `l2=lam`) takes the step
+# Tutorial 2 gave, for one scale group $w$ (one unit of a BatchNorm layer), $\langle w, g \rangle = 0$
+# and $g = \tilde g / \lVert w \rVert$, where $\tilde g$ is the gradient at the unit point $w / \lVert w \rVert$. SGD with
+# learning rate $\eta$ (`lr`) and the paper's L2 (loss $+ \lambda \lVert w \rVert^2$, refnet's `l2=lam`) takes the step
 #
-# ```
-# w' = w - lr (g + 2 lam w) = q w - lr g,          q = 1 - 2 lr lam.
-# ```
+# $$
+# w' = w - \eta (g + 2 \lambda w) = q w - \eta g, \qquad q = 1 - 2 \eta \lambda.
+# $$
 #
-# **Norm (exact).** `g` is orthogonal to `w`, so by Pythagoras, with `x = ||w||^2`:
+# **Norm (exact).** $g$ is orthogonal to $w$, so by Pythagoras, with $x = \lVert w \rVert^2$:
 #
-# ```
-# x' = q^2 x + lr^2 ||g||^2 = q^2 x + lr^2 ||g~||^2 / x.               (identity 4)
-# ```
+# $$
+# x' = q^2 x + \eta^2 \lVert g \rVert^2 = q^2 x + \eta^2 \lVert \tilde g \rVert^2 / x. \tag{identity 4}
+# $$
 #
-# L2 shrinks the norm by `q^2`; the gradient noise grows it, by less the larger it already is.
+# L2 shrinks the norm by $q^2$; the gradient noise grows it, by less the larger it already is.
 #
-# **Steady state.** With `G2 = E ||g~||^2` set `x' = x`: `x^2 (1 - q^2) = lr^2 G2`, i.e.
+# **Steady state.** With $G_2 = \mathbb{E} \lVert \tilde g \rVert^2$ set $x' = x$: $x^2 (1 - q^2) = \eta^2 G_2$, i.e.
 #
-# ```
-# ||w||^4 = lr G2 / (4 lam (1 - lr lam)).
-# ```
+# $$
+# \lVert w \rVert^4 = \frac{\eta G_2}{4 \lambda (1 - \eta \lambda)}.
+# $$
 #
-# **Angle.** `cos(theta) = <w, w'> / (||w|| ||w'||) = q x / sqrt(x x')`, and at the steady
-# state (`x' = x`)
+# **Angle.** $\cos\theta = \langle w, w' \rangle / (\lVert w \rVert \lVert w' \rVert) = q x / \sqrt{x x'}$, and at the steady
+# state ($x' = x$)
 #
-# ```
-# cos(theta) = 1 - 2 lr lam          (theta ~ 2 sqrt(lr lam))
-# ```
+# $$
+# \cos\theta = 1 - 2 \eta \lambda \qquad (\theta \approx 2 \sqrt{\eta \lambda})
+# $$
 #
-# which contains neither `G2` nor the layer's size: **every layer turns at the same rate**,
-# set by `lr * lam` alone.
+# which contains neither $G_2$ nor the layer's size: **every layer turns at the same rate**,
+# set by $\eta \lambda$ alone.
 #
 # **Effective learning rate.** The direction moves as if by SGD on the unit sphere with
-# rate `lr / ||w||^2`, which at the steady state is `2 sqrt(lr lam (1 - lr lam) / G2)`.
-# It does depend on `G2`, so it differs between layers while their angles agree.
+# rate $\eta / \lVert w \rVert^2$, which at the steady state is $2 \sqrt{\eta \lambda (1 - \eta \lambda) / G_2}$.
+# It does depend on $G_2$, so it differs between layers while their angles agree.
 #
-# **Tracking a drifting G2.** Square identity 4 and drop the `lr^4` term: `y = ||w||^4`
-# obeys `y' = q^4 y + 2 q^2 lr^2 ||g~||^2`, an exponential moving average with rate
-# `1 - q^4 ~ 8 lr lam` per step. So `||w||^4` relaxes to the law in about
-# `1 / (8 lr lam)` steps, and on real data, where `G2` drifts as the network learns,
-# it follows the law evaluated at an EMA of `||g~||^2` with that rate.
+# **Tracking a drifting $G_2$.** Square identity 4 and drop the $\eta^4$ term: $y = \lVert w \rVert^4$
+# obeys $y' = q^4 y + 2 q^2 \eta^2 \lVert \tilde g \rVert^2$, an exponential moving average with rate
+# $1 - q^4 \approx 8 \eta \lambda$ per step. So $\lVert w \rVert^4$ relaxes to the law in about
+# $1 / (8 \eta \lambda)$ steps, and on real data, where $G_2$ drifts as the network learns,
+# it follows the law evaluated at an EMA of $\lVert \tilde g \rVert^2$ with that rate.
 
 # %% [markdown]
 # ## Train
 #
 # `mlp(784, norm="bn")`: Flatten, Linear(784, 256)-BN-ReLU, Linear(256, 256)-BN-ReLU,
 # Linear(256, 10). `1.weight` and `4.weight` feed BatchNorms: 256 scale groups each (their
-# rows). SGD with `lr = 0.2, l2 = 0.01` (`lr lam = 2e-3`: the norm relaxes in about 60
+# rows). SGD with `lr = 0.2, l2 = 0.01` ($\eta \lambda = 2 \cdot 10^{-3}$: the norm relaxes in about 60
 # steps, so 1500 steps are plenty), batch 128, all 60 000 training images.
 #
 # `Trainer` records, every `log_every` steps and per scale group, `norm` (before the step),
 # `effective_lr`, `angle` (between before and after the step) and `grad_norm_unit`
-# (`||w|| ||g||`, i.e. `||g~||`, measured without the L2 term): arrays of shape
+# ($\lVert w \rVert \lVert g \rVert$, i.e. $\lVert \tilde g \rVert$, measured without the L2 term): arrays of shape
 # `(steps, 256)` in `history.steps`.
 
 # %%
@@ -104,9 +104,9 @@ print({k: v.shape for k, v in s.items() if k.endswith("1.weight")})
 # %% [markdown]
 # ## Check: identity 4, step by step
 #
-# The recorded norms must obey `x_{t+1} = q^2 x_t + lr^2 ||g~_t||^2 / x_t` at every step,
+# The recorded norms must obey $x_{t+1} = q^2 x_t + \eta^2 \lVert \tilde g_t \rVert^2 / x_t$ at every step,
 # not just on average. It holds to float32 rounding while the norm is large; it drifts
-# by `eps / var` (BatchNorm's `eps`, tutorial 2) once the norm has shrunk.
+# by $\epsilon / \mathrm{var}$ (BatchNorm's `eps`, tutorial 2) once the norm has shrunk.
 
 # %%
 q = 1 - 2 * lr * lam
@@ -124,7 +124,7 @@ assert all(first < 1e-4 for first, _ in identity4.values())
 # %% [markdown]
 # ## Measure: the norm, the effective lr and the angle against the laws
 #
-# Per unit: the EMA of `||g~||^2` at rate `1 - q^4`, the laws evaluated at it; then the
+# Per unit: the EMA of $\lVert \tilde g \rVert^2$ at rate $1 - q^4$, the laws evaluated at it; then the
 # median over the 256 units of each layer at every step.
 
 # %%
@@ -163,10 +163,10 @@ axes[0].legend(fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
-# The laws (dashed) use the running `G2`, so they hold only once the norm has relaxed: after
+# The laws (dashed) use the running $G_2$, so they hold only once the norm has relaxed: after
 # ~500 steps the measured curves sit on them. Over the second half,
-# per unit: the mean of `||w||^4` against the mean of the law, the RMS angle against
-# `arccos(1 - 2 lr lam)`; then the median over units of the relative deviation.
+# per unit: the mean of $\lVert w \rVert^4$ against the mean of the law, the RMS angle against
+# $\arccos(1 - 2 \eta \lambda)$; then the median over units of the relative deviation.
 
 # %%
 late = slice(steps // 2, None)
@@ -183,9 +183,9 @@ for name in layers:
 print(f"law: angle arccos(1 - 2 lr lam) = {np.arccos(q):.4f} rad for every layer")
 
 # %% [markdown]
-# The two layers have effective learning rates a factor ~3 apart (their `G2` differ) but
-# turn by the same angle per step, the one `lr * lam` sets. The same numbers come out of
-# `theory`'s closed form, unit by unit (exact form, static `G2` over the window):
+# The two layers have effective learning rates a factor ~3 apart (their $G_2$ differ) but
+# turn by the same angle per step, the one $\eta \lambda$ sets. The same numbers come out of
+# `theory`'s closed form, unit by unit (exact form, static $G_2$ over the window):
 
 # %%
 unit = 0
@@ -199,7 +199,7 @@ assert abs(eq.angle - np.arccos(q)) < 1e-12
 
 # %% [markdown]
 # `refnet.dynamics.compare(history)` does all of this for any of refnet's optimizers
-# (it reads the optimizer and its options from the History, picks the law, relaxes `G2` the
+# (it reads the optimizer and its options from the History, picks the law, relaxes $G_2$ the
 # same way): its medians should match ours.
 
 # %%
@@ -220,8 +220,8 @@ assert all(abs(library[n]["median"]["rel_error"]["norm_power"] - deviation[n]["n
 # ### Exercise 1: the angle from two snapshots
 #
 # Write `my_angle(w_before, w_after)`: the angle per row (one per output unit). The
-# obvious `arccos(<a, b> / (|a| |b|))` loses every digit for the tiny angles late training
-# produces (`cos` of 1e-8 rad is 1 in float64); find a form that does not.
+# obvious $\arccos(\langle a, b \rangle / (\lVert a \rVert \lVert b \rVert))$ loses every digit for the tiny angles late training
+# produces ($\cos$ of $10^{-8}$ rad is 1 in float64); find a form that does not.
 # `exercise_1()` compares it with `refnet.invariance.angular_update` down to 1e-9 rad.
 
 # %%
@@ -263,8 +263,8 @@ exercise_1()
 # %% [markdown]
 # ### Exercise 2: when the gradient vanishes
 #
-# If the training loss reaches zero, `g = 0` and only L2 acts. Predict `||w_t||` after `t`
-# such steps from `||w_0||` (identity 4 with `g = 0`), and so what happens to the effective
+# If the training loss reaches zero, $g = 0$ and only L2 acts. Predict $\lVert w_t \rVert$ after $t$
+# such steps from $\lVert w_0 \rVert$ (identity 4 with $g = 0$), and so what happens to the effective
 # learning rate. Write `norm_after(t, norm0, lr, lam)`. `exercise_2()` runs refnet's SGD on a
 # parameter whose gradient is kept at zero.
 
@@ -299,8 +299,8 @@ exercise_2()
 # %% [markdown]
 # ### Exercise 3: momentum
 #
-# With heavy-ball momentum `mu` (PyTorch's, no dampening) the steady angle becomes
-# `arccos(1 - 2 lr lam / (1 + mu))` (theory/README.md, section 5). Write
+# With heavy-ball momentum $\mu$ (`mu`; PyTorch's, no dampening) the steady angle becomes
+# $\arccos(1 - 2 \eta \lambda / (1 + \mu))$ (theory/README.md, section 5). Write
 # `predicted_momentum_angle(lr, lam, mu)`. `exercise_3()` compares it with
 # `theory.sgd_momentum_l2_equilibrium` and with a 600-step run (SGD, momentum 0.9,
 # `lr = 0.05, lam = 0.01`, a 64-wide BN network), median over units of the RMS angle over

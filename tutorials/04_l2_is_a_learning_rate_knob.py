@@ -12,10 +12,10 @@
 # # 4. L2 is a learning-rate knob
 #
 # **By the end you can** derive why, in front of a normalization layer, SGD's learning
-# rate and L2 coefficient matter only through their product `lr * lam` (up to the
+# rate $\eta$ and L2 coefficient $\lambda$ matter only through their product $\eta \lambda$ (up to the
 # initial norm, which is forgotten); check the exact symmetry behind it with two training
-# runs; watch a grid of `(lr, lam)` collapse onto `lr * lam`; and say what the paper's
-# unit-norm projection does instead (the effective learning rate becomes `lr`, and `lam`
+# runs; watch a grid of $(\eta, \lambda)$ collapse onto $\eta \lambda$; and say what the paper's
+# unit-norm projection does instead (the effective learning rate becomes $\eta$, and $\lambda$
 # drops out).
 #
 # A fully scale-invariant network throughout: BatchNorm without `gamma, beta`
@@ -64,41 +64,43 @@ def rms_angle(history, name, start):
 # %% [markdown]
 # ## Derivation
 #
-# **The symmetry (identity 5).** Start from `c w_0` instead of `w_0`. Scale invariance
-# gives `g(c w) = g(w) / c`. Suppose the run so far is exactly `c` times the original,
-# `w'_t = c w_t`. One SGD + L2 step with `(lr', lam')`:
+# **The symmetry (identity 5).** Start from $c w_0$ instead of $w_0$. Scale invariance
+# gives $g(c w) = g(w) / c$. Suppose the run so far is exactly $c$ times the original,
+# $w'_t = c w_t$. One SGD + L2 step with $(\eta', \lambda')$:
 #
-# ```
-# w'_{t+1} = w'_t - lr' (g(w'_t) + 2 lam' w'_t) = c w_t - (lr'/c) g(w_t) - 2 lr' lam' c w_t
-# ```
+# $$
+# w'_{t+1} = w'_t - \eta' \big(g(w'_t) + 2 \lambda' w'_t\big) = c w_t - (\eta'/c)\, g(w_t) - 2 \eta' \lambda' c\, w_t
+# $$
 #
-# This is `c w_{t+1} = c w_t - c lr g(w_t) - 2 c lr lam w_t` iff `lr' = c^2 lr` and
-# `lr' lam' = lr lam`. So `(c^2 lr, lam / c^2, c w_0)` produces *the same directions*, the
+# This is $c w_{t+1} = c w_t - c \eta\, g(w_t) - 2 c \eta \lambda w_t$ iff $\eta' = c^2 \eta$ and
+# $\eta' \lambda' = \eta \lambda$. So $(c^2 \eta, \lambda / c^2, c w_0)$ produces *the same directions*, the
 # same network function (BatchNorm ignores the scale), the same losses, step for step.
 # [`theory.symmetry_map`]
 #
-# **The collapse.** Two runs with the same `lr * lam` are therefore the same run started
+# **The collapse.** Two runs with the same $\eta \lambda$ are therefore the same run started
 # from different initial norms. The norm relaxes to its steady state in about
-# `1 / (8 lr lam)` steps (tutorial 3) and forgets where it started: after that the run
-# depends on `lr * lam` alone: steady angle `arccos(1 - 2 lr lam)`, the effective learning
+# $1 / (8 \eta \lambda)$ steps (tutorial 3) and forgets where it started: after that the run
+# depends on $\eta \lambda$ alone: steady angle $\arccos(1 - 2 \eta \lambda)$, the effective learning
 # rate, the training loss. L2 does not regularize the function here; it sets the speed.
 #
-# **The projection (the paper's fix).** Keep `||w|| = 1` by rescaling after every step
-# (`unit_norm=True`). From `||w|| = 1`:
+# **The projection (the paper's fix).** Keep $\lVert w \rVert = 1$ by rescaling after every step
+# (`unit_norm=True`). From $\lVert w \rVert = 1$:
 #
-# ```
-# w' = (q w - lr g) / ||q w - lr g|| = (w - (lr/q) g) / ||w - (lr/q) g||,    q = 1 - 2 lr lam
-# tan(theta) = (lr / q) ||g~||              (g ⟂ w, and g = g~ at the unit point)
-# ```
+# $$
+# \begin{aligned}
+# w' &= \frac{q w - \eta g}{\lVert q w - \eta g \rVert} = \frac{w - (\eta/q)\, g}{\lVert w - (\eta/q)\, g \rVert}, \qquad q = 1 - 2 \eta \lambda \\
+# \tan\theta &= (\eta / q) \lVert \tilde g \rVert \qquad (g \perp w, \text{ and } g = \tilde g \text{ at the unit point})
+# \end{aligned}
+# $$
 #
-# The effective learning rate is `lr / q ~ lr`: `lam` only rescales `lr` by `1/q` and is one
+# The effective learning rate is $\eta / q \approx \eta$: $\lambda$ only rescales $\eta$ by $1/q$ and is one
 # hyperparameter fewer. And since every layer now has the *same* effective learning rate,
-# it is the angle that differs between layers (`lr ||g~||`), the mirror image of tutorial 3.
+# it is the angle that differs between layers ($\eta \lVert \tilde g \rVert$), the mirror image of tutorial 3.
 
 # %% [markdown]
 # ## Check: the symmetry, exactly
 #
-# Two float64 runs of 100 steps, `(lr, lam, w_0)` and `theory.symmetry_map("sgd", 3, ...)`.
+# Two float64 runs of 100 steps, $(\eta, \lambda, w_0)$ and `theory.symmetry_map("sgd", 3, ...)`.
 # The symmetry needs exact scale invariance, so BatchNorm's `eps` is 0 here; with the
 # default `eps = 1e-5` it holds only approximately.
 
@@ -122,7 +124,7 @@ assert symmetry[0.0][0] < 1e-12 and symmetry[0.0][1] < 1e-12
 # %% [markdown]
 # ## Measure: a grid of (lr, lam)
 #
-# Three values of `lr * lam`, each reached with three learning rates 16 times apart: nine
+# Three values of $\eta \lambda$, each reached with three learning rates 16 times apart: nine
 # runs of 600 steps. All start from the same weights, at 0.4 times the default scale (by
 # the symmetry that is just another learning rate; it puts every run within 300 steps of its
 # steady state). Measured over the last 300 steps: the RMS angle per step and the
@@ -174,15 +176,15 @@ assert angle_dev < 0.1
 assert max(loss_spread) < 0.01 and min(np.diff(loss_by_product)) > 0.02
 
 # %% [markdown]
-# A 16-fold change of `lr` at fixed `lr * lam` moves the steady angle by a few percent and
-# the training loss by a few tenths of a percent; doubling `lr * lam` moves the loss by
-# 4-6%. The effective learning rates collapse too (they depend on `lr * lam` and `G2`).
+# A 16-fold change of $\eta$ at fixed $\eta \lambda$ moves the steady angle by a few percent and
+# the training loss by a few tenths of a percent; doubling $\eta \lambda$ moves the loss by
+# 4-6%. The effective learning rates collapse too (they depend on $\eta \lambda$ and $G_2$).
 #
 # ## The projection: check and measure
 #
 # With `unit_norm=True` refnet's SGD rescales every scale group to norm 1 after the
-# step. Check `tan(theta_t) = (lr / q) ||g~_t||` at every step (from step 1 on: the
-# initial weights are not unit vectors), with some L2 left in to see the `1/q`:
+# step. Check $\tan\theta_t = (\eta / q) \lVert \tilde g_t \rVert$ at every step (from step 1 on: the
+# initial weights are not unit vectors), with some L2 left in to see the $1/q$:
 
 # %%
 lr_p, lam_p = 2.0, 0.02
@@ -198,7 +200,7 @@ print(f"norms after the first step: {np.unique(np.round(h_proj.steps['norm/1.wei
 assert tan_law_err < 1e-4
 
 # %% [markdown]
-# Now take the L2 run at `lr * lam = 8e-3, lr = 0.2` from the grid and try to reproduce
+# Now take the L2 run at $\eta \lambda = 8 \cdot 10^{-3}$, $\eta = 0.2$ from the grid and try to reproduce
 # it with the projection, no L2. One global learning rate (layer 1's effective lr) gives
 # both layers the same effective lr, and so *different* angles. One learning rate per
 # layer, each set to that layer's steady effective lr in the L2 run (per-parameter groups),
@@ -231,8 +233,8 @@ assert abs(h_two.steps["loss"][steps // 2:].mean() / target["loss"] - 1) < 0.02
 #
 # ### Exercise 1: the symmetry with momentum
 #
-# Heavy-ball momentum keeps a buffer `b <- mu b + d` and steps `w <- w - lr b`. Work out
-# the map `(lr, lam, w_0) -> (lr', lam', c w_0)` that keeps the directions (hint: what does
+# Heavy-ball momentum keeps a buffer $b \leftarrow \mu b + h$ ($h$: the gradient, L2 term included) and steps $w \leftarrow w - \eta b$. Work out
+# the map $(\eta, \lambda, w_0) \to (\eta', \lambda', c w_0)$ that keeps the directions (hint: what does
 # the buffer scale by?). Write `momentum_symmetry(c, lr, lam)` returning `(lr', lam')`;
 # `exercise_1()` runs both configurations (momentum 0.9, float64, `eps = 0`, 60 steps).
 
@@ -279,8 +281,8 @@ exercise_1()
 # %% [markdown]
 # ### Exercise 2: projected SGD does not need `lam`
 #
-# From the derivation above: projected SGD with `(lr, lam)` follows *exactly* the same
-# directions as projected SGD with some `(lr', 0)`. Write `projected_equivalent_lr(lr, lam)`;
+# From the derivation above: projected SGD with $(\eta, \lambda)$ follows *exactly* the same
+# directions as projected SGD with some $(\eta', 0)$. Write `projected_equivalent_lr(lr, lam)`;
 # `exercise_2()` compares the two runs.
 
 # %%
@@ -307,11 +309,11 @@ exercise_2()
 # %% [markdown]
 # ### Exercise 3: without L2 the effective learning rate decays
 #
-# Set `lam = 0` in identity 4 and derive how `||w_t||^4` grows with `t` when
-# `E ||g~||^2 = G2` (keep the leading term). Write `norm4_without_l2(t, norm0, lr, G2)`.
-# `exercise_3()` trains 400 steps without L2 and compares, per unit, with `G2` measured
-# along the run. The effective learning rate `lr / ||w_t||^2` then decays like
-# `1/sqrt(t)`, and depends on the initial norm: without L2 a run's speed is set by its
+# Set $\lambda = 0$ in identity 4 and derive how $\lVert w_t \rVert^4$ grows with $t$ when
+# $\mathbb{E} \lVert \tilde g \rVert^2 = G_2$ (keep the leading term). Write `norm4_without_l2(t, norm0, lr, G2)`.
+# `exercise_3()` trains 400 steps without L2 and compares, per unit, with $G_2$ measured
+# along the run. The effective learning rate $\eta / \lVert w_t \rVert^2$ then decays like
+# $1/\sqrt{t}$, and depends on the initial norm: without L2 a run's speed is set by its
 # early steps (the paper's point about reproducibility).
 
 # %%

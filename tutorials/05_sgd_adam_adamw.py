@@ -36,33 +36,35 @@ data = load_dataset("fashion-mnist", subset=20000, test_subset=2000, seed=0)
 # %% [markdown]
 # ## Derivation
 #
-# One scale group `w` with `d` entries; `g ⟂ w`, `||g|| = ||g~|| / ||w||`, `G = sqrt(G2)`;
-# `k = (1 - b1) / (1 + b1)`. Adam divides its step by the running RMS of the gradient,
-# so its step has a *fixed* size: each entry moves by about `lr`, the tangential step has
-# mean square `k lr^2 d` per step, and with momentum the norm grows by `lr^2 d` per step
+# One scale group $w$ with $d$ entries; $g \perp w$, $\lVert g \rVert = \lVert \tilde g \rVert / \lVert w \rVert$, $G = \sqrt{G_2}$;
+# learning rate $\eta$ (`lr`), Adam's $\beta_1, \beta_2$ (`betas`), $k = (1 - \beta_1) / (1 + \beta_1)$. Adam divides its step by the running RMS of the gradient,
+# so its step has a *fixed* size: each entry moves by about $\eta$, the tangential step has
+# mean square $k \eta^2 d$ per step, and with momentum the norm grows by $\eta^2 d$ per step
 # (theory/README.md, sections 6, 7 and 10 have the details).
 #
-# **Adam + coupled L2** (`l2=lam`). The L2 term `2 lam w` goes through Adam's division
-# too. Per entry `sqrt(v) ~ ||g|| / sqrt(d) = G / (||w|| sqrt(d))` (the gradient dominates),
-# so L2 shrinks the norm each step by `lr 2 lam ||w|| / sqrt(v) = 2 lr lam ||w||^2 sqrt(d) / G`.
-# Balance it against the growth `lr^2 d` of `||w||^2`:
+# **Adam + coupled L2** (`l2=lam`). The L2 term $2 \lambda w$ goes through Adam's division
+# too. Per entry $\sqrt{v} \approx \lVert g \rVert / \sqrt{d} = G / (\lVert w \rVert \sqrt{d})$ (the gradient dominates),
+# so L2 shrinks the norm each step by $\eta\, 2 \lambda \lVert w \rVert / \sqrt{v} = 2 \eta \lambda \lVert w \rVert^2 \sqrt{d} / G$.
+# Balance it against the growth $\eta^2 d$ of $\lVert w \rVert^2$:
 #
-# ```
-# lr^2 d = 2 ||w|| * 2 lr lam ||w||^2 sqrt(d) / G   =>   ||w||^3 = lr G sqrt(d) / (4 lam)
-# angle^2 = k lr^2 d / ||w||^2                       =>   angle = sqrt(k) (4 lam lr^2 d / G)^(1/3)
-# ```
+# $$
+# \begin{aligned}
+# \eta^2 d &= 2 \lVert w \rVert \cdot 2 \eta \lambda \lVert w \rVert^2 \sqrt{d} / G && \Longrightarrow\ \lVert w \rVert^3 = \eta G \sqrt{d} / (4 \lambda) \\
+# \theta^2 &= k \eta^2 d / \lVert w \rVert^2 && \Longrightarrow\ \theta = \sqrt{k}\, (4 \lambda \eta^2 d / G)^{1/3}
+# \end{aligned}
+# $$
 #
-# The angle grows with the group's size `d` and falls with its gradient scale `G`:
+# The angle grows with the group's size $d$ and falls with its gradient scale $G$:
 # **unbalanced**. A 784-input unit and a 64-input unit turn at different rates.
 #
-# **AdamW** (`weight_decay=wd`, decoupled: `w <- (1 - lr wd) w - lr * step`). The decay
-# does not go through Adam's division, it shrinks `||w||^2` by `2 lr wd ||w||^2` per step:
+# **AdamW** (`weight_decay=wd`, decoupled: $w \leftarrow (1 - \eta\, \mathrm{wd})\, w - \eta\, \mathrm{step}$). The decay
+# does not go through Adam's division, it shrinks $\lVert w \rVert^2$ by $2 \eta\, \mathrm{wd} \lVert w \rVert^2$ per step:
 #
-# ```
-# lr^2 d = 2 lr wd ||w||^2   =>   ||w||^2 = lr d / (2 wd),     angle = sqrt(2 k lr wd)
-# ```
+# $$
+# \eta^2 d = 2 \eta\, \mathrm{wd} \lVert w \rVert^2 \quad\Longrightarrow\quad \lVert w \rVert^2 = \frac{\eta d}{2\, \mathrm{wd}}, \qquad \theta = \sqrt{2 k \eta\, \mathrm{wd}}
+# $$
 #
-# No `d`, no `G`: **balanced** again, like SGD + L2 (`arccos(1 - 2 lr lam)`, tutorial 3).
+# No $d$, no $G$: **balanced** again, like SGD + L2 ($\arccos(1 - 2 \eta \lambda)$, tutorial 3).
 # [`theory.adam_l2_equilibrium`, `theory.adamw_equilibrium`, `theory.balance_exponents`]
 
 # %%
@@ -72,16 +74,16 @@ for opt in ("sgd", "adam", "adamw"):
 # %% [markdown]
 # ## Measure: three optimizers, two layers of different width
 #
-# `mlp(784, width=64, norm="bn")`: the first weight has 64 units of `d = 784` inputs,
-# the second 64 units of `d = 64`. Three runs from the same initialization and the same
+# `mlp(784, width=64, norm="bn")`: the first weight has 64 units of $d = 784$ inputs,
+# the second 64 units of $d = 64$. Three runs from the same initialization and the same
 # batches, each set to relax within ~200 steps:
 #
 # * SGD + L2: `lr = 0.2, l2 = 0.01`
 # * Adam + L2: `lr = 3e-3, l2 = 0.01`
-# * AdamW: `lr = 3e-3, weight_decay = 1.0` (`lr * wd = 3e-3`; the usual `lr = 1e-3,
-#   wd = 0.01` relaxes in `1 / (2 lr wd) = 50 000` steps, longer than most runs)
+# * AdamW: `lr = 3e-3, weight_decay = 1.0` ($\eta\, \mathrm{wd} = 3 \cdot 10^{-3}$; the usual `lr = 1e-3,
+#   wd = 0.01` relaxes in $1 / (2 \eta\, \mathrm{wd}) = 50\,000$ steps, longer than most runs)
 #
-# Adam's `betas = (0.9, 0.99)`: with `b2 = 0.999` `v` lags the shrinking gradient by ~1000
+# Adam's `betas = (0.9, 0.99)`: with $\beta_2 = 0.999$ $v$ lags the shrinking gradient by ~1000
 # steps and the laws are reached later (theory/README.md, section 14).
 
 # %%
@@ -103,8 +105,8 @@ for label, make in runs.items():
     print(f"{label:9s}: test accuracy {histories[label].final['test_accuracy']:.3f}")
 
 # %% [markdown]
-# Per unit: the RMS angle over the last 400 steps, and `G2` as the mean of `||g~||^2` over
-# the same steps. The laws are evaluated unit by unit (Adam + L2 needs each unit's `G2`;
+# Per unit: the RMS angle over the last 400 steps, and $G_2$ as the mean of $\lVert \tilde g \rVert^2$ over
+# the same steps. The laws are evaluated unit by unit (Adam + L2 needs each unit's $G_2$;
 # the other two do not).
 
 # %%
@@ -151,12 +153,12 @@ fig.tight_layout()
 # The laws hold to a few percent. AdamW sits ~6% below its law in *both* layers (so the
 # balance is untouched): the law assumes every coordinate's gradient is stationary white
 # noise, which the random walk in `theory/` obeys (0.04% there, theory/README.md
-# section 15); real minibatch gradients are not, and Adam's per-coordinate `v` feels it.
-# Setting `b1 = 0` or running twice as long does not close the gap; which departure from
+# section 15); real minibatch gradients are not, and Adam's per-coordinate $v$ feels it.
+# Setting $\beta_1 = 0$ or running twice as long does not close the gap; which departure from
 # white noise costs those percent is an open question here.
 #
-# How much imbalance does the balance law predict for Adam + L2 from the two layers' `d`
-# and `G2` alone (`angle ~ (d / G)^(1/3)`)?
+# How much imbalance does the balance law predict for Adam + L2 from the two layers' $d$
+# and $G_2$ alone ($\theta \sim (d / G)^{1/3}$)?
 
 # %%
 G2_1, G2_2 = results["Adam + L2", "1.weight"]["G2"], results["Adam + L2", "4.weight"]["G2"]
@@ -171,9 +173,9 @@ print(f"Adam + L2: predicted layer-1/layer-2 ratio {predicted_ratio:.2f}, measur
 #
 # ### Exercise 1: PyTorch's `weight_decay`, three ways
 #
-# `torch.optim.SGD(weight_decay=wd)` and `torch.optim.Adam(weight_decay=wd)` add `wd * w`
-# to the gradient: the gradient of `(wd / 2) ||w||^2`. `torch.optim.AdamW(weight_decay=wd)`
-# multiplies `w` by `1 - lr wd` instead. Write `refnet_options(torch_name, wd)` returning the
+# `torch.optim.SGD(weight_decay=wd)` and `torch.optim.Adam(weight_decay=wd)` add $\mathrm{wd}\, w$
+# to the gradient: the gradient of $(\mathrm{wd} / 2) \lVert w \rVert^2$. `torch.optim.AdamW(weight_decay=wd)`
+# multiplies $w$ by $1 - \eta\, \mathrm{wd}$ instead. Write `refnet_options(torch_name, wd)` returning the
 # refnet keyword arguments (`{"l2": ...}` or `{"weight_decay": ...}`) that give the same
 # updates. `exercise_1()` runs 5 steps of refnet's optimizer with your options against
 # PyTorch's documented update rules (and against torch itself if it is installed).
@@ -253,11 +255,11 @@ exercise_1()
 # %% [markdown]
 # ### Exercise 2: Adam's symmetry is not SGD's
 #
-# Redo tutorial 4's argument for Adam + L2: start from `c w_0`; the gradient scales by
-# `1/c`; what must `lr`, `lam` and Adam's `eps` become so that the run stays exactly `c`
+# Redo tutorial 4's argument for Adam + L2: start from $c w_0$; the gradient scales by
+# $1/c$; what must $\eta$, $\lambda$ and Adam's $\epsilon$ become so that the run stays exactly $c$
 # times the original? Write `adam_l2_symmetry(c, lr, lam, eps)` returning `(lr', lam', eps')`.
 # `exercise_2()` runs both (float64, BatchNorm `eps = 0`, 40 steps, a fully scale-invariant
-# network) and also shows that SGD's map `(c^2 lr, lam / c^2)` is *not* a symmetry of Adam.
+# network) and also shows that SGD's map $(c^2 \eta, \lambda / c^2)$ is *not* a symmetry of Adam.
 
 # %%
 def adam_l2_symmetry(c, lr, lam, eps):
@@ -301,7 +303,7 @@ exercise_2()
 # ### Exercise 3: how unbalanced?
 #
 # From the Adam + L2 angle law, write `adam_angle_ratio(d1, G2_1, d2, G2_2)`: the ratio of
-# the steady angles of two groups with sizes `d1, d2` and gradient scales `G2_1, G2_2`
+# the steady angles of two groups with sizes $d_1, d_2$ and gradient scales $G_{2,1}, G_{2,2}$
 # (same `lr`, `lam`, `betas`). `exercise_3()` compares it with `theory.steady_angle` and
 # with the ratio measured above.
 

@@ -7,7 +7,9 @@
 
 Writes ``<out>/fig*.png``, ``<out>/report.json`` and ``<out>/report.md``; task results are
 cached in ``<out>/.cache`` (keyed by a hash of each task's configuration), so a second call
-only redraws. Exit status: 0 when every claim passes, 1 when one fails, 2 on a usage error.
+only redraws. Exit status: 0 when every claim passes, 1 when one fails, 2 on a usage error
+or missing data (checked before any task runs), 130 when stopped by Ctrl-C or SIGTERM
+(every finished task stays in the cache, so running the command again goes on from there).
 """
 
 import os
@@ -19,7 +21,8 @@ import numpy as np
 
 import refnet
 from refnet import backend
-from refnet.data import DATASETS
+from refnet.cli_checks import existing_dir, nonnegative_int, positive_int, writable_dir
+from refnet.data import DATASETS, DatasetError, locate_dataset
 from refnet.experiments import NAMES, claims, config, get
 from refnet.experiments.runner import Runner
 
@@ -30,22 +33,35 @@ def add_arguments(parser):
     parser.add_argument("--preset", default=None, choices=config.PRESETS,
                         help="sizes: default, quick (= --quick) or tiny (a seconds-long smoke test on "
                              "--data synthetic, for tests)")
-    parser.add_argument("--out", default="figures", metavar="DIR",
+    parser.add_argument("--out", type=writable_dir, default="figures", metavar="DIR",
                         help="where the figures, report.json, report.md and the cache (.cache/) go "
                              "(default: figures/)")
     parser.add_argument("--data", default="fashion-mnist", choices=[d for d in DATASETS if d != "mnist"],
                         help="data set (default: fashion-mnist)")
-    parser.add_argument("--data-dir", default=None, metavar="DIR",
+    parser.add_argument("--data-dir", type=existing_dir, default=None, metavar="DIR",
                         help="directory holding the data set's files (default: $REFNET_DATA or the system copy)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="where to train (default: cpu)")
-    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
+    parser.add_argument("--jobs", type=positive_int, default=min(4, os.cpu_count() or 1), metavar="N",
                         help="training runs in parallel processes (default: min(4, CPUs))")
     parser.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
                         help="run the tasks on this Dask scheduler (needs the 'cluster' extra)")
-    parser.add_argument("--only", default=None, metavar="NAME,...",
+    parser.add_argument("--only", type=_only, default=None, metavar="NAME,...",
                         help=f"run only these experiments, of: {', '.join(NAMES)}")
-    parser.add_argument("--seed", type=int, default=0, help="seed of data subsets, inits and batch orders")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of data subsets, inits and batch orders")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _only(text):
+    import argparse
+    try:
+        selected(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--only: ")) from None
+    return text
+
+
+def _cached(cache_dir):
+    return sum(name.endswith(".npz") for name in os.listdir(cache_dir)) if os.path.isdir(cache_dir) else 0
 
 
 def _versions(device):
@@ -106,9 +122,24 @@ def run(args):
     except ValueError as err:
         print(f"refnet reproduce: {err}", file=sys.stderr)
         return 2
-    runner = Runner(jobs=args.jobs, scheduler=args.dask_scheduler,
-                    cache_dir=os.path.join(args.out, ".cache"), progress=not args.no_progress)
-    found, notes, figures, task_seconds = reproduce(cfg, names, args.out, runner)
+    try:
+        locate_dataset(args.data, args.data_dir)  # the tasks read it; a missing one fails now, not in them
+    except DatasetError as err:
+        print(f"refnet reproduce: {err}", file=sys.stderr)
+        return 2
+    cache_dir = os.path.join(args.out, ".cache")
+    runner = Runner(jobs=args.jobs, scheduler=args.dask_scheduler, cache_dir=cache_dir,
+                    progress=not args.no_progress)
+    try:
+        found, notes, figures, task_seconds = reproduce(cfg, names, args.out, runner)
+    except DatasetError as err:  # raised inside a task (a file that went bad since the check)
+        print(f"refnet reproduce: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        print(f"refnet reproduce: {err or 'interrupted'}; the {runner.executed} tasks finished in this "
+              f"run are kept in {cache_dir} ({_cached(cache_dir)} cached in all): the same command "
+              f"goes on from them", file=sys.stderr)
+        return 130
     wall = time.perf_counter() - t0
     cfg_out = {**cfg, "experiments": names, "jobs": args.jobs, "dask_scheduler": args.dask_scheduler,
                "tasks_run": runner.executed, "task_seconds": task_seconds}

@@ -19,6 +19,10 @@ SHA-256 of the spec's canonical JSON, written atomically with the metadata insid
 
 A tqdm bar counts finished tasks. ``runner.executed`` counts the tasks this runner computed
 (cache misses), which is how the tests check that a second call retrains nothing.
+
+Ctrl-C (or any error) while tasks run: every task finished by then is in the cache, the
+workers are stopped at once (they ignore SIGINT themselves, so only this process decides)
+and unstarted tasks are cancelled, on a Dask cluster too; the exception goes on to the caller.
 """
 
 import concurrent.futures as cf
@@ -27,6 +31,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
+import threading
 
 from tqdm import tqdm
 
@@ -67,6 +73,10 @@ def execute(spec):
 
 
 def _worker_init():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent stops us
+    # tqdm's default lock is a multiprocessing semaphore; a worker stopped by the parent could
+    # not release it, and the resource tracker would warn about it at exit
+    tqdm.set_lock(threading.RLock())
     try:  # only if installed; the environment variables already did the job at numpy import
         import threadpoolctl
         threadpoolctl.threadpool_limits(1)
@@ -166,8 +176,13 @@ class Runner:
                     min(self.jobs, len(order)), mp_context=multiprocessing.get_context("spawn"),
                     initializer=_worker_init) as pool:
                 futures = {pool.submit(execute, todo[key]): key for key in order}
-                for fut in cf.as_completed(futures):
-                    yield futures[fut], fut.result()
+                try:
+                    for fut in cf.as_completed(futures):
+                        yield futures[fut], fut.result()
+                except BaseException:  # Ctrl-C, a failed task: keep what finished, stop the rest now
+                    self._keep_finished(futures, todo)
+                    _stop_pool(pool)
+                    raise
 
     def _run_dask(self, order, todo):
         try:
@@ -181,11 +196,36 @@ class Runner:
             futures = [client.submit(execute, todo[key], key=f"refnet-{key}", pure=False)
                        for key in order]
             key_of = {f.key: k for f, k in zip(futures, order)}
-            for fut in as_completed(futures):
-                yield key_of[fut.key], fut.result()
+            try:
+                for fut in as_completed(futures):
+                    yield key_of[fut.key], fut.result()
+            except BaseException:
+                client.cancel(futures)  # or the cluster goes on computing for no one
+                raise
         finally:
             if own:
                 client.close()
+
+
+    def _keep_finished(self, futures, todo):
+        """Cache the results of futures that finished but were not handed out yet."""
+        for fut, key in futures.items() if self.cache.directory is not None else ():
+            if fut.done() and not fut.cancelled() and fut.exception() is None and \
+                    self.cache.get(key) is None:
+                self.cache.put(key, todo[key], *fut.result())
+                self.executed += 1
+
+
+def _stop_pool(pool):
+    """Cancel the queued tasks and end the running ones (a worker mid-task would otherwise
+    hold the interpreter's exit until the task is done)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()  # the pool sees them die, fails what is left and cleans up
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _cost(spec):

@@ -29,7 +29,7 @@ from refnet.ops import (
     relu_backward,
     relu_forward,
 )
-from refnet.ops._checks import check_int, pair
+from refnet.ops._checks import check_int, check_module_dtype, pair
 
 
 def _uniform(rng, bound, shape, dtype, decay=True):
@@ -72,6 +72,7 @@ class Linear(_Cached):
                                  f"(N, {self.in_features})")
         if x.shape[1] != self.in_features:
             self._bad_input(f"{x.shape[1]} features, expected {self.in_features}")
+        check_module_dtype(self, x, [self.weight.data])
         b = None if self.bias is None else self.bias.data
         y, self._cache = linear_forward(x, self.weight.data, b)
         return y
@@ -112,6 +113,7 @@ class Conv2d(_Cached):
                                  f"(N, {self.in_channels}, H, W)")
         if x.shape[1] != self.in_channels:
             self._bad_input(f"{x.shape[1]} channels, expected {self.in_channels}")
+        check_module_dtype(self, x, [self.weight.data])
         b = None if self.bias is None else self.bias.data
         y, self._cache = conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
         return y

@@ -148,7 +148,9 @@ class Module:
         return state
 
     def load_state_dict(self, state):
-        """Copy arrays from ``state`` into this module; keys and shapes must match exactly."""
+        """Copy arrays from ``state`` into this module; keys and shapes must match exactly.
+        Every array stays where it is (NumPy or CuPy) with its dtype: a state read from a
+        file (NumPy) loads into a module on the GPU, buffers included."""
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -158,15 +160,14 @@ class Module:
             if tuple(v.shape) != tuple(own[k].shape):
                 raise ValueError(f"load_state_dict(state): {k!r} has shape {tuple(v.shape)}, "
                                  f"expected {tuple(own[k].shape)}")
-        xp = backend.array_module(*[p.data for p in self.parameters()])
         params = dict(self.named_parameters())
         for mod_name, mod in self.named_modules():
             for name in mod._buffers:
                 key = f"{mod_name}.{name}" if mod_name else name
-                old = getattr(mod, name)
-                object.__setattr__(mod, name, xp.asarray(state[key], dtype=old.dtype).copy())
+                old = getattr(mod, name)  # its own device: a module may have no parameters to ask
+                object.__setattr__(mod, name, _like(state[key], old).astype(old.dtype, copy=True))
         for k, p in params.items():
-            p.data[...] = xp.asarray(state[k], dtype=p.data.dtype)
+            p.data[...] = _like(state[k], p.data).astype(p.data.dtype, copy=False)
         return self
 
     def to(self, device=None, dtype=None):
@@ -196,6 +197,11 @@ class Module:
                 lines.append(f"  ({name}): {child}")
             return "\n".join(lines) + "\n)"
         return lines[0] + ")"
+
+
+def _like(value, array):
+    """``value`` on the device of ``array`` (NumPy or CuPy)."""
+    return backend.to_device(value, "cupy" if backend.is_cupy_array(array) else "numpy")
 
 
 def _convert(a, device, dtype):

@@ -10,6 +10,7 @@ import numpy as np
 
 from refnet import backend
 from refnet.nn.module import Module, Parameter
+from refnet.ops._checks import check_module_dtype
 from refnet.ops.batchnorm import (batchnorm_backward, batchnorm_eval_backward,
                                   batchnorm_eval_forward, batchnorm_forward)
 from refnet.ops.layernorm import layernorm_backward, layernorm_forward
@@ -83,6 +84,7 @@ class _BatchNorm(Module):
 
     def forward(self, x):
         self._check_input(x)
+        check_module_dtype(self, x, [getattr(self, "running_mean", None)] + [p.data for p in self.parameters()])
         gamma, beta = (self.weight.data, self.bias.data) if self.affine else (None, None)
         if self.training or not self.track_running_stats:
             m = x.size // x.shape[1]
@@ -170,6 +172,7 @@ class LayerNorm(Module):
         if not hasattr(x, "shape") or x.ndim < k or tuple(x.shape[x.ndim - k:]) != ns:
             raise ValueError(f"{self!r}: input of shape {tuple(getattr(x, 'shape', ()))} does not end "
                              f"with normalized_shape {ns}")
+        check_module_dtype(self, x, [p.data for p in self.parameters()])
         gamma = None if self.weight is None else self.weight.data
         beta = None if self.bias is None else self.bias.data
         y, cache = layernorm_forward(x.reshape((-1,) + ns), gamma, beta, self.eps)
@@ -231,6 +234,7 @@ class WeightNorm(Module):
         self._cache = None
 
     def forward(self, x):
+        check_module_dtype(self, x, [self.weight_v.data])
         w, self._cache = weightnorm_forward(self.weight_v.data, self.weight_g.data)
         self.module.weight.data = w
         return self.module(x)

@@ -44,3 +44,29 @@ def pair(name, value, op, minimum=0):
         return tuple(check_int(name, v, op, minimum) for v in value)
     v = check_int(name, value, op, minimum)
     return v, v
+
+
+def check_dtype(name, a, like_name, like, op):
+    """Raise TypeError unless ``a`` (None is fine) has the dtype of ``like`` (an array or a
+    dtype): mixed float dtypes are never promoted, since a float64 parameter would silently
+    turn a float32 network float64 (twice the memory and time) and a float32 one would round
+    a gradient check."""
+    want = getattr(like, "dtype", like)
+    if a is not None and getattr(a, "dtype", None) != want:
+        got = getattr(a, "dtype", type(a).__name__)
+        raise TypeError(f"{op}({name}): got dtype {got}, expected {want} (the dtype of {like_name}); "
+                        f"mixed float dtypes are not promoted: cast it with .astype({str(want)!r}) "
+                        f"(a module: .double() or .float())")
+
+
+def check_module_dtype(module, x, params):
+    """Raise TypeError unless input ``x`` has the dtype of the module's parameter arrays
+    ``params`` (Nones skipped), naming the module and the conversion that fixes it."""
+    want = next((p.dtype for p in params if p is not None), None)
+    got = getattr(x, "dtype", None)
+    if want is None or got is None or got == want:
+        return
+    fix = {"float64": ".double()", "float32": ".float()"}.get(str(got))
+    hint = (f"convert the module with {fix} or the input with .astype({str(want)!r})" if fix
+            else f"convert the input with .astype({str(want)!r})")
+    raise TypeError(f"{module!r}: input has dtype {got} but the module's parameters are {want}; {hint}")

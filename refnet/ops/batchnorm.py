@@ -57,7 +57,7 @@ y is then an affine function of x per channel, and
 """
 
 from refnet import backend
-from refnet.ops._checks import check_float, check_ndim, check_shape
+from refnet.ops._checks import check_dtype, check_float, check_ndim, check_shape
 
 _OP = "batchnorm_forward"
 
@@ -84,6 +84,7 @@ def _check(x, gamma, beta, op, extra=()):
     for name, a in (("gamma", gamma), ("beta", beta)) + tuple(extra):
         if a is not None:
             check_shape(name, a, (c,), op)
+            check_dtype(name, a, "x", x, op)
 
 
 def batchnorm_forward(x, gamma, beta, eps=1e-5):
@@ -127,6 +128,7 @@ def batchnorm_backward(dy, cache):
     xc, shift, gamma, beta = cache["xc"], cache["shift"], cache["gamma"], cache["beta"]
     inv_std = cache["inv_std"]
     check_shape("dy", dy, xc.shape, "batchnorm_backward")
+    check_dtype("dy", dy, "the forward's x", xc, "batchnorm_backward")
     xp = backend.array_module(dy, xc)
     m = xc.size // xc.shape[1]
     dbeta = dy.sum(axis=_reduce_axes(dy))
@@ -157,6 +159,7 @@ def batchnorm_eval_backward(dy, cache):
     """Gradients of ``batchnorm_eval_forward``: ``(dx, dgamma, dbeta, dmean, dvar)``."""
     xhat, gamma, beta, inv_std = cache["xhat"], cache["gamma"], cache["beta"], cache["inv_std"]
     check_shape("dy", dy, xhat.shape, "batchnorm_eval_backward")
+    check_dtype("dy", dy, "the forward's x", xhat, "batchnorm_eval_backward")
     xp = backend.array_module(dy, xhat)
     dbeta = dy.sum(axis=_reduce_axes(dy))
     dgamma = _sum_products(dy, xhat, xp)

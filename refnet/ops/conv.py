@@ -62,7 +62,7 @@ import math
 import threading
 
 from refnet import backend
-from refnet.ops._checks import check_float, check_ndim, check_shape, pair
+from refnet.ops._checks import check_dtype, check_float, check_ndim, check_shape, pair
 
 _OP = "conv2d_forward"
 _WORKSPACE_MAX = 2 ** 27     # bytes: larger columns (big eval batches) get a fresh array
@@ -183,8 +183,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
     check_ndim("x", x, 4, _OP)
     check_ndim("w", w, 4, _OP)
     check_float("x", x, _OP)
-    if w.dtype != x.dtype:
-        raise TypeError(f"{_OP}(w): got dtype {w.dtype}, expected {x.dtype} (the dtype of x)")
+    check_dtype("w", w, "x", x, _OP)
     stride = pair("stride", stride, _OP, minimum=1)
     padding = pair("padding", padding, _OP, minimum=0)
     n, c, h, wd = x.shape
@@ -194,8 +193,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
                          f"but x has {c} channels (shape {tuple(x.shape)})")
     if b is not None:
         check_shape("b", b, (f,), _OP)
-        if b.dtype != x.dtype:
-            raise TypeError(f"{_OP}(b): got dtype {b.dtype}, expected {x.dtype} (the dtype of x)")
+        check_dtype("b", b, "x", x, _OP)
     hp, wp = h + 2 * padding[0], wd + 2 * padding[1]
     if kh > hp or kw > wp:
         raise ValueError(f"{_OP}(w): kernel {kh}x{kw} is larger than the padded input "
@@ -230,6 +228,7 @@ def conv2d_backward(dy, cache):
     ho, wo = _output_size(x.shape[2], kh, stride[0], padding[0]), _output_size(
         x.shape[3], kw, stride[1], padding[1])
     check_shape("dy", dy, (n, f, ho, wo), "conv2d_backward")
+    check_dtype("dy", dy, "the forward's x", x, "conv2d_backward")
     xp = backend.array_module(dy, w)
 
     # dy_rows^T as (F, N*Ho*Wo): one copy with runs of Ho*Wo; dy itself is untouched.

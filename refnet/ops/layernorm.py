@@ -26,7 +26,7 @@ sample's whole input, so a weight feeding LN is invariant to scaling the *whole*
 import math
 
 from refnet import backend
-from refnet.ops._checks import check_float, check_shape
+from refnet.ops._checks import check_dtype, check_float, check_shape
 
 _OP = "layernorm_forward"
 
@@ -40,6 +40,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     for name, a in (("gamma", gamma), ("beta", beta)):
         if a is not None:
             check_shape(name, a, x.shape[1:], _OP)
+            check_dtype(name, a, "x", x, _OP)
     xp = backend.array_module(x, gamma, beta)
     n = x.shape[0]
     d = math.prod(x.shape[1:])
@@ -59,6 +60,7 @@ def layernorm_backward(dy, cache):
     """Gradients of ``layernorm_forward``: ``(dx, dgamma, dbeta)`` (None where gamma/beta were None)."""
     xhat, gamma, beta, inv_std, shape = (cache[k] for k in ("xhat", "gamma", "beta", "inv_std", "shape"))
     check_shape("dy", dy, shape, "layernorm_backward")
+    check_dtype("dy", dy, "the forward's x", xhat, "layernorm_backward")
     xp = backend.array_module(dy, xhat)
     n, d = xhat.shape
     dy2 = dy.reshape(n, d)

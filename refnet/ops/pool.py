@@ -14,13 +14,14 @@ the views measured ~25x faster than reshape/argmax tricks).
 Max:  y = max_pq view_pq. The max is piecewise the identity of one input, so
       dL/dx[n, c, i*sh + p, j*sw + q] += dy[n, c, i, j] for the ONE (p, q) that attains the
       max; on ties that is the first offset in row-major (p, q) order, PyTorch's choice.
-      Overlapping windows (stride < kernel) add their contributions.
+      Overlapping windows (stride < kernel) add their contributions. A window holding a NaN
+      has max NaN (NaN propagates) and, as in PyTorch, its gradient goes to its LAST NaN.
 Avg:  y = (1 / (KH*KW)) sum_pq view_pq, so every tap gets dy / (KH*KW):
       dL/dx[n, c, i*sh + p, j*sw + q] += dy[n, c, i, j] / (KH*KW).
 """
 
 from refnet import backend
-from refnet.ops._checks import check_float, check_ndim, check_shape, pair
+from refnet.ops._checks import check_dtype, check_float, check_ndim, check_shape, pair
 
 
 def _setup(x, kernel_size, stride, op):
@@ -59,6 +60,7 @@ def maxpool2d_backward(dy, cache):
     """dx: dy routed to the first maximum of each window (summed where windows overlap)."""
     x, y, kernel, stride = cache
     check_shape("dy", dy, y.shape, "maxpool2d_backward")
+    check_dtype("dy", dy, "the forward's x", x, "maxpool2d_backward")
     xp = backend.array_module(x, dy)
     dx = xp.zeros_like(x)
     # Which windows still wait for their gradient: the argmax is not stored in the forward;
@@ -81,7 +83,23 @@ def maxpool2d_backward(dy, cache):
             xp.multiply(dy, hit, out=dv)
         else:
             dv += dy * hit           # distinct targets within one view, so += is exact
+    if bool(xp.isnan(y).any()):      # a NaN max equals nothing, so its window got no gradient yet
+        _route_nan_windows(x, y, dy, dx, kernel, stride)
     return dx
+
+
+def _route_nan_windows(x, y, dy, dx, kernel, stride):
+    """Give each window whose max is NaN its gradient at its LAST NaN tap in row-major (p, q)
+    order, as PyTorch does: its kernels keep ``if (val > maxval || isnan(val))``, so every
+    NaN met in the scan takes the index over. Scanning the offsets backwards, the first NaN
+    met is that last one."""
+    xp = backend.array_module(x, dy)
+    pending = xp.isnan(y)
+    views = list(zip(_views(x, kernel, stride, y.shape[2:]), _views(dx, kernel, stride, y.shape[2:])))
+    for v, dv in reversed(views):
+        hit = xp.isnan(v) & pending
+        pending &= ~hit
+        dv += xp.where(hit, dy, 0)
 
 
 def avgpool2d_forward(x, kernel_size, stride=None):
@@ -92,15 +110,16 @@ def avgpool2d_forward(x, kernel_size, stride=None):
     for v in views:
         y += v
     y *= 1.0 / (kernel[0] * kernel[1])   # a Python float keeps x's dtype
-    return y, (x.shape, kernel, stride)
+    return y, (x.shape, kernel, stride, x.dtype)
 
 
 def avgpool2d_backward(dy, cache):
     """dx: dy / (KH*KW) added to every tap of its window."""
-    x_shape, kernel, stride = cache
+    x_shape, kernel, stride, dtype = cache
     n, c, h, w = x_shape
     out_hw = ((h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1)
     check_shape("dy", dy, (n, c) + out_hw, "avgpool2d_backward")
+    check_dtype("dy", dy, "the forward's x", dtype, "avgpool2d_backward")
     xp = backend.array_module(dy)
     dx = xp.zeros(x_shape, dtype=dy.dtype)
     g = dy * (1.0 / (kernel[0] * kernel[1]))

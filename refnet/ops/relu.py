@@ -4,7 +4,7 @@ Gradient: dL/dx = dy * [x > 0]. At x == 0 the derivative is taken as 0, as in Py
 """
 
 from refnet import backend
-from refnet.ops._checks import check_float, check_shape
+from refnet.ops._checks import check_dtype, check_float, check_shape
 
 
 def relu_forward(x):
@@ -21,4 +21,5 @@ def relu_backward(dy, cache):
     """dx = dy * [x > 0]."""
     y = cache
     check_shape("dy", dy, y.shape, "relu_backward")
+    check_dtype("dy", dy, "the forward's x", y, "relu_backward")
     return dy * (y > 0)

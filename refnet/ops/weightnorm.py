@@ -17,7 +17,7 @@ of v is its own scale group (``scale_group = "unit"``); g carries the scale.
 """
 
 from refnet import backend
-from refnet.ops._checks import check_float, check_shape
+from refnet.ops._checks import check_dtype, check_float, check_shape
 
 _OP = "weightnorm_forward"
 
@@ -29,6 +29,7 @@ def weightnorm_forward(v, g):
                          f"expected an array of rank >= 2 (out, ...)")
     check_float("v", v, _OP)
     check_shape("g", g, v.shape[:1], _OP)
+    check_dtype("g", g, "v", v, _OP)
     xp = backend.array_module(v, g)
     unit = (-1,) + (1,) * (v.ndim - 1)
     r = xp.sqrt(xp.einsum("ij,ij->i", v.reshape(v.shape[0], -1), v.reshape(v.shape[0], -1)))
@@ -40,6 +41,7 @@ def weightnorm_backward(dw, cache):
     """Gradients of ``weightnorm_forward``: ``(dv, dg)``."""
     v, g, r = cache["v"], cache["g"], cache["r"]
     check_shape("dw", dw, v.shape, "weightnorm_backward")
+    check_dtype("dw", dw, "the forward's v", v, "weightnorm_backward")
     xp = backend.array_module(dw, v)
     unit = (-1,) + (1,) * (v.ndim - 1)
     dg = xp.einsum("ij,ij->i", dw.reshape(v.shape[0], -1), v.reshape(v.shape[0], -1)) / r

@@ -61,10 +61,11 @@ class Optimizer:
 
     # --- the public API ------------------------------------------------------------
     def step(self):
-        """One update of every parameter with a gradient, then the unit-norm projection."""
+        """One update of every parameter with a gradient and ``requires_grad`` (a frozen one is
+        left alone, as in PyTorch), then the unit-norm projection."""
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
+                if p.grad is None or not p.requires_grad:
                     continue
                 if tuple(p.grad.shape) != tuple(p.data.shape):
                     raise ValueError(f"{type(self).__name__}.step(): {p!r} has a gradient of shape "
@@ -159,7 +160,7 @@ class Optimizer:
 
     def _project_group(self, group):
         for p in group["params"]:
-            if p.scale_group is None:
+            if p.scale_group is None or not p.requires_grad:
                 continue
             norms = group_norms(p)
             if not bool((norms > 0).all()):  # also catches NaN
