@@ -2,10 +2,11 @@
 to float64 (1e-12 over 60 steps), against the unpatched bfloat16 PyTorch over one step (at the
 tolerance measured below), refnet's extensions (conv kernels as (out, in*k*k) matrices, AdamW
 for the 1-D parameters, decay only where ``p.decay``), the Newton-Schulz map itself, bad input.
-State dicts and checkpoints: tests/test_optim_resume.py. Torch tests: ``pytest.importorskip``."""
+State dicts and checkpoints: tests/test_optim_resume.py. Torch through ``oracle.require_torch()``."""
 
 import numpy as np
 import pytest
+from oracle import require_torch
 from test_optim import grad_at, make_params, train
 
 from refnet.nn import Parameter
@@ -40,7 +41,7 @@ def _torch_float64_newton_schulz(torch):
 
 @pytest.mark.parametrize("cfg", TORCH_SETTINGS, ids=str)
 def test_equals_torch_muon_with_float64_newton_schulz_over_60_steps(rng, monkeypatch, cfg):
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     import torch.optim._muon as torch_muon
     monkeypatch.setattr(torch_muon, "_zeropower_via_newtonschulz", _torch_float64_newton_schulz(torch))
     params = make_params(rng, shapes=((4, 3), (3, 7), (6, 6), (2, 3, 2, 2)), decay=(True,) * 4)
@@ -64,7 +65,7 @@ BFLOAT16_TOL = {(6, 6): 0.065, (64, 288): 0.0105, (256, 784): 0.006}
 
 @pytest.mark.parametrize("shape", sorted(BFLOAT16_TOL))
 def test_one_step_agrees_with_torch_bfloat16_muon_to_the_measured_tolerance(shape):
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     worst = 0.0
     for seed in range(20):
         r = np.random.default_rng(seed)
