@@ -12,7 +12,8 @@ scale-invariant weights onto the unit sphere once before the first step.
 Nothing is lost and nothing runs on a mistake. Before any data is loaded: numbers and
 paths are checked as they are parsed (``refnet.cli_checks``); an option given for an
 optimizer, normalization or schedule it does not apply to (``--opt adam --momentum 0.9``)
-is refused, by the tables ``OPTIMIZERS`` and ``APPLIES``; an ``--out`` that holds a run
+is refused, by the tables ``OPTIMIZERS`` and ``APPLIES``; ``--wrapper`` puts the optimizer in
+``refnet.optim.Rotational`` or ``Hyperball``; an ``--out`` that holds a run
 needs ``--resume`` or ``--overwrite``; ``--resume`` needs a readable checkpoint of the same
 run, given the same flags (an omitted one counts as given differently). Ctrl-C or SIGTERM
 says so at once, lets the step in flight finish, saves a checkpoint at it, prints the
@@ -20,6 +21,7 @@ command that resumes and exits with status 130; a second Ctrl-C stops sooner (mi
 mid-test-pass) and still saves every finished step.
 """
 
+import argparse
 import inspect
 import os
 import shlex
@@ -39,7 +41,11 @@ SCHEDULES = ("constant", "step", "cosine", "warmup", "warmup-cosine", "warmup-st
 OPTIMIZERS = {
     "sgd": ("SGD", ("lr", "momentum", "nesterov", "l2", "weight_decay", "unit_norm"), {"lr": 0.01}),
     "adam": ("Adam", ("lr", "betas", "eps", "l2", "weight_decay", "unit_norm"), {}),
+    "lion": ("Lion", ("lr", "betas", "weight_decay"), {}),
+    "muon": ("Muon", ("lr", "weight_decay", "momentum", "nesterov", "eps", "ns_steps", "adjust_lr_fn"), {}),
 }
+# --wrapper NAME -> its class in refnet.optim, around the --opt optimizer ("none": no wrapper).
+WRAPPERS = {"none": None, "rotational": "Rotational", "hyperball": "Hyperball"}
 # option -> (the option that decides, the values it applies to); given for another value,
 # it is an error rather than silently ignored.
 APPLIES = {
@@ -49,11 +55,13 @@ APPLIES = {
     "warmup_steps": ("schedule", ("warmup", "warmup-cosine", "warmup-step")),
     "step_size": ("schedule", ("step", "warmup-step")),
     "gamma": ("schedule", ("step", "warmup-step")),
+    "eta_r": ("wrapper", ("rotational",)),
+    "zero_mean": ("wrapper", ("rotational",)),
 }
 REQUIRED = object()
 # what an option of APPLIES means when not given (REQUIRED: must be given where it applies)
 DEFAULTS = {"affine": True, "data_dir": None, "warmup_steps": REQUIRED, "step_size": REQUIRED,
-            "gamma": 0.1}
+            "gamma": 0.1, "eta_r": None, "zero_mean": False}
 CHECKPOINT = "checkpoint.npz"
 RUN_FILES = (CHECKPOINT, "history.json", "history.npz")
 # Flags that may differ between a run and its --resume.
@@ -89,13 +97,25 @@ def add_arguments(parser):
     for flag, kw, text in (
             ("--lr", dict(type=nonnegative), "learning rate"),
             ("--momentum", dict(type=unit), "momentum"),
-            ("--nesterov", dict(action="store_true"), "Nesterov momentum"),
-            ("--betas", dict(type=unit, nargs=2, metavar=("B1", "B2")), "Adam's moment decay rates"),
-            ("--eps", dict(type=number_in(0.0, low_open=True)), "Adam's epsilon"),
+            ("--nesterov", dict(action=argparse.BooleanOptionalAction), "Nesterov momentum"),
+            ("--betas", dict(type=unit, nargs=2, metavar=("B1", "B2")), "moment decay rates"),
+            ("--eps", dict(type=number_in(0.0, low_open=True)),
+             "epsilon (Adam's denominator; Muon's Newton-Schulz floor)"),
             ("--l2", dict(type=nonnegative), "coupled L2: the loss gains l2*||w||^2"),
             ("--weight-decay", dict(type=nonnegative), "decoupled: w -= lr*wd*w"),
-            ("--unit-norm", dict(action="store_true"), "project scale-invariant weights to norm 1")):
+            ("--unit-norm", dict(action="store_true"), "project scale-invariant weights to norm 1"),
+            ("--ns-steps", dict(type=positive_int), "Newton-Schulz iterations"),
+            ("--adjust-lr-fn", dict(choices=("original", "match_rms_adamw")),
+             "PyTorch's lr adjustment for a matrix's shape (None: original)")):
         o.add_argument(flag, default=None, help=f"{text}; {_optimizer_help(flag[2:].replace('-', '_'))}", **kw)
+    o.add_argument("--wrapper", choices=tuple(WRAPPERS), default="none",
+                   help="rotational: each scale group turns by a fixed angle per step (Kosson et al.); "
+                        "hyperball: fixed weight and step norms, lr sets the angle (Wen et al.); default none")
+    o.add_argument("--eta-r", type=nonnegative, default=None,
+                   help="--wrapper rotational: the angle per step (default: the inner optimizer's "
+                        "equilibrium angle)")
+    o.add_argument("--zero-mean", action="store_true", default=None,
+                   help="--wrapper rotational: centre the weights and the updates; default off")
     o.add_argument("--schedule", default="constant", choices=SCHEDULES,
                    help="lr factor per step (refnet.optim.schedules)")
     o.add_argument("--warmup-steps", type=positive_int, default=None,
@@ -230,11 +250,16 @@ def build_model(args, data):
 
 
 def build_optimizer(args, params):
-    """The ``--opt`` optimizer with the options ``resolve`` filled in."""
+    """The ``--opt`` optimizer with the options ``resolve`` filled in, in its ``--wrapper``."""
     import refnet.optim
     cls_name, takes, _ = OPTIMIZERS[args.opt]
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in takes}
-    return getattr(refnet.optim, cls_name)(params, **options)
+    optimizer = getattr(refnet.optim, cls_name)(params, **options)
+    if args.wrapper == "rotational":
+        return refnet.optim.Rotational(optimizer, eta_r=args.eta_r, zero_mean=args.zero_mean)
+    if args.wrapper == "hyperball":
+        return refnet.optim.Hyperball(optimizer)
+    return optimizer
 
 
 def build_schedule(args, total_steps):

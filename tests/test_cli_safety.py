@@ -388,8 +388,10 @@ def test_train_help_shows_every_default(capsys):
     assert main(["train", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     for said in ("(default: fashion-mnist)", "(default: cnn)", "(default: bn)", "(default: float32)",
-                 "(default: sgd)", "default 0.01 (sgd), 0.001 (adam)", "--opt sgd; default 0.0",
-                 "--opt adam; default (0.9, 0.999)", "--opt adam; default 1e-08", "default 0.1",
+                 "(default: sgd)", "default 0.01 (sgd), 0.001 (adam)", "--opt sgd/muon; default 0.0 (sgd), 0.95 (muon)",
+                 "--opt adam/lion; default (0.9, 0.999) (adam), (0.9, 0.99) (lion)",
+                 "--opt adam/muon; default 1e-08 (adam), 1e-07 (muon)", "--opt muon; default 5", "default 0.1",
+                 "--wrapper rotational: the angle per step (default: the inner optimizer's equilibrium angle)",
                  "default 2", "(default: 128)", "(default: 0)", "(default: 1)", "(default: constant)",
                  "(default: cpu)", "default 256", "default 32"):
         assert said in text, said

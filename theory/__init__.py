@@ -11,6 +11,9 @@ The derivations are in theory/README.md; the laws are listed in THEORY.md.
 - growth: the no-L2 growth laws (SGD, Adam).
 - symmetries: hyperparameter rescalings that leave directions unchanged (identity 5).
 - balance: steady angle versus a layer's size and gradient scale.
+- sign_and_orthogonal: Lion and Muon under decoupled weight decay (sign and Newton-Schulz
+  correlations in time set the angle).
+- wrappers: the rotational wrapper's and Hyperball's angles; SGD + momentum + decoupled decay.
 - updates, randomwalk: reference update rules and the scale-invariant random walk that checks
   all of the above by simulation.
 """
@@ -25,8 +28,13 @@ from theory.growth import Growth, adam_growth, sgd_growth
 from theory.identities import (effective_lr, exponential_lr_equivalent, l2_after_rescaling,
                                one_step_angle_scaling, sgd_norm_recursion, zero_gradient_norm)
 from theory.randomwalk import Walk, initial_weights, random_walk, row_angles, scale_invariant_gradient
+from theory.sign_and_orthogonal import (correlation_sum, lion_angle_kosson, lion_equilibrium, lion_R,
+                                        momentum_correlations, muon_equilibrium, muon_R, newton_schulz,
+                                        orthogonalized_correlation, sign_correlation)
 from theory.symmetries import equilibrium_invariant, is_symmetry, symmetry_map
-from theory.updates import AdamRule, SGDRule
+from theory.updates import AdamRule, LionRule, MuonRule, SGDRule
+from theory.wrappers import (hyperball_angle, hyperball_radial, nesterov_angle_factor, rotational_angle,
+                             sgdm_weight_decay_equilibrium)
 
 __all__ = [
     "balance_exponents", "steady_angle",
@@ -39,5 +47,9 @@ __all__ = [
     "sgd_norm_recursion", "zero_gradient_norm",
     "Walk", "initial_weights", "random_walk", "row_angles", "scale_invariant_gradient",
     "equilibrium_invariant", "is_symmetry", "symmetry_map",
-    "AdamRule", "SGDRule",
+    "correlation_sum", "lion_angle_kosson", "lion_equilibrium", "lion_R", "momentum_correlations",
+    "muon_equilibrium", "muon_R", "newton_schulz", "orthogonalized_correlation", "sign_correlation",
+    "hyperball_angle", "hyperball_radial", "nesterov_angle_factor", "rotational_angle",
+    "sgdm_weight_decay_equilibrium",
+    "AdamRule", "LionRule", "MuonRule", "SGDRule",
 ]

@@ -15,6 +15,8 @@ Adam with bias corrections and ``eps`` added to ``sqrt(v_hat)``).
 
 import numpy as np
 
+from theory.sign_and_orthogonal import newton_schulz
+
 
 def _project_rows(w):
     return w / np.linalg.norm(w, axis=1, keepdims=True)
@@ -65,3 +67,33 @@ class AdamRule:
         v_hat = self.v / (1.0 - self.b2 ** self.t)
         w = (1.0 - self.lr * self.wd) * w - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
         return _project_rows(w) if self.unit_norm else w
+
+
+class LionRule:
+    """Lion (Chen et al. 2023): ``c = b1 m + (1-b1) g``; ``w <- (1 - lr wd) w - lr sign(c)``;
+    ``m <- b2 m + (1-b2) g`` (``m`` starts at 0)."""
+
+    def __init__(self, lr, betas=(0.9, 0.99), weight_decay=0.0):
+        self.lr, (self.b1, self.b2), self.wd = lr, betas, weight_decay
+        self.m = 0.0
+
+    def __call__(self, w, g):
+        c = self.b1 * self.m + (1.0 - self.b1) * g
+        self.m = self.b2 * self.m + (1.0 - self.b2) * g
+        return (1.0 - self.lr * self.wd) * w - self.lr * np.sign(c)
+
+
+class MuonRule:
+    """Muon on the whole ``(units, d)`` array as one matrix (PyTorch's): ``B <- mu B + (1-mu) g``;
+    ``U = (1-mu) g + mu B`` (Nesterov) or ``B``; ``w <- (1 - lr wd) w - lr_adj NS(U)`` with
+    ``lr_adj = lr sqrt(max(1, units/d))`` (PyTorch's "original" adjustment)."""
+
+    def __init__(self, lr, momentum=0.95, nesterov=True, weight_decay=0.1):
+        self.lr, self.mu, self.nesterov, self.wd = lr, momentum, nesterov, weight_decay
+        self.buf = 0.0
+
+    def __call__(self, w, g):
+        self.buf = self.mu * self.buf + (1.0 - self.mu) * g
+        u = (1.0 - self.mu) * g + self.mu * self.buf if self.nesterov else self.buf
+        lr_adj = self.lr * np.sqrt(max(1.0, w.shape[0] / w.shape[1]))
+        return (1.0 - self.lr * self.wd) * w - lr_adj * newton_schulz(u)

@@ -141,6 +141,25 @@ def adam_angle_ratio(d1, G2_1, d2, G2_2):
     return ((d1 / np.sqrt(G2_1)) / (d2 / np.sqrt(G2_2))) ** (1 / 3)
 
 
+# --- 06 the rotational view -------------------------------------------------------------
+def adamw_angle(lr, wd, b1):
+    """Decay removes 2 lr wd ||w||^2 per step, the steps add lr^2 d; angle^2 = k lr^2 d / ||w||^2."""
+    return np.sqrt(2 * lr * wd * (1 - b1) / (1 + b1))
+
+
+def rotational_move(w, u, eta_r, n, nu, t, beta):
+    """Project u orthogonal to each row, update its running mean square, step, back to norm n."""
+    u = u - w * ((u * w).sum(axis=1, keepdims=True) / (w * w).sum(axis=1, keepdims=True))
+    nu = beta * nu + (1 - beta) * (u * u).sum(axis=1, keepdims=True)
+    moved = w - eta_r * n * u / np.sqrt(nu / (1 - beta ** t))
+    return n * moved / np.linalg.norm(moved, axis=1, keepdims=True), nu
+
+
+def sgdm_angle(lr, l2, momentum):
+    """PyTorch's weight_decay is 2 * l2 (the gradient of l2 ||w||^2): sqrt(2 lr (2 l2) / (1 + mu))."""
+    return np.sqrt(4 * lr * l2 / (1 + momentum))
+
+
 SOLUTIONS = {
     "01_write_a_layer": {
         "exercise_1": (layernorm_forward, layernorm_backward),
@@ -166,5 +185,10 @@ SOLUTIONS = {
         "exercise_1": (refnet_options,),
         "exercise_2": (adam_l2_symmetry,),
         "exercise_3": (adam_angle_ratio,),
+    },
+    "06_rotational_view": {
+        "exercise_1": (adamw_angle,),
+        "exercise_2": (rotational_move,),
+        "exercise_3": (sgdm_angle,),
     },
 }
