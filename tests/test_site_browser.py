@@ -282,7 +282,8 @@ def test_the_page_check_fails_on_a_console_warning(site, served):
 
 def test_the_page_check_fails_on_katex_warning_in_strict_mode(site, served):
     url = _planted(site, "planted-katex-warning",  # typesets, but KaTeX warns: unicode text in math
-                   lambda h: h.replace("</article>", '<p><span class="arithmatex">\\(\u00e9\\)</span></p></article>', 1))
+                   lambda h: h.replace("</article>", '<p><span class="arithmatex">\\(\u00e9\\)</span></p>'
+                                                     "</article>", 1))
     assert any("console warning" in p and "strict" in p for p in observe(served, url)["problems"])
 
 
@@ -335,11 +336,13 @@ def _stripped_lesson(html):
 @pytest.mark.parametrize("problem", ["no output under", "no figure under", "a code line cut off"])
 def test_the_lesson_check_fails_on_a_page_without_outputs_figures_or_whole_lines(site, served, problem):
     url = _planted(site, "planted-lesson", _stripped_lesson, source=PLANTED_LESSON)
-    assert any(p.startswith(problem) for p in lesson_problems(observe(served, url), _code_cells(LESSONS[PLANTED_LESSON])))
+    problems = lesson_problems(observe(served, url), _code_cells(LESSONS[PLANTED_LESSON]))
+    assert any(p.startswith(problem) for p in problems)
 
 
 def test_the_search_check_fails_on_a_term_the_site_does_not_hold(served):
-    problems = search_problems(served, "zqxw_not_on_the_site", "#refnet.ops.batchnorm.batchnorm_backward", timeout=3_000)
+    problems = search_problems(served, "zqxw_not_on_the_site", "#refnet.ops.batchnorm.batchnorm_backward",
+                               timeout=3_000)  # short: the term is nowhere, so waiting longer changes nothing
     assert problems and problems[0].startswith("the search for 'zqxw_not_on_the_site' lists no")
 
 

@@ -109,14 +109,16 @@ def github_problems(text):
     """What GitHub's Markdown view would break in ``text``: ``["line N: ..."]`` (empty: nothing)."""
     problems = []
     for f, start, end in _dollar_formulas(text):
-        where = f"line {f.line}: {f.source if len(f.source) < 90 else f.source[:87] + '...'}"
+        shown = _normalized(f.source)
+        where = f"line {f.line}: {shown if len(shown) < 90 else shown[:87] + '...'}"
         escapes = sorted(set(_ESCAPE.findall(f.tex)))
         if escapes:
             problems.append(f"{where}: GitHub drops the backslash of " + ", ".join(
                 f"{e} (write {INSTEAD.get(e, 'it another way')})" for e in escapes))
         if not f.display and "\n" in f.tex:
             problems.append(f"{where}: an inline formula spans lines (GitHub leaves it as text): join them")
-        if not f.display and (re.match(r"[A-Za-z0-9/-]", text[start - 1:start]) or re.match(r"[A-Za-z0-9]", text[end:end + 1])):
+        glued = re.match(r"[A-Za-z0-9/-]", text[start - 1:start]) or re.match(r"[A-Za-z0-9]", text[end:end + 1])
+        if not f.display and glued:
             problems.append(f"{where}: glued to the text around it (GitHub leaves it as text): add a space")
     return problems + _table_rows_split(text)
 
@@ -153,9 +155,9 @@ def _table_rows_split(text):
     lines = _mask_fences(text)[0].split("\n")
     problems = []
     for i in range(1, len(lines)):
-        if not (_DELIMITER_ROW.match(lines[i]) and "|" in lines[i - 1] and "-" in lines[i]):
-            continue
         header = _cells(lines[i - 1])
+        if not (_DELIMITER_ROW.match(lines[i]) and "|" in lines[i - 1] and _cells(lines[i]) == header):
+            continue  # a table starts with a header row and a delimiter row of as many cells
         for j in range(i + 1, len(lines)):
             if "|" not in lines[j] or not lines[j].strip():
                 break
