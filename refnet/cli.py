@@ -18,7 +18,7 @@ from refnet.cli_checks import UsageError
 
 # name -> (module implementing it, one-line help)
 SUBCOMMANDS = {
-    "gradcheck": ("refnet.gradcheck_suite", "check every built-in op and module against numerical gradients"),
+    "gradcheck": ("refnet.gradcheck.command", "check every built-in op and module against numerical gradients"),
     "train": ("refnet.train_cli", "train a model and record norms, effective lr and angular updates"),
     "reproduce": ("refnet.experiments.reproduce", "reproduce the paper's claims as figures and a report"),
     "bench": ("refnet.bench", "time forward+backward of the ops and a training step"),

@@ -1,4 +1,8 @@
-"""Shared pytest fixtures: seeded generators and the GPU marker's skip rule."""
+"""Shared pytest fixtures: seeded generators and the GPU marker's skip rule.
+
+PyTorch parity tests get torch through ``oracle.require_torch()`` (tests/oracle.py): a skip
+without torch, a failure when ``REFNET_REQUIRE_TORCH=1`` (set by .ci/run, which installs the
+``oracle`` extra), so that CI never counts a skipped parity test as a pass."""
 
 import numpy as np
 import pytest

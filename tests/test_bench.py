@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 from naive import conv2d_backward_naive, conv2d_forward_naive
+from oracle import require_torch
 from test_ops_conv import CASES, IDS
 
 from refnet import backend, bench, bench_torch
@@ -50,7 +51,7 @@ def test_bench_only_filters_cases_and_cpu_clock_is_recorded(tmp_path):
 
 
 def test_bench_with_pytorch_reports_a_ratio_per_case(tmp_path):
-    pytest.importorskip("torch")
+    require_torch()
     result = _run_json(tmp_path, "--only", "conv3x3 64->128")
     (case,) = result["cases"]
     assert case["torch_ms"] > 0
@@ -85,9 +86,10 @@ def test_cached_bytes_counts_each_activation_buffer_once_and_no_parameter():
 
 
 def test_training_step_activations_stay_within_twice_pytorchs_saved_tensors():
-    torch_side = bench_torch.TorchSide.create("cpu")
+    torch_side = bench_torch.TorchSide.create("cpu")  # first: it sets OMP_WAIT_POLICY before importing torch
     if torch_side is None:
-        pytest.skip("PyTorch is not installed")
+        require_torch()  # skips, or fails where torch is required
+        pytest.fail("PyTorch imports, but TorchSide.create('cpu') returned None")
     for m in bench_torch.activation_report(bench.NETS, batch=4, torch_side=torch_side):
         assert 0 < m["ratio"] <= 2, m
 

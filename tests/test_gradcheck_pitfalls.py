@@ -1,6 +1,7 @@
 """Two ways a wrong backward could slip past a naive checker, and why refnet's does not."""
 
 import numpy as np
+import pytest
 
 from refnet import nn
 from refnet.gradcheck import check_module, check_op
@@ -15,16 +16,18 @@ class AssigningLinear(nn.Linear):
         return super().backward(dy)
 
 
-def test_check_module_flags_a_backward_that_assigns_instead_of_accumulating():
+@pytest.mark.parametrize("mode", ["full", "directional"])
+def test_check_module_flags_a_backward_that_assigns_instead_of_accumulating(mode):
     rng = np.random.default_rng(0)
-    report = check_module(AssigningLinear(4, 3, rng=rng).double(), rng.standard_normal((5, 4)))
-    assert not report.ok
-    assert any("accumulate into weight.grad" in p for p in report.problems)
+    report = check_module(AssigningLinear(4, 3, rng=rng).double(), rng.standard_normal((5, 4)), mode=mode)
+    assert report.status == "failed"
+    assert report.problems == ["backward did not accumulate into weight.grad (it must add, +=, not assign)"]
 
 
-def test_check_module_passes_a_module_that_accumulates():
+@pytest.mark.parametrize("mode", ["full", "directional"])
+def test_check_module_passes_a_module_that_accumulates(mode):
     rng = np.random.default_rng(0)
-    assert check_module(nn.Linear(4, 3, rng=rng).double(), rng.standard_normal((5, 4))).ok
+    assert check_module(nn.Linear(4, 3, rng=rng).double(), rng.standard_normal((5, 4)), mode=mode).ok
 
 
 def test_upstream_gradient_is_not_the_users_seeded_input():

@@ -3,6 +3,7 @@ backward equal to the ops, gradients accumulated, seeded reproducibility, clear 
 
 import numpy as np
 import pytest
+from oracle import require_torch
 
 from refnet import ops
 from refnet.nn import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
@@ -173,7 +174,7 @@ def test_float32_layer_keeps_float32(rng):
 
 
 def test_matches_torch_modules_float64(rng):
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     model = Sequential(Conv2d(2, 3, 3, padding=1, rng=_seeded(), dtype=np.float64), ReLU(),
                        MaxPool2d(2), Flatten(), Linear(12, 4, rng=_seeded(), dtype=np.float64))
     tmodel = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(),

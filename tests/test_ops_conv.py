@@ -4,6 +4,7 @@ over shapes, strides, paddings and kernels; float32 stays float32; inputs left u
 import numpy as np
 import pytest
 from naive import conv2d_backward_naive, conv2d_forward_naive
+from oracle import require_torch
 from scipy import signal
 
 from refnet.ops import conv2d_backward, conv2d_forward
@@ -121,7 +122,7 @@ def test_backward_is_repeatable(rng):
 
 
 def test_matches_torch_autograd_float64(rng):
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     x, w, b = _draw(rng, (2, 3, 9, 8), (4, 3, 2), True)
     y, cache = conv2d_forward(x, w, b, stride=(2, 1), padding=(1, 2))
     dy = rng.standard_normal(y.shape)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from naive import (avgpool2d_backward_naive, avgpool2d_forward_naive, maxpool2d_backward_naive,
                    maxpool2d_forward_naive)
+from oracle import require_torch
 
 from refnet.ops import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
 
@@ -113,7 +114,7 @@ def test_backward_does_not_mutate_dout_or_cache(rng, kind):
 
 @pytest.mark.parametrize("kind", OPS)
 def test_matches_torch_autograd_with_ties_and_overlap(rng, kind):
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     fwd, bwd = OPS[kind][:2]
     x = np.round(rng.standard_normal((2, 3, 8, 7)))
     y, cache = fwd(x, (3, 2), (1, 2))

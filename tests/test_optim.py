@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from oracle import require_torch
 
 from refnet import backend
 from refnet.invariance import group_norms
@@ -428,7 +429,7 @@ TORCH_CASES = {  # name: (refnet class, refnet options, torch class name, torch 
 
 @pytest.mark.parametrize("case", sorted(TORCH_CASES))
 def test_equals_torch_optim_in_float64_over_60_steps(rng, case):
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     ours, our_kw, theirs, their_kw = TORCH_CASES[case]
     params = make_params(rng, shapes=((4, 3), (5,), (2, 3, 2, 2)), decay=(True, False, True))
     tensors = [torch.tensor(p.data.copy()) for p in params]

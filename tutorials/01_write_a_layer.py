@@ -78,8 +78,12 @@ assert report.ok
 # %% [markdown]
 # How the check works (the docstring of `refnet.gradcheck` has the details): the op
 # becomes one number $L = \sum \mathrm{dout} \odot \mathrm{forward}(x, w, b)$ with a *random* `dout`, and
-# each entry of each argument is nudged by $\pm h$; the slope $(L(+h) - L(-h)) / 2h$ must
-# equal what your backward says, $\langle \mathrm{grad}, e_j \rangle$, to a relative error of `rtol = 1e-5`.
+# each entry of each argument is nudged by $\pm h$, $\pm 2h$ and $\pm 4h$; the extrapolated slope
+# must equal what your backward says, $\langle \mathrm{grad}, e_j \rangle$, to a relative error of `rtol = 1e-5`.
+# The same six evaluations measure how much rounding noise the slope carries, so the
+# report also gives each argument's **resolution**: the smallest error in one entry the
+# check could have seen. `ok` needs every entry covered and the resolution within
+# `rtol`; when the noise is too large to tell, the status is `inconclusive`, not `ok`.
 # Correct float64 backwards read about $10^{-8}$ or less. Always check in **float64**: in
 # float32 the finite differences cannot tell a 0.1% error from rounding (the checker
 # promotes other dtypes and warns).
@@ -122,9 +126,9 @@ print(value_report)
 
 # %% [markdown]
 # Read the second table row by row: `x` and `b` are fine (`ok`, relative errors around
-# 1e-9); `w` FAILs with a relative error of order 1 (not 1e-3: this is not a
-# rounding problem, the formula is wrong), and `at` names the entry where the
-# disagreement is largest. A relative error near 1 on one argument only means: look at
+# 1e-9, resolution far below `rtol`); `w` has `failed` with a relative error of order 1
+# (not 1e-3: this is not a rounding problem, the formula is wrong), and `at` names the
+# entry where the disagreement is largest. A relative error near 1 on one argument only means: look at
 # that argument's formula. In the first table the shape note says the same before any
 # number was computed.
 
@@ -326,18 +330,37 @@ assert layer_report.ok and net_report.ok
 
 # %% [markdown]
 # `check_module` checks `dx` and every parameter in the module's current mode (train:
-# batch statistics), restores buffers such as BatchNorm's running mean before every
-# evaluation, and leaves the module as it found it. It cannot tell `+=` from `=` in your
-# backward (it clears `.grad` first), so write `+=`.
-#
+# batch statistics), restores buffers such as BatchNorm's running mean after every
+# evaluation, and leaves the module as it found it. It also runs your backward a second
+# time without clearing `.grad` and checks that every gradient doubled, so it *can* tell
+# `+=` from `=`: a backward that assigns is reported as a problem, and the status is
+# `failed` even though every number is right:
+
+# %%
+class AssigningLinear(MyLinear):
+    def backward(self, dy):
+        dx, dw, db = my_linear_backward(dy, self._cache)
+        self.weight.grad[...] = dw                    # BUG: = instead of +=
+        self.bias.grad += db
+        return dx
+
+
+assign_report = check_module(AssigningLinear(5, 3, rng), x)
+print(assign_report)
+assert assign_report.status == "failed" and assign_report.errors["weight"].ok
+assert assign_report.problems == ["backward did not accumulate into weight.grad (it must add, +=, not assign)"]
+
+# %% [markdown]
 # Two habits that catch the rest:
 #
-# * Check with more than one `seed=` (it draws the random `dout`) and with inputs from
-#   your own generator. Inputs of the checker's own stream can line up with `dout`:
-#   `np.random.default_rng(0).standard_normal(y.shape)` *is* the default `dout`, and
-#   then `dy.T @ x` is symmetric and a transposed `dw` passes. This notebook uses seed 2017.
-# * Make the batch, the channel and the feature counts all different (here 8, 5 and 3):
-#   a summed axis or a transpose then shows up as a shape error.
+# * Check with more than one `seed=` (it draws the random `dout` and the probes) and make
+#   the batch, the channel and the feature counts all different (here 8, 5 and 3): a
+#   summed axis or a transpose then shows up as a shape error.
+# * Keep the inputs away from the checker's own random stream. The default `dout` comes
+#   from a private stream, `refnet.gradcheck.checker_rng(seed)`, not from
+#   `np.random.default_rng(seed)`, so inputs drawn from `default_rng(0)` (as most code
+#   draws them) cannot equal it; if `dout` equalled `x`, `dy.T @ x` would be symmetric and
+#   a transposed `dw` would pass. This notebook draws its inputs with seed 2017.
 
 # %% [markdown]
 # ## Exercises
@@ -391,7 +414,7 @@ exercise_1()
 # $y = x$ where $x > 0$, $y = \mathrm{slope} \cdot x$ elsewhere (PyTorch's `negative_slope`,
 # default 0.01). Write `my_leaky_relu_forward(x, negative_slope=0.01)` and its backward.
 # The check feeds inputs with exact zeros: at a kink the two one-sided slopes differ, and
-# the checker excludes that probe and counts it under `kinks` instead of judging it.
+# the checker excludes that entry, lists it under `kinks`, and still judges every other.
 
 # %%
 def my_leaky_relu_forward(x, negative_slope=0.01):
@@ -414,7 +437,7 @@ def exercise_2(forward=None, backward=None):
             report = check_op(forward, backward, (x,), {"negative_slope": slope})
             print(report)
             expected = np.where(x > 0, x, slope * x)
-            ok = ok and report.ok and report.n_excluded > 0 and np.allclose(forward(x, slope)[0], expected)
+            ok = ok and report.ok and report.n_kinks > 0 and np.allclose(forward(x, slope)[0], expected)
         return bool(ok)
     return _attempt(check)
 

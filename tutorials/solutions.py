@@ -42,7 +42,7 @@ def leaky_relu_backward(dy, cache):
     return np.where(positive, dy, slope * dy)
 
 
-class Scale(Module):
+class MyScale(Module):
     """y = x * weight, one factor per feature, no L2 on it."""
 
     def __init__(self, num_features):
@@ -145,7 +145,7 @@ SOLUTIONS = {
     "01_write_a_layer": {
         "exercise_1": (layernorm_forward, layernorm_backward),
         "exercise_2": (leaky_relu_forward, leaky_relu_backward),
-        "exercise_3": (Scale,),
+        "exercise_3": (MyScale,),
     },
     "02_scale_invariance": {
         "exercise_1": (build_relu_before_bn,),
