@@ -11,6 +11,8 @@ typeset math and the lessons' outputs.
   ``REFNET_DOCS_EXECUTE=false`` shows a stale lesson without outputs instead (quick
   previews), ``=true`` executes every lesson even where a stored notebook is fresh;
 * ``tutorials/solutions.py`` becomes a page showing its code;
+* nbconvert's own loaders are taken off each notebook page (``strip_nbconvert_loaders``): a
+  second copy of KaTeX, and a mermaid loader pointing at a CDN;
 * KaTeX, the math renderer, is copied from a package into ``assets/katex/`` (Debian's
   ``libjs-katex`` at /usr/share/javascript/katex, or any KaTeX ``dist`` folder named by
   ``REFNET_KATEX_DIR``, e.g. npm's ``node_modules/katex/dist``): nothing is fetched
@@ -259,6 +261,34 @@ def on_page_content(content, page, config, files):
            f'<a href="{html.escape(name)}" download>{html.escape(name)}</a>.</p></div>')
     head = re.search(r"</h1>", content)
     return content[:head.end()] + box + content[head.end():] if head else box + content
+
+
+# What nbconvert puts on every notebook page and the site does without: its math loader (a
+# second copy of the site's KaTeX, at custom_mathjax_url) with a MathJax configuration nothing
+# reads (docs/javascripts/math.js typesets the notebooks), and a module script that imports
+# mermaid from cdnjs.cloudflare.com when a page has a diagram (no lesson has one).
+NBCONVERT_MATH = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+NBCONVERT_MERMAID = "jp-Mermaid"
+
+
+def strip_nbconvert_loaders(output):
+    """``output`` without nbconvert's math loader and its mermaid loader."""
+    output = NBCONVERT_MATH.sub("", output)
+    start = 0
+    while (start := output.find('<script type="module">', start)) >= 0:
+        end = output.find("</script>", start)
+        if end < 0:
+            break
+        end += len("</script>")
+        if NBCONVERT_MERMAID in output[start:end]:
+            output = output[:start] + output[end:]
+        else:
+            start = end
+    return output
+
+
+def on_post_page(output, page, config):
+    return strip_nbconvert_loaders(output)
 
 
 def on_post_build(config):

@@ -2,13 +2,15 @@
 
     refnet docs                  execute every lesson whose stored notebook is missing or stale
     refnet docs --all            execute every lesson
-    refnet docs --check          only say which stored notebooks are missing or stale (exit 1 if any)
+    refnet docs --check          only say which stored notebooks are missing or stale, and which of
+                                 their inputs changed (exit 1 if any)
     refnet docs --screenshots    then build the site, serve it on 127.0.0.1 and screenshot a
                                  theory page and a tutorial page into docs/screenshots/
 
 A lesson (``tutorials/NN_*.py``, ``docs/lessons/*.py``) is executed in a fresh kernel and
 its notebook, outputs and figures included, is stored under ``docs/`` at its page's path
-(``refnet.docsite.notebooks``); the site build shows it while it matches the script. Needs
+(``refnet.docsite.notebooks``), stamped with its inputs (the script and the modules of refnet
+and theory it imported); the site build shows it while those are unchanged. Needs
 the ``docs`` extra (and for screenshots Debian's ``chromium``).
 """
 
@@ -57,11 +59,12 @@ def run(args):
         if browser.missing():
             print("refnet docs --screenshots: needs " + "; ".join(browser.missing()), file=sys.stderr)
             return 2
-    stale = [(s, p) for s, p in notebooks.lessons()
-             if args.all or not notebooks.is_fresh(s, notebooks.stored_path(p))]
+    why = {p: notebooks.stale_inputs(s, notebooks.stored_path(p)) for s, p in notebooks.lessons()}
+    stale = [(s, p) for s, p in notebooks.lessons() if args.all or why[p]]
     if args.check:
         for script, page in stale:
-            print(f"stale or missing: docs/{page} (from {script.relative_to(notebooks.ROOT)})")
+            print(f"stale: docs/{page} (from {script.relative_to(notebooks.ROOT)}): "
+                  + ", ".join(why[page] or ["--all"]))
         print(f"{len(stale)} of {len(notebooks.lessons())} stored notebooks need `refnet docs`")
         return 1 if stale else 0
     for script, page in stale:

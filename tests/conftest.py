@@ -24,3 +24,16 @@ def pytest_collection_modifyitems(config, items):
 def rng():
     """A fresh, seeded generator per test (never the global RNG)."""
     return np.random.default_rng(1234)
+
+
+# --- REFNET_REQUIRE_DOCS=1 (CI): a docs or browser test that lacks a tool fails, not skips --------
+def pytest_configure(config):
+    config.addinivalue_line("markers", "unmet_requirement(reason): fail the test with this reason "
+                            "before its fixtures run (tests/requirement.py)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("unmet_requirement")
+    if marker is not None:
+        pytest.fail(marker.args[0], pytrace=False)

@@ -96,9 +96,48 @@ assert forward_diff < 1e-12
 # | $dx_i$ | $\partial \hat x_i / \partial x_i = s$, $\partial \sigma^2 / \partial x_i = \frac{2}{m} (x_i - \mu)$, $\partial \mu / \partial x_i = \frac{1}{m}$ | `dx = s * dxhat + dvar * 2 * xc / m + dmu / m` |
 #
 # Check: the staged backward against central differences (`check_op`, float64; it fails
-# when one entry of one gradient is off by more than its stated tolerance).
+# when one entry of one gradient is off by more than its stated tolerance); first $d\sigma^2$
+# and $d\mu$ on their own, each as the gradient of the output with respect to that one
+# quantity ($\sigma^2$ with $x$ and $\mu$ held; $\mu$ with $x$ held, directly and through
+# $\sigma^2(\mu) = \frac{1}{m} \sum_i (x_i - \mu)^2$, also away from the batch mean where the
+# last sum is not 0), then $dx$, $d\gamma$, $d\beta$ together.
 
 # %%
+def stats_backward(dxhat, xc, s):
+    """dvar and dmu of the table above, from dxhat and xc = x - mu."""
+    dvar = (dxhat * xc).sum(axes) * -0.5 * s ** 3
+    dmu = -s * dxhat.sum(axes) + dvar * (-2 / m) * xc.sum(axes)   # the last sum is 0 at the batch mean
+    return dvar, dmu
+
+
+def output_from_var(var):                  # x and mu held: only the path through sigma^2
+    xc = x - per_channel(mu)
+    s = 1 / np.sqrt(var + eps)
+    return per_channel(gamma * s) * xc + per_channel(beta), (xc, s)
+
+
+def output_from_mean(mu):                  # x held: directly and through sigma^2(mu)
+    xc = x - per_channel(mu)
+    s = 1 / np.sqrt((xc ** 2).mean(axes) + eps)
+    return per_channel(gamma * s) * xc + per_channel(beta), (xc, s)
+
+
+def dvar_backward(dy, cache):
+    return (stats_backward(per_channel(gamma) * dy, *cache)[0],)
+
+
+def dmu_backward(dy, cache):
+    return (stats_backward(per_channel(gamma) * dy, *cache)[1],)
+
+
+stat_reports = {"dvar": check_op(output_from_var, dvar_backward, (var,)),
+                "dmu at the batch mean": check_op(output_from_mean, dmu_backward, (mu,)),
+                "dmu at mean + 0.3": check_op(output_from_mean, dmu_backward, (mu + 0.3,))}
+for name, report in stat_reports.items():
+    print(f"{name:22s} max rel err {report.max_rel_err:.1e}  {'ok' if report.ok else 'FAILED'}")
+    assert report.ok
+
+
 def staged_forward(x, gamma, beta):
     mu = x.mean(axes)
     xc = x - per_channel(mu)
@@ -112,8 +151,7 @@ def staged_backward(dy, cache):
     dbeta = dy.sum(axes)
     dgamma = (dy * xhat).sum(axes)
     dxhat = per_channel(gamma) * dy
-    dvar = (dxhat * xc).sum(axes) * -0.5 * s ** 3
-    dmu = -s * dxhat.sum(axes)                       # + dvar * (-2/m) * xc.sum(axes), which is 0
+    dvar, dmu = stats_backward(dxhat, xc, s)
     dx = per_channel(s) * dxhat + per_channel(dvar) * 2 * xc / m + per_channel(dmu) / m
     return dx, dgamma, dbeta
 
@@ -231,17 +269,41 @@ for report in (mean_report, variance_report):
 #
 # Expanding, $k (x_c a + dy + b) = \gamma s \big(dy - d\beta/m - (x_c - c)\, s\, d\gamma/m\big)$,
 # which is the compact form with $\hat x = (x_c - c)\, s$. Check: the folded form from the
-# cache refnet keeps.
+# cache refnet keeps, on both of its branches: $x$ itself (here $\mu^2 \le \sigma^2$ in every
+# channel, so $x_c = x$, $c = \mu$) and $x + 10$ ($\mu^2 > \sigma^2$: $x_c = x - \mu$, $c = 0$),
+# against the compact form computed from the two-pass $\hat x$.
 
 # %%
-xc_cached, c_shift = cache["xc"], cache["shift"]
-dgamma_folded = s * ((dy * xc_cached).sum(axes) - c_shift * dbeta)
-k, a = gamma * s, -s * dgamma_folded / m
-b = -dbeta / m - c_shift * a
-dx_folded = per_channel(k) * (xc_cached * per_channel(a) + dy + per_channel(b))
-folded_diff = np.abs(dx_folded - dx_compact).max() / scale
-print(f"folded vs compact: max relative difference {folded_diff:.1e}")
-assert folded_diff < 1e-12 and np.allclose(dgamma_folded, dgamma, rtol=1e-12)
+def compact_backward(x_in, dy):
+    """dx and dgamma by the compact form, from the two-pass statistics of x_in."""
+    xc = x_in - per_channel(x_in.mean(axes))
+    s = 1 / np.sqrt((xc ** 2).mean(axes) + eps)
+    xhat = xc * per_channel(s)
+    dbeta, dgamma = dy.sum(axes), (dy * xhat).sum(axes)
+    return per_channel(gamma * s / m) * (m * dy - per_channel(dbeta) - xhat * per_channel(dgamma)), dgamma
+
+
+def folded_backward(dy, cache):
+    """dx and dgamma folded as refnet folds them, from refnet's cache."""
+    xc_cached, c_shift, s = cache["xc"], cache["shift"], cache["inv_std"]
+    dbeta = dy.sum(axes)
+    dgamma_folded = s * ((dy * xc_cached).sum(axes) - c_shift * dbeta)
+    k, a = gamma * s, -s * dgamma_folded / m
+    b = -dbeta / m - c_shift * a
+    return per_channel(k) * (xc_cached * per_channel(a) + dy + per_channel(b)), dgamma_folded
+
+
+for name, x_in in (("x", x), ("x + 10", x + 10)):
+    cache_in = batchnorm_forward(x_in, gamma, beta, eps=eps)[1]
+    centred = not np.shares_memory(cache_in["xc"], x_in)
+    assert centred == (name == "x + 10")                  # the branch this input is meant to take
+    assert np.array_equal(cache_in["shift"], np.zeros(C) if centred else x_in.mean(axes))
+    dx_folded, dgamma_folded = folded_backward(dy, cache_in)
+    dx_expected, dgamma_expected = compact_backward(x_in, dy)
+    folded_diff = np.abs(dx_folded - dx_expected).max() / np.abs(dx_expected).max()
+    branch = "x_c = x - mu, c = 0" if centred else "x_c = x, c = mu"
+    print(f"{name:7s} ({branch:19s}) folded vs compact: max relative difference {folded_diff:.1e}")
+    assert folded_diff < 1e-12 and np.allclose(dgamma_folded, dgamma_expected, rtol=1e-12)
 
 # %% [markdown]
 # ## 6. Eval mode

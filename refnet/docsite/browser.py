@@ -6,9 +6,10 @@ through Playwright's Python package: Playwright downloads nothing here (never ru
 worker, which a ``file://`` page cannot start.
 
 Every page opened with ``open_page`` records what went wrong on it in ``page.problems``:
-a console error, an uncaught exception, a failed request, a response of 400 or more, and
-any request to a host other than 127.0.0.1 (aborted before it leaves the machine: the
-site must work without a network).
+a console error or warning (KaTeX warns about input it typesets only in strict mode), an
+uncaught exception, a failed request, a response of 400 or more, and any request to a host
+other than 127.0.0.1 (aborted before it leaves the machine: the site must work without a
+network).
 """
 
 import contextlib
@@ -115,8 +116,8 @@ def open_page(browser, width=1280, height=900):
             r.abort()
 
     def console(msg):
-        if msg.type == "error":
-            page.problems.append(f"console error: {msg.text}")
+        if msg.type in ("error", "warning"):
+            page.problems.append(f"console {msg.type}: {msg.text}")
 
     def failed(r):
         if local(r.url):  # an off-machine request was recorded when it was aborted
