@@ -5,6 +5,8 @@ reused column workspace and the disjoint-window max-pool path give the naive twi
 
 import json
 import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -13,7 +15,8 @@ from naive import conv2d_backward_naive, conv2d_forward_naive
 from oracle import require_torch
 from test_ops_conv import CASES, IDS
 
-from refnet import backend, bench, bench_torch
+from refnet import backend, bench
+from refnet.bench import report, torch_side
 from refnet.cli import main
 from refnet.nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 from refnet.nn.models import cnn
@@ -43,6 +46,72 @@ def test_bench_cli_writes_every_case_with_positive_timings(tmp_path, capsys):
     assert result["clock"] == "wall" and result["gemm_peak_gflops"] > 0
     printed = capsys.readouterr().out
     assert "refnet ms" in printed and "activation memory" in printed
+
+
+def test_bench_json_states_machine_threads_versions_and_gemm_peak(tmp_path):
+    result = _run_json(tmp_path, "--no-torch", "--only", "maxpool")
+    assert result["schema"] == report.SCHEMA
+    machine = result["machine"]
+    assert machine["model"] and machine["cores"] >= 1
+    assert set(machine["flags"]) <= set(report.VECTOR_FLAGS)
+    assert set(result["threads"]["env"]) == set(report.THREAD_VARIABLES)
+    assert result["threads"]["torch"] is None and result["versions"]["torch"] is None
+    assert result["versions"]["numpy"] == np.__version__
+    assert result["dtype"] == "float32" and result["gemm_peak_gflops"] > 0
+
+
+@pytest.mark.parametrize("text, flags", [("flags\t: fpu sse avx2 fma avx512f\n", ["avx2", "fma", "avx512f"]),
+                                         ("flags\t: fpu sse avx\n", ["avx"])])
+def test_cpu_info_reads_the_model_and_the_vector_flags(tmp_path, text, flags):
+    path = tmp_path / "cpuinfo"
+    path.write_text("processor\t: 0\nmodel name\t: Some CPU 9000\n" + text)
+    info = report.cpu_info(str(path))
+    assert info["model"] == "Some CPU 9000" and info["flags"] == flags
+
+
+def test_bench_compare_prints_new_over_old_for_the_cases_in_both(tmp_path, capsys):
+    old = _run_json(tmp_path, "--no-torch", "--only", "pool")
+    old["cases"][0]["refnet_ms"] = 4 * old["cases"][0]["refnet_ms"]  # the old run was 4x slower
+    old["cases"].append(dict(old["cases"][0], name="a case since removed"))
+    old["machine"]["model"] = "another CPU"
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    capsys.readouterr()
+    new = _run_json(tmp_path, "--no-torch", "--only", "pool", "--compare", str(path))
+    (row,) = report.compare(new, old)
+    assert row["time_new_over_old"] == pytest.approx(new["cases"][0]["refnet_ms"] / old["cases"][0]["refnet_ms"])
+    assert row["ratio_new_over_old"] is None     # no PyTorch side in either run
+    printed = capsys.readouterr().out
+    assert f"{row['time_new_over_old']:8.2f}" in printed
+    assert "not in this run: a case since removed" in printed and "another CPU" in printed
+
+
+def test_compare_divides_the_torch_ratios_too():
+    old = {"cases": [{"name": "c", "refnet_ms": 2.0, "ratio": 2.0}]}
+    new = {"cases": [{"name": "c", "refnet_ms": 1.0, "ratio": 1.5}]}
+    (row,) = report.compare(new, old)
+    assert row["time_new_over_old"] == 0.5 and row["ratio_new_over_old"] == 0.75
+
+
+@pytest.mark.parametrize("content, fragment", [("not json", "cannot be read as JSON"),
+                                               ('{"cases": 3}', "expected a `refnet bench --json` result")])
+def test_bench_compare_with_a_bad_file_is_refused_before_any_timing(tmp_path, capsys, monkeypatch,
+                                                                    content, fragment):
+    monkeypatch.setattr(bench, "gemm_peak", lambda *a, **k: pytest.fail("timing started"))
+    path = tmp_path / "old.json"
+    path.write_text(content)
+    assert main(["bench", "--no-torch", "--compare", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "--compare" in err and fragment in err
+
+
+def test_bench_without_torch_never_imports_torch(tmp_path):
+    code = ("import sys; from refnet.cli import main; "
+            f"assert main(['bench', '--no-torch', '--repeats', '1', '--batch', '2', '--only', 'pool']) == 0; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_bench_only_filters_cases_and_cpu_clock_is_recorded(tmp_path):
@@ -83,15 +152,15 @@ def test_cached_bytes_counts_each_activation_buffer_once_and_no_parameter():
     # conv: x (4*1*4*4); relu: its output y (4*2*4*4), which max-pool also caches as its
     # input; max-pool: its output (4*2*2*2), which Linear caches again through Flatten's view.
     expected = 4 * (4 * 16 + 4 * 2 * 16 + 4 * 2 * 4)
-    assert bench_torch.cached_bytes(model, x) == expected
+    assert torch_side.cached_bytes(model, x) == expected
 
 
 def test_training_step_activations_stay_within_twice_pytorchs_saved_tensors():
-    torch_side = bench_torch.TorchSide.create("cpu")  # first: it sets OMP_WAIT_POLICY before importing torch
-    if torch_side is None:
+    side = torch_side.TorchSide.create("cpu")  # first: it sets OMP_WAIT_POLICY before importing torch
+    if side is None:
         require_torch()  # skips, or fails where torch is required
         pytest.fail("PyTorch imports, but TorchSide.create('cpu') returned None")
-    for m in bench_torch.activation_report(bench.NETS, batch=4, torch_side=torch_side):
+    for m in torch_side.activation_report(bench.NETS, batch=4, torch_side=side):
         assert 0 < m["ratio"] <= 2, m
 
 
