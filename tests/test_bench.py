@@ -22,7 +22,7 @@ from refnet.nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 from refnet.nn.models import cnn
 from refnet.ops import conv, conv2d_backward, conv2d_forward, maxpool2d_backward, maxpool2d_forward
 
-KEYS = {"name", "refnet_ms", "torch_ms", "ratio", "gflops", "peak_fraction", "peak_mem_mb"}
+KEYS = {"name", "baseline", "refnet_ms", "torch_ms", "ratio", "gflops", "peak_fraction", "peak_mem_mb"}
 
 
 def _run_json(tmp_path, *extra):
@@ -35,13 +35,15 @@ def _run_json(tmp_path, *extra):
 def test_bench_cli_writes_every_case_with_positive_timings(tmp_path, capsys):
     result = _run_json(tmp_path, "--no-torch")
     names = [c["name"] for c in result["cases"]]
-    assert len(names) == len(bench.CONVS) + 4 + len(bench.NETS) + 1     # + the MLP step
+    assert len(names) == len(bench.CONVS) + 4 + len(bench.NETS) + 1 + 3  # + MLP step, 3 recorder cases
     assert {"batchnorm2d (N,64,16,16)", "layernorm (N,64,16,16)", "linear 1024->1024"} <= set(names)
     for case in result["cases"]:
         assert set(case) == KEYS
         assert case["refnet_ms"] > 0 and case["peak_mem_mb"] >= 0
-        assert case["torch_ms"] is None and case["ratio"] is None
+        if case["baseline"] == "torch":
+            assert case["torch_ms"] is None and case["ratio"] is None
     gemm_cases = [c for c in result["cases"] if c["name"].startswith(("conv", "linear", "step"))]
+    assert len(gemm_cases) == len(bench.CONVS) + 1 + len(bench.NETS) + 1
     assert all(c["gflops"] > 0 and c["peak_fraction"] > 0 for c in gemm_cases)
     assert result["clock"] == "wall" and result["gemm_peak_gflops"] > 0
     printed = capsys.readouterr().out
@@ -112,6 +114,25 @@ def test_bench_without_torch_never_imports_torch(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_recorder_cases_time_a_recorded_step_against_the_same_step_unrecorded(tmp_path, capsys):
+    result = _run_json(tmp_path, "--no-torch", "--only", "record")
+    assert [c["name"] for c in result["cases"]] == ["record mlp 784-256-256 (BN)", "record mlp 784-256-256 (Recorder)",
+                                                    "record cnn 1x28x28"]
+    for case in result["cases"]:
+        assert case["baseline"] == "unrecorded" and case["torch_ms"] > 0
+        assert case["ratio"] == pytest.approx(case["refnet_ms"] / case["torch_ms"])
+    assert capsys.readouterr().out.count("per-step recording, ") == 3
+
+
+def test_recorder_case_records_every_step_and_its_baseline_none():
+    (recorded, recorder) = [c for c in bench.make_cases(batch=2, only="mlp 784") if c.baseline == "unrecorded"]
+    for _ in range(3):
+        recorded.refnet_fn(), recorded.torch_fn()
+    trainer = recorded.refnet_fn.__defaults__[0]
+    assert len(trainer.history.steps["step"]) == 3 + 0    # the unrecorded step added no row
+    assert recorded.torch_fn.__defaults__[0].history.steps == {}
 
 
 def test_bench_only_filters_cases_and_cpu_clock_is_recorded(tmp_path):

@@ -5,6 +5,8 @@ Each ``Case`` holds zero-argument callables for refnet and (when a ``TorchSide``
 PyTorch, and the matrix-product FLOPs of one call (None for memory-bound ops).
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from refnet import backend
@@ -29,11 +31,14 @@ NETS = (("step cnn 1x28x28", 1, 28, (32, 64)),
 
 
 class Case:
-    """One benchmark: zero-argument callables for refnet and (maybe) PyTorch, and the
-    matrix-product FLOPs of one call (None for memory-bound ops)."""
+    """One benchmark: zero-argument callables for refnet and (maybe) a baseline, and the
+    matrix-product FLOPs of one call (None for memory-bound ops). The baseline is PyTorch
+    (``baseline="torch"``), or for the recorder cases the same step without recording
+    (``baseline="unrecorded"``), timed in the ``torch_fn`` slot either way."""
 
-    def __init__(self, name, refnet_fn, torch_fn=None, flops=None):
+    def __init__(self, name, refnet_fn, torch_fn=None, flops=None, baseline="torch"):
         self.name, self.refnet_fn, self.torch_fn, self.flops = name, refnet_fn, torch_fn, flops
+        self.baseline = baseline
 
 
 def _conv_flops(n, c, f, ho, wo, k):
@@ -107,13 +112,52 @@ def make_cases(batch=128, torch_side=None, only=None):
         ys = dev(rng.integers(0, 10, size=batch))
         cases.append(Case(name, training_step(model, xs, ys),
                           ts and ts.step(model, xs, ys), _model_flops(model, xs.shape)))
+    cases += recorder_cases(batch, rng)
     return [cs for cs in cases if only is None or only in cs.name]
 
 
-def training_step(model, x, y, lr=0.01, momentum=0.9, l2=5e-4):
+def recorder_cases(batch, rng):
+    """A Trainer step with the per-step record ``refnet reproduce`` keeps (``log_every=1``:
+    norms, effective lr, angle, G2 of every scale group) against the same step unrecorded,
+    for the BN MLP and the default BN CNN; and the same for ``dynamics.Recorder``."""
+    from refnet.dynamics import Recorder
+    from refnet.train import Trainer
+    out = []
+    for name, model, shape in (("mlp 784-256-256 (BN)", mlp(784, width=256, depth=2, norm="bn", rng=0),
+                                (1, 28, 28)),
+                               ("cnn 1x28x28", cnn(1, image_size=28, widths=(32, 64), norm="bn", rng=0),
+                                (1, 28, 28))):
+        x = rng.standard_normal((batch,) + shape).astype(np.float32)
+        y = rng.integers(0, 10, size=batch)
+        data = SimpleNamespace(x_train=x, y_train=y, x_test=None, name="bench")
+        opt = SGD(trainable_parameters(model), lr=0.01, momentum=0.9, l2=5e-4)
+        recorded = Trainer(model, opt, data, batch_size=batch, log_every=1, progress=False)
+        plain = Trainer(model, opt, data, batch_size=batch, log_every=2, progress=False)
+        plain.step = 1  # train_step records when step % log_every == 0: never, as step stays 1
+        xd, yd = backend.to_device(x), backend.to_device(y)
+        out.append(Case(f"record {name}", lambda t=recorded: t.train_step(xd, yd),
+                        lambda t=plain: t.train_step(xd, yd), baseline="unrecorded"))
+        if name.startswith("mlp"):
+            rec_model = mlp(784, width=256, depth=2, norm="bn", rng=0)
+            rec_opt = SGD(trainable_parameters(rec_model), lr=0.01, momentum=0.9, l2=5e-4)
+            rec = Recorder(rec_model, rec_opt)
+            bare = training_step(rec_model, xd, yd, opt=rec_opt)
+
+            def with_recorder(rec=rec, bare=bare):
+                rec.attach()
+                try:
+                    return bare()
+                finally:
+                    rec.detach()
+            out.append(Case("record mlp 784-256-256 (Recorder)", with_recorder, bare, baseline="unrecorded"))
+    return out
+
+
+def training_step(model, x, y, lr=0.01, momentum=0.9, l2=5e-4, opt=None):
     """A callable doing one SGD step of ``model`` on ``(x, y)``, as ``Trainer.train_step``
-    does it without its per-step recording: zero_grad, forward, loss, backward, step."""
-    opt = SGD(trainable_parameters(model), lr=lr, momentum=momentum, l2=l2)
+    does it without its per-step recording: zero_grad, forward, loss, backward, step
+    (``opt``: that optimizer instead of a new SGD)."""
+    opt = opt or SGD(trainable_parameters(model), lr=lr, momentum=momentum, l2=l2)
 
     def step():
         with np.errstate(all="ignore"):

@@ -32,10 +32,16 @@ def format_table(rows):
     lines = [f"{'case':32s} {'refnet ms':>10s} {'torch ms':>9s} {'ratio':>6s} "
              f"{'GFLOP/s':>8s} {'%peak':>6s} {'peak MB':>8s}"]
     for r in rows:
+        if r["baseline"] != "torch":
+            continue
         frac = None if r["peak_fraction"] is None else 100 * r["peak_fraction"]
         lines.append(f"{r['name']:32s} {f(r['refnet_ms'], '10.2f')} {f(r['torch_ms'], '9.2f')} "
                      f"{f(r['ratio'], '6.2f')} {f(r['gflops'], '8.1f')} {f(frac, '6.0f')} "
                      f"{f(r['peak_mem_mb'], '8.1f')}")
+    for r in rows:
+        if r["baseline"] == "unrecorded":
+            lines.append(f"per-step recording, {r['name']}: {r['refnet_ms']:.2f} ms a step recorded, "
+                         f"{r['torch_ms']:.2f} ms not: overhead {100 * (r['ratio'] - 1):+.1f}%")
     return "\n".join(lines)
 
 

@@ -67,13 +67,15 @@ def gemm_peak(size=1024, repeats=7, clock="wall"):
 
 
 def run_cases(cases, repeats, torch_side=None, peak=None, clock="wall"):
-    """Time every case; returns one dict per case (see the module docstring)."""
+    """Time every case; returns one dict per case (see the package docstring); a recorder
+    case's "torch_ms" is its step without recording, its "ratio" 1 + the overhead."""
     rows = []
     for case in cases:
         fns = [case.refnet_fn] + ([case.torch_fn] if case.torch_fn else [])
-        sync = (lambda: (_sync(), torch_side.sync())) if case.torch_fn else _sync
+        torch_sync = case.torch_fn and case.baseline == "torch"
+        sync = (lambda: (_sync(), torch_side.sync())) if torch_sync else _sync
         t = time_interleaved(fns, repeats, sync=sync, clock=clock)
-        row = {"name": case.name, "refnet_ms": 1e3 * t[0],
+        row = {"name": case.name, "baseline": case.baseline, "refnet_ms": 1e3 * t[0],
                "torch_ms": 1e3 * t[1] if case.torch_fn else None}
         row["ratio"] = t[0] / t[1] if case.torch_fn else None
         row["gflops"] = case.flops / t[0] / 1e9 if case.flops else None
