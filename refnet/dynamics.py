@@ -277,7 +277,7 @@ class Recorder:
                        "param_groups": [{k: v for k, v in g.items() if k != "params"}
                                         for g in optimizer.param_groups]}
         self._rows, self._done, self._ring, self._count = {}, {}, {}, 0
-        self._work = {}  # name -> (w before the step, two scratch arrays) for the angle
+        self._work = {}  # name -> (w before the step, the step) for the angle
 
     def attach(self):
         inner = self.optimizer.step
@@ -290,7 +290,7 @@ class Recorder:
             for (n, p, _), (work, x) in zip(self.tracked, before):
                 # ||w||^2 from before the step is reused for the angle
                 self._add(f"angle/{n}", angular_update(work[0], p.data, p.scale_group, sq_before=x,
-                                                       work=work[1:]))
+                                                       work=work[1]))
                 buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
                 if buf is not None:
                     self._add(f"buffer_sq/{n}", group_sq_norms(buf, p.scale_group))
@@ -305,7 +305,7 @@ class Recorder:
         xp = backend.array_module(p.data)
         work = self._work.get(n)
         if work is None or work[0].shape != p.data.shape or work[0].dtype != p.data.dtype:
-            work = self._work[n] = tuple(xp.empty_like(p.data) for _ in range(3))
+            work = self._work[n] = (xp.empty_like(p.data), xp.empty_like(p.data))
         xp.copyto(work[0], p.data)  # w before the step, into a buffer reused every step
         lr = self.optimizer.param_groups[gi]["lr"]
         x, g2 = group_sq_norms(p.data, p.scale_group), group_sq_norms(p.grad, p.scale_group)

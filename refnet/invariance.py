@@ -72,30 +72,35 @@ def angular_update(w_before, w_after, scale_group="unit", sq_before=None, work=N
     """Angle (radians, float64) between ``w_before`` and ``w_after`` per scale group.
 
     With ``a = w_before``, ``x = ||a||^2``, the step ``d = w_after - a`` (exact in floating point
-    where the two are close, Sterbenz's lemma) and ``s = <a, d>``: the dot part is
-    ``<a, w_after> = x + s``, the cross part ``||a|| ||d_perp||`` with ``d_perp = d - (s/x) a``,
-    the step across ``a``; the angle is ``atan2(||a|| ||d_perp||, x + s)``, combined in float64.
-    No difference of nearly equal numbers enters, so the angle keeps a relative error of about
+    where the two are close, Sterbenz's lemma), ``s = <a, d>`` and ``q = ||d||^2``: the dot part
+    is ``<a, w_after> = x + s``, the cross part ``||a|| ||d_perp||``, where ``||d_perp||^2 =
+    q - s^2/x`` is the step across ``a``; the angle is ``atan2(||a|| ||d_perp||, x + s)``,
+    combined in float64. No difference of nearly equal numbers enters while the step is
+    mostly across ``a`` (``s^2 <= x q / 2``), so the angle keeps a relative error of about
     ``1e-6`` in float32 at any size, where ``arccos(<a, b>/(||a|| ||b||))`` in float32 has an
     absolute error of about ``sqrt(eps) = 3e-4`` rad (useless at the ``1e-3`` rad of a training
-    step). The sums are fused one-pass dot products (``row_dots``).
+    step). Rows whose step is mostly radial (a dead unit only shrinks) take
+    ``d_perp = d - (s/x) a`` elementwise instead. The sums are fused one-pass dot products.
 
     sq_before: ``x`` when already known (a Trainer computes it for the norm it records);
-    work: two arrays shaped like ``w_before``, overwritten (reused between steps, they save two
-    allocations the size of the weight).
+    work: an array shaped like ``w_before`` to hold ``d`` (reused between steps, it saves an
+    allocation the size of the weight).
     """
     xp = backend.array_module(w_before, w_after)
     a = _rows(w_before, scale_group, "angular_update")
     b = _rows(w_after, scale_group, "angular_update")
-    d, t = (xp.empty_like(a), xp.empty_like(a)) if work is None else (_rows(w, scale_group, "angular_update")
-                                                                        for w in work)
+    d = xp.empty_like(a) if work is None else _rows(work, scale_group, "angular_update")
     x = row_dots(a, a) if sq_before is None else sq_before
     xp.subtract(b, a, out=d)
-    s = row_dots(a, d)
-    xp.multiply(a, (s / xp.where(x > 0, x, 1))[:, None], out=t)
-    xp.subtract(d, t, out=d)
-    x64, s64, p64 = (v.astype(xp.float64) for v in (x, s, row_dots(d, d)))
-    return xp.arctan2(xp.sqrt(x64 * p64), x64 + s64)
+    x, s, q = (v.astype(xp.float64) for v in (x, row_dots(a, d), row_dots(d, d)))
+    x1 = xp.where(x > 0, x, 1.0)
+    perp = q - s * s / x1
+    radial = s * s > 0.5 * x * q
+    if bool(radial.any()):
+        rows = xp.nonzero(radial)[0]
+        dp = d[rows] - (s[rows] / x1[rows])[:, None].astype(d.dtype) * a[rows]
+        perp[rows] = row_dots(dp, dp)
+    return xp.arctan2(xp.sqrt(x * xp.maximum(perp, 0.0)), x + s)
 
 
 # --- finding the scale groups -------------------------------------------------------

@@ -171,7 +171,7 @@ class Trainer:
         group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
         self.tracked = [(name, p, group_of[id(p)]) for name, p in model.named_parameters()
                         if p.scale_group is not None and id(p) in group_of]
-        self._work = {}  # name -> (w before the step, two scratch arrays) for the recorded angle
+        self._work = {}  # name -> (w before the step, the step) for the recorded angle
         self.rng = np.random.default_rng(seed)
         self.step = self.epoch = self.batch_pos = 0
         self.order = None  # this epoch's list of index arrays
@@ -231,7 +231,7 @@ class Trainer:
             xp = backend.array_module(p.data)
             work = self._work.get(name)
             if work is None or work[0].shape != p.data.shape or work[0].dtype != p.data.dtype:
-                work = self._work[name] = tuple(xp.empty_like(p.data) for _ in range(3))
+                work = self._work[name] = (xp.empty_like(p.data), xp.empty_like(p.data))
             xp.copyto(work[0], p.data)  # w before the step, into a buffer reused every step
             sq = group_sq_norms(p.data, p.scale_group)
             norm, lr = xp.sqrt(sq), self.optimizer.param_groups[gi]["lr"]
@@ -250,7 +250,7 @@ class Trainer:
             h.add_row(f"effective_lr/{name}", eff)
             # ||w||^2 from before the step is reused: the angle needs it too
             h.add_row(f"angle/{name}", angular_update(work[0], p.data, p.scale_group, sq_before=sq,
-                                                      work=work[1:]))
+                                                      work=work[1]))
             h.add_row(f"grad_norm_unit/{name}", gunit)
 
     # --- evaluation -------------------------------------------------------------------

@@ -60,7 +60,7 @@ def test_arccos_in_float32_fails_at_a_milliradian_where_the_record_does_not(rng)
 def test_angle_with_known_norms_and_buffers_equals_the_plain_call(rng, group, shape):
     a = rng.standard_normal(shape).astype(np.float32)
     b = (a + 0.01 * rng.standard_normal(shape)).astype(np.float32)
-    work = (np.full_like(a, np.nan), np.full_like(a, np.nan))
+    work = np.full_like(a, np.nan)
     got = angular_update(a, b, group, sq_before=group_sq_norms(a, group), work=work)
     np.testing.assert_array_equal(got, angular_update(a, b, group))
     np.testing.assert_allclose(got, old_angle(a, b, "unit" if group == "unit" else "tensor"), rtol=RTOL)
@@ -125,3 +125,13 @@ def test_recorder_equals_the_plain_formulas(rng):
     got = rec.detach().steps
     for key, v in want.items():
         np.testing.assert_allclose(got[key], v, rtol=RTOL, err_msg=key)
+
+
+def test_a_unit_that_only_shrinks_turns_by_its_rounding_only(rng):
+    # dead units (zero gradient) only shrink under L2: the step is radial, the angle ~0
+    a, b = turned(rng, (8, 784), 1e-3)
+    b[::2] = (1 - 1e-3) * a[::2]
+    got, want = angular_update(a, b, "unit"), old_angle(a, b, "unit")
+    np.testing.assert_allclose(got[1::2], want[1::2], rtol=RTOL)
+    np.testing.assert_allclose(got[::2], want[::2], rtol=0, atol=1e-9)
+    assert np.all(got[::2] < 1e-7)
