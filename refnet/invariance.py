@@ -92,13 +92,12 @@ def angular_update(w_before, w_after, scale_group="unit", sq_before=None, work=N
     d = xp.empty_like(a) if work is None else _rows(work, scale_group, "angular_update")
     x = row_dots(a, a) if sq_before is None else sq_before
     xp.subtract(b, a, out=d)
-    x, s, q = (v.astype(xp.float64) for v in (x, row_dots(a, d), row_dots(d, d)))
-    x1 = xp.where(x > 0, x, 1.0)
-    perp = q - s * s / x1
-    radial = s * s > 0.5 * x * q
-    if bool(radial.any()):
-        rows = xp.nonzero(radial)[0]
-        dp = d[rows] - (s[rows] / x1[rows])[:, None].astype(d.dtype) * a[rows]
+    f64 = xp.float64  # few calls on purpose: at a small step these are most of the cost
+    x, s, q = x.astype(f64), row_dots(a, d).astype(f64), row_dots(d, d).astype(f64)
+    perp = q - s * s / x
+    if bool((perp + perp < q).any()):  # s^2 > x q / 2: mostly radial rows
+        rows = xp.nonzero(perp + perp < q)[0]
+        dp = d[rows] - (s[rows] / x[rows])[:, None].astype(d.dtype) * a[rows]
         perp[rows] = row_dots(dp, dp)
     return xp.arctan2(xp.sqrt(x * xp.maximum(perp, 0.0)), x + s)
 
