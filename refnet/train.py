@@ -233,7 +233,7 @@ class Trainer:
             if work is None or work[0].shape != p.data.shape or work[0].dtype != p.data.dtype:
                 work = self._work[name] = (xp.empty_like(p.data), xp.empty_like(p.data))
             xp.copyto(work[0], p.data)  # w before the step, into a buffer reused every step
-            sq = group_sq_norms(p.data, p.scale_group)
+            sq = group_sq_norms(work[0], p.scale_group)  # the copy, while it is in cache
             norm, lr = xp.sqrt(sq), self.optimizer.param_groups[gi]["lr"]
             eff = lr / (sq if self.kind == "sgd" else norm)
             unit_grad = norm * xp.sqrt(group_sq_norms(p.grad, p.scale_group))
