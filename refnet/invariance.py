@@ -32,8 +32,11 @@ def _rows(w, group, where):
 
 def row_dots(a, b):
     """``<a_i, b_i>`` for each row of two 2-D arrays: one fused pass, no temporary as large as
-    ``a`` (``(a * b).sum(axis=1)`` writes the whole product first)."""
-    return backend.array_module(a, b).einsum("ij,ij->i", a, b)
+    ``a`` (``(a * b).sum(axis=1)`` writes the whole product first); ``vecdot`` where the
+    array module has it (NumPy 2: about twice einsum's speed)."""
+    xp = backend.array_module(a, b)
+    vecdot = getattr(xp, "vecdot", None)
+    return vecdot(a, b) if vecdot is not None else xp.einsum("ij,ij->i", a, b)
 
 
 def group_sq_norms(p, scale_group=None):
