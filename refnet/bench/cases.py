@@ -116,48 +116,11 @@ def make_cases(batch=128, torch_side=None, only=None):
     return [cs for cs in cases if only is None or only in cs.name]
 
 
-def recorder_cases(batch, rng):
-    """A Trainer step with the per-step record ``refnet reproduce`` keeps (``log_every=1``:
-    norms, effective lr, angle, G2 of every scale group) against the same step unrecorded,
-    for the BN MLP and the default BN CNN; and the same for ``dynamics.Recorder``."""
-    from refnet.dynamics import Recorder
-    from refnet.train import Trainer
-    out = []
-    for name, model, shape in (("mlp 784-256-256 (BN)", mlp(784, width=256, depth=2, norm="bn", rng=0),
-                                (1, 28, 28)),
-                               ("cnn 1x28x28", cnn(1, image_size=28, widths=(32, 64), norm="bn", rng=0),
-                                (1, 28, 28))):
-        x = rng.standard_normal((batch,) + shape).astype(np.float32)
-        y = rng.integers(0, 10, size=batch)
-        data = SimpleNamespace(x_train=x, y_train=y, x_test=None, name="bench")
-        opt = SGD(trainable_parameters(model), lr=0.01, momentum=0.9, l2=5e-4)
-        recorded = Trainer(model, opt, data, batch_size=batch, log_every=1, progress=False)
-        plain = Trainer(model, opt, data, batch_size=batch, log_every=2, progress=False)
-        plain.step = 1  # train_step records when step % log_every == 0: never, as step stays 1
-        xd, yd = backend.to_device(x), backend.to_device(y)
-        out.append(Case(f"record {name}", lambda t=recorded: t.train_step(xd, yd),
-                        lambda t=plain: t.train_step(xd, yd), baseline="unrecorded"))
-        if name.startswith("mlp"):
-            rec_model = mlp(784, width=256, depth=2, norm="bn", rng=0)
-            rec_opt = SGD(trainable_parameters(rec_model), lr=0.01, momentum=0.9, l2=5e-4)
-            rec = Recorder(rec_model, rec_opt)
-            bare = training_step(rec_model, xd, yd, opt=rec_opt)
-
-            def with_recorder(rec=rec, bare=bare):
-                rec.attach()
-                try:
-                    return bare()
-                finally:
-                    rec.detach()
-            out.append(Case("record mlp 784-256-256 (Recorder)", with_recorder, bare, baseline="unrecorded"))
-    return out
-
-
 def training_step(model, x, y, lr=0.01, momentum=0.9, l2=5e-4, opt=None):
     """A callable doing one SGD step of ``model`` on ``(x, y)``, as ``Trainer.train_step``
     does it without its per-step recording: zero_grad, forward, loss, backward, step
     (``opt``: that optimizer instead of a new SGD)."""
-    opt = opt or SGD(trainable_parameters(model), lr=lr, momentum=momentum, l2=l2)
+    opt = SGD(trainable_parameters(model), lr=lr, momentum=momentum, l2=l2) if opt is None else opt
 
     def step():
         with np.errstate(all="ignore"):
@@ -169,3 +132,54 @@ def training_step(model, x, y, lr=0.01, momentum=0.9, l2=5e-4, opt=None):
             opt.step()
         return loss, int((logits.argmax(axis=1) == y).sum())
     return step
+
+
+def recorder_cases(batch, rng, batches=16):
+    """A Trainer step with the per-step record ``refnet reproduce`` keeps (``log_every=1``:
+    norms, effective lr, angle, G2 of every scale group) against the same step unrecorded,
+    for the BN MLP and the default BN CNN; and the same for ``dynamics.Recorder``. The steps
+    cycle through ``batches`` batches: on a single one the net fits it within a few dozen
+    steps, the gradients vanish, and the steps (pure weight decay) stop looking like training."""
+    from refnet.dynamics import Recorder
+    from refnet.train import Trainer
+    out = []
+    for name, model, shape in (("mlp 784-256-256 (BN)", mlp(784, width=256, depth=2, norm="bn", rng=0),
+                                (1, 28, 28)),
+                               ("cnn 1x28x28", cnn(1, image_size=28, widths=(32, 64), norm="bn", rng=0),
+                                (1, 28, 28))):
+        x = rng.standard_normal((batches * batch,) + shape).astype(np.float32)
+        y = rng.integers(0, 10, size=batches * batch)
+        data = SimpleNamespace(x_train=x, y_train=y, x_test=None, name="bench")
+        opt = SGD(trainable_parameters(model), lr=0.01, momentum=0.9, l2=5e-4)
+        recorded = Trainer(model, opt, data, batch_size=batch, log_every=1, progress=False)
+        plain = Trainer(model, opt, data, batch_size=batch, log_every=2, progress=False)
+        plain.step = 1  # train_step records when step % log_every == 0: never, as step stays 1
+        out.append(Case(f"record {name}", _cycling(recorded.train_step, x, y, batch),
+                        _cycling(plain.train_step, x, y, batch), baseline="unrecorded"))
+        out[-1].trainers = (recorded, plain)
+        if name.startswith("mlp"):
+            rec_model = mlp(784, width=256, depth=2, norm="bn", rng=0)
+            rec_opt = SGD(trainable_parameters(rec_model), lr=0.01, momentum=0.9, l2=5e-4)
+            rec = Recorder(rec_model, rec_opt)
+            bare = _cycling(lambda xb, yb: training_step(rec_model, xb, yb, opt=rec_opt)(), x, y, batch)
+
+            def with_recorder(rec=rec, bare=bare):
+                rec.attach()
+                try:
+                    return bare()
+                finally:
+                    rec.detach()
+            out.append(Case("record mlp 784-256-256 (Recorder)", with_recorder, bare, baseline="unrecorded"))
+    return out
+
+
+def _cycling(step, x, y, batch):
+    """A callable doing ``step(x_batch, y_batch)`` on the next of the batches of ``(x, y)``."""
+    batches = [(backend.to_device(x[i:i + batch]), backend.to_device(y[i:i + batch]))
+               for i in range(0, len(x), batch)]
+    count = [0]
+
+    def call():
+        count[0] += 1
+        return step(*batches[count[0] % len(batches)])
+    return call
