@@ -54,6 +54,38 @@ y is then an affine function of x per channel, and
     dmean = -gamma * s * dbeta,   dvar = -(1/2) * gamma * s^2 * dgamma.
 
 ``gamma``/``beta`` may be None (``affine=False``): they act as 1 and 0 and get None gradients.
+
+Forward mode (training mode; tangents tx, tgamma, tbeta; E = the mean over a channel's m
+values). From tmu = E[tx] and tvar = 2 E[(x - mu) tx] = (2/s) E[xhat tx]:
+
+    ts    = -(1/2) s^3 tvar = -s^2 E[xhat tx]
+    txhat = s (tx - tmu) + (x - mu) ts = s (tx - E[tx] - xhat E[xhat tx])
+    ty    = gamma txhat + tgamma xhat + tbeta                       (batchnorm_forward_jvp)
+
+txhat is s times tx projected off 1 and xhat: the same projection as dx, as it must be.
+
+Second order (batchnorm_backward_jvp; tdy the tangent of dy). Write the gradient as
+dx = s Q with dxhat = gamma dy and Q = dxhat - E[dxhat] - xhat E[dxhat xhat]. The product
+rule on each factor (tdxhat = gamma tdy + tgamma dy):
+
+    tdx     = ts Q + s (tdxhat - E[tdxhat] - txhat E[dxhat xhat]
+                        - xhat E[tdxhat xhat + dxhat txhat])
+    tdgamma = sum_i (tdy_i xhat_i + dy_i txhat_i),     tdbeta = sum_i tdy_i
+
+``ts Q`` is the variance's term: the tangent of var moving s = 1/sqrt(var + eps), which
+multiplies every path of dx (the term a planted error drops in the tests). At eps = 0 the
+output is invariant to scaling x, and so are these: tdx(c x; tx) = tdx(x; tx/c) / c, the
+per-layer H(cw) = H(w)/c^2 of theory/second_order.py.
+
+Eval mode (``batchnorm_eval_forward_jvp`` / ``batchnorm_eval_backward_jvp``; tangents of
+the given mean and var allowed too). With k = gamma s, ts = -(1/2) s^3 tvar and
+tk = tgamma s + gamma ts:
+
+    txhat = s (tx - tmean) + (x - mean) ts = s (tx - tmean) - (1/2) s^2 xhat tvar
+    ty    = gamma txhat + tgamma xhat + tbeta
+    tdx   = tk dy + k tdy,     tdgamma = sum (tdy xhat + dy txhat),    tdbeta = sum tdy
+    tdmean = -tk dbeta - k tdbeta,
+    tdvar  = -(1/2) (tk s + k ts) dgamma - (1/2) k s tdgamma
 """
 
 from refnet import backend
@@ -168,3 +200,100 @@ def batchnorm_eval_backward(dy, cache):
     dmean = -k * dbeta
     dvar = -0.5 * k * inv_std * dgamma
     return dx, (dgamma if gamma is not None else None), (dbeta if beta is not None else None), dmean, dvar
+
+
+def _xhat(cache):
+    xc, shift, inv_std = cache["xc"], cache["shift"], cache["inv_std"]
+    return (xc - _per_channel(shift, xc)) * _per_channel(inv_std, xc)
+
+
+def _channel_mean(a):
+    return a.mean(axis=_reduce_axes(a), keepdims=True)
+
+
+def _or_zeros(t, like, xp):
+    return xp.zeros_like(like) if t is None else t
+
+
+def batchnorm_forward_jvp(cache, tx, tgamma=None, tbeta=None):
+    """Tangent of y (training mode): gamma s (tx - E[tx] - xhat E[xhat tx]) + tgamma xhat + tbeta."""
+    gamma, inv_std = cache["gamma"], cache["inv_std"]
+    xhat = _xhat(cache)
+    xp = backend.array_module(xhat)
+    ty = xp.zeros_like(xhat)
+    if tx is not None:
+        ty += _per_channel(inv_std if gamma is None else gamma * inv_std, xhat) * (
+            tx - _channel_mean(tx) - xhat * _channel_mean(xhat * tx))
+    if tgamma is not None:
+        ty += xhat * _per_channel(tgamma, xhat)
+    if tbeta is not None:
+        ty += _per_channel(tbeta, xhat)
+    return ty
+
+
+def batchnorm_backward_jvp(dy, tdy, cache, tx, tgamma=None, tbeta=None):
+    """Tangents of ``batchnorm_backward``'s (dx, dgamma, dbeta) (derivation in the module docstring)."""
+    gamma, beta, inv_std = cache["gamma"], cache["beta"], cache["inv_std"]
+    xhat = _xhat(cache)
+    xp = backend.array_module(dy, xhat)
+    axes = _reduce_axes(dy)
+    s = _per_channel(inv_std, xhat)
+    g = 1.0 if gamma is None else _per_channel(gamma, xhat)
+    tx, tdy = _or_zeros(tx, xhat, xp), _or_zeros(tdy, dy, xp)
+    dxhat = g * dy
+    tdxhat = g * tdy
+    if tgamma is not None:
+        tdxhat = tdxhat + _per_channel(tgamma, xhat) * dy
+    e_xtx = _channel_mean(xhat * tx)
+    ts = -s * s * e_xtx
+    txhat = s * (tx - _channel_mean(tx) - xhat * e_xtx)
+    e_dxhat_xhat = _channel_mean(dxhat * xhat)
+    q = dxhat - _channel_mean(dxhat) - xhat * e_dxhat_xhat
+    tdx = ts * q + s * (tdxhat - _channel_mean(tdxhat) - txhat * e_dxhat_xhat
+                        - xhat * _channel_mean(tdxhat * xhat + dxhat * txhat))
+    tdgamma = (tdy * xhat + dy * txhat).sum(axis=axes) if gamma is not None else None
+    tdbeta = tdy.sum(axis=axes) if beta is not None else None
+    return tdx, tdgamma, tdbeta
+
+
+def batchnorm_eval_forward_jvp(cache, tx, tgamma=None, tbeta=None, tmean=None, tvar=None):
+    """Tangent of y (eval mode), tangents of the given mean and var included."""
+    xhat, gamma, inv_std = cache["xhat"], cache["gamma"], cache["inv_std"]
+    xp = backend.array_module(xhat)
+    txhat = _eval_txhat(xhat, inv_std, tx, tmean, tvar, xp)
+    ty = txhat * _per_channel(gamma, xhat) if gamma is not None else txhat
+    if tgamma is not None:
+        ty = ty + xhat * _per_channel(tgamma, xhat)
+    if tbeta is not None:
+        ty = ty + _per_channel(tbeta, xhat)
+    return ty
+
+
+def _eval_txhat(xhat, inv_std, tx, tmean, tvar, xp):
+    txhat = xp.zeros_like(xhat) if tx is None else tx * _per_channel(inv_std, xhat)
+    if tmean is not None:
+        txhat = txhat - _per_channel(inv_std * tmean, xhat)
+    if tvar is not None:
+        txhat = txhat - xhat * _per_channel(0.5 * inv_std ** 2 * tvar, xhat)
+    return txhat
+
+
+def batchnorm_eval_backward_jvp(dy, tdy, cache, tx, tgamma=None, tbeta=None, tmean=None, tvar=None):
+    """Tangents of ``batchnorm_eval_backward``'s (dx, dgamma, dbeta, dmean, dvar)."""
+    xhat, gamma, beta, s = cache["xhat"], cache["gamma"], cache["beta"], cache["inv_std"]
+    xp = backend.array_module(dy, xhat)
+    axes = _reduce_axes(dy)
+    tdy = _or_zeros(tdy, dy, xp)
+    gam = xp.ones_like(s) if gamma is None else gamma
+    ts = xp.zeros_like(s) if tvar is None else -0.5 * s ** 3 * tvar
+    k = gam * s
+    tk = gam * ts + (0 if tgamma is None else tgamma * s)
+    txhat = _eval_txhat(xhat, s, tx, tmean, tvar, xp)
+    dbeta, dgamma = dy.sum(axis=axes), _sum_products(dy, xhat, xp)
+    tdbeta = tdy.sum(axis=axes)
+    tdgamma = _sum_products(tdy, xhat, xp) + _sum_products(dy, txhat, xp)
+    tdx = dy * _per_channel(tk, dy) + tdy * _per_channel(k, dy)
+    tdmean = -tk * dbeta - k * tdbeta
+    tdvar = -0.5 * (tk * s + k * ts) * dgamma - 0.5 * k * s * tdgamma
+    return (tdx, (tdgamma if gamma is not None else None), (tdbeta if beta is not None else None),
+            tdmean, tdvar)

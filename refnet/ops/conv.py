@@ -253,3 +253,34 @@ def conv2d_backward(dy, cache):
     else:
         dx = _col2im_t(w.reshape(f, -1).T @ dy_t, x.shape, kh, kw, stride, padding, (ho, wo))
     return dx, dw, db
+
+
+def conv2d_forward_jvp(cache, tx, tw, tb=None):
+    """Tangent of y: conv(tx, w) + conv(x, tw) + tb (None tangents are zero)."""
+    x, w, _, stride, padding = cache
+    ty = None
+    if tx is not None:
+        ty = conv2d_forward(tx, w, None, stride, padding)[0]
+    if tw is not None:
+        part = conv2d_forward(x, tw, None, stride, padding)[0]
+        ty = part if ty is None else ty + part
+    if ty is None:
+        ty = conv2d_forward(backend.array_module(x).zeros_like(x), w, None, stride, padding)[0]
+    if tb is not None:
+        ty += tb.reshape(1, -1, 1, 1)
+    return ty
+
+
+def conv2d_backward_jvp(dy, tdy, cache, tx, tw, tb=None):
+    """Tangents of (dx, dw, db): (dx(tdy, w) + dx(dy, tw), dw(tdy, x) + dw(dy, tx), sum tdy)."""
+    x, w, has_bias, stride, padding = cache
+    xp = backend.array_module(dy, x, w)
+    tdy = xp.zeros_like(dy) if tdy is None else tdy
+    tdx, tdw, tdb = conv2d_backward(tdy, cache)
+    if tx is not None or tw is not None:
+        tangent_cache = (xp.zeros_like(x) if tx is None else tx, xp.zeros_like(w) if tw is None else tw,
+                         False, stride, padding)
+        dx_tw, dw_tx, _ = conv2d_backward(dy, tangent_cache)
+        tdx = tdx + dx_tw
+        tdw = tdw + dw_tx
+    return tdx, tdw, tdb
