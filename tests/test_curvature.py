@@ -209,3 +209,50 @@ def test_hvp_and_gvp_match_torch_func(name, rng):
     want_h, want_g = _torch_products(torch, model, x, y, v)
     assert _rel_err(model.hvp(x, y, v), want_h) < TORCH_TOL
     assert _rel_err(model.gvp(x, y, v), want_g) < TORCH_TOL
+
+
+# --- Lanczos: the top eigenvalue of one layer's Hessian block ----------------------------------
+def _dense_block(model, x, y, name, product="hvp"):
+    p = dict(model.named_parameters())[name]
+    cols = []
+    for e in np.eye(p.data.size):
+        cols.append(getattr(model, product)(x, y, {name: e.reshape(p.shape)})[name].reshape(-1))
+    return np.array(cols).T
+
+
+@pytest.mark.parametrize("product", ["hvp", "gvp"])
+@pytest.mark.parametrize("name, layer", [("mlp-bn", "1.weight"), ("mlp-bn", "4.weight"), ("cnn-bn", "0.weight")])
+def test_lanczos_top_eigenvalues_match_the_dense_block(name, layer, product, rng):
+    from refnet.nn.curvature import top_eigenvalues
+    model = MODELS[name]()
+    x, y = _data(name, rng)
+    dense = _dense_block(model, x, y, layer, product)
+    assert np.abs(dense - dense.T).max() < 1e-12 * np.abs(dense).max()
+    want = np.sort(np.linalg.eigvalsh((dense + dense.T) / 2))[::-1][:2]
+    got = top_eigenvalues(model, x, y, layer, k=2, product=product)
+    assert np.allclose(got, want, rtol=1e-9, atol=1e-12 * abs(want[0]))
+
+
+def test_lanczos_sharpness_scales_as_one_over_the_squared_norm(rng):
+    """eps = 0: every unit of a layer before BN scaled by c scales its Hessian block by 1/c^2."""
+    from refnet.nn.curvature import top_eigenvalues
+    model = MODELS["mlp-bn"]()
+    for m in model.modules():
+        if isinstance(m, BatchNorm1d):
+            m.eps = 0.0
+    x, y = _data("mlp-bn", rng)
+    before = top_eigenvalues(model, x, y, "1.weight")[0]
+    dict(model.named_parameters())["1.weight"].data *= 0.1
+    after = top_eigenvalues(model, x, y, "1.weight")[0]
+    assert after == pytest.approx(before * 100, rel=1e-8)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"name": "nope"}, KeyError, "name"), ({"name": "1.weight", "k": 0}, ValueError, "k"),
+    ({"name": "1.weight", "product": "fisher"}, ValueError, "product")])
+def test_lanczos_bad_arguments_are_named(kwargs, error, match, rng):
+    from refnet.nn.curvature import top_eigenvalues
+    model = MODELS["mlp-bn"]()
+    x, y = _data("mlp-bn", rng)
+    with pytest.raises(error, match=match):
+        top_eigenvalues(model, x, y, **kwargs)
