@@ -115,8 +115,9 @@ class Module:
 
     def hvp(self, x, y, v):
         """H v for the mean softmax cross-entropy of ``self(x)`` against labels ``y``:
-        ``v`` a dict {parameter name: array}, the result the same for every parameter name
-        (``refnet.nn.curvature.hvp``). Buffers and ``.grad`` are left as found."""
+        ``v`` a dict {parameter name: array} (a missing name is a zero component); returns
+        {name: (H v)[name]} for every parameter name (``refnet.nn.curvature.hvp``). Buffers
+        and ``.grad`` are left as found."""
         from refnet.nn.curvature import hvp
         return hvp(self, x, y, v)
 
