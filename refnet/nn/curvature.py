@@ -15,12 +15,12 @@ and its tangent side by side, each layer adding the tangent of its parameters' g
 Cost: one forward, one forward_jvp, one backward and one backward_jvp: about two
 forward-backward passes. G v drops the terms where the network's own second derivative
 enters: it is the same forward_jvp to J v, then H_z J v, then a plain backward of that
-(``backward_jvp`` with dy = 0 and zero tangents is exactly J^T tdy).
+(J^T, through ``.grad``, which is saved before and put back after).
 
 The products are of the loss *as the model computes it now*: in training mode BatchNorm
 normalizes with batch statistics, and their dependence on theta is differentiated; in
 eval mode with the running ones. Neither product changes the model: buffers (running
-statistics) are put back, ``.grad`` is never written, parameters are not moved.
+statistics) are put back, ``.grad`` ends as it was, parameters are not moved.
 """
 
 import numpy as np
@@ -92,14 +92,20 @@ def gvp(model, x, y, v):
     """The Gauss-Newton product J^T H_z J v for the same loss (H_z: the loss Hessian in the
     logits, positive semidefinite, so G is too). Arguments and result as in ``hvp``."""
     tangents = _tangents(model, v, "gvp")
-    with _KeepBuffers(model):
-        logits = model.forward(x)
-        tlogits = model.forward_jvp(None, tangents)          # J v
-        _, u = softmax_cross_entropy_jvp(logits, y, tlogits)  # H_z J v
-        model.forward_jvp(None, {})                           # zero tangents: backward_jvp is J^T
-        hgrads = {}
-        model.backward_jvp(backend.array_module(u).zeros_like(u), u, hgrads)
-    return _by_name(model, hgrads)
+    params = list(model.named_parameters())
+    saved = [p.grad.copy() for _, p in params]
+    try:
+        with _KeepBuffers(model):
+            logits = model.forward(x)
+            tlogits = model.forward_jvp(None, tangents)          # J v
+            _, u = softmax_cross_entropy_jvp(logits, y, tlogits)  # H_z J v
+            for _, p in params:
+                p.grad[...] = 0
+            model.backward(u)                                     # J^T H_z J v, into .grad
+            return {name: p.grad.copy() for name, p in params}
+    finally:
+        for (_, p), g in zip(params, saved):
+            p.grad[...] = g
 
 
 def gradient(model, x, y):

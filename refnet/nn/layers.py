@@ -67,8 +67,9 @@ class _Cached(Module):
     def _bad_input(self, what):
         raise ValueError(f"{self!r}: input has {what}")
 
-    # The op's backward and JVPs, and the parameters after x in its argument order.
-    _op_backward = _op_forward_jvp = _op_backward_jvp = None
+    # The op's backward and JVPs, and the parameters after x in its argument order;
+    # _input_grad(dy, cache): dx alone, where that is cheaper than the whole backward.
+    _op_backward = _op_forward_jvp = _op_backward_jvp = _input_grad = None
 
     def _jvp_params(self):
         return []
@@ -84,13 +85,16 @@ class _Cached(Module):
         if getattr(self, "_jvp", None) is None:
             raise RuntimeError(f"{self!r}.backward_jvp: called before forward_jvp")
         tx, ts = self._jvp
-        g = _as_tuple(type(self)._op_backward(dy, cache))
+        if grads is None and type(self)._input_grad is not None:
+            g = (type(self)._input_grad(dy, cache),)     # an hvp needs dx only, not dw
+        else:
+            g = _as_tuple(type(self)._op_backward(dy, cache))
         tg = _as_tuple(type(self)._op_backward_jvp(dy, tdy, cache, tx, *ts))
-        for p, gi, tgi in zip(self._jvp_params(), g[1:], tg[1:]):
+        for k, (p, tgi) in enumerate(zip(self._jvp_params(), tg[1:])):
             if p is not None:
                 add_into(hgrads, p, tgi)
                 if grads is not None:
-                    add_into(grads, p, gi)
+                    add_into(grads, p, g[1 + k])
         return g[0], tg[0]
 
 
@@ -124,6 +128,7 @@ class Linear(_Cached):
     _op_backward = staticmethod(linear_backward)
     _op_forward_jvp = staticmethod(linear_forward_jvp)
     _op_backward_jvp = staticmethod(linear_backward_jvp)
+    _input_grad = staticmethod(lambda dy, cache: dy @ cache[1])
 
     def _jvp_params(self):
         return [self.weight, self.bias]
