@@ -49,6 +49,8 @@ OPS = [
           ops.batchnorm_backward_jvp, [(6, 4), (4,), (4,)], {"eps": 1e-5}),
     _spec("batchnorm1d-eps0", ops.batchnorm_forward, ops.batchnorm_backward, ops.batchnorm_forward_jvp,
           ops.batchnorm_backward_jvp, [(5, 3), (3,), (3,)], {"eps": 0.0}),
+    _spec("batchnorm1d-offset", ops.batchnorm_forward, ops.batchnorm_backward, ops.batchnorm_forward_jvp,
+          ops.batchnorm_backward_jvp, [("offset", 6, 4), (4,), (4,)], {"eps": 1e-5}),
     _spec("batchnorm2d", ops.batchnorm_forward, ops.batchnorm_backward, ops.batchnorm_forward_jvp,
           ops.batchnorm_backward_jvp, [(3, 2, 4, 3), (2,), (2,)], {"eps": 1e-5}),
     _spec("batchnorm2d-noaffine", ops.batchnorm_forward, ops.batchnorm_backward,
@@ -74,7 +76,7 @@ OPS = [
 
 def _make(rng, shapes):
     """Arguments and tangents; a "varC" shape is a positive (C,) variance; a shape starting
-    with "spaced" gives distinct values at least 0.1 apart and away from 0 (no kink within
+    with "offset" is standard normal + 10; one with "spaced" gives distinct values at least 0.1 apart and away from 0 (no kink within
     the finite-difference steps: ReLU and max-pool are piecewise linear)."""
     args = []
     for s in shapes:
@@ -82,6 +84,8 @@ def _make(rng, shapes):
             args.append(None)
         elif isinstance(s, str):
             args.append(rng.uniform(0.5, 2.0, int(s[3:])))
+        elif s[0] == "offset":          # |mean| > std: batchnorm's centred (two-pass) branch
+            args.append(rng.standard_normal(s[1:]) + 10.0)
         elif s[0] == "spaced":
             size = int(np.prod(s[1:]))
             args.append((rng.permutation(size) - (size - 0.5) / 2).reshape(s[1:]) * 0.1)

@@ -72,6 +72,17 @@ rule on each factor (tdxhat = gamma tdy + tgamma dy):
                         - xhat E[tdxhat xhat + dxhat txhat])
     tdgamma = sum_i (tdy_i xhat_i + dy_i txhat_i),     tdbeta = sum_i tdy_i
 
+How the code computes it: with a1 = E[dxhat], a2 = E[dxhat xhat], b1 = E[tdxhat],
+b2 = E[tdxhat xhat], c1 = E[tx], c2 = E[xhat tx] (so ts = -s^2 c2) and
+d = E[dxhat txhat], expanding Q and txhat collects tdx into per-channel factors times the
+four big arrays,
+
+    tdx = (ts gamma + s tgamma) dy + s gamma tdy - s^2 a2 tx
+          + (2 s^2 c2 a2 - s (b2 + d)) xhat + (-ts a1 - s b1 + s^2 c1 a2),
+
+and tdgamma = m (E[tdy xhat] + E[dy txhat]), all from per-channel means (einsum, no
+products materialized); likewise ty = gamma s tx + (tgamma - gamma s c2) xhat - gamma s c1 + tbeta.
+
 ``ts Q`` is the variance's term: the tangent of var moving s = 1/sqrt(var + eps), which
 multiplies every path of dx (the term a planted error drops in the tests). At eps = 0 the
 output is invariant to scaling x, and so are these: tdx(c x; tx) = tdx(x; tx/c) / c, the
@@ -202,57 +213,64 @@ def batchnorm_eval_backward(dy, cache):
     return dx, (dgamma if gamma is not None else None), (dbeta if beta is not None else None), dmean, dvar
 
 
-def _xhat(cache):
-    xc, shift, inv_std = cache["xc"], cache["shift"], cache["inv_std"]
-    return (xc - _per_channel(shift, xc)) * _per_channel(inv_std, xc)
-
-
-def _channel_mean(a):
-    return a.mean(axis=_reduce_axes(a), keepdims=True)
-
-
 def _or_zeros(t, like, xp):
     return xp.zeros_like(like) if t is None else t
 
 
+def _means(a, b, xp, m):
+    """E[a b] per channel (over every axis but 1), without materializing a b."""
+    return _sum_products(a, b, xp) / m
+
+
 def batchnorm_forward_jvp(cache, tx, tgamma=None, tbeta=None):
-    """Tangent of y (training mode): gamma s (tx - E[tx] - xhat E[xhat tx]) + tgamma xhat + tbeta."""
-    gamma, inv_std = cache["gamma"], cache["inv_std"]
-    xhat = _xhat(cache)
-    xp = backend.array_module(xhat)
-    ty = xp.zeros_like(xhat)
+    """Tangent of y (training mode): gamma s (tx - E[tx] - xhat E[xhat tx]) + tgamma xhat + tbeta,
+    computed as k_tx tx + k_xc xc + k_0 (per-channel factors; module docstring)."""
+    xc, shift, gamma, s = cache["xc"], cache["shift"], cache["gamma"], cache["inv_std"]
+    xp = backend.array_module(xc)
+    m = xc.size // xc.shape[1]
+    g = xp.ones_like(s) if gamma is None else gamma
+    tg = xp.zeros_like(s) if tgamma is None else tgamma
+    k_xhat, k_0 = tg, xp.zeros_like(s) if tbeta is None else tbeta
     if tx is not None:
-        ty += _per_channel(inv_std if gamma is None else gamma * inv_std, xhat) * (
-            tx - _channel_mean(tx) - xhat * _channel_mean(xhat * tx))
-    if tgamma is not None:
-        ty += xhat * _per_channel(tgamma, xhat)
-    if tbeta is not None:
-        ty += _per_channel(tbeta, xhat)
+        e_tx = tx.sum(axis=_reduce_axes(tx)) / m
+        e_xhat_tx = s * (_means(xc, tx, xp, m) - shift * e_tx)
+        k_xhat = tg - g * s * e_xhat_tx
+        k_0 = k_0 - g * s * e_tx
+    ty = xc * _per_channel(k_xhat * s, xc)                      # xhat = s (xc - shift)
+    if tx is not None:
+        ty += tx * _per_channel(g * s, xc)
+    ty += _per_channel(k_0 - k_xhat * s * shift, xc)
     return ty
 
 
 def batchnorm_backward_jvp(dy, tdy, cache, tx, tgamma=None, tbeta=None):
-    """Tangents of ``batchnorm_backward``'s (dx, dgamma, dbeta) (derivation in the module docstring)."""
-    gamma, beta, inv_std = cache["gamma"], cache["beta"], cache["inv_std"]
-    xhat = _xhat(cache)
-    xp = backend.array_module(dy, xhat)
+    """Tangents of ``batchnorm_backward``'s (dx, dgamma, dbeta): the module docstring's tdx,
+    expanded into k_dy dy + k_tdy tdy + k_tx tx + k_xc xc + k_0 with per-channel factors
+    from seven per-channel means, so that no x-sized temporary but the result is made."""
+    xc, shift, gamma, beta, s = cache["xc"], cache["shift"], cache["gamma"], cache["beta"], cache["inv_std"]
+    xp = backend.array_module(dy, xc)
+    m = xc.size // xc.shape[1]
     axes = _reduce_axes(dy)
-    s = _per_channel(inv_std, xhat)
-    g = 1.0 if gamma is None else _per_channel(gamma, xhat)
-    tx, tdy = _or_zeros(tx, xhat, xp), _or_zeros(tdy, dy, xp)
-    dxhat = g * dy
-    tdxhat = g * tdy
-    if tgamma is not None:
-        tdxhat = tdxhat + _per_channel(tgamma, xhat) * dy
-    e_xtx = _channel_mean(xhat * tx)
-    ts = -s * s * e_xtx
-    txhat = s * (tx - _channel_mean(tx) - xhat * e_xtx)
-    e_dxhat_xhat = _channel_mean(dxhat * xhat)
-    q = dxhat - _channel_mean(dxhat) - xhat * e_dxhat_xhat
-    tdx = ts * q + s * (tdxhat - _channel_mean(tdxhat) - txhat * e_dxhat_xhat
-                        - xhat * _channel_mean(tdxhat * xhat + dxhat * txhat))
-    tdgamma = (tdy * xhat + dy * txhat).sum(axis=axes) if gamma is not None else None
-    tdbeta = tdy.sum(axis=axes) if beta is not None else None
+    g = xp.ones_like(s) if gamma is None else gamma
+    tg = xp.zeros_like(s) if tgamma is None else tgamma
+    tx, tdy = _or_zeros(tx, xc, xp), _or_zeros(tdy, dy, xp)
+    e_dy, e_tdy, e_tx = dy.sum(axis=axes) / m, tdy.sum(axis=axes) / m, tx.sum(axis=axes) / m
+    e_dy_xhat = s * (_means(dy, xc, xp, m) - shift * e_dy)
+    e_tdy_xhat = s * (_means(tdy, xc, xp, m) - shift * e_tdy)
+    e_xhat_tx = s * (_means(xc, tx, xp, m) - shift * e_tx)
+    e_dy_txhat = s * (_means(dy, tx, xp, m) - e_tx * e_dy - e_xhat_tx * e_dy_xhat)   # E[dy txhat]
+    a1, a2 = g * e_dy, g * e_dy_xhat                            # E[dxhat], E[dxhat xhat]
+    b1, b2 = g * e_tdy + tg * e_dy, g * e_tdy_xhat + tg * e_dy_xhat   # E[tdxhat], E[tdxhat xhat]
+    ts = -s * s * e_xhat_tx
+    k_xhat = 2 * s * s * e_xhat_tx * a2 - s * (b2 + g * e_dy_txhat)
+    k_0 = -ts * a1 - s * b1 + s * s * e_tx * a2
+    tdx = dy * _per_channel(ts * g + s * tg, dy)
+    tdx += tdy * _per_channel(s * g, dy)
+    tdx += tx * _per_channel(-s * s * a2, dy)
+    tdx += xc * _per_channel(k_xhat * s, dy)                    # xhat = s (xc - shift)
+    tdx += _per_channel(k_0 - k_xhat * s * shift, dy)
+    tdgamma = m * (e_tdy_xhat + e_dy_txhat) if gamma is not None else None
+    tdbeta = m * e_tdy if beta is not None else None
     return tdx, tdgamma, tdbeta
 
 
