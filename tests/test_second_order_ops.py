@@ -265,3 +265,14 @@ def test_jvps_match_pytorch_double_backward(fwd, bwd, fjvp, bjvp, shapes, kwargs
     got = _tuple(bjvp(dout, tdout, cache, *tangents))
     for i, tg in zip(present, tgrads):
         assert _rel_err(got[i], tg.numpy()) < TORCH_TOL, f"gradient {i}"
+
+
+@pytest.mark.parametrize("c, k, stride, padding", [(1, 3, 1, 1), (3, 3, 1, 1), (8, 3, 1, 1), (8, 3, 2, 1),
+                                                   (4, 1, 1, 0), (2, 5, 3, 2), (6, 2, 1, 0)])
+def test_conv2d_backward_input_is_the_backwards_dx(c, k, stride, padding, rng):
+    """The hvp's dx-only path (both im2col layouts, the flipped-kernel convolution and col2im)."""
+    x, w = rng.standard_normal((2, c, 9, 8)), rng.standard_normal((4, c, k, k))
+    y, cache = ops.conv2d_forward(x, w, None, stride, padding)
+    dy = rng.standard_normal(y.shape)
+    from refnet.ops.conv import conv2d_backward_input
+    assert np.array_equal(conv2d_backward_input(dy, cache), ops.conv2d_backward(dy, cache)[0])

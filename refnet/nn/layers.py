@@ -44,6 +44,7 @@ from refnet.ops import (
     relu_forward_jvp,
 )
 from refnet.ops._checks import check_int, check_module_dtype, pair
+from refnet.ops.conv import conv2d_backward_input
 
 
 def _uniform(rng, bound, shape, dtype, decay=True):
@@ -177,6 +178,7 @@ class Conv2d(_Cached):
     _op_backward = staticmethod(conv2d_backward)
     _op_forward_jvp = staticmethod(conv2d_forward_jvp)
     _op_backward_jvp = staticmethod(conv2d_backward_jvp)
+    _input_grad = staticmethod(conv2d_backward_input)
 
     def _jvp_params(self):
         return [self.weight, self.bias]

@@ -143,15 +143,18 @@ def maxpool2d_forward_jvp(cache, tx):
     last NaN in a NaN window), so that <ty, dy> = <tx, maxpool2d_backward(dy)>."""
     x, y, kernel, stride = cache
     xp = backend.array_module(x)
-    ty = xp.zeros_like(y)
     if tx is None:
-        return ty
+        return xp.zeros_like(y)
     out_hw = y.shape[2:]
-    pending = xp.ones(y.shape, dtype=bool)
+    ty, pending = None, None
     for v, tv in zip(_views(x, kernel, stride, out_hw), _views(tx, kernel, stride, out_hw)):
-        hit = (v == y) & pending
-        pending &= ~hit
-        xp.copyto(ty, tv, where=hit)
+        hit = (v == y)               # first maximum in row-major order, as maxpool2d_backward
+        if pending is None:
+            pending, ty = ~hit, tv * hit
+        else:
+            hit &= pending
+            pending ^= hit
+            ty += tv * hit
     nan = xp.isnan(y)
     if bool(nan.any()):
         views = list(zip(_views(x, kernel, stride, out_hw), _views(tx, kernel, stride, out_hw)))
