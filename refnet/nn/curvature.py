@@ -124,14 +124,6 @@ def gradient(model, x, y):
             p.grad[...] = g
 
 
-def flat_names(model, names=None):
-    """(names, shapes, sizes) of the named parameters (all, or those in ``names``), the order
-    in which ``to_vector`` / ``from_vector`` lay them out."""
-    params = dict(model.named_parameters())
-    names = list(params) if names is None else list(names)
-    return names, [params[n].shape for n in names], [int(np.prod(params[n].shape)) for n in names]
-
-
 def top_eigenvalues(model, x, y, name, k=1, product="hvp", tol=1e-10, seed=0):
     """The ``k`` largest (algebraic) eigenvalues of the Hessian block of one parameter,
     H_pp = d^2 L / dp^2 (or the Gauss-Newton block with ``product="gvp"``), by Lanczos:
