@@ -59,6 +59,7 @@ from refnet.gradcheck.inputs import checker_rng  # noqa: F401
 from refnet.gradcheck.probes import LinearMap, check_argument  # noqa: F401
 from refnet.gradcheck.report import (ArgCheck, GradcheckError, GradcheckReport,  # noqa: F401
                                      GradcheckWarning)
+from refnet.gradcheck.second_order import check_hvp, check_jvp, check_model_hvp, check_module_jvp  # noqa: F401,E501
 
 
 __all__ = ["check_op", "check_loss", "check_module", "power", "GradcheckReport", "ArgCheck",
