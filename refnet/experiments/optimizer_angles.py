@@ -52,6 +52,8 @@ from theory.sign_and_orthogonal import _decay_equilibrium
 
 NAME, FIGURE = "optimizer_angles", "fig9_optimizer_angles.png"
 TOL = {"sgdm": 0.05, "adamw": 0.05, "lion": 0.10, "muon": 0.03, "wrapper": 0.02}
+CONSISTENCY_TOL = 0.02  # the walk holds (16.4) and (17.1) to 1% (theory/README.md section 20)
+WINDOW = 1 / 3  # the last third is measured, the middle third gives R
 SPREAD = 3.0  # Adam + L2's coefficient of variation over the largest of the others', at least
 TOLERANCE_SOURCE = "an earlier session's quick and default runs of this design"
 SGDM = {"lr": 0.05, "momentum": 0.9}
@@ -168,14 +170,18 @@ def _small_adamw(wd):
     return theory.adamw_equilibrium(ADAMW["lr"], wd, 1, ADAMW["betas"]).angle_small
 
 
+def windows(steps):
+    """The middle and the last third of the steps (the last one as ``tasks.summarize`` cuts it)."""
+    late = int(round(steps * (1 - WINDOW)))
+    return [[steps - 2 * (steps - late), late], [late, steps]]
+
+
 def runs(cfg):
-    c = cfg[NAME]
-    steps = c["steps"]
-    third = steps // 3
+    steps = cfg[NAME]["steps"]
     out = {}
     for kind, (h, optim) in hyper(cfg).items():
-        extra = {"step_corr": [third, steps - third]} if kind in ("lion", "muon") else {}
-        out[kind] = (h, config.train(cfg, config.model(cfg), optim, steps, window=1 / 3, **extra))
+        extra = {"step_corr": windows(steps)} if kind in ("lion", "muon") else {}
+        out[kind] = (h, config.train(cfg, config.model(cfg), optim, steps, window=WINDOW, **extra))
     return out
 
 
@@ -183,9 +189,10 @@ def specs(cfg):
     return [s for _, s in runs(cfg).values()]
 
 
-def predicted(kind, h, arrays, name):
+def predicted(kind, h, arrays, name, window=0):
     """Per-unit predicted steady angle of ``kind`` for weight ``name`` (an array, or a scalar
-    broadcast over units), and the inputs it was computed from."""
+    broadcast over units), and the inputs it was computed from; Lion's and Muon's take ``R``
+    from the middle third (``window=0``) or the last (1, the measured window itself)."""
     if kind == "sgdm":
         return theory.sgd_momentum_l2_equilibrium(h["lr"], h["l2"], 1.0, h["momentum"]).angle, \
             [f"lr {h['lr']:g}", f"momentum {h['momentum']:g}", f"l2 {h['l2']:.4g} (paper's lam)"]
@@ -193,10 +200,11 @@ def predicted(kind, h, arrays, name):
         return theory.adamw_equilibrium(h["lr"], h["wd"], 1, ADAMW["betas"]).angle, \
             [f"lr {h['lr']:g}", f"betas {ADAMW['betas']}", f"wd {h['wd']:.4g}"]
     if kind in ("lion", "muon"):
-        R = measured_R(arrays, name)
+        R = measured_R(arrays, name, window)
         return np.array([angle_from_R(h["lr"], h["wd"], r) for r in R]), \
             [f"lr {h['lr']:g}", f"wd {h['wd']:.4g}",
-             "R per unit from the steps' correlations over the middle third (an earlier, disjoint window)"]
+             "R per unit from the steps' correlations over the "
+             + ("middle third (an earlier, disjoint window)" if window == 0 else "last third (the same window)")]
     if kind.startswith("rot_"):
         return theory.rotational_angle(h["eta_r"]), [f"eta_r {h['eta_r']:.5g}"]
     if kind == "hyperball":
@@ -204,9 +212,10 @@ def predicted(kind, h, arrays, name):
     raise ValueError(f"predicted(kind): got {kind!r}")
 
 
-def measured_R(arrays, name):
-    """``R = 1 + 2 sum_k p^k r_k`` per unit, from ``tasks.track_step_correlation``'s sums."""
-    return 1 + 2 * arrays[f"{name}/steps/corr"] / arrays[f"{name}/steps/sq"]
+def measured_R(arrays, name, window=0):
+    """``R = 1 + 2 sum_k p^k r_k`` per unit, from ``tasks.track_step_correlation``'s sums over
+    ``windows(...)[window]``."""
+    return 1 + 2 * arrays[f"{name}/steps/{window}/corr"] / arrays[f"{name}/steps/{window}/sq"]
 
 
 def cv(x):
@@ -220,7 +229,7 @@ def analyze(cfg, results):
     dec = decays(theta, cfg["width"])
     data = {"name": NAME, "figure": FIGURE, "theta": theta, "decays": dict(dec), "optimizers": {},
             "claims": [], "observations": []}
-    rows = {k: [] for k in ("sgdm", "adamw", "lion", "muon", "wrapper")}
+    rows = {k: [] for k in ("sgdm", "adamw", "lion", "muon", "wrapper", "same_window")}
     inputs = {}
     for (kind, (h, _)), (arrays, meta) in zip(plan.items(), results):
         names = layers(meta)
@@ -235,10 +244,15 @@ def analyze(cfg, results):
                 pred = np.broadcast_to(np.asarray(pred, dtype=float), angle.shape)
                 layer["predicted"] = float(np.median(pred))
                 group = "wrapper" if kind.startswith("rot_") or kind == "hyperball" else kind
-                rows[group].append((layer["predicted"], layer["median"],
-                                    f"{label(i, name)}" + (f", {TITLES[kind]}" if group == "wrapper" else "")))
+                if kind != "adamw" or i > 0:  # AdamW's law needs evenly scaled inputs: not raw pixels
+                    rows[group].append((layer["predicted"], layer["median"],
+                                        f"{label(i, name)}" + (f", {TITLES[kind]}" if group == "wrapper" else "")))
                 if kind in ("lion", "muon"):
                     layer["R"] = measured_R(arrays, name).tolist()
+                    layer["R_same_window"] = measured_R(arrays, name, 1).tolist()
+                    same = np.median(predicted(kind, h, arrays, name, 1)[0])
+                    layer["predicted_same_window"] = float(same)
+                    rows["same_window"].append((same, layer["median"], f"{label(i, name)}, {TITLES[kind]}"))
             entry["layers"][name] = layer
         data["optimizers"][kind] = entry
     data["claims"] += _claims(rows, inputs, theta)
@@ -255,14 +269,19 @@ def _claims(rows, inputs, theta):
               f"arccos(1 - 2 lr lam/(1+mu)) from hyperparameters alone", FIGURE, quantity, TOL["sgdm"],
               "theory.sgd_momentum_l2_equilibrium", kind="prediction", inputs=inputs["sgdm"], **about),
         worst(rows["adamw"], f"AdamW, wd set for theta {theta:g}: steady angle ~ sqrt(2 lr wd k) from "
-              f"hyperparameters alone", FIGURE, quantity, TOL["adamw"], "theory.adamw_equilibrium",
-              kind="prediction", inputs=inputs["adamw"], **about),
+              f"hyperparameters alone (layers fed by normalized units)", FIGURE, quantity, TOL["adamw"],
+              "theory.adamw_equilibrium", kind="prediction", inputs=inputs["adamw"], **about),
         worst(rows["lion"], "Lion: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", FIGURE, quantity,
               TOL["lion"], "theory.lion_equilibrium (16.4), exact form", kind="prediction",
               inputs=inputs["lion"], **about),
         worst(rows["muon"], "Muon: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", FIGURE, quantity,
               TOL["muon"], "theory.muon_equilibrium (17.1), exact form", kind="prediction",
               inputs=inputs["muon"], **about),
+        worst(rows["same_window"], "Lion and Muon: the steady angle is sqrt(2 lr wd/R) with R of the "
+              "same window (the law itself, without R's drift)", FIGURE, quantity, CONSISTENCY_TOL,
+              "theory (16.4), (17.1), exact form", kind="consistency",
+              inputs=["lr, wd", "R per unit over the last third (the measured window)"],
+              tolerance_source="the scale-invariant random walk's 1% (theory/README.md section 20), doubled"),
         worst(rows["wrapper"], "Rotational and Hyperball wrappers turn every unit by their set angle "
               "(atan(eta_r), atan(lr))", FIGURE, quantity, TOL["wrapper"],
               "theory.rotational_angle, theory.hyperball_angle", kind="identity",
@@ -270,15 +289,21 @@ def _claims(rows, inputs, theta):
     ]
 
 
+BALANCED = ("sgdm", "adamw", "rot_sgdm", "rot_adamw", "rot_lion", "hyperball")
+
+
 def _spread_claim(opts):
     """Adam + L2 does not equalize: its per-unit angles spread at least ``SPREAD`` times more
-    (coefficient of variation) than the most spread of the others, in every hidden layer."""
+    (coefficient of variation) than the most spread of the optimizers whose angle the theory
+    makes independent of the unit's gradients (``BALANCED``), in every hidden layer. Lion's and
+    Muon's depend on each unit's ``R``, a gradient statistic: reported as observations."""
     rows = []
     for name, layer in opts["adam_l2"]["layers"].items():
-        others = max(o["layers"][name]["cv"] for k, o in opts.items() if k != "adam_l2")
+        others = max(opts[k]["layers"][name]["cv"] for k in BALANCED)
         rows.append((SPREAD, layer["cv"] / others, name))
-    return worst(rows, "Adam + L2 does not equalize the angles across units; the others do", FIGURE,
-                 "coefficient of variation of per-unit angles, Adam + L2 over the largest other's, at least",
+    return worst(rows, "Adam + L2 does not equalize the angles across units; SGD + momentum + L2, AdamW and "
+                 "the wrappers do", FIGURE,
+                 "coefficient of variation of per-unit angles, Adam + L2 over the largest of the others', at least",
                  0.0, "theory.adam_l2_equilibrium (6.2): angle ~ G2^(-1/6)", error_kind="at_least",
                  kind="prediction", inputs=[f"Adam lr {ADAM_L2['lr']:g}, l2 {ADAM_L2['l2']:g}"],
                  tolerance_source="the bound itself (one-sided)")
@@ -288,6 +313,12 @@ def _observations(data, dec):
     out = []
     for kind, o in data["optimizers"].items():
         out.append(observation(f"{o['title']}: test accuracy at the end", FIGURE, "accuracy", o["test_accuracy"]))
+        for name, layer in o["layers"].items():
+            out.append(observation(f"{o['title']}: coefficient of variation of the per-unit angles", FIGURE, name,
+                                   layer["cv"]))
+    first, layer = next(iter(data["optimizers"]["adamw"]["layers"].items()))
+    out.append(observation("AdamW, layer 1 (fed by raw pixels, outside the law's domain): measured over "
+                           "predicted angle", FIGURE, first, layer["median"] / layer["predicted"]))
     for kind, white in (("lion", lambda h: _lion_angle(h["wd"])),
                         ("muon", lambda h: angle_from_R(h["lr"], h["wd"], dec["muon_R_white"]))):
         o = data["optimizers"][kind]

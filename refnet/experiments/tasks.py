@@ -22,7 +22,8 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
                                           window, when ``autocorr_lags`` (``track_autocorr``)
   gamma/<name>                            (features,): |gamma| at the end, for every trained
                                           BN/LN scale (the 1-D ``weight`` of a norm layer)
-  <name>/steps/{corr,sq}                  (groups,): over the steps ``step_corr = [start, stop)``,
+  <name>/steps/<i>/{corr,sq}              (groups,): over the i-th window ``[start, stop)`` of
+                                          ``step_corr`` (a list of them),
                                           the sums of ``<v_t, z_t>`` and ``||v_t||^2`` per group,
                                           ``v_t = p w_t - w_{t+1}`` (the move without the decay,
                                           ``p = 1 - lr wd``), ``z_t = sum_{k>=1} p^k v_{t-k}``
@@ -220,18 +221,18 @@ def track_autocorr(opt, model, lags, start, every=5):
     return lambda: {n: (d / np.maximum(count, 1)[:, None]) / (d[0] / count[0]) for n, d in dots.items()}
 
 
-def track_step_correlation(opt, model, start, stop):
-    """Wrap ``opt.step`` to sum, over steps ``start <= t < stop``, per scale group of every
-    scale-invariant weight, ``<v_t, z_t>`` and ``||v_t||^2``: ``v_t = p w_t - w_{t+1}`` is the
-    step without the decoupled decay (``p = 1 - lr wd``, 1 without decay), ``z_t = sum_{k>=1}
-    p^k v_{t-k}`` its discounted past, kept from step 0. Then ``R = 1 + 2 corr/sq`` is the
-    correlation sum ``1 + 2 sum_k p^k r_k`` of theory/README.md (16.2) and (17.1), measured.
-    ``finish()`` returns ``{name: (corr, sq)}``, each ``(groups,)``."""
+def track_step_correlation(opt, model, windows):
+    """Wrap ``opt.step`` to sum, over the steps ``start <= t < stop`` of each window, per scale
+    group of every scale-invariant weight, ``<v_t, z_t>`` and ``||v_t||^2``: ``v_t = p w_t - w_{t+1}``
+    is the step without the decoupled decay (``p = 1 - lr wd``, 1 without decay), ``z_t =
+    sum_{k>=1} p^k v_{t-k}`` its discounted past, kept from step 0. Then ``R = 1 + 2 corr/sq`` is
+    the correlation sum ``1 + 2 sum_k p^k r_k`` of theory/README.md (16.2) and (17.1), measured.
+    ``finish()`` returns ``{name: [(corr, sq) per window]}``, each ``(groups,)``."""
     tracked = [(n, p) for n, p in model.named_parameters() if p.scale_group is not None]
     group_of = {id(q): g for g in opt.param_groups for q in g["params"]}
     decoupled = not isinstance(opt, Wrapper)  # a wrapper switches its inner's decay off
     z = {n: None for n, _ in tracked}
-    sums = {n: [0.0, 0.0] for n, _ in tracked}
+    sums = {n: [[0.0, 0.0] for _ in windows] for n, _ in tracked}
     t, inner = [0], opt.step
 
     def rows(a, p):
@@ -247,14 +248,16 @@ def track_step_correlation(opt, model, start, stop):
             v = keep * before[n] - rows(p.data, p)
             if z[n] is None:
                 z[n] = np.zeros_like(v)
-            if start <= t[0] < stop:
-                sums[n][0] = sums[n][0] + (v * z[n]).sum(axis=1)
-                sums[n][1] = sums[n][1] + (v * v).sum(axis=1)
+            for (start, stop), acc in zip(windows, sums[n]):
+                if start <= t[0] < stop:
+                    acc[0] = acc[0] + (v * z[n]).sum(axis=1)
+                    acc[1] = acc[1] + (v * v).sum(axis=1)
             z[n] = keep * (z[n] + v)
         t[0] += 1
 
     opt.step = step
-    return lambda: {n: (np.asarray(c, dtype=float), np.asarray(q, dtype=float)) for n, (c, q) in sums.items()}
+    return lambda: {n: [(np.asarray(c, dtype=float), np.asarray(q, dtype=float)) for c, q in w]
+                    for n, w in sums.items()}
 
 
 def train_task(spec):
@@ -268,7 +271,7 @@ def train_task(spec):
         start = int(round(spec["steps"] * (1 - spec.get("window", 0.5))))
         finish = track_autocorr(opt, model, lags, start)
     if spec.get("step_corr"):
-        finish_corr = track_step_correlation(opt, model, *spec["step_corr"])
+        finish_corr = track_step_correlation(opt, model, spec["step_corr"])
     t0 = time.perf_counter()
     trainer = Trainer(model, opt, data, batch_size=spec.get("batch_size", 128), steps=spec["steps"],
                       seed=spec.get("seed", 0), log_every=1, progress=False)
@@ -277,8 +280,9 @@ def train_task(spec):
     if lags:
         arrays.update({f"{n}/autocorr": c for n, c in finish().items()})
     if spec.get("step_corr"):
-        for n, (c, q) in finish_corr().items():
-            arrays[f"{n}/steps/corr"], arrays[f"{n}/steps/sq"] = c, q
+        for n, per_window in finish_corr().items():
+            for i, (c, q) in enumerate(per_window):
+                arrays[f"{n}/steps/{i}/corr"], arrays[f"{n}/steps/{i}/sq"] = c, q
     for name, p in model.named_parameters():
         if name.endswith(".weight") and p.data.ndim == 1 and p.scale_group is None:
             arrays[f"gamma/{name}"] = np.abs(backend.asnumpy(p.data)).astype(np.float64)
