@@ -46,7 +46,7 @@ import numpy as np
 import theory
 from refnet.experiments import config
 from refnet.experiments.claims import observation, worst
-from refnet.experiments.measure import label, layers
+from refnet.experiments.measure import label, layers, median_ratio
 from refnet.experiments.runner import Runner
 from theory.sign_and_orthogonal import _decay_equilibrium
 
@@ -244,15 +244,18 @@ def analyze(cfg, results):
                 pred = np.broadcast_to(np.asarray(pred, dtype=float), angle.shape)
                 layer["predicted"] = float(np.median(pred))
                 group = "wrapper" if kind.startswith("rot_") or kind == "hyperball" else kind
-                if kind != "adamw" or i > 0:  # AdamW's law needs evenly scaled inputs: not raw pixels
-                    rows[group].append((layer["predicted"], layer["median"],
-                                        f"{label(i, name)}" + (f", {TITLES[kind]}" if group == "wrapper" else "")))
-                if kind in ("lion", "muon"):
+                tag = f"{label(i, name)}" + (f", {TITLES[kind]}" if group in ("wrapper", "same_window") else "")
+                if kind in ("lion", "muon"):  # per-unit predictions: the median of per-unit ratios
                     layer["R"] = measured_R(arrays, name).tolist()
+                    layer["ratio"] = median_ratio(angle, pred)
                     layer["R_same_window"] = measured_R(arrays, name, 1).tolist()
-                    same = np.median(predicted(kind, h, arrays, name, 1)[0])
-                    layer["predicted_same_window"] = float(same)
-                    rows["same_window"].append((same, layer["median"], f"{label(i, name)}, {TITLES[kind]}"))
+                    same = predicted(kind, h, arrays, name, 1)[0]
+                    layer["predicted_same_window"] = float(np.median(same))
+                    layer["ratio_same_window"] = median_ratio(angle, same)
+                    rows[kind].append((1.0, layer["ratio"], tag))
+                    rows["same_window"].append((1.0, layer["ratio_same_window"], f"{label(i, name)}, {TITLES[kind]}"))
+                elif kind != "adamw" or i > 0:  # AdamW's law needs evenly scaled inputs: not raw pixels
+                    rows[group].append((layer["predicted"], layer["median"], tag))
             entry["layers"][name] = layer
         data["optimizers"][kind] = entry
     data["claims"] += _claims(rows, inputs, theta)
@@ -263,6 +266,7 @@ def analyze(cfg, results):
 
 def _claims(rows, inputs, theta):
     quantity = "median over units of the RMS angle per step, last third"
+    per_unit = "median over units of measured/predicted RMS angle per step, last third"
     about = dict(tolerance_source=TOLERANCE_SOURCE)
     return [
         worst(rows["sgdm"], f"SGD + momentum + L2, l2 set for theta {theta:g}: steady angle "
@@ -271,15 +275,15 @@ def _claims(rows, inputs, theta):
         worst(rows["adamw"], f"AdamW, wd set for theta {theta:g}: steady angle ~ sqrt(2 lr wd k) from "
               f"hyperparameters alone (layers fed by normalized units)", FIGURE, quantity, TOL["adamw"],
               "theory.adamw_equilibrium", kind="prediction", inputs=inputs["adamw"], **about),
-        worst(rows["lion"], "Lion: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", FIGURE, quantity,
+        worst(rows["lion"], "Lion: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", FIGURE, per_unit,
               TOL["lion"], "theory.lion_equilibrium (16.4), exact form", kind="prediction",
               inputs=inputs["lion"], **about),
-        worst(rows["muon"], "Muon: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", FIGURE, quantity,
+        worst(rows["muon"], "Muon: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", FIGURE, per_unit,
               TOL["muon"], "theory.muon_equilibrium (17.1), exact form", kind="prediction",
               inputs=inputs["muon"], **about),
         worst(rows["same_window"], "Lion and Muon: the steady angle is sqrt(2 lr wd/R) with R of the "
-              "same window (the law itself, without R's drift)", FIGURE, quantity, CONSISTENCY_TOL,
-              "theory (16.4), (17.1), exact form", kind="consistency",
+              "same window (the law itself, without R's drift)", FIGURE, per_unit, CONSISTENCY_TOL,
+              "theory.sign_and_orthogonal (16.4), (17.1), exact form", kind="consistency",
               inputs=["lr, wd", "R per unit over the last third (the measured window)"],
               tolerance_source="the scale-invariant random walk's 1% (theory/README.md section 20), doubled"),
         worst(rows["wrapper"], "Rotational and Hyperball wrappers turn every unit by their set angle "
