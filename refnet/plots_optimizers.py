@@ -11,7 +11,7 @@ def optimizer_angles(data, path):
     opts = list(data["optimizers"])
     names = list(next(iter(data["optimizers"].values()))["layers"])
     fig, axes = _figure(1, len(names) + 1, f"Exp. 9 — Rotational equilibrium across optimizers: decays set "
-                        f"for {data['theta']:g} rad per step", width=5.2, height=4.6)
+                        f"for {data['theta']:g} rad per step", width=5.6, height=5.2)
     x = np.arange(len(opts))
     for ax, name in zip(axes[0], names):
         for j, kind in enumerate(opts):
@@ -25,7 +25,7 @@ def optimizer_angles(data, path):
                         label="predicted" if j == 0 else None)
         ax.axhline(data["theta"], color="0.5", ls=":", lw=1, label=f"target {data['theta']:g}")
         ax.set_xticks(x, [data["optimizers"][k]["title"] for k in opts], rotation=60, ha="right", fontsize=7)
-        ax.set(title=name, ylabel="RMS angle per step over the last third, per unit [rad] (log)", yscale="log")
+        ax.set(title=name, ylabel="per-unit RMS angle per step, last third [rad]", yscale="log")
         ax.legend(fontsize=7)
     acc = axes[0][-1]
     acc.bar(x, [data["optimizers"][k]["test_accuracy"] for k in opts],
