@@ -61,7 +61,7 @@ _SIZES = {
                      "adamw_lr": [2e-3, 4e-3], "adamw_wd": [4.0, 8.0],
                      "sym_steps": 300, "sym_c": [2.0, 3.0]},
         "no_l2": {"steps": 200, "lr": 0.1, "lam": 4e-2, "w0_scales": [0.25, 4.0]},
-        "optimizer_angles": {"steps": 600, "theta": 0.02},
+        "optimizer_angles": {"steps": 900, "theta": 0.02},
     },
 }
 ADAM_BETAS = [0.9, 0.99]

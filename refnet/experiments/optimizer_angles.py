@@ -104,7 +104,7 @@ def _muon_wd(theta, width):
     """Muon's ``wd`` for the angle ``theta``, and its ``R``: ``theory.muon_R``'s sum
     ``R = 1 + 2 sum_k p^k h(rho_k)`` with ``h`` measured once (``theory.orthogonalized_correlation``,
     seeded Monte Carlo) on an ``(m, m)`` matrix, ``m = min(width, MUON_SHAPE_CAP)``, as the hidden
-    ``(width, width)`` layer; ``R`` depends on ``wd`` only through ``p^k``: a few fixed-point rounds."""
+    ``(width, width)`` layer; then ``wd`` solves ``angle(wd, R(wd)) = theta``."""
     lr, mu, m = MUON["lr"], MUON["momentum"], min(width, MUON_SHAPE_CAP)
     knots = np.linspace(0.0, 1.0, 41)
     h, _ = theory.orthogonalized_correlation(knots, (m, m))
@@ -114,10 +114,7 @@ def _muon_wd(theta, width):
         lags = int(np.ceil(np.log(1e-12) / np.log(p * mu)))
         return theory.correlation_sum(np.interp(theory.momentum_correlations(mu * mu, mu, lags), knots, h), p)
 
-    wd = theta * theta * 20 / (2 * lr)
-    for _ in range(5):
-        R = R_of(wd)
-        wd = _solve(lambda x: angle_from_R(lr, x, R), theta)
+    wd = _solve(lambda x: angle_from_R(lr, x, R_of(x)), theta)
     return wd, R_of(wd)
 
 
