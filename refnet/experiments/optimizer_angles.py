@@ -24,18 +24,27 @@ weights only. Each decay is SET from the theory so that the predicted steady ang
 Measured: the RMS angle per step of each unit over the last third of the steps (the window);
 per hidden layer the median over units. Claims, per hidden layer (worst layer reported):
 
-- predictions from hyperparameters alone: SGD + momentum + L2 and AdamW, tolerance 5%;
+- predictions from hyperparameters alone: SGD + momentum + L2 (both layers) and AdamW (layers fed
+  by normalized units: Adam's law needs evenly scaled inputs, and the first layer sees raw
+  pixels; reported as an observation), tolerance 5%;
 - predictions whose ``R`` (the correlation in time of the steps, ``1 + 2 sum_k p^k r_k``) is
   measured per unit over the middle third (an earlier, disjoint window;
-  ``tasks.track_step_correlation``) and predicts the last third's angle through the exact form
-  of (16.4) / (17.1): Lion 10%, Muon 3%;
+  ``tasks.track_step_correlation``) and predicts each unit's angle in the last third through
+  the exact form of (16.4) / (17.1); the claim is the median over units of measured/predicted:
+  Lion 10%, Muon 3%;
+- a consistency row: the same with ``R`` of the last third itself (the law without ``R``'s drift
+  between windows), 2%;
 - identities (the wrappers set the angle by construction): 2%;
 - Kosson's balance, a prediction of the theory: the coefficient of variation of the per-unit
-  angles is at least 3 times larger for Adam + L2 than for every other optimizer, per layer.
+  angles is at least 3 times larger for Adam + L2 (angle ~ ``G2^(-1/6)`` per unit) than for
+  every optimizer whose angle the theory makes independent of the unit's gradients (SGD +
+  momentum + L2, AdamW, the wrappers), per layer. Lion's and Muon's depend on each unit's ``R``:
+  their spreads are observations.
 
 Tolerances: as found by an earlier session's runs of this design (quick and default presets).
-Observations: each optimizer's test accuracy, Lion's and Muon's hyperparameter-only
-prediction (white-gradient ``R``) against the measured angle, and the measured ``R``.
+Observations: each optimizer's test accuracy and per-layer spread, Lion's and Muon's
+hyperparameter-only prediction (white-gradient ``R``) against the measured angle, and the
+measured ``R``.
 """
 
 import functools
