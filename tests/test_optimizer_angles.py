@@ -9,12 +9,15 @@ real data, ``refnet reproduce``)."""
 import json
 import math
 
+import numpy as np
 import pytest
 
 import theory
 from refnet.experiments import config
 from refnet.experiments import optimizer_angles as oa
 from refnet.experiments.runner import Runner
+from refnet.experiments.tasks import track_step_correlation
+from refnet.nn.models import mlp
 
 THETA = 0.02
 TINY_TOL = 0.10
@@ -111,3 +114,34 @@ def test_adam_l2_spreads_more_than_the_balanced_optimizers(data):
     c = _claim(data, "Adam + L2")
     assert c["error_kind"] == "at_least" and c["predicted"] == oa.SPREAD
     assert c["pass"] == (c["measured"] >= oa.SPREAD)
+
+
+class _Steady:
+    """Moves every parameter by w <- p w - v with a fixed v (p = 1 - lr wd): every lag correlates fully."""
+
+    def __init__(self, params, lr, weight_decay, v):
+        self.param_groups = [{"params": params, "lr": lr, "weight_decay": weight_decay}]
+        self.v = v
+
+    def step(self):
+        g = self.param_groups[0]
+        for q in g["params"]:
+            q.data[...] = (1 - g["lr"] * g["weight_decay"]) * q.data - self.v * np.ones_like(q.data)
+
+
+@pytest.mark.parametrize("wd", [0.0, 5.0])
+def test_step_correlation_sums_the_discounted_past_of_each_units_steps(wd):
+    """v_t = v for all t: over the window [a, b), corr = sum_t ||v||^2 sum_{k=1..t} p^k, sq = (b-a)||v||^2."""
+    model = mlp(16, num_classes=3, width=4, depth=1, norm="bn", rng=0, dtype=np.float64)
+    params = [q for q in model.parameters() if q.scale_group is not None]
+    opt = _Steady(params, lr=0.01, weight_decay=wd, v=0.1)
+    finish = track_step_correlation(opt, model, [[2, 5], [5, 9]])
+    for _ in range(10):
+        opt.step()
+    p = 1 - 0.01 * wd
+    for name, per_window in finish().items():
+        d = dict(model.named_parameters())[name].data[0].size
+        for (a, b), (corr, sq) in zip([[2, 5], [5, 9]], per_window):
+            want = sum(sum(p ** k for k in range(1, t + 1)) for t in range(a, b)) * 0.01 * d
+            np.testing.assert_allclose(sq, (b - a) * 0.01 * d, rtol=1e-12)
+            np.testing.assert_allclose(corr, want, rtol=1e-12)
