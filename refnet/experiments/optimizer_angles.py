@@ -329,13 +329,14 @@ def _observations(data, dec):
     first, layer = next(iter(data["optimizers"]["adamw"]["layers"].items()))
     out.append(observation("AdamW, layer 1 (fed by raw pixels, outside the law's domain): measured over "
                            "predicted angle", FIGURE, first, layer["median"] / layer["predicted"]))
+    lion = data["optimizers"]["lion"]["hyper"]
+    white_R = {"lion": theory.lion_R(lion["lr"], lion["wd"], LION["betas"]), "muon": dec["muon_R_white"]}
     for kind, white in (("lion", lambda h: _lion_angle(h["wd"])),
                         ("muon", lambda h: angle_from_R(h["lr"], h["wd"], dec["muon_R_white"]))):
         o = data["optimizers"][kind]
         for name, layer in o["layers"].items():
             out.append(observation(f"{o['title']}: measured R (median over units), earlier window", FIGURE,
-                                   name, float(np.median(layer["R"])), "white-gradient theory: "
-                                   f"{theory.lion_R(o['hyper']['lr'], o['hyper']['wd']) if kind == 'lion' else dec['muon_R_white']:.4g}"))
+                                   name, float(np.median(layer["R"])), f"white-gradient theory: {white_R[kind]:.4g}"))
             out.append(observation(f"{o['title']}: measured angle over the hyperparameter-only prediction "
                                    "(white-gradient R)", FIGURE, name, layer["median"] / white(o["hyper"])))
     return out
