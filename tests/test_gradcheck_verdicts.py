@@ -232,3 +232,43 @@ def test_a_module_whose_backward_wobbles_fails_as_not_deterministic(rng):
 
     report = check_module(Wobbly(), rng.standard_normal((3, 4)))
     assert report.status == "failed" and report.problems[0].startswith("backward is not deterministic: 'x'")
+
+
+# --- large inputs full of kinks: the pooled noise is rounding, not kinks -------------------------
+def _large_relu(rng):
+    return (ops.relu_forward, ops.relu_backward, (_relu_input(rng, (128, 128)),), {})
+
+
+def _large_maxpool(rng):  # 18432 entries after a ReLU: most 2x2 windows hold ties at 0
+    return (ops.maxpool2d_forward, ops.maxpool2d_backward, (_post_relu(rng, (4, 8, 24, 24)),), {"kernel_size": 2})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("make", [_large_relu, _large_maxpool], ids=["relu 128x128", "maxpool 4x8x24x24"])
+def test_a_correct_backward_on_a_large_input_full_of_kinks_is_ok(make, seed):
+    """Almost every block holds a kink: the rounding noise must not be read off them."""
+    report = check_op(*make(np.random.default_rng(seed)), mode="directional")
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("make", [_large_relu, _large_maxpool], ids=["relu 128x128", "maxpool 4x8x24x24"])
+def test_the_pooled_rounding_noise_of_a_kinky_input_is_rounding(make, seed, monkeypatch):
+    from refnet.gradcheck import probes
+    seen = []
+    original = probes._Engine.pool_noise
+
+    def spy(self, probe_list, rng):
+        original(self, probe_list, rng)
+        seen.append(self.delta / (np.finfo(float).eps * abs(self.f0)))
+    monkeypatch.setattr(probes._Engine, "pool_noise", spy)
+    check_op(*make(np.random.default_rng(seed)), mode="directional")
+    assert seen and seen[0] < 1e3  # about an ulp of the loss per evaluation, not the slope jumps
+
+
+@pytest.mark.parametrize("in_features, width, batch", [(100, 64, 16), (784, 64, 8)])
+def test_check_module_on_the_mlp_model_is_ok(in_features, width, batch):
+    from refnet.nn import models
+    model = models.mlp(in_features, num_classes=10, width=width, rng=0, dtype=np.float64)
+    report = check_module(model, np.random.default_rng(1).standard_normal((batch, in_features)))
+    assert report.ok, str(report)
