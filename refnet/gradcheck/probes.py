@@ -17,11 +17,15 @@ evaluations of phi(t) = F(x + t d), at t = +-h, +-2h, +-4h (phi(0) = f0 is share
     trunc = |r1 - r2| / 15                           the error of r1, far more than c's
     noise = 3 delta / h                              delta: rounding noise of one evaluation
 
-delta is measured, not assumed: N6 = phi(4h) + phi(-4h) - 20 (phi(2h) + phi(-2h)) + 64 (phi(h)
-+ phi(-h)) - 90 f0 cancels phi's Taylor terms up to h^4, so it is rounding alone, of standard
-deviation sqrt(17094) delta; delta is the median of |N6| / 88.2 over the argument's first
-probes (at least MIN_POOL), never less than an ulp of f0 or the difference of two evaluations
-at x. A probe's own |N6| raises its noise where it is noisier than the median.
+delta is measured, not assumed: at a step h_n = NOISE_STEP * h far below the judged ones,
+M = 16 (phi(h_n) - phi(-h_n)) - 10 (phi(2h_n) - phi(-2h_n)) + phi(4h_n) - phi(-4h_n) cancels
+phi's odd Taylor terms up to h_n^3 and has no even part, so neither curvature nor a kink at
+the point (|t| is even) reaches it: it is rounding alone, of standard deviation sqrt(714)
+delta. delta is the median of |M| / 18.0 over up to POOL of the argument's first probes (at
+least MIN_POOL), never less than an ulp of f0 or the difference of two evaluations at x.
+A probe's own N6 = phi(4h) + phi(-4h) - 20 (phi(2h) + phi(-2h)) + 64 (phi(h) + phi(-h)) - 90 f0
+(rounding alone for a smooth phi, of standard deviation sqrt(17094) delta) raises its noise
+where it is noisier than the pool.
 
 Smooth or not: with the slope jumps j_k = (phi(kh) - 2 f0 + phi(-kh)) / kh, a smooth phi has
 e2 = 8 e1 (e1 = j2 - 2 j1, e2 = j4 - 2 j2) and d2 = 4 d1 (d1 = c2 - c1, d2 = c4 - c2). A kink
@@ -62,8 +66,11 @@ MAX_BLOCKS = 256   # block directions in directional mode
 N_DENSE = 4        # dense random directions in directional mode
 MAX_TRIES = 8      # steps tried per probe (h, then the step that balances truncation and noise)
 MIN_POOL = 8       # probes at least behind the pooled rounding noise
+POOL = 32          # probes at most behind it (a median of 32 is within ~25%)
+NOISE_STEP = 1e-3  # the pooled noise is measured at this fraction of the first step
 KINK_SHRINK = 1e-3  # a kink seen at h must still be there, with the same jump, at h * this
 _MEDIAN_ABS_N6 = 0.674 * np.sqrt(17094.0)  # median |N6| of pure rounding noise, in units of delta
+_MEDIAN_ABS_M = 0.674 * np.sqrt(714.0)     # the same for the odd combination M (pool_noise)
 
 
 class LinearMap:
@@ -176,25 +183,33 @@ class _Engine:
         return _Measured(self.values(probe, h), self.f0, h, self.delta)
 
     def pool_noise(self, probes, rng):
-        """delta: the rounding noise of one evaluation, from the first step of ``probes``.
+        """delta: the rounding noise of one evaluation, measured on up to POOL probes.
 
-        N6 = phi(4h) + phi(-4h) - 20 (phi(2h) + phi(-2h)) + 64 (phi(h) + phi(-h)) - 90 f0
-        cancels phi's even Taylor terms up to h^4 (the 4th differences at h and 2h, D4(2h) -
-        16 D4(h)), so for a smooth phi it is rounding alone, of standard deviation
-        sqrt(17094) delta; the median of |N6| over the probes, / 88.2, estimates delta.
-        Probes that look like a kink at the point (the same jump at h, 2h and 4h) are left out.
+        At a step h_n = NOISE_STEP * h0, far below any step a probe is judged at,
+        M = 16 (phi(h_n) - phi(-h_n)) - 10 (phi(2h_n) - phi(-2h_n)) + (phi(4h_n) - phi(-4h_n))
+        cancels phi's odd Taylor terms up to h_n^3 (what is left, 12 h_n^5 phi^(5), is far
+        below rounding), and it holds no even part at all, so a kink at the point (a ReLU
+        input at 0, a tie in a max-pool window: |t| is even) leaves it untouched. It is
+        rounding alone, of standard deviation sqrt(714) delta; the median of |M| over the
+        probes, / 18.0, estimates delta. Kinks near the point, not at it, are the only thing
+        that can still reach M, and the tiny step keeps them to a few probes, which the median
+        ignores. (Measured at the probes' own step, most blocks of a large input full of kinks
+        hold a kink within the step, and their slope jumps once read as noise 1e8 times too
+        large: the step then grew over more kinks and correct backwards failed.)
         With fewer than MIN_POOL probes (fast mode, a small argument), random dense directions
         are added to the pool: a median of one or two samples could be far too small.
         """
-        n6, f0, n = [], self.f0, self.data.size
-        extra = [_Probe(np.arange(n), rng.standard_normal(n), dense=True) for _ in range(MIN_POOL - len(probes))]
-        for p in list(probes) + extra:
-            m = _Measured(self.values(p, self.h0), f0, self.h0, 0.0)
-            if not m.kink_like(0.0):
-                p1, m1, p2, m2, p4, m4 = self.values(p, self.h0)
-                n6.append(abs(p4 + m4 - 20 * (p2 + m2) + 64 * (p1 + m1) - 90 * f0))
-        if n6:
-            self.delta = max(self.delta, float(np.median(n6)) / _MEDIAN_ABS_N6)
+        n = self.data.size
+        pool = list(probes)
+        if len(pool) > POOL:
+            pool = [pool[i] for i in np.sort(rng.choice(len(pool), POOL, replace=False))]
+        pool += [_Probe(np.arange(n), rng.standard_normal(n), dense=True) for _ in range(MIN_POOL - len(pool))]
+        h = self.h0 * NOISE_STEP
+        odd = []
+        for p in pool:
+            p1, m1, p2, m2, p4, m4 = self.values(p, h)
+            odd.append(abs(16 * (p1 - m1) - 10 * (p2 - m2) + (p4 - m4)))
+        self.delta = max(self.delta, float(np.median(odd)) / _MEDIAN_ABS_M)
 
     # --- one probe -------------------------------------------------------------------
     def tolerance(self, probe):
