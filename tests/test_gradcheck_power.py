@@ -53,7 +53,7 @@ def test_a_zero_gradient_is_not_counted_as_mutated(small_campaign):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["maxpool2d", "relu", "nn.Sequential"])
+@pytest.mark.parametrize("case", ["maxpool2d", "relu", "nn.Sequential", "models.mlp", "models.cnn"])
 def test_large_inputs_in_directional_mode_are_held_to_the_same_standard(case):
     result = campaign.power(cases=[case], seeds=(0,), configs=(("large", "directional"),), fast=False)
     s = result["summary"]
@@ -112,3 +112,16 @@ def test_one_entry_mutants_are_planted_away_from_kinks(seed):
 def test_an_unknown_case_is_refused():
     with pytest.raises(ValueError, match=r"power\(cases\): unknown \['convolution'\]"):
         campaign.power(cases=["convolution"])
+
+
+@pytest.mark.parametrize("case, entries", [("relu", 16384), ("maxpool2d", 18000)])
+def test_the_campaign_holds_large_inputs_full_of_kinks(case, entries):
+    """Nearly every directional block of these holds a kink: the false-alarm rate covers them."""
+    setup = suite.make_case(case, large=True)
+    assert setup.args[0].size >= entries and setup.kinks["x"].mean() > 0.05
+
+
+@pytest.mark.parametrize("case", ["models.mlp", "models.cnn"])
+def test_the_campaign_checks_whole_models_with_check_module(case):
+    setup = suite.make_case(case)
+    assert setup.kind == "module" and len(setup.names()) > 5

@@ -126,9 +126,10 @@ def _conv2d_nobias(rng, large):
     return _op("conv2d_forward", args, {"stride": 3, "padding": 2})
 
 
-@_case("maxpool2d", "post-ReLU x (2,2,6,5), kernel 2: zeros and tied windows; large: (4,8,16,16)")
+@_case("maxpool2d", "post-ReLU x (2,2,6,5), kernel 2: zeros and tied windows; large: (4,8,24,24)")
 def _maxpool2d(rng, large):
-    x = _post_relu(rng, *((4, 8, 16, 16) if large else (2, 2, 6, 5)))
+    # large: 18432 entries, nearly every directional block holds a tie (the pooled noise must not see them)
+    x = _post_relu(rng, *((4, 8, 24, 24) if large else (2, 2, 6, 5)))
     return _op("maxpool2d_forward", (x,), {"kernel_size": 2}, {"x": _pool_ties(x, (2, 2), (2, 2))})
 
 
@@ -145,9 +146,10 @@ def _avgpool2d(rng, large):
     return _op("avgpool2d_forward", (x,), {"kernel_size": (3, 2), "stride": (2, 1)})
 
 
-@_case("relu", "x (6,8) with 10% exact zeros; large: (64,64)")
+@_case("relu", "x (6,8) with 10% exact zeros; large: (128,128)")
 def _relu(rng, large):
-    x = _with_zeros(rng, _randn(rng, *((64, 64) if large else (6, 8))))
+    # large: blocks of 64 entries, nearly every one holding a zero (the pooled noise must not see them)
+    x = _with_zeros(rng, _randn(rng, *((128, 128) if large else (6, 8))))
     return _op("relu_forward", (x,), kinks={"x": x == 0})
 
 
@@ -315,3 +317,21 @@ def _nn_stack(rng, large):
     m = Sequential(L.Conv2d(c, f, 3, padding=1, **f64), bn, L.ReLU(), L.MaxPool2d(2), L.Flatten(),
                    L.Linear(f * (side // 2) ** 2, hidden, **f64), ln, L.ReLU(), L.Linear(hidden, 3, **f64))
     return _module(m, _randn(rng, n, c, side, side))
+
+
+# --- models: whole networks, as a user checks them --------------------------------------------
+@_case("models.mlp", "mlp(20, 5, width 16): Linear-BN-ReLU twice, a Linear head, training mode, on (8,20); "
+                     "large: mlp(100, 10, width 64) on (16,100)", "module")
+def _model_mlp(rng, large):
+    from refnet.nn import models
+    d, k, w, n = (100, 10, 64, 16) if large else (20, 5, 16, 8)
+    return _module(models.mlp(d, num_classes=k, width=w, rng=rng, dtype=np.float64), _randn(rng, n, d))
+
+
+@_case("models.cnn", "cnn(1, 3, image 8, widths (3,4)): conv-BN-ReLU-pool twice, a Linear head, on (4,1,8,8); "
+                     "large: widths (4,8) on (16,1,12,12)", "module")
+def _model_cnn(rng, large):
+    from refnet.nn import models
+    widths, side, n = ((4, 8), 12, 16) if large else ((3, 4), 8, 4)
+    m = models.cnn(1, num_classes=3, image_size=side, widths=widths, rng=rng, dtype=np.float64)
+    return _module(m, _randn(rng, n, 1, side, side))
