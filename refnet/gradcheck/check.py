@@ -26,9 +26,12 @@ def check_op(forward, backward, args, kwargs=None, *, rtol=RTOL, atol=0.0, mode=
              max_full=MAX_FULL, step=STEP, nondet_tol=0.0, raise_exception=False, _fd_cache=None):
     """Check ``backward(dout, cache)`` against ``forward(*args, **kwargs) -> (out, cache)``.
 
-    Every floating-point array in ``args`` (a tuple) is checked (promoted to float64 with a
-    GradcheckWarning); ``None`` args must get ``None`` gradients; integer arrays (labels)
-    are not differentiated. ``mode``: "auto" (full up to ``max_full`` entries, directional
+    Every floating-point array in ``args`` (a tuple), 0-d arrays and NumPy float scalars
+    included, is checked (promoted to float64 with a GradcheckWarning); ``None`` args must
+    get ``None`` gradients; any other argument (integer labels, a Python float or a list)
+    is passed through, listed as not differentiated, and makes the report inconclusive if
+    backward returns a gradient for it (nothing checked that gradient). With no
+    floating-point array at all, nothing is checked and the status is inconclusive. ``mode``: "auto" (full up to ``max_full`` entries, directional
     above), "full", "directional" or "fast" (one random Gaussian direction per argument:
     cheap, less power). ``atol``: an absolute scale below which entries are not judged
     relatively (default 0: floors relative to the gradients). ``nondet_tol``: how far a
@@ -57,7 +60,8 @@ def check_op(forward, backward, args, kwargs=None, *, rtol=RTOL, atol=0.0, mode=
     problems = [what for what, was, now in (
         ("backward modified dout", dout_before, dout), ("backward modified the cache", cache_before, cache),
         ("forward or backward modified the inputs", inputs_before, args)) if was != fingerprint(now)]
-    targets = _align(names, args, grads, problems)
+    unchecked = []
+    targets = _align(names, args, grads, problems, unchecked)
     dout = pristine  # a backward that modified dout is reported; the numbers use the original
     out2, cache2 = forward(*args, **kwargs)
     problems += inputs.nondeterminism("forward", [("out", out)], [("out", out2)], nondet_tol)
@@ -69,7 +73,9 @@ def check_op(forward, backward, args, kwargs=None, *, rtol=RTOL, atol=0.0, mode=
         return backend.scalar(xp.sum(dout * forward(*args, **kwargs)[0]))
 
     report = GradcheckReport(getattr(forward, "__name__", "op"),
-                             _compare(evaluate, targets, rng, opts, _fd_cache), problems, rtol, mode)
+                             _compare(evaluate, targets, rng, opts, _fd_cache), problems, rtol, mode, unchecked,
+                             "" if any(map(inputs.is_float_array, args)) else
+                             "nothing was checked: no argument is a floating-point array")
     return _finish(report, raise_exception)
 
 
@@ -218,14 +224,28 @@ def _compare(evaluate, targets, rng, opts, cache):
     return checks
 
 
-def _align(names, args, grads, problems):
-    """[(name, array, analytic grad as float64 numpy, or a failed ArgCheck)] for float args."""
+def _align(names, args, grads, problems, unchecked=None):
+    """[(name, array, analytic grad as float64 numpy, or an ArgCheck)] for float args; the
+    other arguments go to ``unchecked`` as (name, what it is), unless backward returned a
+    gradient for one: that is an inconclusive ArgCheck, since nothing checked it."""
     grads = tuple(grads) if isinstance(grads, (tuple, list)) else (grads,)
     if len(grads) != len(args):
         problems.append(f"backward returned {len(grads)} gradient(s) for {len(args)} argument(s)")
         grads = grads + (None,) * (len(args) - len(grads))
     targets = []
     for name, a, g in zip(names, args, grads):
+        if inputs.is_float_array(a) and a.ndim == 0 and isinstance(g, (int, float, np.number)):
+            g = np.asarray(g, dtype=np.float64)  # a scalar's gradient may be a plain number
+        if a is not None and not inputs.is_float_array(a):
+            what = inputs.describe(a)
+            if g is not None:
+                targets.append((name, a, ArgCheck(
+                    name, tuple(np.shape(a)), status="inconclusive", n_entries=int(np.size(a)),
+                    note=f"backward returned a gradient for it, but it is {what}, not a floating-point "
+                         f"array, so it was not checked (pass np.asarray({name}, dtype=np.float64))")))
+            elif unchecked is not None:
+                unchecked.append((name, what))
+            continue
         if inputs.is_float_array(a):
             if g is None or not hasattr(g, "shape") or tuple(g.shape) != tuple(a.shape):
                 what = "None" if g is None else (f"shape {tuple(g.shape)}" if hasattr(g, "shape")

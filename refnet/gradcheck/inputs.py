@@ -72,6 +72,13 @@ def is_float_array(a):
     return hasattr(a, "dtype") and hasattr(a, "shape") and a.dtype.kind == "f"
 
 
+def describe(a):
+    """What an argument is, in a few words: "float", "list", "int64 array"."""
+    if hasattr(a, "dtype") and hasattr(a, "shape"):
+        return f"{a.dtype} {'array' if len(a.shape) else 'scalar'}"
+    return type(a).__name__
+
+
 def promote(where, name, a, stacklevel=2):
     """A float64 copy of a floating array (so perturbations never touch the caller's)."""
     if not is_float_array(a):

@@ -298,6 +298,13 @@ def check_argument(name, data, evaluate, analytic, rng, *, f0, rtol, floor, floo
     check = ArgCheck(name, tuple(data.shape), mode, n_entries=n)
     if n == 0:
         return check
+    if data.ndim == 0:  # a scalar: probed through a one-entry view of it, reported with shape ()
+        check = check_argument(name, data.reshape(1), evaluate, analytic, rng, f0=f0, rtol=rtol, floor=floor,
+                               floor_abs=floor_abs, mode=mode, step=step, delta_min=delta_min,
+                               max_blocks=max_blocks, n_dense=n_dense, cache=cache)
+        check.shape, check.kinks = (), [() for _ in check.kinks]
+        check.index = None if check.index is None else ()
+        return check
     eng = _Engine(name, data, evaluate, analytic, f0, rtol, floor, floor_abs, step,
                   {} if cache is None else cache)
     eng.delta = max(eng.delta, delta_min)

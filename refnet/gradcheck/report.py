@@ -75,17 +75,23 @@ def combined_status(statuses):
 class GradcheckReport:
     """``ok`` (bool), ``status``; ``errors``: {name: ArgCheck}; ``problems``: what failed
     outside the numbers (a mutated input, a missing gradient, a backward that assigns
-    instead of adding, a backward that is not deterministic). ``print(report)`` gives a table."""
+    instead of adding, a backward that is not deterministic); ``unchecked``: [(name, what)]
+    for the arguments passed through undifferentiated; ``note``: why nothing was checked,
+    if so. With no ArgCheck at all the status is inconclusive, never ok. ``print(report)``
+    gives a table."""
 
-    def __init__(self, title, checks, problems, rtol, mode="auto"):
-        self.title, self.rtol, self.mode = title, rtol, mode
+    def __init__(self, title, checks, problems, rtol, mode="auto", unchecked=(), note=""):
+        self.title, self.rtol, self.mode, self.note = title, rtol, mode, note
         self.errors = {c.name: c for c in checks}
         self.problems = list(problems)
+        self.unchecked = list(unchecked)  # [(name, what it is)]: arguments passed through, not differentiated
 
     @property
     def status(self):
         if self.problems:
             return "failed"
+        if not self.errors:  # nothing was checked: that is not a pass
+            return "inconclusive"
         return combined_status(c.status for c in self.errors.values())
 
     @property
@@ -130,6 +136,10 @@ class GradcheckReport:
             lines.append("  fast mode: one random Gaussian direction per argument; a wrong entry is caught "
                          "unless its weight there is tiny, and errors in several entries can nearly cancel "
                          "(full and directional modes judge every entry)")
+        if self.note:
+            lines.append(f"  {self.note}")
+        if self.unchecked:
+            lines.append("  not differentiated: " + ", ".join(f"{n!r} ({what})" for n, what in self.unchecked))
         lines += [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)
 
