@@ -43,7 +43,7 @@ def test_relu_with_ten_percent_exact_zeros_is_ok_with_every_zero_listed(mode, rn
     zeros = {tuple(int(i) for i in z) for z in np.argwhere(x == 0)}
     assert report.ok and set(c.kinks) == zeros
     assert c.n_covered == x.size - len(zeros) and c.coverage == 1.0
-    assert f"{len(zeros)} entries at a kink excluded: {c.kinks[0]}" in str(report)
+    assert f"{len(zeros)} entries at or within {c.kink_step:.0e} of a kink excluded: {c.kinks[0]}" in str(report)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -95,6 +95,34 @@ def test_a_kink_inside_the_step_but_not_at_the_point_is_judged_not_excluded(rng)
     x[1, 1] = 5e-5  # within the first step (1e-4) of ReLU's kink, but not at it
     report = check_op(ops.relu_forward, ops.relu_backward, (x,))
     assert report.ok and report.n_kinks == 0
+
+
+@pytest.mark.parametrize("distance", [1e-8, 3e-9])
+@pytest.mark.parametrize("mode", MODES)
+def test_an_entry_near_a_kink_but_not_at_it_is_judged_at_a_shorter_step_not_excluded(distance, mode, rng):
+    """ReLU input 1e-8: the first steps straddle the kink, but a step below 1e-8 does not."""
+    x = rng.standard_normal((3, 4))
+    x[1, 1] = distance
+    report = check_op(ops.relu_forward, ops.relu_backward, (x,), mode=mode)
+    assert report.ok and report.n_kinks == 0 and report.errors["x"].n_covered == 12
+
+    def change(g):
+        g[1, 1] *= 1.01
+        return g
+
+    wrong = check_op(ops.relu_forward, _plant(ops.relu_backward, change), (x,), mode=mode)
+    assert wrong.status == "failed" and wrong.errors["x"].index == (1, 1)
+
+
+def test_a_kink_entry_is_excluded_only_after_the_step_has_shrunk_to_the_noise(rng):
+    """Exactly at the kink, no step clears it: it is excluded at the shortest step the rounding
+    noise allows, and the report says within what distance."""
+    x = rng.standard_normal((3, 4))
+    x[1, 1] = 0.0
+    report = check_op(ops.relu_forward, ops.relu_backward, (x,))
+    c = report.errors["x"]
+    assert report.ok and c.kinks == [(1, 1)] and 0 < c.kink_step < 1e-7
+    assert f"1 entry at or within {c.kink_step:.0e} of a kink excluded: (1, 1)" in str(report)
 
 
 @pytest.mark.parametrize("mode", MODES)
