@@ -97,7 +97,7 @@ def test_a_kink_inside_the_step_but_not_at_the_point_is_judged_not_excluded(rng)
     assert report.ok and report.n_kinks == 0
 
 
-@pytest.mark.parametrize("distance", [1e-8, 3e-9])
+@pytest.mark.parametrize("distance", [1e-8, 3e-8])
 @pytest.mark.parametrize("mode", MODES)
 def test_an_entry_near_a_kink_but_not_at_it_is_judged_at_a_shorter_step_not_excluded(distance, mode, rng):
     """ReLU input 1e-8: the first steps straddle the kink, but a step below 1e-8 does not."""

@@ -33,9 +33,12 @@ inside the step breaks one of the two wherever it sits; then trunc = |r1 - r2| a
 becomes max(noise, |e1|, |e2|), which bounds c's error for one kink anywhere in +-4h
 (tests/test_gradcheck_engine.py sweeps it). u = trunc + noise.
 
-A kink at the point itself shows the same jump at h, 2h and 4h (and at h/1000): a probe of
-several entries is then split in halves, recursively, until the kink entries are isolated;
-they alone are excluded and listed, every other entry is judged. Otherwise the step adapts
+A kink at the point, or within about h/4 of it, shows the same jump at h, 2h and 4h: a probe
+of several entries is then split in halves, recursively, until the kink entries are isolated.
+For one entry the step shrinks by KINK_SHRINK until the kink is outside it (an entry 1e-8
+from a ReLU's kink is judged at a step below 1e-8) or until the step is as short as the
+rounding noise allows (3 delta / h = tol / 4); only then is the entry excluded, listed as at
+or within that step of a kink. Every other entry is judged. Otherwise the step adapts
 until u <= tol / 4 (tol = rtol * s): by the factor that balances trunc ~ h^4 against noise
 ~ 1/h, by 1/8 where phi is not smooth in the step, at most MAX_TRIES steps; a probe that
 stays too curved for its tolerance is split too.
@@ -68,7 +71,8 @@ MAX_TRIES = 8      # steps tried per probe (h, then the step that balances trunc
 MIN_POOL = 8       # probes at least behind the pooled rounding noise
 POOL = 32          # probes at most behind it (a median of 32 is within ~25%)
 NOISE_STEP = 1e-3  # the pooled noise is measured at this fraction of the first step
-KINK_SHRINK = 1e-3  # a kink seen at h must still be there, with the same jump, at h * this
+KINK_SHRINK = 1e-2  # a kink seen within the step h is looked for again at h * this, ...
+KINK_STEPS = 6      # ... at most this many times, before the entry is excluded
 _MEDIAN_ABS_N6 = 0.674 * np.sqrt(17094.0)  # median |N6| of pure rounding noise, in units of delta
 _MEDIAN_ABS_M = 0.674 * np.sqrt(714.0)     # the same for the odd combination M (pool_noise)
 
@@ -135,6 +139,11 @@ class _Measured:
         return same and j > max(10 * self.noise, 0.1 * tol)
 
 
+def verdict(err, u, tol):
+    """failed: no noise explains err; ok: within tol with room for the noise; else inconclusive."""
+    return "failed" if err > tol + 2 * u else ("ok" if err + u <= tol and 3 * u <= tol else "inconclusive")
+
+
 def _ratio_holds(small, big, ratio, noise):
     return max(abs(small), abs(big)) <= 4 * noise or abs(big - ratio * small) <= 0.3 * abs(big)
 
@@ -149,7 +158,7 @@ class _Engine:
         # x + h must move x by h to ~1e-10 relative, whatever the size of x
         self.h0 = max(step, 1e-6 * float(np.abs(backend.asnumpy(data)).max(initial=0.0)))
         self.delta = EPS * abs(f0)
-        self.kinks, self.covered = [], np.zeros(data.size, dtype=bool)
+        self.kinks, self.covered, self.kink_step = [], np.zeros(data.size, dtype=bool), 0.0
         self.judged = []  # (probe, err, u, s)
         self.n_probes = 0
 
@@ -217,18 +226,19 @@ class _Engine:
         return s, self.rtol * s
 
     def resolve(self, probe):
-        """("judged", Measured) | ("kink", None) | ("split", None) for one probe."""
+        """("judged", Measured, near) | ("kink", near) | ("split", None) for one probe; near:
+        the shortest step at which a kink was still seen within the step (None: no kink)."""
         s, tol = self.tolerance(probe)
-        h, tries = self.h0, []
+        h, h_max, near, tries = self.h0, np.inf, None, []
         for _ in range(MAX_TRIES):
             m = self.measure(probe, h)
             if m.kink_like(tol):
                 if probe.size > 1:
                     return "split", None
-                small = self.measure(probe, h * KINK_SHRINK)
-                if small.kink_like(tol) and abs(small.j1 - m.j1) <= 0.25 * abs(m.j1):
-                    return "kink", None
-                h, m = h * KINK_SHRINK, small
+                near, m = self.shrink_past_kink(probe, h, tol)
+                if m is None:
+                    return "kink", near
+                h = h_max = m.h  # a longer step would straddle the kink again
             tries.append(m)
             if m.u <= tol / 4:
                 break
@@ -238,26 +248,56 @@ class _Engine:
                 4.0 if m.trunc <= 0.2 * m.noise else min(8.0, (m.noise / (4 * m.trunc)) ** 0.2))
             if 0.8 < factor < 1.25 and m.smooth:
                 break  # already at the best step: more tries cannot lower u
-            h *= max(factor, 1 / 8)
+            h, was = min(h * max(factor, 1 / 8), h_max), h
+            if h == was:
+                break
         best = min(tries, key=lambda t: t.u)
         if best.u > tol / 2 and (not best.smooth or best.trunc >= best.rough) and probe.size > 1:
             return "split", None  # not smooth, or curved too much along d: fewer entries help
-        return "judged", best
+        return "judged", best, near
+
+    def shrink_past_kink(self, probe, h, tol):
+        """A kink seen within the step h of one entry (the same slope jump at h, 2h, 4h): shrink
+        the step by KINK_SHRINK until the kink is no longer inside it, (h, Measured at the
+        shorter step), or until the step is as short as the rounding noise allows anything to
+        be judged (3 delta / h = tol / 4), (h, None): then the entry is excluded, at or within
+        h of a kink.
+        An entry at 1e-8 from a ReLU's kink is judged at a step below 1e-8, not excluded."""
+        h_min = 12 * self.delta / tol
+        for _ in range(KINK_STEPS):
+            shorter = max(h * KINK_SHRINK, h_min)
+            if shorter >= h:
+                break
+            m = self.measure(probe, shorter)
+            if not m.kink_like(tol):
+                return h, m
+            h = shorter
+        return h, None
 
     def run(self, probe):
-        """Judge a probe, splitting it around kinks; records kinks, coverage and verdicts."""
+        """Judge a probe, splitting it around kinks; records kinks, coverage and verdicts.
+
+        An entry judged only after the step shrank past a kink, whose verdict is still
+        inconclusive at that step, is excluded like a kink (at or within that step of one)."""
         stack = [probe]
         while stack:
             p = stack.pop()
-            what, m = self.resolve(p)
+            what, m, *near = self.resolve(p)
             if what == "split":
                 stack.extend(p.halves())
             elif what == "kink":
-                self.kinks.append(int(p.support[0]))
+                self.exclude(p, m)
             else:
-                s, _ = self.tolerance(p)
+                s, tol = self.tolerance(p)
                 err = abs(self.analytic.apply(p.support, p.weights) - m.c)
-                self.judged.append((p, err, m.u, s))
+                if near[0] is not None and verdict(err, m.u, tol) == "inconclusive":
+                    self.exclude(p, near[0])
+                else:
+                    self.judged.append((p, err, m.u, s))
+
+    def exclude(self, probe, step):
+        self.kinks.append(int(probe.support[0]))
+        self.kink_step = max(self.kink_step, step)
 
     def locate(self, probe):
         """Bisect a failing probe to the entry with the largest excess error."""
@@ -324,8 +364,7 @@ def _verdict(check, eng, mode):
     rtol, shape = eng.rtol, eng.data.shape
     statuses, worst = [], None
     for p, err, u, s in eng.judged:
-        tol = rtol * s
-        status = "failed" if err > tol + 2 * u else ("ok" if err + u <= tol and 3 * u <= tol else "inconclusive")
+        status = verdict(err, u, rtol * s)
         statuses.append(status)
         if status != "inconclusive" and not p.dense:
             eng.covered[p.support] = True
@@ -340,6 +379,7 @@ def _verdict(check, eng, mode):
             if status != "inconclusive":
                 eng.covered[p.support] = True
     check.kinks = [tuple(int(i) for i in np.unravel_index(k, shape)) for k in sorted(eng.kinks)]
+    check.kink_step = eng.kink_step
     check.n_covered, check.n_probes = int(eng.covered.sum()), eng.n_probes
     check.status = combined_status(statuses)
     uncovered = check.n_entries - check.n_kinks - check.n_covered

@@ -34,7 +34,8 @@ class ArgCheck:
         relative to its scale and absolute.
     index: the entry with the largest relative error (full mode), or the entry a failing
         probe was bisected to (directional and fast modes).
-    kinks: every entry excluded because it sits at a kink (one-sided slopes differ).
+    kinks: every entry excluded because it sits at or within ``kink_step`` of a kink (the
+        one-sided slopes still differed at that step, and no shorter step could be judged).
     n_entries, n_covered: entries, and entries inside a probe that was judged.
     """
     name: str
@@ -49,6 +50,7 @@ class ArgCheck:
     n_entries: int = 0
     n_covered: int = 0
     kinks: list = field(default_factory=list)
+    kink_step: float = 0.0
     note: str = ""
 
     @property
@@ -128,8 +130,8 @@ class GradcheckReport:
             if c.kinks:
                 shown = ", ".join(str(k) for k in c.kinks[:SHOWN_KINKS])
                 more = f" and {c.n_kinks - SHOWN_KINKS} more" if c.n_kinks > SHOWN_KINKS else ""
-                lines.append(f"  {c.name}: {c.n_kinks} entr{'y' if c.n_kinks == 1 else 'ies'} at a kink "
-                             f"excluded: {shown}{more}")
+                lines.append(f"  {c.name}: {c.n_kinks} entr{'y' if c.n_kinks == 1 else 'ies'} at or within "
+                             f"{c.kink_step:.0e} of a kink excluded: {shown}{more}")
             if c.note:
                 lines.append(f"  {c.name}: {c.note}")
         if any(c.mode == "fast" for c in self.errors.values()):
