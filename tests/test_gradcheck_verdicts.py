@@ -300,3 +300,46 @@ def test_check_module_on_the_mlp_model_is_ok(in_features, width, batch):
     model = models.mlp(in_features, num_classes=10, width=width, rng=0, dtype=np.float64)
     report = check_module(model, np.random.default_rng(1).standard_normal((batch, in_features)))
     assert report.ok, str(report)
+
+
+# --- at the tolerance the user asked for --------------------------------------------------------
+def _spread_linear(rng):
+    """dw entries spanning two orders of magnitude (columns of x scaled): blocks mix large and small."""
+    x = rng.standard_normal((8, 30)) * np.logspace(-1.5, 0.5, 30)
+    return x, rng.standard_normal((20, 30)), rng.standard_normal(20)
+
+
+def _largest_entry(args, rng):
+    dy = rng.standard_normal((8, 20))
+    dw = ops.linear_backward(dy, ops.linear_forward(*args)[1])[1]
+    return np.unravel_index(int(np.argmax(np.abs(dw))), dw.shape)
+
+
+@pytest.mark.parametrize("mode", MODES + ["fast"])
+def test_one_entry_off_by_ten_times_rtol_fails(mode, rng):
+    args = _spread_linear(rng)
+    at = _largest_entry(args, rng)
+
+    def change(g):
+        g[at] *= 1 + 10 * 1e-5
+        return g
+
+    report = check_op(ops.linear_forward, _plant(ops.linear_backward, change), args, mode=mode)
+    assert report.errors["w"].status == "failed" and report.errors["w"].index == at
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mode", MODES + ["fast"])
+def test_one_entry_off_by_a_third_of_rtol_is_not_failed(mode, seed):
+    """0.3 rtol of the largest entry is far above the tolerance of the smallest entries in its
+    block, but below what was asked for that entry: not a failure."""
+    rng = np.random.default_rng(seed)
+    args = _spread_linear(rng)
+    at = _largest_entry(args, rng)
+
+    def change(g):
+        g[at] *= 1 + 0.3 * 1e-5
+        return g
+
+    report = check_op(ops.linear_forward, _plant(ops.linear_backward, change), args, mode=mode)
+    assert report.errors["w"].status != "failed", str(report)
