@@ -18,7 +18,7 @@ def small_campaign():
 
 
 def test_every_planted_error_in_every_case_is_reported_failed(small_campaign):
-    missed = [c for c in small_campaign["checks"] if c["mutant"] != "correct" and c["status"] != "failed"
+    missed = [c for c in small_campaign["checks"] if not campaign._must_pass(c) and c["status"] != "failed"
               and c["status"] != "not applicable"]
     assert small_campaign["summary"]["mutants"] > 500 and missed == []
 
@@ -26,6 +26,28 @@ def test_every_planted_error_in_every_case_is_reported_failed(small_campaign):
 def test_no_correct_backward_is_flagged_or_left_inconclusive(small_campaign):
     correct = [c for c in small_campaign["checks"] if c["mutant"] == "correct"]
     assert len(correct) == 2 * len(suite.CASES) and all(c["status"] == "ok" for c in correct)
+
+
+def test_the_near_threshold_mutant_is_planted_in_every_argument_and_caught(small_campaign):
+    rows = [c for c in small_campaign["checks"] if c["mutant"] == "one entry x(1+10 rtol)"]
+    args = {(c["case"], c["target"]) for c in small_campaign["checks"] if c["target"] != "-"}
+    assert {(c["case"], c["target"]) for c in rows} == args
+    assert [c for c in rows if c["status"] not in ("failed", "not applicable")] == []
+
+
+def test_the_sub_threshold_control_is_run_everywhere_and_never_failed(small_campaign):
+    rows = [c for c in small_campaign["checks"] if c["mutant"].startswith(mutants.CONTROL)]
+    args = {(c["case"], c["target"]) for c in small_campaign["checks"] if c["target"] != "-"}
+    assert {(c["case"], c["target"]) for c in rows} == args and all(c["status"] == "ok" for c in rows)
+    s = small_campaign["summary"]
+    assert s["controls"] == len(rows) and s["correct"] == len(rows) + 2 * len(suite.CASES)
+
+
+def test_a_failed_control_counts_as_a_false_alarm_not_a_detection():
+    rows = [{"case": "c", "mode": "full", "mutant": mutants.CONTROL + "x", "status": "failed"},
+            {"case": "c", "mode": "full", "mutant": "one sign flipped", "status": "failed"}]
+    r = campaign._rates(rows)
+    assert (r["mutants"], r["detected"], r["correct"], r["false_alarms"]) == (1, 1, 1, 1)
 
 
 def test_a_detected_mutant_fails_on_the_argument_it_was_planted_in(small_campaign):
@@ -63,7 +85,7 @@ def test_large_inputs_in_directional_mode_are_held_to_the_same_standard(case):
 def test_fast_mode_is_measured_apart():
     result = campaign.power(cases=["linear"], seeds=(0,), configs=SMALL, fast=True)
     fast = result["summary"]["fast"]
-    assert fast["mutants"] > 0 and fast["correct"] == 1 and fast["false_alarms"] == 0
+    assert fast["mutants"] > 0 and fast["correct"] - fast["controls"] == 1 and fast["false_alarms"] == 0
     assert result["summary"]["mutants"] == 2 * fast["mutants"]
 
 
@@ -94,7 +116,8 @@ def test_shared_finite_differences_give_the_verdicts_of_separate_checks():
     for label, target, change in planted:
         shared = campaign._mutated(setup, target, change).check(mode="directional", _fd_cache=cache)
         alone = campaign._mutated(setup, target, change).check(mode="directional")
-        assert shared.status == alone.status == "failed", label
+        expected = "ok" if label.startswith(mutants.CONTROL) else "failed"
+        assert shared.status == alone.status == expected, label
         assert [c.max_rel_err for c in shared.errors.values()] == [c.max_rel_err for c in alone.errors.values()]
 
 

@@ -56,7 +56,10 @@ would come out failed at rtol -> 0. An argument is ok only when every probe is o
 entry that is not a kink lies in one. Full mode probes every entry alone (e_j); directional
 mode probes <= MAX_BLOCKS random disjoint +-1 blocks covering every entry, then N_DENSE
 Gaussian directions over the entries that are not kinks; fast mode one Gaussian direction.
-A failed probe of several entries is bisected to the entry responsible.
+A probe of several entries whose error exceeds its tolerance (failed, or inconclusive
+because of the error) by less than sum_j |w_j| rtol s_j (what entries each within their own
+tolerance could add up to) is split until it is clear; a failed probe of several entries is
+bisected to the entry responsible.
 """
 
 import numpy as np
@@ -290,10 +293,20 @@ class _Engine:
             else:
                 s, tol = self.tolerance(p)
                 err = abs(self.analytic.apply(p.support, p.weights) - m.c)
-                if near[0] is not None and verdict(err, m.u, tol) == "inconclusive":
+                status = verdict(err, m.u, tol)
+                if near[0] is not None and status == "inconclusive":
                     self.exclude(p, near[0])
+                elif p.size > 1 and status != "ok" and err + m.u > tol and err <= self.within_each(p) + 2 * m.u:
+                    stack.extend(p.halves())  # each entry may be within its own tolerance: judge apart
                 else:
                     self.judged.append((p, err, m.u, s))
+
+    def within_each(self, probe):
+        """The largest disagreement of a probe whose every entry is off by at most its own
+        tolerance, rtol * s_j: sum_j |w_j| rtol s_j. A probe is judged against its smallest
+        entry's tolerance (so that one wrong entry shows beside large ones); an error beyond
+        that but below this bound could come from entries each within theirs: split it."""
+        return self.rtol * float(np.abs(probe.weights) @ self.scale[probe.support])
 
     def exclude(self, probe, step):
         self.kinks.append(int(probe.support[0]))

@@ -305,6 +305,77 @@ def _nn_wn_conv(rng, large):
     return _module(m, _randn(rng, *x_shape))
 
 
+@_case("nn.Linear(bias=False)", "Linear(5, 4, bias=False); large: Linear(64, 48) on (32,64)", "module")
+def _nn_linear_nobias(rng, large):
+    L, _ = _layers()
+    d, o, n = (64, 48, 32) if large else (5, 4, 3)
+    return _module(L.Linear(d, o, bias=False, rng=rng, dtype=np.float64), _randn(rng, n, d))
+
+
+@_case("nn.Linear+1e4", "Linear(5, 4) with its bias + 1e4 (an output offset); large: Linear(64, 48) on (32,64)",
+       "module")
+def _nn_linear_offset(rng, large):
+    L, _ = _layers()
+    d, o, n = (64, 48, 32) if large else (5, 4, 3)
+    m = L.Linear(d, o, rng=rng, dtype=np.float64)
+    m.bias.data += 1e4
+    return _module(m, _randn(rng, n, d))
+
+
+@_case("nn.Conv2d(bias=False)", "Conv2d(2, 3, 3, padding=1, bias=False) on (2,2,4,5); large: Conv2d(8, 8, 3) on "
+       "(4,8,10,10)", "module")
+def _nn_conv2d_nobias(rng, large):
+    L, _ = _layers()
+    c, f, x_shape = (8, 8, (4, 8, 10, 10)) if large else (2, 3, (2, 2, 4, 5))
+    return _module(L.Conv2d(c, f, 3, padding=1, bias=False, rng=rng, dtype=np.float64), _randn(rng, *x_shape))
+
+
+@_case("nn.Conv2d+1e3", "Conv2d(2, 3, 3, stride 2) with its bias + 1e3 on (2,2,5,5); large: Conv2d(8, 8, 3) on "
+       "(4,8,10,10)", "module")
+def _nn_conv2d_offset(rng, large):
+    L, _ = _layers()
+    c, f, stride, x_shape = (8, 8, 1, (4, 8, 10, 10)) if large else (2, 3, 2, (2, 2, 5, 5))
+    m = L.Conv2d(c, f, 3, stride=stride, rng=rng, dtype=np.float64)
+    m.bias.data += 1e3
+    return _module(m, _randn(rng, *x_shape))
+
+
+@_case("nn.BatchNorm1d.eval", "BatchNorm1d(3), eval mode with trained running statistics; large: BatchNorm1d(10) "
+       "on (256,10)", "module")
+def _nn_bn1d_eval(rng, large):
+    _, N = _layers()
+    c, n = (10, 256) if large else (3, 4)
+    m = _randomize_affine(N.BatchNorm1d(c, dtype=np.float64), rng)
+    for _ in range(3):  # give the running statistics values other than (0, 1)
+        m(2 + 3 * _randn(rng, 8, c))
+    return _module(m.eval(), _randn(rng, n, c))
+
+
+@_case("nn.BatchNorm2d(affine=False)", "BatchNorm2d(2, affine=False), training mode: x only; large: 8 channels on "
+       "(4,8,9,9)", "module")
+def _nn_bn2d_plain(rng, large):
+    _, N = _layers()
+    shape = (4, 8, 9, 9) if large else (2, 2, 3, 3)
+    return _module(N.BatchNorm2d(shape[1], affine=False, dtype=np.float64), _randn(rng, *shape))
+
+
+@_case("nn.BatchNorm1d(no stats).eval", "BatchNorm1d(3, track_running_stats=False) in eval mode: "
+       "batch statistics still; large: BatchNorm1d(10) on (256,10)", "module")
+def _nn_bn1d_untracked(rng, large):
+    _, N = _layers()
+    c, n = (10, 256) if large else (3, 5)
+    m = _randomize_affine(N.BatchNorm1d(c, track_running_stats=False, dtype=np.float64), rng)
+    return _module(m.eval(), _randn(rng, n, c))
+
+
+@_case("nn.LayerNorm(no affine)", "LayerNorm((2,3), elementwise_affine=False): x only; large: "
+       "LayerNorm((16,20)) on (8,16,20)", "module")
+def _nn_layernorm_plain(rng, large):
+    _, N = _layers()
+    shape = (8, 16, 20) if large else (3, 2, 3)
+    return _module(N.LayerNorm(shape[1:], elementwise_affine=False, dtype=np.float64), _randn(rng, *shape))
+
+
 @_case("nn.Sequential", "conv-BN-ReLU-pool-flatten-linear-LN-ReLU-linear; large: 3->8 channels on (8,3,8,8)",
        "module")
 def _nn_stack(rng, large):
