@@ -148,3 +148,23 @@ def test_the_campaign_holds_large_inputs_full_of_kinks(case, entries):
 def test_the_campaign_checks_whole_models_with_check_module(case):
     setup = suite.make_case(case)
     assert setup.kind == "module" and len(setup.names()) > 5
+
+
+@pytest.mark.parametrize("case, holds", [
+    ("nn.BatchNorm1d.eval", lambda m: not m.training and m.track_running_stats and m.running_var.min() != 1),
+    ("nn.BatchNorm2d(affine=False)", lambda m: m.training and m.weight is None and m.bias is None),
+    ("nn.BatchNorm1d(no stats).eval", lambda m: not m.training and not m.track_running_stats),
+    ("nn.LayerNorm(no affine)", lambda m: m.weight is None and m.bias is None),
+    ("nn.Linear(bias=False)", lambda m: m.bias is None),
+    ("nn.Conv2d(bias=False)", lambda m: m.bias is None),
+    ("nn.Linear+1e4", lambda m: m.bias.data.min() > 9e3),
+    ("nn.Conv2d+1e3", lambda m: m.bias.data.min() > 9e2),
+])
+def test_the_campaign_holds_each_module_configuration(case, holds):
+    assert holds(suite.make_case(case).fn) and holds(suite.make_case(case, large=True).fn)
+
+
+@pytest.mark.parametrize("case", ["nn.BatchNorm2d(affine=False)", "nn.BatchNorm1d(no stats).eval"])
+def test_batchnorm_with_batch_statistics_gets_its_structural_mutants(case):
+    labels = [label for label, _, _ in mutants.structural(suite.make_case(case))]
+    assert labels == ["BN without its mean path", "BN without its variance path"]
