@@ -208,3 +208,59 @@ def test_a_zero_dimensional_argument_is_checked(x, mode):
     assert report.ok and report.errors["x"].shape == () and report.errors["x"].n_covered == 1
     wrong = check_op(forward, lambda dy, c: backward(dy, c, 1.001), (x,), mode=mode)
     assert wrong.errors["x"].status == "failed"
+
+
+# --- seed, complex inputs, integer outputs, NaN in kwargs ----------------------------------------
+def _calls(seed=0, x=None, kwargs=None):
+    """check_op, check_module and check_loss, each with the given seed (and x)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4)) if x is None else x
+    return {"check_op": lambda: check_op(ops.relu_forward, ops.relu_backward, (x,), kwargs, seed=seed),
+            "check_module": lambda: check_module(Linear(4, 3, rng=rng, dtype=np.float64), x, seed=seed),
+            "check_loss": lambda: check_loss(ops.softmax_cross_entropy, x, np.array([0, 1, 2]), seed=seed)}
+
+
+@pytest.mark.parametrize("where", ["check_op", "check_module", "check_loss"])
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
+def test_a_seed_that_is_not_a_non_negative_integer_is_a_value_error_naming_it(seed, where):
+    with pytest.raises(ValueError, match=re.escape(f"{where}(seed): got {seed!r}, expected an integer >= 0")):
+        _calls(seed=seed)[where]()
+
+
+@pytest.mark.parametrize("where, name", [("check_op", "args[0] 'x'"), ("check_module", "x"),
+                                         ("check_loss", "args[0] 'logits'")])
+def test_a_complex_input_is_a_type_error_naming_it(where, name, rng):
+    x = rng.standard_normal((3, 4)) + 1j
+    with pytest.raises(TypeError, match=re.escape(f"{where}({name}): got complex128 array, "
+                                                  "expected a real floating-point array")):
+        _calls(x=x)[where]()
+
+
+def test_an_integer_output_is_a_type_error_naming_forward(rng):
+    def sign(x):
+        return np.sign(x).astype(np.int64), x
+
+    with pytest.raises(TypeError, match=re.escape("check_op(forward): sign returned out of dtype int64, "
+                                                  "expected a floating-point array")):
+        check_op(sign, lambda dy, x: np.zeros_like(x), (rng.standard_normal(4),))
+
+
+def test_a_module_with_an_integer_output_is_a_type_error(rng):
+    class Sign(Module):
+        def forward(self, x):
+            return np.sign(x).astype(np.int64)
+
+        def backward(self, dy):
+            return np.zeros(dy.shape)
+
+    with pytest.raises(TypeError, match=re.escape("check_module: the module's output: got int64 array, "
+                                                  "expected a floating-point array")):
+        check_module(Sign(), rng.standard_normal((2, 3)))
+
+
+@pytest.mark.parametrize("value, shown", [(float("nan"), "nan at index ()"), (np.array([1.0, np.inf]), "inf at index (1,)"),
+                                          ((1.0, float("-inf")), "-inf at index (1,)")])
+def test_a_non_finite_value_in_kwargs_names_the_keyword(value, shown, rng):
+    with pytest.raises(ValueError, match=re.escape(f"check_op(kwargs['scale']): {shown}")):
+        check_op(lambda x, scale: (x * np.asarray(scale)[0], x), lambda dy, x: dy, (rng.standard_normal(4),),
+                 {"scale": value})
