@@ -228,7 +228,7 @@ def test_a_seed_that_is_not_a_non_negative_integer_is_a_value_error_naming_it(se
 
 
 @pytest.mark.parametrize("where, name", [("check_op", "args[0] 'x'"), ("check_module", "x"),
-                                         ("check_loss", "args[0] 'logits'")])
+                                         ("check_loss", "logits")])
 def test_a_complex_input_is_a_type_error_naming_it(where, name, rng):
     x = rng.standard_normal((3, 4)) + 1j
     with pytest.raises(TypeError, match=re.escape(f"{where}({name}): got complex128 array, "

@@ -46,8 +46,11 @@ def check_op(forward, backward, args, kwargs=None, *, rtol=RTOL, atol=0.0, mode=
     args, kwargs = inputs.args_tuple(where, args), inputs.kwargs_dict(where, kwargs)
     opts = inputs.options(where, rtol=rtol, atol=atol, mode=mode, max_full=max_full, step=step,
                           nondet_tol=nondet_tol)
-    rng = checker_rng(seed)
+    rng = checker_rng(inputs.seed(where, seed))
     names = inputs.arg_names(forward, len(args))
+    for i, (n, a) in enumerate(zip(names, args)):
+        inputs.real(where, f"args[{i}] {n!r}", a)
+    inputs.finite_kwargs(where, kwargs)
     args = [promote(where, n, a, stacklevel=3) for n, a in zip(names, args)]
     for i, (n, a) in enumerate(zip(names, args)):
         inputs.finite(f"{where}(args[{i}] {n!r})", a)
@@ -83,6 +86,8 @@ def check_loss(loss_fn, logits, labels, *, rtol=RTOL, atol=0.0, mode="auto", see
                max_full=MAX_FULL, step=STEP, nondet_tol=0.0, raise_exception=False, _fd_cache=None):
     """Check ``loss_fn(logits, labels) -> (loss, dlogits)`` (e.g. softmax_cross_entropy)."""
     inputs.callable_("check_loss", "loss_fn", loss_fn)
+    inputs.seed("check_loss", seed)
+    inputs.real("check_loss", "logits", logits)
 
     def forward(logits, labels):
         result = loss_fn(logits, labels)
@@ -117,7 +122,8 @@ def check_module(module, x, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max_ful
         raise TypeError(f"{where}(module): got {type(module).__name__}, expected a refnet.nn.Module")
     opts = inputs.options(where, rtol=rtol, atol=atol, mode=mode, max_full=max_full, step=step,
                           nondet_tol=nondet_tol)
-    rng = checker_rng(seed)
+    rng = checker_rng(inputs.seed(where, seed))
+    inputs.real(where, "x", x)
     if not inputs.is_float_array(x):
         raise TypeError(f"{where}(x): got {type(x).__name__}"
                         f"{' of dtype ' + str(x.dtype) if hasattr(x, 'dtype') else ''}, "
@@ -130,6 +136,7 @@ def check_module(module, x, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max_ful
         module = copy.deepcopy(module).double()
     params = list(module.named_parameters())
     for n, p in params:
+        inputs.real(where, f"parameter {n!r}", p.data)
         inputs.finite(f"{where}(parameter {n!r})", p.data)
     buffers = _Buffers(module)
     grads_before = [p.grad.copy() for _, p in params]
@@ -156,6 +163,7 @@ def _module_backward(module, x, params, buffers, rng, nondet_tol):
     module.zero_grad()
     x_before = fingerprint(x)
     y = module(x)
+    inputs.float_output("check_module: the module's output", y)
     inputs.finite("check_module: the module's output", y)
     dy = backend.array_module(y).asarray(rng.standard_normal(y.shape))
     dy_before, pristine = fingerprint(dy), dy.copy()
