@@ -111,8 +111,8 @@ def check_module(module, x, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max_ful
     current train/eval mode, and that backward adds (+=) into ``.grad``.
 
     Parameters are perturbed in place and buffers (running statistics) restored after
-    every forward, so a check costs six forwards per probe measurement (and five more), no
-    state-dict reloads. The module is left as found (parameters, buffers, ``.grad``). A
+    every forward, so a check costs six forwards per probe measurement (at least one per
+    probe, and one per probe of the rounding-noise pool) and five more, no state-dict reloads. The module is left as found (parameters, buffers, ``.grad``). A
     module that is not float64 is checked on a float64 copy (with a GradcheckWarning).
     Options as in ``check_op``.
     """
