@@ -7,9 +7,8 @@ the correct backward and every mutant of every argument (``refnet.gradcheck.muta
 checked. Only ``failed`` counts as a detection; a correct backward must come out ``ok``
 (``failed`` is a false alarm), and so must a control: one entry scaled by 1 + 0.3 rtol, an
 error below the tolerance asked for (its twin, 1 + 10 rtol, is a mutant); ``inconclusive``
-is counted on its own, for mutants and correct backwards alike, so that a checker that says
-inconclusive everywhere scores 0%. "correct" in the rates counts correct backwards and
-controls together ("controls" the latter).
+is counted on its own, for mutants, controls and correct backwards alike, so that a checker
+that says inconclusive everywhere scores 0%.
 
 The finite differences of one configuration are computed once and shared by its checks
 (a mutant changes only the backward, never the function being differenced); the verdicts
@@ -70,11 +69,12 @@ def _rates(checks):
         skipped = [c for c in chosen if c["status"] == "not applicable"]
         chosen = [c for c in chosen if c["status"] != "not applicable"]
         mut = [c for c in chosen if not _must_pass(c)]
-        ok = [c for c in chosen if _must_pass(c)]  # correct backwards and sub-threshold controls
+        ok = [c for c in chosen if c["mutant"] == "correct"]
+        controls = [c for c in chosen if _must_pass(c) and c["mutant"] != "correct"]
         return {"mutants": len(mut), "not_applicable": len(skipped),
                 "detected": sum(c["status"] == "failed" for c in mut),
-                "correct": len(ok), "controls": sum(c["mutant"] != "correct" for c in ok),
-                "false_alarms": sum(c["status"] == "failed" for c in ok),
+                "correct": len(ok), "false_alarms": sum(c["status"] == "failed" for c in ok),
+                "controls": len(controls), "controls_failed": sum(c["status"] == "failed" for c in controls),
                 "inconclusive": sum(c["status"] == "inconclusive" for c in chosen),
                 "detection_rate": _ratio(sum(c["status"] == "failed" for c in mut), len(mut)),
                 "false_alarm_rate": _ratio(sum(c["status"] == "failed" for c in ok), len(ok)),
@@ -227,10 +227,11 @@ def table(result):
     """The per-case table, as printed by ``refnet gradcheck --power`` and shown in the README."""
     def pct(x):
         return "-" if x is None else f"{100 * x:.0f}%"
-    rows = [("case", "mutants", "detected", "false alarms", "inconclusive", "fast mode: detected")]
+    rows = [("case", "mutants", "detected", "false alarms", "controls failed", "inconclusive", "fast mode: detected")]
     for name, r in list(result["cases"].items()) + [("all", result["summary"])]:
         rows.append((name, str(r["mutants"]), pct(r["detection_rate"]),
                      f"{pct(r['false_alarm_rate'])} ({r['false_alarms']}/{r['correct']})",
+                     f"{r['controls_failed']}/{r['controls']}",
                      pct(r["inconclusive_rate"]), pct(r["fast"]["detection_rate"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(s.ljust(w) for s, w in zip(r, widths)).rstrip() for r in rows)

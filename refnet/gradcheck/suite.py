@@ -359,7 +359,7 @@ def _nn_bn2d_plain(rng, large):
     return _module(N.BatchNorm2d(shape[1], affine=False, dtype=np.float64), _randn(rng, *shape))
 
 
-@_case("nn.BatchNorm1d(no stats).eval", "BatchNorm1d(3, track_running_stats=False) in eval mode: "
+@_case("nn.BatchNorm1d(track_running_stats=False).eval", "BatchNorm1d(3, track_running_stats=False) in eval mode: "
        "batch statistics still; large: BatchNorm1d(10) on (256,10)", "module")
 def _nn_bn1d_untracked(rng, large):
     _, N = _layers()
@@ -368,7 +368,7 @@ def _nn_bn1d_untracked(rng, large):
     return _module(m.eval(), _randn(rng, n, c))
 
 
-@_case("nn.LayerNorm(no affine)", "LayerNorm((2,3), elementwise_affine=False): x only; large: "
+@_case("nn.LayerNorm(elementwise_affine=False)", "LayerNorm((2,3), elementwise_affine=False): x only; large: "
        "LayerNorm((16,20)) on (8,16,20)", "module")
 def _nn_layernorm_plain(rng, large):
     _, N = _layers()
