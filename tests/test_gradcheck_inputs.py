@@ -158,7 +158,8 @@ def _double(x):
     return 2.0 * np.asarray(x, dtype=np.float64), None
 
 
-@pytest.mark.parametrize("arg", [1.5, [1.0, 2.0], (1.0, 2.0), np.arange(3)], ids=["float", "list", "tuple", "int array"])
+@pytest.mark.parametrize("arg", [1.5, [1.0, 2.0], (1.0, 2.0), np.arange(3)],
+                         ids=["float", "list", "tuple", "int array"])
 def test_with_no_floating_point_array_argument_nothing_is_checked_and_it_says_so(arg):
     report = check_op(_double, lambda dy, c: 2.0 * dy, (arg,))
     assert report.status == "inconclusive" and not report.ok
@@ -258,7 +259,8 @@ def test_a_module_with_an_integer_output_is_a_type_error(rng):
         check_module(Sign(), rng.standard_normal((2, 3)))
 
 
-@pytest.mark.parametrize("value, shown", [(float("nan"), "nan at index ()"), (np.array([1.0, np.inf]), "inf at index (1,)"),
+@pytest.mark.parametrize("value, shown", [(float("nan"), "nan at index ()"),
+                                          (np.array([1.0, np.inf]), "inf at index (1,)"),
                                           ((1.0, float("-inf")), "-inf at index (1,)")])
 def test_a_non_finite_value_in_kwargs_names_the_keyword(value, shown, rng):
     with pytest.raises(ValueError, match=re.escape(f"check_op(kwargs['scale']): {shown}")):

@@ -31,9 +31,9 @@ def check_op(forward, backward, args, kwargs=None, *, rtol=RTOL, atol=0.0, mode=
     get ``None`` gradients; any other argument (integer labels, a Python float or a list)
     is passed through, listed as not differentiated, and makes the report inconclusive if
     backward returns a gradient for it (nothing checked that gradient). With no
-    floating-point array at all, nothing is checked and the status is inconclusive. ``mode``: "auto" (full up to ``max_full`` entries, directional
-    above), "full", "directional" or "fast" (one random Gaussian direction per argument:
-    cheap, less power). ``atol``: an absolute scale below which entries are not judged
+    floating-point array at all, nothing is checked and the status is inconclusive.
+    ``mode``: "auto" (full up to ``max_full`` entries, directional above), "full",
+    "directional" or "fast" (one random Gaussian direction per argument: cheap, less power). ``atol``: an absolute scale below which entries are not judged
     relatively (default 0: floors relative to the gradients). ``nondet_tol``: how far a
     second run of forward and backward on the same inputs may differ (default 0: bitwise
     equal). ``raise_exception=True`` raises GradcheckError unless the status is ok.
@@ -112,8 +112,9 @@ def check_module(module, x, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max_ful
 
     Parameters are perturbed in place and buffers (running statistics) restored after
     every forward, so a check costs six forwards per probe measurement (at least one per
-    probe, and one per probe of the rounding-noise pool) and five more, no state-dict reloads. The module is left as found (parameters, buffers, ``.grad``). A
-    module that is not float64 is checked on a float64 copy (with a GradcheckWarning).
+    probe, and one per probe of the rounding-noise pool) and five more, no state-dict
+    reloads. The module is left as found (parameters, buffers, ``.grad``). A module that is
+    not float64 is checked on a float64 copy (with a GradcheckWarning).
     Options as in ``check_op``.
     """
     from refnet.nn.module import Module
