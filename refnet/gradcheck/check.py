@@ -35,9 +35,9 @@ def check_op(forward, backward, args, kwargs=None, *, rtol=RTOL, atol=0.0, mode=
     ``mode``: "auto" (full up to ``max_full`` entries, directional above), "full",
     "directional" or "fast" (one random Gaussian direction per argument: cheap, less power).
     ``atol``: an absolute scale below which entries are not judged relatively (default 0:
-    floors relative to the gradients). ``nondet_tol``: how far a
-    second run of forward and backward on the same inputs may differ (default 0: bitwise
-    equal). ``raise_exception=True`` raises GradcheckError unless the status is ok.
+    floors relative to the gradients). ``nondet_tol``: how far a second run of forward and
+    backward on the same inputs may differ (default 0: bitwise equal).
+    ``raise_exception=True`` raises GradcheckError unless the status is ok.
     ``_fd_cache`` is internal: a dict through which the power campaign's mutants of one
     configuration share their finite differences.
     """
