@@ -37,6 +37,7 @@ _SIZES = {
                      "adamw_lr": [1e-3, 2e-3, 4e-3], "adamw_wd": [2.0, 4.0, 8.0],
                      "sym_steps": 1500, "sym_c": [0.5, 2.0, 3.0]},
         "no_l2": {"steps": 3000, "lr": 0.1, "lam": 2e-2, "w0_scales": [0.25, 1.0, 4.0]},
+        "optimizer_angles": {"steps": 1200, "theta": 0.02},
     },
     "quick": {
         "width": 128,
@@ -48,6 +49,7 @@ _SIZES = {
                      "adamw_lr": [2e-3, 4e-3], "adamw_wd": [4.0, 8.0],
                      "sym_steps": 400, "sym_c": [2.0, 3.0]},
         "no_l2": {"steps": 1500, "lr": 0.1, "lam": 4e-2, "w0_scales": [0.25, 4.0]},
+        "optimizer_angles": {"steps": 1200, "theta": 0.02},
     },
     "tiny": {
         "width": 16,
@@ -59,6 +61,7 @@ _SIZES = {
                      "adamw_lr": [2e-3, 4e-3], "adamw_wd": [4.0, 8.0],
                      "sym_steps": 300, "sym_c": [2.0, 3.0]},
         "no_l2": {"steps": 200, "lr": 0.1, "lam": 4e-2, "w0_scales": [0.25, 4.0]},
+        "optimizer_angles": {"steps": 900, "theta": 0.02},
     },
 }
 ADAM_BETAS = [0.9, 0.99]

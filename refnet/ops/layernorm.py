@@ -22,6 +22,16 @@ sample's whole input, so a weight feeding LN is invariant to scaling the *whole*
 (not each row on its own, since the row scales would mix within a sample).
 ``gamma``/``beta`` may be None (no affine): they act as 1 and 0 and get None gradients.
 
+Forward mode and second order: batch norm's (``batchnorm.py`` derives them), with the
+mean E over a sample's D values instead of a channel's, and parameter sums over the batch:
+
+    ts_n  = -s_n^2 E[xhat_n tx_n],      txhat = s (tx - E[tx] - xhat E[xhat tx])
+    ty    = gamma txhat + tgamma xhat + tbeta                          (layernorm_forward_jvp)
+    Q     = dxhat - E[dxhat] - xhat E[dxhat xhat]        (dx = s Q),   tdxhat = gamma tdy + tgamma dy
+    tdx   = ts Q + s (tdxhat - E[tdxhat] - txhat E[dxhat xhat] - xhat E[tdxhat xhat + dxhat txhat])
+    tdgamma_j = sum_n (tdy_nj xhat_nj + dy_nj txhat_nj),   tdbeta_j = sum_n tdy_nj
+                                                                       (layernorm_backward_jvp)
+
 How the code computes this (the same ideas as ``batchnorm.py``, with the reduction over
 every axis but 0). LN is memory-bound: the time goes to passes over x-sized arrays, so
   * The work runs over blocks of rows (``_BLOCK`` values each, about 1 MB in float32): a
@@ -142,3 +152,59 @@ def layernorm_backward(dy, cache):
         dxb *= inv_std[r, None]
     return (dx.reshape(shape), None if dgamma is None else dgamma.reshape(shape[1:]),
             None if dbeta is None else dbeta.reshape(shape[1:]))
+
+
+def _xhat(cache):
+    """xhat (N, D) rebuilt from the cache (which keeps x, mu and s, not xhat)."""
+    return (cache["x"] - cache["mean"][:, None]) * cache["inv_std"][:, None]
+
+
+def _row_mean(a):
+    return a.mean(axis=1, keepdims=True)
+
+
+def _txhat(xhat, inv_std, tx):
+    """s (tx - E[tx] - xhat E[xhat tx]) per row, and E[xhat tx]."""
+    e = _row_mean(xhat * tx)
+    return inv_std[:, None] * (tx - _row_mean(tx) - xhat * e), e
+
+
+def layernorm_forward_jvp(cache, tx, tgamma=None, tbeta=None):
+    """Tangent of y: gamma txhat + tgamma xhat + tbeta (None tangents are zero)."""
+    xhat, gamma, inv_std, shape = _xhat(cache), cache["gamma"], cache["inv_std"], cache["shape"]
+    xp = backend.array_module(xhat)
+    n, d = xhat.shape
+    ty = xp.zeros_like(xhat)
+    if tx is not None:
+        txhat = _txhat(xhat, inv_std, tx.reshape(n, d))[0]
+        ty += txhat * gamma.reshape(1, d) if gamma is not None else txhat
+    if tgamma is not None:
+        ty += xhat * tgamma.reshape(1, d)
+    if tbeta is not None:
+        ty += tbeta.reshape(1, d)
+    return ty.reshape(shape)
+
+
+def layernorm_backward_jvp(dy, tdy, cache, tx, tgamma=None, tbeta=None):
+    """Tangents of ``layernorm_backward``'s (dx, dgamma, dbeta) (derivation in the module docstring)."""
+    gamma, beta, inv_std, shape = (cache[k] for k in ("gamma", "beta", "inv_std", "shape"))
+    xhat = _xhat(cache)
+    xp = backend.array_module(dy, xhat)
+    n, d = xhat.shape
+    dy2 = dy.reshape(n, d)
+    tdy2 = xp.zeros_like(dy2) if tdy is None else tdy.reshape(n, d)
+    tx2 = xp.zeros_like(xhat) if tx is None else tx.reshape(n, d)
+    g = 1.0 if gamma is None else gamma.reshape(1, d)
+    s = inv_std[:, None]
+    dxhat, tdxhat = g * dy2, g * tdy2
+    if tgamma is not None:
+        tdxhat = tdxhat + tgamma.reshape(1, d) * dy2
+    txhat, e_xtx = _txhat(xhat, inv_std, tx2)
+    ts = -s * s * e_xtx
+    e_dxhat_xhat = _row_mean(dxhat * xhat)
+    q = dxhat - _row_mean(dxhat) - xhat * e_dxhat_xhat
+    tdx = ts * q + s * (tdxhat - _row_mean(tdxhat) - txhat * e_dxhat_xhat
+                        - xhat * _row_mean(tdxhat * xhat + dxhat * txhat))
+    tdgamma = (tdy2 * xhat + dy2 * txhat).sum(axis=0).reshape(shape[1:]) if gamma is not None else None
+    tdbeta = tdy2.sum(axis=0).reshape(shape[1:]) if beta is not None else None
+    return tdx.reshape(shape), tdgamma, tdbeta
