@@ -199,6 +199,7 @@ class Trainer:
         group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
         self.tracked = [(name, p, group_of[id(p)]) for name, p in model.named_parameters()
                         if p.scale_group is not None and id(p) in group_of]
+        self._work = {}  # name -> (w before the step, the step) for the recorded angle
         self.rng = np.random.default_rng(seed)
         self.step = self.epoch = self.batch_pos = 0
         self.order = None  # this epoch's list of index arrays
@@ -256,11 +257,15 @@ class Trainer:
         stats = []
         for name, p, gi in self.tracked:
             xp = backend.array_module(p.data)
-            sq = group_sq_norms(p.data, p.scale_group)
+            work = self._work.get(name)
+            if work is None or work[0].shape != p.data.shape or work[0].dtype != p.data.dtype:
+                work = self._work[name] = (xp.empty_like(p.data), xp.empty_like(p.data))
+            xp.copyto(work[0], p.data)  # w before the step, into a buffer reused every step
+            sq = group_sq_norms(work[0], p.scale_group)  # the copy, while it is in cache
             norm = xp.sqrt(sq)
             eff = effective_lr(self.optimizer, self.optimizer.param_groups[gi], p, sq)
             unit_grad = norm * xp.sqrt(group_sq_norms(p.grad, p.scale_group))
-            stats.append((p.data.copy(), norm, eff, unit_grad))
+            stats.append((work, sq, norm, eff, unit_grad))
         return stats
 
     def _after_step(self, before, loss):
@@ -268,10 +273,12 @@ class Trainer:
         h.add_row("step", self.step)
         h.add_row("loss", loss)
         h.add_row("lr", float(self.optimizer.param_groups[0]["lr"]))
-        for (name, p, _), (w, norm, eff, gunit) in zip(self.tracked, before):
+        for (name, p, _), (work, sq, norm, eff, gunit) in zip(self.tracked, before):
             h.add_row(f"norm/{name}", norm)
             h.add_row(f"effective_lr/{name}", eff)
-            h.add_row(f"angle/{name}", angular_update(w, p.data, p.scale_group))
+            # ||w||^2 from before the step is reused: the angle needs it too
+            h.add_row(f"angle/{name}", angular_update(work[0], p.data, p.scale_group, sq_before=sq,
+                                                      work=work[1]))
             h.add_row(f"grad_norm_unit/{name}", gunit)
 
     # --- evaluation -------------------------------------------------------------------
