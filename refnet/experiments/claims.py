@@ -17,24 +17,25 @@ from refnet import checkpoint
 CLAIM_KEYS = ("claim", "figure", "quantity", "predicted", "measured", "rel_error", "tolerance", "pass")
 
 
-def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_kind=None):
-    """One claim row (``error_kind``: "relative" by default, "absolute" when predicted == 0)."""
+def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_kind=None, **extra):
+    """One claim row (``error_kind``: "relative" by default, "absolute" when predicted == 0).
+    ``extra`` (kind, inputs, note, tolerance_source) is stored in the row as given."""
     predicted, measured = float(predicted), float(measured)
     kind = error_kind or ("absolute" if predicted == 0 else "relative")
     err = abs(measured - predicted) / (abs(predicted) if kind == "relative" else 1.0)
     ok = bool(math.isfinite(err) and err <= tolerance)
     return {"claim": text, "figure": figure, "quantity": quantity, "predicted": predicted,
             "measured": measured, "rel_error": err, "tolerance": float(tolerance), "pass": ok,
-            "error_kind": kind, "theory": theory}
+            "error_kind": kind, "theory": theory, **extra}
 
 
-def worst(rows, text, figure, quantity, tolerance, theory):
+def worst(rows, text, figure, quantity, tolerance, theory, **extra):
     """One claim from many ``(predicted, measured, label)`` comparisons: the one with the largest
     error, named in ``quantity``, so a claim over a grid fails if any of its runs does."""
     if not rows:  # nothing to compare is a failure, not a pass
-        return dict(claim(text, figure, f"{quantity} [no run to compare]", 1.0, float("nan"), tolerance, theory),
-                    n_compared=0)
-    made = [(claim(text, figure, f"{quantity} [{label}]", p, m, tolerance, theory), label)
+        return dict(claim(text, figure, f"{quantity} [no run to compare]", 1.0, float("nan"), tolerance, theory,
+                          **extra), n_compared=0)
+    made = [(claim(text, figure, f"{quantity} [{label}]", p, m, tolerance, theory, **extra), label)
             for p, m, label in rows]
     row = max(made, key=lambda c: c[0]["rel_error"] if math.isfinite(c[0]["rel_error"]) else np.inf)[0]
     row["n_compared"] = len(made)
