@@ -255,3 +255,4 @@ PLOTTERS = {"invariance": invariance, "effective_lr": effective_lr, "norm_dynami
 def plot(data, path):
     """Draw the figure of the experiment that produced ``data`` into ``path`` (a .png)."""
     return PLOTTERS[data["name"]](data, path)
+import refnet.plots_sharpness  # noqa: E402,F401  (registers its plotter in PLOTTERS)

@@ -31,7 +31,7 @@ the norm does (so "lr lambda_max decays as ||w||^-2 without L2" would not be a l
 
 import numpy as np
 
-import theory
+from theory import second_order
 from refnet.experiments import config
 from refnet.experiments.claims import observation, worst
 from refnet.experiments.runner import Runner
@@ -117,7 +117,7 @@ def analyze(cfg, results):
             norm2, lam = arrays[f"{n}/norm2"], arrays[f"{n}/lam"]
             at = [steps.index(s) for s in track["identity_step"]]
             lam_hat = arrays[f"{n}/lam_hat"]
-            predicted = theory.effective_sharpness(lr, lam_hat, np.sqrt(norm2[at]))
+            predicted = second_order.effective_sharpness(lr, lam_hat, np.sqrt(norm2[at]))
             for s, p, m in zip(track["identity_step"], predicted, lr * lam[at]):
                 lanczos.append((float(p), float(m), f"{label.split('/', 1)[1]}, {n}, step {s}"))
                 data["lanczos_residuals"][f"{label.split('/', 1)[1]}, {n}, step {s}"] = abs(m - p) / abs(p)
