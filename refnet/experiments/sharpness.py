@@ -46,7 +46,7 @@ def _identity_spec(cfg, model, batch):
     c = cfg[NAME]
     return {"task": "curvature_identities", "data": cfg["data"], "device": cfg["device"], "seed": cfg["seed"],
             "model": model, "train_steps": c["identity_train_steps"], "curvature_batch": batch,
-            "c": c["c"], "bend_c": c["bend_c"], "bend_eps": 1e-5, "units": 2}
+            "c": c["c"], "bend_c": c["bend_c"], "bend_eps": 1e-5, "units": c["units"]}
 
 
 def _sharpness_spec(cfg, model, lam, checkpoints, identity_at, batch, layers=None):
@@ -68,7 +68,7 @@ def runs(cfg):
                                                 c["curvature_batch"])),
             ("track/mlp/L2", _sharpness_spec(cfg, config.model(cfg), c["lam"], c["checkpoints"], c["identity_at"],
                                              c["curvature_batch"])),
-            ("track/cnn/L2", _sharpness_spec(cfg, cnn, c["lam"], c["cnn_checkpoints"], c["cnn_checkpoints"],
+            ("track/cnn/L2", _sharpness_spec(cfg, cnn, c["lam"], c["cnn_checkpoints"], c["cnn_checkpoints"][-1:],
                                              c["cnn_batch"], layers=[CNN_LAYER]))]
 
 

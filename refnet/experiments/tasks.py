@@ -249,46 +249,49 @@ def _invariant(model):
     return [n for n, p in model.named_parameters() if p.scale_group is not None]
 
 
-def _euler_residual(net, x, y, name, mask=None):
+def _euler_residual(net, x, y, name, g, mask=None):
     """max |H [w_G, 0] + [g_G, 0]| over every parameter entry, relative to max |g| of the layer
-    (``mask``: the group, a 0/1 array of the weight's shape; None: the whole layer)."""
-    from refnet.nn.curvature import gradient, hvp
+    (``g``: the gradient at w; ``mask``: the group, a 0/1 array of the weight's shape; None: the
+    whole layer)."""
+    from refnet.nn.curvature import hvp
     p = dict(net.named_parameters())[name]
     m = 1.0 if mask is None else mask
-    g = gradient(net, x, y)
     hv = hvp(net, x, y, {name: p.data * m})
     scale = float(np.abs(backend.asnumpy(g[name])).max())
     err = max(float(np.abs(backend.asnumpy(hv[k] + (g[k] * m if k == name else 0))).max()) for k in hv)
     return err / scale
 
 
-def _scaling_residual(net, x, y, name, c, seed):
+def _scaling_residuals(net, x, y, name, cs, seed):
     """H(c w_G) v = H(w) v / c^2 on the group's block and / c on every other parameter, for a
-    random v on the group: the largest entry error relative to each block's largest entry."""
+    random v on the group: per c, the largest entry error relative to each block's largest entry."""
     from refnet.nn.curvature import hvp
     p = dict(net.named_parameters())[name]
     v = {name: backend.to_device(np.random.default_rng(seed).standard_normal(p.shape))}
-    before = hvp(net, x, y, v)
+    before = {k: backend.asnumpy(b) for k, b in hvp(net, x, y, v).items()}
     original = p.data.copy()
-    p.data *= c
-    after = hvp(net, x, y, v)
-    p.data[...] = original
-    err = 0.0
-    for k in before:
-        b, a = backend.asnumpy(before[k]), backend.asnumpy(after[k]) * (c * c if k == name else c)
-        top = float(np.abs(b).max())
-        if top > 0:
-            err = max(err, float(np.abs(a - b).max()) / top)
-    return err
+    out = []
+    for c in cs:
+        p.data *= c
+        after = hvp(net, x, y, v)
+        p.data[...] = original
+        err = 0.0
+        for k, b in before.items():
+            a, top = backend.asnumpy(after[k]) * (c * c if k == name else c), float(np.abs(b).max())
+            if top > 0:
+                err = max(err, float(np.abs(a - b).max()) / top)
+        out.append(err)
+    return out
 
 
 def curvature_identities_task(spec):
     """The second-order identities of every scale-invariant weight on a briefly trained network
     (``probes.trained_model``), float64, eps = 0, one batch: arrays ``euler/layer``,
-    ``euler/units`` (the first ``units`` units one by one, max), ``scaling`` (layers, len(c)),
+    ``euler/units`` (the first ``units`` units one by one, the largest), ``scaling`` (layers, len(c)),
     and with the layers' eps (``bend_eps``), every invariant layer scaled by each of
     ``bend_c``: ``bend`` (len(bend_c),), the largest relative Euler residual over layers."""
     from refnet.experiments.probes import trained_model
+    from refnet.nn.curvature import gradient
     t0 = time.perf_counter()
     model, data = trained_model(spec)
     x, y = _curvature_batch(data, spec.get("curvature_batch", 256))
@@ -296,17 +299,17 @@ def curvature_identities_task(spec):
     names = _invariant(net)
     cs = np.asarray(spec["c"], dtype=np.float64)
     arrays = {"c": cs, "bend_c": np.asarray(spec["bend_c"], dtype=np.float64)}
+    g = gradient(net, x, y)
     for i, name in enumerate(names):
         p = dict(net.named_parameters())[name]
-        arrays[f"{name}/euler/layer"] = np.asarray(_euler_residual(net, x, y, name))
+        arrays[f"{name}/euler/layer"] = np.asarray(_euler_residual(net, x, y, name, g))
         per_unit = []
-        for u in range(min(spec.get("units", 2), p.shape[0])):
+        for u in range(min(spec.get("units", 1), p.shape[0])):
             mask = np.zeros(p.shape)
             mask[u] = 1.0
-            per_unit.append(_euler_residual(net, x, y, name, backend.to_device(mask)))
+            per_unit.append(_euler_residual(net, x, y, name, g, backend.to_device(mask)))
         arrays[f"{name}/euler/units"] = np.asarray(max(per_unit))
-        arrays[f"{name}/scaling"] = np.asarray([_scaling_residual(net, x, y, name, c, spec.get("seed", 0) + i)
-                                                for c in cs])
+        arrays[f"{name}/scaling"] = np.asarray(_scaling_residuals(net, x, y, name, cs, spec.get("seed", 0) + i))
     bent = _curvature_copy(model, spec.get("bend_eps", 1e-5))
     named = dict(bent.named_parameters())
     bend = []
@@ -314,7 +317,8 @@ def curvature_identities_task(spec):
         saved = {n: named[n].data.copy() for n in names}
         for n in names:
             named[n].data *= c
-        bend.append(max(_euler_residual(bent, x, y, n) for n in names))
+        gc = gradient(bent, x, y)
+        bend.append(max(_euler_residual(bent, x, y, n, gc) for n in names))
         for n in names:
             named[n].data[...] = saved[n]
     arrays["bend"] = np.asarray(bend)
