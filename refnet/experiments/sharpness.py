@@ -86,19 +86,19 @@ def _identity_claims(data, arrays, meta, net):
                                "bend_c": arrays["bend_c"].tolist(), "bend": arrays["bend"].tolist()}
     data["claims"] += [
         worst(euler, f"BN {net.upper()}, eps = 0: H(w) [w_G, 0] = [-g_G, 0] for every invariant layer and unit",
-              FIGURE, "max |H w_G + g_G| / max |g_G|, worst group", TOL_IDENTITY, "theory.euler_hvp",
+              FIGURE, "max |H w_G + g_G| / max |g_G|, worst group", TOL_IDENTITY, "theory.second_order.euler_hvp",
               kind="identity", inputs=["refnet.nn.curvature.hvp", "refnet.nn.curvature.gradient"],
               note="float64, one batch, training-mode BN", tolerance_source="rounding (float64)"),
         worst(scaling, f"BN {net.upper()}, eps = 0: H(c w_G) = H(w)/c^2 on the group, /c across",
               FIGURE, "max entry error of c^2 H_GG(cw) v, c H_oG(cw) v vs H(w) v, relative to each block",
-              TOL_IDENTITY, "theory.hessian_scale_factor",
+              TOL_IDENTITY, "theory.second_order.hessian_scale_factor",
               kind="identity", inputs=["refnet.nn.curvature.hvp"], note="random v on the group, float64",
               tolerance_source="rounding (float64)")]
     for cb, b in zip(arrays["bend_c"], arrays["bend"]):
         data["observations"].append(observation(
             f"BN {net.upper()}, eps = 1e-5: the Euler identity bends at small weight scales", FIGURE,
             f"max |H w_G + g_G| / max |g_G|, invariant layers scaled by {cb:g}", b,
-            note="order eps/(var + eps): theory.eps_bend (theory/README.md section 23)"))
+            note="order eps/(var + eps): theory.second_order.eps_bend (theory/README.md section 23)"))
 
 
 def analyze(cfg, results):
@@ -126,7 +126,7 @@ def analyze(cfg, results):
         data["tracks"][label.split("/", 1)[1]] = track
     data["claims"].append(worst(
         lanczos, f"SGD (lr {lr}): lr lambda_max(H(w)) = (lr/||w||^2) lambda_max(H(w_hat)) by Lanczos",
-        FIGURE, "relative error, worst run, layer and checkpoint", TOL_LANCZOS, "theory.effective_sharpness",
+        FIGURE, "relative error, worst run, layer and checkpoint", TOL_LANCZOS, "theory.second_order.effective_sharpness",
         kind="identity", inputs=["refnet.nn.curvature.top_eigenvalues"],
         note="float64, eps = 0, the same Lanczos start vector at w and w_hat",
         tolerance_source="rounding: the two operators differ by the exact factor ||w||^2"))
