@@ -30,7 +30,7 @@ def sharpness(data, path):
     ax_eff.axhline(2.0, color="0.6", lw=1, ls=":")
     ax_hat.set(yscale="log", xlabel="step", ylabel="λmax(H(ŵ)), ŵ = w/||w|| (layer as one group)",
                title="curvature of the direction (x: Lanczos at ŵ)")
-    ax_eff.set(yscale="log", xlabel="step", ylabel="lr λmax(H(w))", title="step size × curvature (dotted: 2)")
+    ax_eff.set(yscale="log", xlabel="step", ylabel="lr λmax(H(w))", title="step size × curvature (dotted: 2, the GD stability edge)")
     ax_hat.legend(fontsize=7)
     ax_eff.legend(fontsize=7)
     labels, values, colors = [], [], []
@@ -51,7 +51,7 @@ def sharpness(data, path):
     ax_res.set_yticks(y, labels, fontsize=7)
     ax_res.invert_yaxis()
     ax_res.axvline(1e-9, color="k", lw=1, ls=":")
-    ax_res.set(xscale="log", xlabel="relative residual (dotted: tolerance 1e-9)",
+    ax_res.set(xscale="log", xlabel="relative residual (dotted: 1e-9; Lanczos row held to 1e-8)",
                title="identities (eps = 0) and the eps bend (grey)")
     return _save(fig, path, "Solid: with L2; dashed: without. Curvature of the training loss on a fixed batch, "
                  "float64, BN eps = 0, training mode. " + L2_NOTE)

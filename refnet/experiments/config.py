@@ -55,8 +55,8 @@ _SIZES = {
         "no_l2": {"steps": 1500, "lr": 0.1, "lam": 4e-2, "w0_scales": [0.25, 4.0]},
         "sharpness": {"checkpoints": [0, 100, 200, 400], "identity_at": [0, 400],
                       "lr": 0.1, "lam": 4e-2, "curvature_batch": 256, "lanczos_tol": 1e-6,
-                      "identity_train_steps": 50, "identity_batch": 128, "units": 1, "c": [0.1, 10.0],
-                      "bend_c": [1.0, 0.1, 0.01], "cnn_widths": [8, 16], "cnn_checkpoints": [0, 100],
+                      "identity_train_steps": 30, "identity_batch": 128, "units": 1, "c": [0.1, 10.0],
+                      "bend_c": [1.0, 0.1, 0.01], "cnn_widths": [8, 16], "cnn_checkpoints": [0, 50],
                       "cnn_batch": 64},
     },
     "tiny": {
