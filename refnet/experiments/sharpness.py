@@ -10,8 +10,8 @@ step size times curvature is the effective learning rate times the curvature of 
 Runs (all curvature in float64, training mode, BN eps = 0 unless said, on a fixed batch of the
 first training examples; ``refnet.nn.curvature``):
 - ``curvature_identities`` on the BN MLP and a BN CNN (``cnn_widths``) after a brief SGD run:
-  the Euler residual of every invariant layer (the layer as one group, and its first units one
-  by one) and the scaling residual at each ``c``, largest entry error relative to the largest
+  the Euler and the scaling residual (at each ``c``) of every invariant layer, the layer as one
+  group and its first ``units`` units one by one (each scaled alone), largest entry error relative to the largest
   entry (of g, of each block of H v). Claims, kind identity, tolerance 1e-9: rounding only
   (measured about 1e-14). With eps = 1e-5 (the layers' own), every invariant layer scaled by
   each ``bend_c``: the Euler residual bends, of order eps / (var + eps): observations.
@@ -79,8 +79,8 @@ def specs(cfg):
 def _identity_claims(data, arrays, meta, net):
     euler = [(0.0, float(arrays[f"{n}/euler/{part}"]), f"{n}, {part}") for n in meta["layers"]
              for part in ("layer", "units")]
-    scaling = [(0.0, float(e), f"{n}, c={c:g}") for n in meta["layers"]
-               for c, e in zip(arrays["c"], arrays[f"{n}/scaling"])]
+    scaling = [(0.0, float(e), f"{n}, {part}, c={c:g}") for n in meta["layers"] for part in ("layer", "units")
+               for c, e in zip(arrays["c"], arrays[f"{n}/scaling" + ("/units" if part == "units" else "")])]
     data["identities"][net] = {"euler": {label: m for _, m, label in euler},
                                "scaling": {label: m for _, m, label in scaling},
                                "bend_c": arrays["bend_c"].tolist(), "bend": arrays["bend"].tolist()}

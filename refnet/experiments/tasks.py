@@ -262,24 +262,29 @@ def _euler_residual(net, x, y, name, g, mask=None):
     return err / scale
 
 
-def _scaling_residuals(net, x, y, name, cs, seed):
-    """H(c w_G) v = H(w) v / c^2 on the group's block and / c on every other parameter, for a
-    random v on the group: per c, the largest entry error relative to each block's largest entry."""
+def _scaling_residuals(net, x, y, name, cs, seed, mask=None):
+    """H(c w_G) v = H(w) v / c^2 on the group's block and / c on every other parameter (other
+    units of the same weight included), for a random v on the group (``mask``: a 0/1 array of
+    the weight's shape; None: the whole layer) and the group alone scaled by each c: per c, the
+    largest entry error relative to each block's largest entry."""
     from refnet.nn.curvature import hvp
     p = dict(net.named_parameters())[name]
-    v = {name: backend.to_device(np.random.default_rng(seed).standard_normal(p.shape))}
+    m = np.ones(p.shape) if mask is None else backend.asnumpy(mask)
+    v = {name: backend.to_device(np.random.default_rng(seed).standard_normal(p.shape) * m)}
     before = {k: backend.asnumpy(b) for k, b in hvp(net, x, y, v).items()}
     original = p.data.copy()
     out = []
     for c in cs:
-        p.data *= c
+        p.data *= backend.to_device(1 + (c - 1) * m)
         after = hvp(net, x, y, v)
         p.data[...] = original
         err = 0.0
         for k, b in before.items():
-            a, top = backend.asnumpy(after[k]) * (c * c if k == name else c), float(np.abs(b).max())
-            if top > 0:
-                err = max(err, float(np.abs(a - b).max()) / top)
+            a = backend.asnumpy(after[k]) * (np.where(m > 0, c * c, c) if k == name else c)
+            for block in ((m > 0, m == 0) if k == name else (np.ones(b.shape, bool),)):
+                top = float(np.abs(b[block]).max()) if block.any() else 0.0
+                if top > 0:
+                    err = max(err, float(np.abs(a - b)[block].max()) / top)
         out.append(err)
     return out
 
@@ -287,7 +292,8 @@ def _scaling_residuals(net, x, y, name, cs, seed):
 def curvature_identities_task(spec):
     """The second-order identities of every scale-invariant weight on a briefly trained network
     (``probes.trained_model``), float64, eps = 0, one batch: arrays ``euler/layer``,
-    ``euler/units`` (the first ``units`` units one by one, the largest), ``scaling`` (layers, len(c)),
+    ``euler/units`` (the first ``units`` units one by one, the largest), ``scaling`` (len(c),: the
+    layer scaled as a whole) and ``scaling/units`` (each of those units alone, the largest),
     and with the layers' eps (``bend_eps``), every invariant layer scaled by each of
     ``bend_c``: ``bend`` (len(bend_c),), the largest relative Euler residual over layers."""
     from refnet.experiments.probes import trained_model
@@ -303,13 +309,15 @@ def curvature_identities_task(spec):
     for i, name in enumerate(names):
         p = dict(net.named_parameters())[name]
         arrays[f"{name}/euler/layer"] = np.asarray(_euler_residual(net, x, y, name, g))
-        per_unit = []
+        per_unit, scaling = [], []
         for u in range(min(spec.get("units", 1), p.shape[0])):
             mask = np.zeros(p.shape)
             mask[u] = 1.0
             per_unit.append(_euler_residual(net, x, y, name, g, backend.to_device(mask)))
+            scaling.append(_scaling_residuals(net, x, y, name, cs, spec.get("seed", 0) + i, backend.to_device(mask)))
         arrays[f"{name}/euler/units"] = np.asarray(max(per_unit))
         arrays[f"{name}/scaling"] = np.asarray(_scaling_residuals(net, x, y, name, cs, spec.get("seed", 0) + i))
+        arrays[f"{name}/scaling/units"] = np.max(scaling, axis=0)
     bent = _curvature_copy(model, spec.get("bend_eps", 1e-5))
     named = dict(bent.named_parameters())
     bend = []
