@@ -39,7 +39,7 @@ _SIZES = {
         "no_l2": {"steps": 3000, "lr": 0.1, "lam": 2e-2, "w0_scales": [0.25, 1.0, 4.0]},
         "sharpness": {"checkpoints": [0, 100, 200, 400, 800], "identity_at": [800],
                       "lr": 0.1, "lam": 4e-2, "curvature_batch": 512, "lanczos_tol": 1e-6,
-                      "identity_train_steps": 100, "identity_batch": 256, "units": 3, "c": [0.01, 0.1, 10.0, 100.0],
+                      "identity_train_steps": 100, "identity_batch": 256, "units": 2, "c": [0.01, 0.1, 10.0, 100.0],
                       "bend_c": [1.0, 0.1, 0.01], "cnn_widths": [8, 16], "cnn_checkpoints": [0, 100, 200],
                       "cnn_batch": 128},
     },
