@@ -33,21 +33,26 @@ def sharpness(data, path):
     ax_eff.set(yscale="log", xlabel="step", ylabel="lr λmax(H(w))", title="step size × curvature (dotted: 2, the GD stability edge)")
     ax_hat.legend(fontsize=7)
     ax_eff.legend(fontsize=7)
-    labels, values, colors = [], [], []
+    labels, values, colors, orders = [], [], [], []
     for net, ident in data["identities"].items():
         for kind, color in (("euler", COLORS[0]), ("scaling", COLORS[1])):
             labels.append(f"{net} {'H w = -g' if kind == 'euler' else 'H(cw) = H/c²'}")
             values.append(max(ident[kind].values()))
             colors.append(color)
-        for c, b in zip(ident["bend_c"], ident["bend"]):
+            orders.append(np.nan)
+        for c, b, o in zip(ident["bend_c"], ident["bend"], ident["bend_order"]):
             labels.append(f"{net} eps 1e-5, w × {c:g}")
             values.append(b)
             colors.append("0.6")
+            orders.append(o)
     labels.append("Lanczos λ(w) vs λ(ŵ)/||w||²")
     values.append(max(data["lanczos_residuals"].values()))
     colors.append(COLORS[2])
+    orders.append(np.nan)
     y = np.arange(len(labels))
     ax_res.barh(y, np.maximum(values, _FLOOR), color=colors, left=_FLOOR)
+    ax_res.plot(orders, y, "k|", ms=12, mew=2, label="eps/(var+eps), max over units")
+    ax_res.legend(fontsize=7, loc="lower right")
     ax_res.set_yticks(y, labels, fontsize=7)
     ax_res.invert_yaxis()
     ax_res.axvline(1e-9, color="k", lw=1, ls=":")

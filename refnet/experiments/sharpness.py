@@ -83,7 +83,8 @@ def _identity_claims(data, arrays, meta, net):
                for c, e in zip(arrays["c"], arrays[f"{n}/scaling" + ("/units" if part == "units" else "")])]
     data["identities"][net] = {"euler": {label: m for _, m, label in euler},
                                "scaling": {label: m for _, m, label in scaling},
-                               "bend_c": arrays["bend_c"].tolist(), "bend": arrays["bend"].tolist()}
+                               "bend_c": arrays["bend_c"].tolist(), "bend": arrays["bend"].tolist(),
+                               "bend_order": arrays["bend_order"].tolist()}
     data["claims"] += [
         worst(euler, f"BN {net.upper()}, eps = 0: H(w) [w_G, 0] = [-g_G, 0] for every invariant layer and unit",
               FIGURE, "max |H w_G + g_G| / max |g_G|, worst group", TOL_IDENTITY, "theory.second_order.euler_hvp",
@@ -94,11 +95,12 @@ def _identity_claims(data, arrays, meta, net):
               TOL_IDENTITY, "theory.second_order.hessian_scale_factor",
               kind="identity", inputs=["refnet.nn.curvature.hvp"], note="random v on the group, float64",
               tolerance_source="rounding (float64)")]
-    for cb, b in zip(arrays["bend_c"], arrays["bend"]):
+    for cb, b, o in zip(arrays["bend_c"], arrays["bend"], arrays["bend_order"]):
         data["observations"].append(observation(
             f"BN {net.upper()}, eps = 1e-5: the Euler identity bends at small weight scales", FIGURE,
             f"max |H w_G + g_G| / max |g_G|, invariant layers scaled by {cb:g}", b,
-            note="order eps/(var + eps): theory.second_order.eps_bend (theory/README.md section 23)"))
+            note=f"its order, max eps/(var + eps) over units: {o:.3g} (theory.second_order.eps_bend, "
+                 f"theory/README.md section 23)"))
 
 
 def analyze(cfg, results):

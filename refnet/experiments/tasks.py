@@ -262,6 +262,16 @@ def _euler_residual(net, x, y, name, g, mask=None):
     return err / scale
 
 
+def _pre_norm_var(net, name, x):
+    """Per unit, the batch variance of the input of the normalization after ``name``'s layer
+    (the model is a Sequential; the layers before it are run on ``x``)."""
+    index = int(name.split(".")[0])
+    for layer in list(net)[:index + 1]:
+        x = layer(x)
+    pre = backend.asnumpy(x)
+    return pre.var(axis=(0,) + tuple(range(2, pre.ndim)))
+
+
 def _scaling_residuals(net, x, y, name, cs, seed, mask=None):
     """H(c w_G) v = H(w) v / c^2 on the group's block and / c on every other parameter (other
     units of the same weight included), for a random v on the group (``mask``: a 0/1 array of
@@ -295,9 +305,11 @@ def curvature_identities_task(spec):
     ``euler/units`` (the first ``units`` units one by one, the largest), ``scaling`` (len(c),: the
     layer scaled as a whole) and ``scaling/units`` (each of those units alone, the largest),
     and with the layers' eps (``bend_eps``), every invariant layer scaled by each of
-    ``bend_c``: ``bend`` (len(bend_c),), the largest relative Euler residual over layers."""
+    ``bend_c``: ``bend`` (len(bend_c),), the largest relative Euler residual over layers, and
+    ``bend_order``, the largest eps / (var + eps) over their units (``theory.second_order.eps_bend``)."""
     from refnet.experiments.probes import trained_model
     from refnet.nn.curvature import gradient
+    from theory import second_order
     t0 = time.perf_counter()
     model, data = trained_model(spec)
     x, y = _curvature_batch(data, spec.get("curvature_batch", 256))
@@ -320,16 +332,18 @@ def curvature_identities_task(spec):
         arrays[f"{name}/scaling/units"] = np.max(scaling, axis=0)
     bent = _curvature_copy(model, spec.get("bend_eps", 1e-5))
     named = dict(bent.named_parameters())
-    bend = []
+    bend, order = [], []
     for c in arrays["bend_c"]:
         saved = {n: named[n].data.copy() for n in names}
         for n in names:
             named[n].data *= c
         gc = gradient(bent, x, y)
         bend.append(max(_euler_residual(bent, x, y, n, gc) for n in names))
+        order.append(max(float(np.max(second_order.eps_bend(spec.get("bend_eps", 1e-5), _pre_norm_var(bent, n, x))))
+                         for n in names))
         for n in names:
             named[n].data[...] = saved[n]
-    arrays["bend"] = np.asarray(bend)
+    arrays["bend"], arrays["bend_order"] = np.asarray(bend), np.asarray(order)
     return arrays, {"layers": names, "arch": spec["model"].get("arch", "mlp"),
                     "seconds": time.perf_counter() - t0}
 
