@@ -1,4 +1,4 @@
-"""The figure of experiment 9 (``refnet.experiments.sharpness``); registers itself in
+"""The figure of experiment 10 (``refnet.experiments.sharpness``); registers itself in
 ``refnet.plots.PLOTTERS`` when ``refnet.plots`` is imported."""
 
 import numpy as np
@@ -12,7 +12,7 @@ _FLOOR = 1e-17  # residuals of exactly 0 drawn at the floor of the log axis
 def sharpness(data, path):
     tracks = data["tracks"]
     names = list(tracks["mlp/no L2"]["layers"])
-    fig, axes = _figure(1, 3, f"Exp. 9 — Sharpness: L2 moves the weights to where the curvature is larger "
+    fig, axes = _figure(1, 3, f"Exp. 10 — Sharpness: L2 moves the weights to where the curvature is larger "
                         f"(BN MLP, SGD lr {data['lr']:g})")
     ax_hat, ax_eff, ax_res = axes[0]
     for i, name in enumerate(names):

@@ -8,7 +8,12 @@ One step is: forward, loss, backward, optimizer step; nothing hidden. Every ``lo
 steps, for each trained parameter with a ``scale_group`` (one row per scale group: a unit
 for "unit", the whole tensor for "tensor"), the step records, vectorised over groups:
   norm          ||w||                 (before the step)
-  effective_lr  lr/||w||^2 (SGD), lr/||w|| (Adam)
+  effective_lr  the step of the unit vector w/||w|| per unit of the optimizer's own
+                gradient-scale-free direction (``effective_lr``): lr/||w||^2 (SGD, whose
+                direction is the gradient at the unit point), lr/||w|| (Adam, Lion: m/sqrt(v)
+                and sign(c) do not scale with w), adjusted lr/||w|| (Muon), eta_r
+                (Rotational: tan(angle) = eta_r ||u||/RMS(||u||)), lr (Hyperball: tan(angle)
+                = lr on an orthogonal update); decay and momentum are not in it
   angle         angle between w before and after the step (radians)
   grad_norm_unit ||w||*||g||, the gradient norm at the unit point w/||w|| (g: the loss
                 gradient, before the optimizer adds L2)
@@ -43,11 +48,34 @@ from refnet.data import batch_indices
 from refnet.invariance import angular_update, group_sq_norms
 from refnet.ops import softmax_cross_entropy
 from refnet.ops._checks import check_int
-from refnet.optim import Adam
+from refnet.optim import SGD, Adam, Hyperball, Lion, Muon, Rotational
+from refnet.optim.muon import adjusted_lr
 
 EPOCH_KEYS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
               "epoch_time")
 QUANTITIES = ("norm", "effective_lr", "angle", "grad_norm_unit")
+
+
+def effective_lr(optimizer, group, param, sq_norm):
+    """The effective learning rate of a scale-invariant ``param`` (per scale group, from its
+    squared norm ``sq_norm``) in ``group`` of ``optimizer``: how far one step moves the unit
+    vector ``w/||w||`` per unit of the optimizer's direction, the part of the step that does
+    not scale with ``w`` (see the module docstring). ``param`` None: only check the kind."""
+    lr = group["lr"]
+    if isinstance(optimizer, Rotational):
+        return 0 * sq_norm + optimizer.target(group)
+    if isinstance(optimizer, Hyperball):
+        return 0 * sq_norm + lr
+    if isinstance(optimizer, SGD):
+        return lr / sq_norm
+    if isinstance(optimizer, (Adam, Lion)):
+        return lr / sq_norm ** 0.5
+    if isinstance(optimizer, Muon):
+        if param is not None:
+            lr = adjusted_lr(lr, group["adjust_lr_fn"], (param.shape[0], param.data.size // param.shape[0]))
+        return lr / sq_norm ** 0.5
+    raise TypeError(f"Trainer(optimizer): got {type(optimizer).__name__}, expected SGD, Adam, Lion, Muon, "
+                    f"or one of them in Rotational or Hyperball (the recorded effective lr needs its kind)")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -166,7 +194,7 @@ class Trainer:
             raise ValueError(f"Trainer(batch_size): got {batch_size} with drop_last and {n} examples")
         self.total_steps = int(steps) if steps is not None else int(epochs) * per_epoch
         self.dtype = model.parameters()[0].dtype
-        self.kind = "adam" if isinstance(optimizer, Adam) else "sgd"  # for the effective lr
+        effective_lr(optimizer, optimizer.param_groups[0], None, 1.0)  # an optimizer it knows, or a clear error now
         self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
         group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
         self.tracked = [(name, p, group_of[id(p)]) for name, p in model.named_parameters()
@@ -229,8 +257,8 @@ class Trainer:
         for name, p, gi in self.tracked:
             xp = backend.array_module(p.data)
             sq = group_sq_norms(p.data, p.scale_group)
-            norm, lr = xp.sqrt(sq), self.optimizer.param_groups[gi]["lr"]
-            eff = lr / (sq if self.kind == "sgd" else norm)
+            norm = xp.sqrt(sq)
+            eff = effective_lr(self.optimizer, self.optimizer.param_groups[gi], p, sq)
             unit_grad = norm * xp.sqrt(group_sq_norms(p.grad, p.scale_group))
             stats.append((p.data.copy(), norm, eff, unit_grad))
         return stats

@@ -1,4 +1,4 @@
-"""Experiment 9, sharpness, on the tiny preset: the second-order identities pass on the real
+"""Experiment 10, sharpness, on the tiny preset: the second-order identities pass on the real
 networks, a planted error in the Hessian-vector product fails them, and the data has what the
 figure and the report read."""
 

@@ -2,8 +2,15 @@
 advance) and the report that lists them.
 
 A claim's error is relative, ``|measured - predicted| / |predicted|``, unless the prediction is
-0 (then absolute; ``error_kind`` says which). A claim passes when the error is at most the
-tolerance. Observations are numbers reported without a prediction to hold them to.
+0 (then absolute; ``error_kind`` says which), or one-sided (``error_kind="at_least"``: the
+relative shortfall ``max(0, predicted - measured) / |predicted|``, for a bound). A claim passes
+when the error is at most the tolerance. Observations are numbers reported without a prediction
+to hold them to.
+
+A claim may also say what kind of statement it is (``kind``: "prediction", from hyperparameters
+or earlier measurements; "identity", true by construction; "consistency", two measurements that
+must agree), what the prediction was computed from (``inputs``: strings naming hyperparameters
+and earlier windows), where its tolerance comes from (``tolerance_source``) and a ``note``.
 """
 
 import json
@@ -17,25 +24,40 @@ from refnet import checkpoint
 CLAIM_KEYS = ("claim", "figure", "quantity", "predicted", "measured", "rel_error", "tolerance", "pass")
 
 
-def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_kind=None, **extra):
-    """One claim row (``error_kind``: "relative" by default, "absolute" when predicted == 0).
-    ``extra`` (kind, inputs, note, tolerance_source) is stored in the row as given."""
+ERROR_KINDS = ("relative", "absolute", "at_least")
+
+
+def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_kind=None, *,
+          kind=None, inputs=None, note=None, tolerance_source=None):
+    """One claim row (``error_kind``: "relative" by default, "absolute" when predicted == 0,
+    "at_least" for a lower bound); ``kind``, ``inputs``, ``note``, ``tolerance_source`` are
+    stored when given (see the module docstring)."""
     predicted, measured = float(predicted), float(measured)
-    kind = error_kind or ("absolute" if predicted == 0 else "relative")
-    err = abs(measured - predicted) / (abs(predicted) if kind == "relative" else 1.0)
+    how = error_kind or ("absolute" if predicted == 0 else "relative")
+    if how not in ERROR_KINDS:
+        raise ValueError(f"claim(error_kind): got {error_kind!r}, expected one of {ERROR_KINDS}")
+    if how == "at_least":
+        err = max(0.0, predicted - measured) / abs(predicted) if math.isfinite(measured) else math.inf
+    else:
+        err = abs(measured - predicted) / (abs(predicted) if how == "relative" else 1.0)
     ok = bool(math.isfinite(err) and err <= tolerance)
-    return {"claim": text, "figure": figure, "quantity": quantity, "predicted": predicted,
-            "measured": measured, "rel_error": err, "tolerance": float(tolerance), "pass": ok,
-            "error_kind": kind, "theory": theory, **extra}
+    row = {"claim": text, "figure": figure, "quantity": quantity, "predicted": predicted,
+           "measured": measured, "rel_error": err, "tolerance": float(tolerance), "pass": ok,
+           "error_kind": how, "theory": theory}
+    extra = {"kind": kind, "inputs": None if inputs is None else [str(i) for i in inputs], "note": note,
+             "tolerance_source": tolerance_source}
+    row.update({k: v for k, v in extra.items() if v is not None})
+    return row
 
 
-def worst(rows, text, figure, quantity, tolerance, theory, **extra):
+def worst(rows, text, figure, quantity, tolerance, theory, error_kind=None, **about):
     """One claim from many ``(predicted, measured, label)`` comparisons: the one with the largest
-    error, named in ``quantity``, so a claim over a grid fails if any of its runs does."""
+    error, named in ``quantity``, so a claim over a grid fails if any of its runs does.
+    ``about``: ``kind``, ``inputs``, ``note``, ``tolerance_source``, as for ``claim``."""
     if not rows:  # nothing to compare is a failure, not a pass
         return dict(claim(text, figure, f"{quantity} [no run to compare]", 1.0, float("nan"), tolerance, theory,
-                          **extra), n_compared=0)
-    made = [(claim(text, figure, f"{quantity} [{label}]", p, m, tolerance, theory, **extra), label)
+                          error_kind, **about), n_compared=0)
+    made = [(claim(text, figure, f"{quantity} [{label}]", p, m, tolerance, theory, error_kind, **about), label)
             for p, m, label in rows]
     row = max(made, key=lambda c: c[0]["rel_error"] if math.isfinite(c[0]["rel_error"]) else np.inf)[0]
     row["n_compared"] = len(made)

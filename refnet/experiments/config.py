@@ -42,6 +42,7 @@ _SIZES = {
                       "identity_train_steps": 100, "identity_batch": 256, "units": 2, "c": [0.01, 0.1, 10.0, 100.0],
                       "bend_c": [1.0, 0.1, 0.01], "cnn_widths": [8, 16], "cnn_checkpoints": [0, 100, 200],
                       "cnn_batch": 128},
+        "optimizer_angles": {"steps": 1200, "theta": 0.02},
     },
     "quick": {
         "width": 128,
@@ -58,6 +59,7 @@ _SIZES = {
                       "identity_train_steps": 30, "identity_batch": 128, "units": 1, "c": [0.1, 10.0],
                       "bend_c": [1.0, 0.1, 0.01], "cnn_widths": [8, 16], "cnn_checkpoints": [0, 50],
                       "cnn_batch": 64},
+        "optimizer_angles": {"steps": 1200, "theta": 0.02},
     },
     "tiny": {
         "width": 16,
@@ -74,6 +76,7 @@ _SIZES = {
                       "identity_train_steps": 10, "identity_batch": 64, "units": 2, "c": [0.1, 10.0],
                       "bend_c": [1.0, 0.01], "cnn_widths": [4, 8], "cnn_checkpoints": [0, 30],
                       "cnn_batch": 32},
+        "optimizer_angles": {"steps": 900, "theta": 0.02},
     },
 }
 ADAM_BETAS = [0.9, 0.99]

@@ -1,4 +1,4 @@
-"""Experiment 9, sharpness: the curvature side of the effective learning rate (theory/README.md,
+"""Experiment 10, sharpness: the curvature side of the effective learning rate (theory/README.md,
 section 23; ``theory.second_order``). For a scale group G (a unit before BatchNorm, or a whole
 layer, every unit scaled alike) the loss is scale-invariant, so
 
@@ -38,7 +38,7 @@ from refnet.experiments import config
 from refnet.experiments.claims import observation, worst
 from refnet.experiments.runner import Runner
 
-NAME, FIGURE = "sharpness", "fig9_sharpness.png"
+NAME, FIGURE = "sharpness", "fig10_sharpness.png"
 TOL_IDENTITY = 1e-9
 TOL_LANCZOS = 1e-8
 CNN_LAYER = "4.weight"  # the second conv (Conv-BN-ReLU-Pool blocks of four modules)
@@ -151,6 +151,6 @@ def analyze(cfg, results):
 
 
 def run(cfg=None, runner=None):
-    """Experiment 9's data (see the module docstring)."""
+    """Experiment 10's data (see the module docstring)."""
     cfg = cfg or config.make_config()
     return analyze(cfg, (runner or Runner()).map(specs(cfg), desc=NAME))

@@ -22,6 +22,12 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
                                           window, when ``autocorr_lags`` (``track_autocorr``)
   gamma/<name>                            (features,): |gamma| at the end, for every trained
                                           BN/LN scale (the 1-D ``weight`` of a norm layer)
+  <name>/steps/<i>/{corr,sq}              (groups,): over the i-th window ``[start, stop)`` of
+                                          ``step_corr`` (a list of them),
+                                          the sums of ``<v_t, z_t>`` and ``||v_t||^2`` per group,
+                                          ``v_t = p w_t - w_{t+1}`` (the move without the decay,
+                                          ``p = 1 - lr wd``), ``z_t = sum_{k>=1} p^k v_{t-k}``
+                                          (``track_step_correlation``)
 
 with G~ = ||g|| ||w||, the gradient norm at the unit point, G2 = G~^2. meta holds the final test
 accuracy and loss, the per-epoch record, and per weight its scale group, group size d and
@@ -37,7 +43,8 @@ from refnet import backend
 from refnet.data import load_dataset
 from refnet.nn.models import cnn, mlp, trainable_parameters
 from refnet.nn.norm import LayerNorm, _BatchNorm
-from refnet.optim import SGD, Adam
+from refnet.optim import SGD, Adam, Hyperball, Lion, Muon, Rotational
+from refnet.optim.wrapper import Wrapper
 from refnet.train import Trainer
 
 _DATA = {}  # per process: the data sets already loaded, by their spec
@@ -80,27 +87,52 @@ def build_model(spec, data):
 
 
 def build_optimizer(spec, model):
-    """SGD or Adam from an optim spec. ``l2_scope="invariant"`` applies ``l2``/``weight_decay``
-    to the scale-invariant weights only (the head and gamma/beta are then not regularized)."""
+    """SGD, Adam, Lion or Muon from an optim spec, in a wrapper if ``spec["wrapper"]`` is
+    ``{"name": "rotational", "eta_r": ...}`` or ``{"name": "hyperball"}``. ``l2_scope="invariant"``
+    applies ``l2``/``weight_decay`` to the scale-invariant weights only (the head and gamma/beta
+    are then not regularized); ``rest_lr`` (Muon) sets the lr of the other parameters."""
     params = trainable_parameters(model)
     reg = {"l2": spec.get("l2", 0.0), "weight_decay": spec.get("weight_decay", 0.0)}
     if spec.get("l2_scope", "all") == "invariant":
         inv = [p for p in params if p.scale_group is not None]
         rest = [p for p in params if p.scale_group is None]
-        groups = [{"params": inv, **reg}] + ([{"params": rest, "l2": 0.0, "weight_decay": 0.0}]
-                                            if rest else [])
+        free = {"l2": 0.0, "weight_decay": 0.0} if spec["name"] in ("sgd", "adam") else {"weight_decay": 0.0}
+        if spec.get("rest_lr") is not None:
+            free["lr"] = spec["rest_lr"]
+        if spec["name"] in ("sgd", "adam"):
+            groups = [{"params": inv, **reg}]
+        else:
+            groups = [{"params": inv, "weight_decay": reg["weight_decay"]}]
+        groups += [{"params": rest, **free}] if rest else []
     else:
-        groups = [{"params": params, **reg}]
+        groups = [{"params": params, **(reg if spec["name"] in ("sgd", "adam") else
+                                        {"weight_decay": reg["weight_decay"]})}]
     common = {"lr": spec["lr"], "unit_norm": spec.get("unit_norm", False)}
     if spec["name"] == "sgd":
         opt = SGD(groups, momentum=spec.get("momentum", 0.0), **common)
     elif spec["name"] == "adam":
         opt = Adam(groups, betas=tuple(spec.get("betas", (0.9, 0.999))), eps=spec.get("eps", 1e-8),
                    **common)
+    elif spec["name"] == "lion":
+        opt = Lion(groups, lr=spec["lr"], betas=tuple(spec.get("betas", (0.9, 0.99))))
+    elif spec["name"] == "muon":
+        opt = Muon(groups, lr=spec["lr"], momentum=spec.get("momentum", 0.95),
+                   nesterov=spec.get("nesterov", True))
     else:
-        raise ValueError(f"build_optimizer(spec['name']): got {spec['name']!r}, expected 'sgd' or 'adam'")
+        raise ValueError(f"build_optimizer(spec['name']): got {spec['name']!r}, expected 'sgd', 'adam', "
+                         f"'lion' or 'muon'")
     if common["unit_norm"]:
         opt.project()  # start on the sphere, so every step sees ||w|| = 1
+    wrapper = spec.get("wrapper")
+    if wrapper:
+        if wrapper["name"] == "rotational":
+            opt = Rotational(opt, eta_r=wrapper.get("eta_r"),
+                             update_norm_decay=wrapper.get("update_norm_decay", 0.9))
+        elif wrapper["name"] == "hyperball":
+            opt = Hyperball(opt)
+        else:
+            raise ValueError(f"build_optimizer(spec['wrapper']['name']): got {wrapper['name']!r}, "
+                             f"expected 'rotational' or 'hyperball'")
     return opt
 
 
@@ -189,6 +221,45 @@ def track_autocorr(opt, model, lags, start, every=5):
     return lambda: {n: (d / np.maximum(count, 1)[:, None]) / (d[0] / count[0]) for n, d in dots.items()}
 
 
+def track_step_correlation(opt, model, windows):
+    """Wrap ``opt.step`` to sum, over the steps ``start <= t < stop`` of each window, per scale
+    group of every scale-invariant weight, ``<v_t, z_t>`` and ``||v_t||^2``: ``v_t = p w_t - w_{t+1}``
+    is the step without the decoupled decay (``p = 1 - lr wd``, 1 without decay), ``z_t =
+    sum_{k>=1} p^k v_{t-k}`` its discounted past, kept from step 0. Then ``R = 1 + 2 corr/sq`` is
+    the correlation sum ``1 + 2 sum_k p^k r_k`` of theory/README.md (16.2) and (17.1), measured.
+    ``finish()`` returns ``{name: [(corr, sq) per window]}``, each ``(groups,)``."""
+    tracked = [(n, p) for n, p in model.named_parameters() if p.scale_group is not None]
+    group_of = {id(q): g for g in opt.param_groups for q in g["params"]}
+    decoupled = not isinstance(opt, Wrapper)  # a wrapper switches its inner's decay off
+    z = {n: None for n, _ in tracked}
+    sums = {n: [[0.0, 0.0] for _ in windows] for n, _ in tracked}
+    t, inner = [0], opt.step
+
+    def rows(a, p):
+        a = backend.asnumpy(a).astype(np.float64)
+        return a.reshape(a.shape[0], -1) if p.scale_group == "unit" else a.reshape(1, -1)
+
+    def step():
+        before = {n: rows(p.data, p) for n, p in tracked}
+        inner()
+        for n, p in tracked:
+            g = group_of[id(p)]
+            keep = 1.0 - g["lr"] * g.get("weight_decay", 0.0) if p.decay and decoupled else 1.0
+            v = keep * before[n] - rows(p.data, p)
+            if z[n] is None:
+                z[n] = np.zeros_like(v)
+            for (start, stop), acc in zip(windows, sums[n]):
+                if start <= t[0] < stop:
+                    acc[0] = acc[0] + (v * z[n]).sum(axis=1)
+                    acc[1] = acc[1] + (v * v).sum(axis=1)
+            z[n] = keep * (z[n] + v)
+        t[0] += 1
+
+    opt.step = step
+    return lambda: {n: [(np.asarray(c, dtype=float), np.asarray(q, dtype=float)) for c, q in w]
+                    for n, w in sums.items()}
+
+
 def train_task(spec):
     """Train one model (see the module docstring for what comes back)."""
     backend.use(spec.get("device", "cpu"))
@@ -199,6 +270,8 @@ def train_task(spec):
     if lags:
         start = int(round(spec["steps"] * (1 - spec.get("window", 0.5))))
         finish = track_autocorr(opt, model, lags, start)
+    if spec.get("step_corr"):
+        finish_corr = track_step_correlation(opt, model, spec["step_corr"])
     t0 = time.perf_counter()
     trainer = Trainer(model, opt, data, batch_size=spec.get("batch_size", 128), steps=spec["steps"],
                       seed=spec.get("seed", 0), log_every=1, progress=False)
@@ -206,6 +279,10 @@ def train_task(spec):
     arrays = summarize(history, spec, model, opt)
     if lags:
         arrays.update({f"{n}/autocorr": c for n, c in finish().items()})
+    if spec.get("step_corr"):
+        for n, per_window in finish_corr().items():
+            for i, (c, q) in enumerate(per_window):
+                arrays[f"{n}/steps/{i}/corr"], arrays[f"{n}/steps/{i}/sq"] = c, q
     for name, p in model.named_parameters():
         if name.endswith(".weight") and p.data.ndim == 1 and p.scale_group is None:
             arrays[f"gamma/{name}"] = np.abs(backend.asnumpy(p.data)).astype(np.float64)
