@@ -6,7 +6,7 @@ import time
 
 from refnet.cli_checks import UsageError, nonnegative_int, positive_int, writable_file
 from refnet.gradcheck.check import RTOL
-from refnet.gradcheck.suite import CASES, run_case
+from refnet.gradcheck.suite import CASES, SECOND_ORDER, run_case, run_second_order, second_order_cases
 
 
 def _names(text):
@@ -28,6 +28,12 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random inputs (default 0)")
     parser.add_argument("--mode", choices=("auto", "full", "directional", "fast"), default="auto",
                         help="probing mode of the built-in checks (default auto: full up to 2048 entries)")
+    parser.add_argument("--order", choices=("1", "2", "all"), default="all",
+                        help="1: the first-order checks (check_op, check_loss, check_module); 2: the "
+                             "second-order ones, check_jvp (forward_jvp against differences of forward) and "
+                             "check_hvp (forward_jvp and backward_jvp against differences of the hand-written "
+                             "gradient, and <u,Hv> = <Hu,v>) on every op and the loss; all: both (default). "
+                             "With --power: the campaign of that order (all: both)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every full report")
     parser.add_argument("--power", action="store_true",
                         help="measure the checker's power: plant mutants in every op and module and report "
@@ -53,21 +59,36 @@ def run(args):
     return _suite(names, args)
 
 
+def _checks(names, order):
+    """(name, label, kind column, run(seed, mode) -> report) of every check asked for, in order."""
+    chosen = []
+    if order in ("1", "all"):
+        chosen += [(n, n, CASES[n][0], lambda seed, mode, n=n: run_case(n, seed, mode=mode)) for n in names]
+    if order in ("2", "all"):
+        second = set(second_order_cases())
+        chosen += [(n, f"{n} ({which})", which,
+                    lambda seed, mode, n=n, which=which: run_second_order(n, which, seed, mode=mode))
+                   for n in names if n in second for which in SECOND_ORDER]
+    return chosen
+
+
 def _suite(names, args):
-    rows, failed = [], []
-    for name in names:
-        kind = CASES[name][0]
+    rows, failed, checks = [], [], _checks(names, args.order)
+    if not checks:
+        raise UsageError(f"--order 2: none of {', '.join(names)} has JVPs; the ops and the loss do "
+                         f"({', '.join(second_order_cases())})")
+    for name, label, kind, check in checks:
         start = time.perf_counter()
         try:
-            report = run_case(name, args.seed, mode=args.mode)
+            report = check(args.seed, args.mode)
         except Exception as err:  # a case that cannot run is a failure, shown with its reason
             rows.append((name, kind, "-", "-", "-", "ERROR", f"{type(err).__name__}: {err}"))
-            failed.append(name)
+            failed.append(label)
             continue
         rows.append((name, kind, f"{report.resolution:.1e}", f"{report.max_rel_err:.1e}", str(report.n_kinks),
                      report.status, f"{time.perf_counter() - start:.2f}s"))
         if not report.ok:
-            failed.append(name)
+            failed.append(label)
         if args.verbose or not report.ok:
             print(report, end="\n\n")
     header = ("name", "kind", "resolution", "max rel err", "kinks", "status", "time")
@@ -75,7 +96,8 @@ def _suite(names, args):
     for r in [header] + rows:
         print("  ".join(s.ljust(w) for s, w in zip(r, widths)) + "  " + r[6])
     print(f"{len(rows) - len(failed)}/{len(rows)} ok (rtol {RTOL:.0e} per entry, float64 central "
-          f"differences)" + (f"; NOT OK: {', '.join(failed)}" if failed else ""))
+          f"differences; kind jvp/hvp: check_jvp/check_hvp, kink entries moved off the kinks)"
+          + (f"; NOT OK: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
 
