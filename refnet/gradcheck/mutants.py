@@ -169,15 +169,17 @@ def structural(setup):
 
 
 # --- second order: planted errors in forward_jvp and backward_jvp ------------------------------
-SECOND_ORDER_GENERIC = ("scaled x1.001", "one sign flipped", "one entry x(1+10 rtol)",
-                        CONTROL + "one entry x(1+0.3 rtol)")
+SECOND_ORDER_GENERIC = ("scaled x1.001", "one sign flipped", "one entry x(1+10 rtol)")
 
 
 def second_order(setup, fns, rng):
     """[(name, target, fns)]: (forward, backward, forward_jvp, backward_jvp) with one error
     planted in a JVP. Targets: "forward_jvp", and "backward_jvp:<arg>" for each float argument's
-    tangent gradient. Per target: mis-scaled, one sign flipped, one entry x(1+10 rtol) and its
-    control x(1+0.3 rtol); dropped terms: each argument's tangent left out of forward_jvp and
+    tangent gradient. Per target: mis-scaled, one sign flipped, one entry x(1+10 rtol); per
+    backward_jvp target a control: one diagonal entry of H moved by 0.3 rtol FLOOR (the
+    scale of that output), a change that keeps H symmetric (the symmetry row's tolerance is
+    1e-10: a change of one output entry would not be below it) and below the entry tolerance;
+    dropped terms: each argument's tangent left out of forward_jvp and
     of backward_jvp, and tdout left out of backward_jvp (its first-order part J^T tdout);
     BatchNorm (training mode) without the variance term of its tdx (ts Q)."""
     from refnet.gradcheck.inputs import arg_names, is_float_array
@@ -194,6 +196,15 @@ def second_order(setup, fns, rng):
                 new = (forward, backward, _output_changed(fjvp, change), bjvp) if i is None else \
                     (forward, backward, fjvp, _tangent_grad_changed(bjvp, i, change))
                 planted.append((label, target, new))
+    out, cache = forward(*setup.args, **setup.kwargs)
+    tangents = [rng.standard_normal(np.shape(a)) if k in floats else None for k, a in enumerate(setup.args)]
+    right = bjvp(rng.standard_normal(np.shape(out)), rng.standard_normal(np.shape(out)), cache, *tangents)
+    right = right if isinstance(right, tuple) else (right,)
+    for i in floats:
+        scale = float(np.abs(np.asarray(right[i])).max(initial=0.0)) / float(np.abs(tangents[i]).max())
+        k = int(rng.integers(setup.args[i].size))
+        planted.append((CONTROL + "one diagonal entry of H + 0.3 rtol", f"backward_jvp:{names[i]}",
+                        (forward, backward, fjvp, _diagonal_changed(bjvp, i, k, BELOW * RTOL * FLOOR * scale))))
     for i in floats:
         planted.append((f"forward_jvp without t{names[i]}", "forward_jvp",
                         (forward, backward, _without_tangent(fjvp, i, 1), bjvp)))
@@ -218,6 +229,18 @@ def _tangent_grad_changed(fn, i, change):
         grads = fn(*args)
         grads = list(grads) if isinstance(grads, tuple) else [grads]
         grads[i] = change(np.array(grads[i], dtype=np.float64), {}, None)
+        return tuple(grads)
+    return mutated
+
+
+def _diagonal_changed(fn, i, k, delta):
+    """backward_jvp with H's diagonal entry (argument i, entry k) moved by delta."""
+    def mutated(dy, tdy, cache, *tangents):
+        grads = fn(dy, tdy, cache, *tangents)
+        grads = list(grads) if isinstance(grads, tuple) else [grads]
+        if tangents[i] is not None:
+            grads[i] = np.array(grads[i], dtype=np.float64)
+            grads[i].reshape(-1)[k] += delta * np.asarray(tangents[i]).reshape(-1)[k]
         return tuple(grads)
     return mutated
 
