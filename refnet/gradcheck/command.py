@@ -104,16 +104,44 @@ def _suite(names, args):
 def _power(names, args):
     from refnet.gradcheck import campaign
     seeds = range(args.seed, args.seed + args.seeds)
-    result, wall, cpu = campaign.timed(campaign.power, names, seeds=seeds,
-                                       progress=lambda n: print(f"  {n} ...", file=sys.stderr, flush=True))
-    result["wall_s"], result["cpu_s"] = round(wall, 1), round(cpu, 1)
-    print(campaign.table(result))
-    s = result["summary"]
-    print(f"{s['mutants']} mutants, {s['correct']} correct backwards and {s['controls']} "
-          f"sub-threshold controls (one entry x(1+0.3 rtol): must not fail) in full and directional mode "
-          f"({s['fast']['mutants']} more in fast mode); wall {wall:.0f} s, CPU {cpu:.0f} s")
+    progress = lambda n: print(f"  {n} ...", file=sys.stderr, flush=True)  # noqa: E731
+    result, goal = {}, True
+    if args.order in ("1", "all"):
+        result, wall, cpu = campaign.timed(campaign.power, names, seeds=seeds, progress=progress)
+        result["wall_s"], result["cpu_s"] = round(wall, 1), round(cpu, 1)
+        print(campaign.table(result))
+        s = result["summary"]
+        print(f"{s['mutants']} mutants, {s['correct']} correct backwards and {s['controls']} "
+              f"sub-threshold controls (one entry x(1+0.3 rtol): must not fail) in full and directional mode "
+              f"({s['fast']['mutants']} more in fast mode); wall {wall:.0f} s, CPU {cpu:.0f} s")
+        goal = _goal(s)
+    if args.order in ("2", "all"):
+        second = [n for n in names if n in second_order_cases()]
+        if not second and args.order == "2":
+            raise UsageError(f"--order 2: none of {', '.join(names)} has JVPs; the ops and the loss do "
+                             f"({', '.join(second_order_cases())})")
+        if second:
+            two, wall, cpu = campaign.timed(campaign.power_second_order, second, seeds=seeds, progress=progress)
+            two["wall_s"], two["cpu_s"] = round(wall, 1), round(cpu, 1)
+            print(("\n" if result else "") + "second order (check_hvp: backward_jvp's mutants; "
+                  "check_jvp: forward_jvp's):")
+            print(campaign.table(two))
+            s, by = two["summary"], two["by_check"]
+            print(f"{s['mutants']} mutants ({by['hvp']['mutants']} through check_hvp, {by['jvp']['mutants']} "
+                  f"through check_jvp; {s['not_applicable']} not applicable: no error for this op), "
+                  f"{s['correct']} correct JVP checks and {s['controls']} sub-threshold controls (one diagonal "
+                  f"entry of H + 0.3 rtol: must not fail), full mode; wall {wall:.0f} s, CPU {cpu:.0f} s")
+            goal = goal and _goal(s)
+            if result:
+                result["second_order"] = two
+            else:
+                result = two
     if args.json:
         campaign.write_json(result, args.json)
         print(f"wrote {args.json}")
-    goal = s["detection_rate"] == 1 and s["false_alarms"] == 0 and s["controls_failed"] == 0 and s["inconclusive"] == 0
     return 0 if goal else 1
+
+
+def _goal(s):
+    return s["detection_rate"] == 1 and s["false_alarms"] == 0 and s["controls_failed"] == 0 \
+        and s["inconclusive"] == 0
