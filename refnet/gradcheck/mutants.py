@@ -211,7 +211,7 @@ def second_order(setup, fns, rng):
         planted.append((f"backward_jvp without t{names[i]}", "backward_jvp",
                         (forward, backward, fjvp, _without_tangent(bjvp, i, 3))))
     planted.append(("backward_jvp without tdout", "backward_jvp",
-                    (forward, backward, fjvp, _without_tangent(bjvp, -1, 1))))
+                    (forward, backward, fjvp, _without_tangent(bjvp, 0, 1))))
     if getattr(forward, "__name__", "") == "batchnorm_forward":
         planted.append(("BN without the variance term (ts Q)", "backward_jvp",
                         (forward, backward, fjvp, _bn_without_variance_term(bjvp))))
@@ -246,8 +246,7 @@ def _diagonal_changed(fn, i, k, delta):
 
 
 def _without_tangent(fn, i, first):
-    """fn with one tangent (argument first + i; i = -1: the one before the arguments, tdout)
-    replaced by zeros."""
+    """fn with its positional argument first + i (a tangent) replaced by zeros."""
     def mutated(*args):
         args = list(args)
         k = first + i
