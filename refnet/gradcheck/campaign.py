@@ -209,6 +209,84 @@ def _patch_module(module, target, change):
     object.__setattr__(module, "backward", backward)
 
 
+# --- second order ----------------------------------------------------------------------------
+CONFIGS_SECOND_ORDER = (("small", "full"),)  # directional on the same inputs measured the same (816/816), at +15% CPU
+
+
+def power_second_order(cases=None, seeds=(0, 1, 2), configs=CONFIGS_SECOND_ORDER, progress=None):
+    """The campaign of ``check_hvp`` and ``check_jvp`` on every op and the loss (the cases of
+    ``suite.second_order_cases``, kink entries moved off the kinks): the correct JVPs and
+    the mutants of ``mutants.second_order``: those of backward_jvp through check_hvp, those of
+    forward_jvp through check_jvp, the correct JVPs through both (a row per check: "check" is
+    "hvp" or "jvp"). Returned as
+    ``power``'s result (no fast mode). A mutant that changes no output of the JVPs by 5x the
+    tolerance on a random tangent (a dropped term that is zero for this op, such as ReLU's
+    tx) is "not applicable" and listed."""
+    from refnet.gradcheck.suite import jvps, make_second_order_case, second_order_cases
+    eligible = second_order_cases()
+    names = eligible if cases is None else [n for n in cases if n in eligible]
+    unknown = [n for n in (cases or []) if n not in CASES]
+    if unknown:
+        raise ValueError(f"power_second_order(cases): unknown {unknown}, expected names from "
+                         f"refnet.gradcheck.suite.CASES")
+    checks = []
+    for name in names:
+        if progress:
+            progress(name + " (second order)")
+        for seed in seeds:
+            for size, mode in configs:
+                setup = make_second_order_case(name, seed, large=size == "large")
+                fns = jvps(setup)
+                rng = np.random.default_rng([seed, zlib.crc32(name.encode()), size == "large", 3])
+                right = _jvp_outputs(setup, fns, seed)
+                biggest = max(float(np.abs(r).max(initial=0.0)) for r in right)
+                opts = {"mode": mode, "seed": seed}
+                planted = [("correct", "-", fns)] + M.second_order(setup, fns, rng)
+                for label, target, mutated in planted:
+                    if label != "correct" and not label.startswith(M.CONTROL) and not any(
+                            _an_error(r, w, biggest) for r, w in zip(right, _jvp_outputs(setup, mutated, seed))):
+                        checks.append({"case": name, "seed": seed, "size": size, "mode": mode, "mutant": label,
+                                       "target": target, "check": "hvp", "status": "not applicable",
+                                       "failing": []})
+                        continue
+                    for which in {"-": ("hvp", "jvp"), "forward_jvp": ("jvp",)}.get(target, ("hvp",)):
+                        report = check_second_order(setup, which, mutated, **opts)
+                        checks.append({**_row(name, seed, size, mode, label, target, report), "check": which})
+    per_case = {name: _rates([c for c in checks if c["case"] == name]) for name in names}
+    by_target = {}
+    for c in checks:
+        if c["target"] != "-":
+            by_target.setdefault(c["case"], {}).setdefault(c["target"], []).append(c)
+    return {"rtol": RTOL, "seeds": list(seeds), "configs": [list(c) for c in configs], "fast": False,
+            "cases": per_case, "arguments": {n: {t: _rates(r) for t, r in ts.items()} for n, ts in by_target.items()},
+            "by_check": {w: _rates([c for c in checks if c["check"] == w]) for w in ("hvp", "jvp")},
+            "summary": _rates(checks), "checks": checks}
+
+
+def check_second_order(setup, which, fns, **opts):
+    """suite.check_second_order (imported late: suite imports this module's neighbours)."""
+    from refnet.gradcheck.suite import check_second_order as check
+    return check(setup, which, fns, **opts)
+
+
+def _jvp_outputs(setup, fns, seed):
+    """forward_jvp's and backward_jvp's outputs along one random tangent (tdout, targs), as
+    float64 numpy arrays: what tells a planted error from a change that is none."""
+    from refnet.gradcheck.inputs import is_float_array
+    forward, backward, fjvp, bjvp = fns
+    rng = np.random.default_rng([seed, 4])
+    out, cache = forward(*setup.args, **setup.kwargs)
+    dout = rng.standard_normal(np.shape(out))
+    tangents = [rng.standard_normal(np.shape(a)) if is_float_array(a) else None for a in setup.args]
+    tdout = rng.standard_normal(np.shape(out))
+    outs = [fjvp(cache, *tangents)] + list(_as_tuple(bjvp(dout, tdout, cache, *tangents)))
+    return [np.asarray(backend.asnumpy(o), dtype=np.float64) for o in outs if o is not None]
+
+
+def _as_tuple(x):
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
 # --- output ------------------------------------------------------------------------------
 def write_json(result, path):
     """Write atomically: a temporary file in the same folder, then renamed over ``path``."""
@@ -227,12 +305,14 @@ def table(result):
     """The per-case table, as printed by ``refnet gradcheck --power`` and shown in the README."""
     def pct(x):
         return "-" if x is None else f"{100 * x:.0f}%"
-    rows = [("case", "mutants", "detected", "false alarms", "controls failed", "inconclusive", "fast mode: detected")]
+    fast = result.get("fast", True)  # the second-order campaign has no fast mode: no column
+    rows = [("case", "mutants", "detected", "false alarms", "controls failed", "inconclusive")
+            + (("fast mode: detected",) if fast else ())]
     for name, r in list(result["cases"].items()) + [("all", result["summary"])]:
         rows.append((name, str(r["mutants"]), pct(r["detection_rate"]),
                      f"{pct(r['false_alarm_rate'])} ({r['false_alarms']}/{r['correct']})",
                      f"{r['controls_failed']}/{r['controls']}",
-                     pct(r["inconclusive_rate"]), pct(r["fast"]["detection_rate"])))
+                     pct(r["inconclusive_rate"])) + ((pct(r["fast"]["detection_rate"]),) if fast else ()))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(s.ljust(w) for s, w in zip(r, widths)).rstrip() for r in rows)
 

@@ -6,7 +6,7 @@ import time
 
 from refnet.cli_checks import UsageError, nonnegative_int, positive_int, writable_file
 from refnet.gradcheck.check import RTOL
-from refnet.gradcheck.suite import CASES, run_case
+from refnet.gradcheck.suite import CASES, SECOND_ORDER, run_case, run_second_order, second_order_cases
 
 
 def _names(text):
@@ -28,6 +28,12 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random inputs (default 0)")
     parser.add_argument("--mode", choices=("auto", "full", "directional", "fast"), default="auto",
                         help="probing mode of the built-in checks (default auto: full up to 2048 entries)")
+    parser.add_argument("--order", choices=("1", "2", "all"), default="all",
+                        help="1: the first-order checks (check_op, check_loss, check_module); 2: the "
+                             "second-order ones, check_jvp (forward_jvp against differences of forward) and "
+                             "check_hvp (forward_jvp and backward_jvp against differences of the hand-written "
+                             "gradient, and <u,Hv> = <Hu,v>) on every op and the loss; all: both (default). "
+                             "With --power: the campaign of that order (all: both)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every full report")
     parser.add_argument("--power", action="store_true",
                         help="measure the checker's power: plant mutants in every op and module and report "
@@ -53,21 +59,36 @@ def run(args):
     return _suite(names, args)
 
 
+def _checks(names, order):
+    """(name, label, kind column, run(seed, mode) -> report) of every check asked for, in order."""
+    chosen = []
+    if order in ("1", "all"):
+        chosen += [(n, n, CASES[n][0], lambda seed, mode, n=n: run_case(n, seed, mode=mode)) for n in names]
+    if order in ("2", "all"):
+        second = set(second_order_cases())
+        chosen += [(n, f"{n} ({which})", which,
+                    lambda seed, mode, n=n, which=which: run_second_order(n, which, seed, mode=mode))
+                   for n in names if n in second for which in SECOND_ORDER]
+    return chosen
+
+
 def _suite(names, args):
-    rows, failed = [], []
-    for name in names:
-        kind = CASES[name][0]
+    rows, failed, checks = [], [], _checks(names, args.order)
+    if not checks:
+        raise UsageError(f"--order 2: none of {', '.join(names)} has JVPs; the ops and the loss do "
+                         f"({', '.join(second_order_cases())})")
+    for name, label, kind, check in checks:
         start = time.perf_counter()
         try:
-            report = run_case(name, args.seed, mode=args.mode)
+            report = check(args.seed, args.mode)
         except Exception as err:  # a case that cannot run is a failure, shown with its reason
             rows.append((name, kind, "-", "-", "-", "ERROR", f"{type(err).__name__}: {err}"))
-            failed.append(name)
+            failed.append(label)
             continue
         rows.append((name, kind, f"{report.resolution:.1e}", f"{report.max_rel_err:.1e}", str(report.n_kinks),
                      report.status, f"{time.perf_counter() - start:.2f}s"))
         if not report.ok:
-            failed.append(name)
+            failed.append(label)
         if args.verbose or not report.ok:
             print(report, end="\n\n")
     header = ("name", "kind", "resolution", "max rel err", "kinks", "status", "time")
@@ -75,23 +96,52 @@ def _suite(names, args):
     for r in [header] + rows:
         print("  ".join(s.ljust(w) for s, w in zip(r, widths)) + "  " + r[6])
     print(f"{len(rows) - len(failed)}/{len(rows)} ok (rtol {RTOL:.0e} per entry, float64 central "
-          f"differences)" + (f"; NOT OK: {', '.join(failed)}" if failed else ""))
+          f"differences; kind jvp/hvp: check_jvp/check_hvp, kink entries moved off the kinks)"
+          + (f"; NOT OK: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
 
 def _power(names, args):
     from refnet.gradcheck import campaign
     seeds = range(args.seed, args.seed + args.seeds)
-    result, wall, cpu = campaign.timed(campaign.power, names, seeds=seeds,
-                                       progress=lambda n: print(f"  {n} ...", file=sys.stderr, flush=True))
-    result["wall_s"], result["cpu_s"] = round(wall, 1), round(cpu, 1)
-    print(campaign.table(result))
-    s = result["summary"]
-    print(f"{s['mutants']} mutants, {s['correct']} correct backwards and {s['controls']} "
-          f"sub-threshold controls (one entry x(1+0.3 rtol): must not fail) in full and directional mode "
-          f"({s['fast']['mutants']} more in fast mode); wall {wall:.0f} s, CPU {cpu:.0f} s")
+    progress = lambda n: print(f"  {n} ...", file=sys.stderr, flush=True)  # noqa: E731
+    result, goal = {}, True
+    if args.order in ("1", "all"):
+        result, wall, cpu = campaign.timed(campaign.power, names, seeds=seeds, progress=progress)
+        result["wall_s"], result["cpu_s"] = round(wall, 1), round(cpu, 1)
+        print(campaign.table(result))
+        s = result["summary"]
+        print(f"{s['mutants']} mutants, {s['correct']} correct backwards and {s['controls']} "
+              f"sub-threshold controls (one entry x(1+0.3 rtol): must not fail) in full and directional mode "
+              f"({s['fast']['mutants']} more in fast mode); wall {wall:.0f} s, CPU {cpu:.0f} s")
+        goal = _goal(s)
+    if args.order in ("2", "all"):
+        second = [n for n in names if n in second_order_cases()]
+        if not second and args.order == "2":
+            raise UsageError(f"--order 2: none of {', '.join(names)} has JVPs; the ops and the loss do "
+                             f"({', '.join(second_order_cases())})")
+        if second:
+            two, wall, cpu = campaign.timed(campaign.power_second_order, second, seeds=seeds, progress=progress)
+            two["wall_s"], two["cpu_s"] = round(wall, 1), round(cpu, 1)
+            print(("\n" if result else "") + "second order (check_hvp: backward_jvp's mutants; "
+                  "check_jvp: forward_jvp's):")
+            print(campaign.table(two))
+            s, by = two["summary"], two["by_check"]
+            print(f"{s['mutants']} mutants ({by['hvp']['mutants']} through check_hvp, {by['jvp']['mutants']} "
+                  f"through check_jvp; {s['not_applicable']} not applicable: no error for this op), "
+                  f"{s['correct']} correct JVP checks and {s['controls']} sub-threshold controls (one diagonal "
+                  f"entry of H + 0.3 rtol: must not fail), full mode; wall {wall:.0f} s, CPU {cpu:.0f} s")
+            goal = goal and _goal(s)
+            if result:
+                result["second_order"] = two
+            else:
+                result = two
     if args.json:
         campaign.write_json(result, args.json)
         print(f"wrote {args.json}")
-    goal = s["detection_rate"] == 1 and s["false_alarms"] == 0 and s["controls_failed"] == 0 and s["inconclusive"] == 0
     return 0 if goal else 1
+
+
+def _goal(s):
+    return s["detection_rate"] == 1 and s["false_alarms"] == 0 and s["controls_failed"] == 0 \
+        and s["inconclusive"] == 0

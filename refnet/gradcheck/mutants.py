@@ -166,3 +166,109 @@ def structural(setup):
     if isinstance(m, layers.Conv2d):
         return conv(m.weight.shape, "weight")
     return []
+
+
+# --- second order: planted errors in forward_jvp and backward_jvp ------------------------------
+SECOND_ORDER_GENERIC = ("scaled x1.001", "one sign flipped", "one entry x(1+10 rtol)")
+
+
+def second_order(setup, fns, rng):
+    """[(name, target, fns)]: (forward, backward, forward_jvp, backward_jvp) with one error
+    planted in a JVP. Targets: "forward_jvp", and "backward_jvp:<arg>" for each float argument's
+    tangent gradient. Per target: mis-scaled, one sign flipped, one entry x(1+10 rtol); per
+    backward_jvp target a control: one diagonal entry of H moved by 0.3 rtol FLOOR (the
+    scale of that output), a change that keeps H symmetric (the symmetry row's tolerance is
+    1e-10: a change of one output entry would not be below it) and below the entry tolerance;
+    dropped terms: each argument's tangent left out of forward_jvp and
+    of backward_jvp, and tdout left out of backward_jvp (its first-order part J^T tdout);
+    BatchNorm (training mode) without the variance term of its tdx (ts Q)."""
+    from refnet.gradcheck.inputs import arg_names, is_float_array
+    forward, backward, fjvp, bjvp = fns
+    floats = [i for i, a in enumerate(setup.args) if is_float_array(a)]
+    names = arg_names(forward, len(setup.args))
+    out = np.asarray(forward(*setup.args, **setup.kwargs)[0])
+    planted = []
+    wanted = [("forward_jvp", None, out.shape)] + \
+        [(f"backward_jvp:{names[i]}", i, setup.args[i].shape) for i in floats]
+    for target, i, shape in wanted:
+        for label, _, change in generic(target, shape, None, rng):
+            if label in SECOND_ORDER_GENERIC:
+                new = (forward, backward, _output_changed(fjvp, change), bjvp) if i is None else \
+                    (forward, backward, fjvp, _tangent_grad_changed(bjvp, i, change))
+                planted.append((label, target, new))
+    out, cache = forward(*setup.args, **setup.kwargs)
+    tangents = [rng.standard_normal(np.shape(a)) if k in floats else None for k, a in enumerate(setup.args)]
+    right = bjvp(rng.standard_normal(np.shape(out)), rng.standard_normal(np.shape(out)), cache, *tangents)
+    right = right if isinstance(right, tuple) else (right,)
+    for i in floats:
+        scale = float(np.abs(np.asarray(right[i])).max(initial=0.0)) / float(np.abs(tangents[i]).max())
+        k = int(rng.integers(setup.args[i].size))
+        planted.append((CONTROL + "one diagonal entry of H + 0.3 rtol", f"backward_jvp:{names[i]}",
+                        (forward, backward, fjvp, _diagonal_changed(bjvp, i, k, BELOW * RTOL * FLOOR * scale))))
+    for i in floats:
+        planted.append((f"forward_jvp without t{names[i]}", "forward_jvp",
+                        (forward, backward, _without_tangent(fjvp, i, 1), bjvp)))
+        planted.append((f"backward_jvp without t{names[i]}", "backward_jvp",
+                        (forward, backward, fjvp, _without_tangent(bjvp, i, 3))))
+    planted.append(("backward_jvp without tdout", "backward_jvp",
+                    (forward, backward, fjvp, _without_tangent(bjvp, 0, 1))))
+    if getattr(forward, "__name__", "") == "batchnorm_forward":
+        planted.append(("BN without the variance term (ts Q)", "backward_jvp",
+                        (forward, backward, fjvp, _bn_without_variance_term(bjvp))))
+    return planted
+
+
+def _output_changed(fn, change):
+    def mutated(*args):
+        return change(np.array(fn(*args), dtype=np.float64), {}, None)
+    return mutated
+
+
+def _tangent_grad_changed(fn, i, change):
+    def mutated(*args):
+        grads = fn(*args)
+        grads = list(grads) if isinstance(grads, tuple) else [grads]
+        grads[i] = change(np.array(grads[i], dtype=np.float64), {}, None)
+        return tuple(grads)
+    return mutated
+
+
+def _diagonal_changed(fn, i, k, delta):
+    """backward_jvp with H's diagonal entry (argument i, entry k) moved by delta."""
+    def mutated(dy, tdy, cache, *tangents):
+        grads = fn(dy, tdy, cache, *tangents)
+        grads = list(grads) if isinstance(grads, tuple) else [grads]
+        if tangents[i] is not None:
+            grads[i] = np.array(grads[i], dtype=np.float64)
+            grads[i].reshape(-1)[k] += delta * np.asarray(tangents[i]).reshape(-1)[k]
+        return tuple(grads)
+    return mutated
+
+
+def _without_tangent(fn, i, first):
+    """fn with its positional argument first + i (a tangent) replaced by zeros."""
+    def mutated(*args):
+        args = list(args)
+        k = first + i
+        if args[k] is not None:
+            args[k] = np.zeros_like(args[k])
+        return fn(*args)
+    return mutated
+
+
+def _bn_without_variance_term(bjvp):
+    """BatchNorm's backward_jvp without ts Q in tdx, the variance's tangent moving s:
+    ts = -s^2 E[xhat tx], Q = dxhat - E[dxhat] - xhat E[dxhat xhat], dxhat = gamma dy."""
+    def mutated(dy, tdy, cache, tx, tgamma=None, tbeta=None):
+        tdx, tdgamma, tdbeta = bjvp(dy, tdy, cache, tx, tgamma, tbeta)
+        if tx is not None:
+            axes = (0,) + tuple(range(2, dy.ndim))
+            shape = (1, -1) + (1,) * (dy.ndim - 2)
+            s = cache["inv_std"].reshape(shape)
+            gamma = 1.0 if cache["gamma"] is None else cache["gamma"].reshape(shape)
+            xhat = (cache["xc"] - np.reshape(cache["shift"], shape)) * s
+            dxhat = gamma * dy
+            q = dxhat - dxhat.mean(axes, keepdims=True) - xhat * (dxhat * xhat).mean(axes, keepdims=True)
+            tdx = tdx + (s ** 2) * (xhat * tx).mean(axes, keepdims=True) * q
+        return tdx, tdgamma, tdbeta
+    return mutated

@@ -406,3 +406,60 @@ def _model_cnn(rng, large):
     widths, side, n = ((4, 8), 12, 16) if large else ((3, 4), 8, 4)
     m = models.cnn(1, num_classes=3, image_size=side, widths=widths, rng=rng, dtype=np.float64)
     return _module(m, _randn(rng, n, 1, side, side))
+
+
+# --- second order: the op and loss cases' forward_jvp / backward_jvp ---------------------------
+def jvps(setup):
+    """(forward, backward, forward_jvp, backward_jvp) of an op or loss case, looked up in
+    ``refnet.ops`` when called (so a patched JVP is the one checked); None for a module."""
+    from refnet import ops
+    from refnet.gradcheck.second_order import loss_as_op
+    if setup.kind == "loss":
+        return loss_as_op(setup.fn, getattr(ops, setup.fn.__name__ + "_jvp"))
+    if setup.kind != "op":
+        return None
+    forward, backward = setup.fn
+    name = forward.__name__
+    return (forward, backward, getattr(ops, name + "_jvp"),
+            getattr(ops, name.replace("_forward", "_backward") + "_jvp"))
+
+
+SECOND_ORDER = ("jvp", "hvp")
+
+
+def second_order_cases():
+    """The names of the built-in cases that have JVPs (ops and the loss)."""
+    return [name for name, (kind, _, _) in CASES.items() if kind in ("op", "loss")]
+
+
+def check_second_order(setup, which, fns=None, **opts):
+    """``check_jvp`` (which "jvp") or ``check_hvp`` (which "hvp") of an op or loss case;
+    ``fns``: (forward, backward, forward_jvp, backward_jvp) in place of the case's own."""
+    from refnet.gradcheck.second_order import check_hvp, check_jvp
+    forward, backward, forward_jvp, backward_jvp = fns or jvps(setup)
+    if which == "jvp":
+        return check_jvp(forward, forward_jvp, backward, setup.args, setup.kwargs, **opts)
+    return check_hvp(forward, backward, forward_jvp, backward_jvp, setup.args, setup.kwargs, **opts)
+
+
+def make_second_order_case(name, seed=0, large=False):
+    """The case's Setup with its kink entries moved off the kinks (by 1e-2 to 2e-2, either
+    sign): at a ReLU zero or a pooling tie the gradient itself jumps, so the Hessian there is
+    undefined and no finite difference of the gradient can judge it (check_hvp reports those
+    entries uncovered: inconclusive). Away from the kinks it is zero, and checked."""
+    setup = make_case(name, seed, large)
+    if not setup.kinks:
+        return setup
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode()), int(large), 2])
+    args = list(setup.args)
+    for i, arg in enumerate(setup.names()):
+        mask = setup.kinks.get(arg)
+        if mask is not None and mask.any():
+            args[i] = args[i].copy()
+            args[i][mask] += rng.choice([-1.0, 1.0], int(mask.sum())) * rng.uniform(1e-2, 2e-2, int(mask.sum()))
+    return Setup(setup.kind, setup.fn, args, setup.kwargs)
+
+
+def run_second_order(name, which, seed=0, **opts):
+    """The ``check_jvp`` / ``check_hvp`` report of one op or loss case at its small size."""
+    return check_second_order(make_second_order_case(name, seed), which, **opts)
