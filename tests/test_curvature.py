@@ -117,6 +117,29 @@ def test_products_leave_buffers_grads_and_mode_as_found(name, product, rng):
     assert model.training
 
 
+@pytest.mark.parametrize("product", ["hvp", "gvp", "gradient"])
+@pytest.mark.parametrize("name", ["mlp-bn", "cnn-bn", "mlp-wn"])
+def test_a_product_between_forward_and_backward_leaves_the_backward_unchanged(name, product, rng):
+    """forward(x) -> product on another batch -> backward(d): the gradient of x's loss."""
+    from refnet.nn import curvature
+    from refnet.ops import softmax_cross_entropy
+    model = MODELS[name]()
+    x, y = _data(name, rng)
+    x2, y2 = _data(name, rng)
+    v = _direction(model, rng)
+
+    def grads(between):
+        model.zero_grad()
+        d = softmax_cross_entropy(model(x), y)[1]
+        between()
+        model.backward(d)
+        return {n: p.grad.copy() for n, p in model.named_parameters()}
+    plain = grads(lambda: None)
+    run = {"hvp": lambda: model.hvp(x2, y2, v), "gvp": lambda: model.gvp(x2, y2, v),
+           "gradient": lambda: curvature.gradient(model, x2, y2)}[product]
+    assert all(np.array_equal(plain[n], g) for n, g in grads(run).items())
+
+
 def test_a_missing_name_is_a_zero_component(rng):
     model = MODELS["mlp-bn"]()
     x, y = _data("mlp-bn", rng)
@@ -138,6 +161,20 @@ def test_bad_directions_are_named(v, error, match, rng):
     x, y = _data("mlp-bn", rng)
     with pytest.raises(error, match=match):
         model.hvp(x, y, v)
+
+
+@pytest.mark.parametrize("product", ["hvp", "gvp"])
+@pytest.mark.parametrize("where", ["x", "v"])
+def test_non_finite_x_or_v_is_named(where, product, rng):
+    model = MODELS["mlp-bn"]()
+    x, y = _data("mlp-bn", rng)
+    v = _direction(model, rng)
+    if where == "x":
+        x[0, 0] = np.nan
+    else:
+        v["1.weight"][0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"x.*non-finite|x.*NaN" if where == "x" else r"v\['1.weight'\]"):
+        getattr(model, product)(x, y, v)
 
 
 # --- PyTorch: torch.func on a functional twin of the refnet model ---------------------------

@@ -46,16 +46,46 @@ def _tangents(model, v, where):
         if getattr(t, "dtype", None) != p.dtype:
             raise TypeError(f"{where}(v[{name!r}]): got dtype {getattr(t, 'dtype', type(t).__name__)}, "
                             f"expected {p.dtype} (the parameter's)")
+        _finite(where, f"v[{name!r}]", t)
         out[p] = t
     return out
 
 
+def _finite(where, name, a):
+    bad = ~np.isfinite(backend.asnumpy(a))
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0]) if bad.ndim else ()
+        raise ValueError(f"{where}({name}): got a non-finite value {backend.asnumpy(a)[at]} at index {at} "
+                         f"({int(bad.sum())} non-finite entries), expected finite numbers")
+
+
+_STRUCTURE = ("_parameters", "_buffers", "_modules")
+
+
+def _all_modules(model):
+    """named_modules, plus modules held but not registered (WeightNorm's wrapped layer)."""
+    from refnet.nn.module import Module
+    seen, stack = [], [model]
+    while stack:
+        mod = stack.pop()
+        if any(m is mod for m in seen):
+            continue
+        seen.append(mod)
+        stack.extend(list(mod._modules.values()) + [v for v in vars(mod).values() if isinstance(v, Module)])
+    return seen
+
+
 class _KeepBuffers:
-    """Puts every buffer (BatchNorm's running statistics, its batch counter) back on exit."""
+    """Puts every buffer (BatchNorm's running statistics, its batch counter) back on exit, and
+    every module's private state (``_cache``, ``_jvp``): a product run between a training
+    step's forward and its backward must not make that backward differentiate its batch."""
 
     def __init__(self, model):
+        mods = _all_modules(model)
         self.saved = [(mod, name, getattr(mod, name), getattr(mod, name).copy())
-                      for _, mod in model.named_modules() for name in mod._buffers]
+                      for mod in mods for name in mod._buffers]
+        self.state = [(mod, {k: v for k, v in vars(mod).items() if k.startswith("_") and k not in _STRUCTURE})
+                      for mod in mods]
 
     def __enter__(self):
         return self
@@ -64,6 +94,11 @@ class _KeepBuffers:
         for mod, name, original, values in self.saved:
             original[...] = values
             object.__setattr__(mod, name, original)
+        for mod, state in self.state:
+            for k in [k for k in vars(mod) if k.startswith("_") and k not in _STRUCTURE and k not in state]:
+                delattr(mod, k)
+            for k, value in state.items():
+                object.__setattr__(mod, k, value)
 
 
 def _by_name(model, table):
@@ -77,6 +112,7 @@ def hvp(model, x, y, v):
     ``v``: {parameter name: array of that parameter's shape and dtype}; a parameter not in
     ``v`` has a zero component. Returns {name: (H v)[name]} for every named parameter.
     """
+    _finite("hvp", "x", x)
     tangents = _tangents(model, v, "hvp")
     with _KeepBuffers(model):
         logits = model.forward(x)
@@ -91,6 +127,7 @@ def hvp(model, x, y, v):
 def gvp(model, x, y, v):
     """The Gauss-Newton product J^T H_z J v for the same loss (H_z: the loss Hessian in the
     logits, positive semidefinite, so G is too). Arguments and result as in ``hvp``."""
+    _finite("gvp", "x", x)
     tangents = _tangents(model, v, "gvp")
     params = list(model.named_parameters())
     saved = [p.grad.copy() for _, p in params]
