@@ -78,6 +78,62 @@ def test_a_jvp_off_by_a_tenth_of_a_percent_fails_check_jvp(rng):
     assert check_jvp(ops.linear_forward, wrong, ops.linear_backward, args).status == "failed"
 
 
+def _linear_jvp_one_entry_off(cache, tx, tw=None, tb=None):
+    ty = ops.linear_forward_jvp(cache, tx, tw, tb)
+    if tx is not None:
+        ty = ty.copy()
+        ty[0, 0] += 1e-3 * tx.reshape(-1)[0]
+    return ty
+
+
+@pytest.mark.parametrize("backward_factor", [1.0, 1e4, "one entry x1e6"])
+def test_check_jvp_scales_do_not_come_from_the_backward(backward_factor, rng):
+    """A JVP off by 1e-3 in one entry fails whatever the backward (not what is judged) says."""
+    args = (rng.standard_normal((4, 5)), rng.standard_normal((3, 5)), rng.standard_normal(3))
+
+    def backward(dy, cache):
+        g = [np.array(a, copy=True) for a in ops.linear_backward(dy, cache)]
+        if backward_factor == "one entry x1e6":
+            g[0][0, 0] *= 1e6
+        else:
+            g = [backward_factor * a for a in g]
+        return tuple(g)
+    report = check_jvp(ops.linear_forward, _linear_jvp_one_entry_off, backward, args)
+    assert report.errors["x"].status == "failed", report
+
+
+@pytest.mark.parametrize("mode", ["full", "directional"])
+def test_check_module_jvp_scales_do_not_come_from_the_backward(mode, monkeypatch, rng):
+    from refnet.nn import Linear
+    layer = Linear(5, 3, rng=np.random.default_rng(0), dtype=np.float64)
+    real = type(layer).backward_jvp
+
+    def scaled(self, dy, tdy, hgrads, grads=None):
+        dx, tdx = real(self, dy, tdy, hgrads, grads)
+        for k in list(grads or {}):
+            grads[k] = 1e4 * grads[k]
+        return 1e4 * dx, tdx
+    monkeypatch.setattr(type(layer), "backward_jvp", scaled)
+    monkeypatch.setattr(type(layer), "_op_forward_jvp", staticmethod(_linear_jvp_one_entry_off))
+    report = check_module_jvp(layer, rng.standard_normal((4, 5)), mode=mode)
+    assert report.errors["x"].status == "failed", report
+
+
+def _conv_jvp_dropping_tx_when_tw(cache, tx, tw, tb=None):
+    """conv(tx, w) lost when tw is also given: each tangent alone is right."""
+    if tx is not None and tw is not None:
+        return ops.conv2d_forward_jvp(cache, None, tw, tb)
+    return ops.conv2d_forward_jvp(cache, tx, tw, tb)
+
+
+def test_check_jvp_moves_all_tangents_together(rng):
+    args = (rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3))
+    kwargs = {"stride": 1, "padding": 1}
+    _ok(check_jvp(ops.conv2d_forward, ops.conv2d_forward_jvp, ops.conv2d_backward, args, kwargs))
+    report = check_jvp(ops.conv2d_forward, _conv_jvp_dropping_tx_when_tw, ops.conv2d_backward, args, kwargs)
+    assert report.status == "failed" and report.errors["all tangents"].status == "failed", report
+
+
 def test_a_missing_cross_term_breaks_symmetry(rng):
     """Dropping dy @ tw from linear's tdx leaves tdw's dy^T @ tx: H is no longer symmetric."""
     args = (rng.standard_normal((4, 5)), rng.standard_normal((3, 5)), rng.standard_normal(3))
