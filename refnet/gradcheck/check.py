@@ -217,9 +217,13 @@ def _compare(evaluate, targets, rng, opts, cache):
     f0, f0_again = evaluate(), evaluate()
     if not np.isfinite(f0):
         raise ValueError(f"gradcheck: the checked scalar sum(dout * out) is {f0!r}; expected a finite number")
+    # Each argument's floor is FLOOR * its own max|g| (in check_argument): a floor from the
+    # largest gradient of any argument would hide a small-gradient argument's errors (a bias
+    # beside a weight whose input is 1e6 times larger). Only an all-zero gradient, with no
+    # size of its own, is judged against FLOOR^2 * the largest of any argument.
     biggest = max((float(np.abs(g).max(initial=0.0)) for _, _, g in targets if not isinstance(g, ArgCheck)),
                   default=0.0)
-    floor_abs = max(opts["atol"] / opts["rtol"], FLOOR ** 2 * biggest)
+    floor_abs = opts["atol"] / opts["rtol"]
     checks = []
     for name, data, grad in targets:
         if isinstance(grad, ArgCheck):
@@ -229,7 +233,9 @@ def _compare(evaluate, targets, rng, opts, cache):
         if mode == "auto":
             mode = "full" if grad.size <= opts["max_full"] else "directional"
         checks.append(check_argument(name, data, evaluate, LinearMap.from_gradient(grad), rng, f0=f0,
-                                     rtol=opts["rtol"], floor=FLOOR, floor_abs=floor_abs, mode=mode,
+                                     rtol=opts["rtol"], floor=FLOOR, mode=mode,
+                                     floor_abs=floor_abs if np.abs(grad).max(initial=0.0) > 0 else
+                                     max(floor_abs, FLOOR ** 2 * biggest),
                                      step=opts["step"], delta_min=abs(f0_again - f0), cache=cache))
     return checks
 
