@@ -281,7 +281,8 @@ class _Engine:
         """Judge a probe, splitting it around kinks; records kinks, coverage and verdicts.
 
         An entry judged only after the step shrank past a kink, whose verdict is still
-        inconclusive at that step, is excluded like a kink (at or within that step of one)."""
+        inconclusive at that step with an error within the noise (<= 2 u), is excluded like a
+        kink (at or within that step of one); an error beyond the noise stays inconclusive."""
         stack = [probe]
         while stack:
             p = stack.pop()
@@ -294,8 +295,8 @@ class _Engine:
                 s, tol = self.tolerance(p)
                 err = abs(self.analytic.apply(p.support, p.weights) - m.c)
                 status = verdict(err, m.u, tol)
-                if near[0] is not None and status == "inconclusive":
-                    self.exclude(p, near[0])
+                if near[0] is not None and status == "inconclusive" and err <= 2 * m.u:
+                    self.exclude(p, near[0])  # the error is within the noise: a kink explains it
                 elif p.size > 1 and status != "ok" and err + m.u > tol and err <= self.within_each(p) + 2 * m.u:
                     stack.extend(p.halves())  # each entry may be within its own tolerance: judge apart
                 else:
