@@ -184,3 +184,98 @@ def test_the_checks_leave_the_model_as_found(rng):
     after = model.state_dict()
     assert all(np.array_equal(before[k], after[k]) for k in before)
     assert all(not p.grad.any() for p in model.parameters())
+
+
+# --- hygiene and clear errors -----------------------------------------------------------------
+def _linear_args(rng):
+    return (rng.standard_normal((4, 5)), rng.standard_normal((3, 5)), rng.standard_normal(3))
+
+
+def _jvp_returning(what):
+    def forward_jvp(cache, tx, tw=None, tb=None):
+        ty = ops.linear_forward_jvp(cache, tx, tw, tb)
+        return {"None": None, "shape": ty[:, :2], "nan": ty * np.nan}[what]
+    return forward_jvp
+
+
+def _bjvp_returning(what):
+    def backward_jvp(dy, tdy, cache, tx, tw=None, tb=None):
+        g = list(ops.linear_backward_jvp(dy, tdy, cache, tx, tw, tb))
+        g[1] = {"None": None, "shape": g[1][:, :2], "nan": g[1] * np.nan}[what]
+        return tuple(g)
+    return backward_jvp
+
+
+@pytest.mark.parametrize("what, match", [("None", "returned None"), ("shape", r"shape \(4, 2\).*\(4, 3\)"),
+                                         ("nan", "non-finite|nan")])
+@pytest.mark.parametrize("check", ["check_jvp", "check_hvp"])
+def test_a_bad_forward_jvp_output_is_a_clear_error_naming_it(check, what, match, rng):
+    fjvp = _jvp_returning(what)
+    with pytest.raises(ValueError, match=match) as info:
+        if check == "check_jvp":
+            check_jvp(ops.linear_forward, fjvp, ops.linear_backward, _linear_args(rng))
+        else:
+            check_hvp(ops.linear_forward, ops.linear_backward, fjvp, ops.linear_backward_jvp, _linear_args(rng))
+    assert "forward_jvp" in str(info.value)
+
+
+@pytest.mark.parametrize("what, match", [("None", "returned None"), ("shape", r"shape \(3, 2\).*\(3, 5\)"),
+                                         ("nan", "non-finite|nan")])
+def test_a_bad_backward_jvp_output_is_a_clear_error_naming_it(what, match, rng):
+    with pytest.raises(ValueError, match=match) as info:
+        check_hvp(ops.linear_forward, ops.linear_backward, ops.linear_forward_jvp, _bjvp_returning(what),
+                  _linear_args(rng))
+    assert "backward_jvp" in str(info.value) and "'w'" in str(info.value)
+
+
+def _modifying(fn, position):
+    def wrapped(*a):
+        out = fn(*a)
+        if a[position] is not None:
+            a[position][...] = 0.5 * a[position]
+        return out
+    wrapped.__name__ = fn.__name__
+    return wrapped
+
+
+@pytest.mark.parametrize("which", ["forward_jvp tangent", "forward_jvp cache", "backward_jvp tdout",
+                                   "backward_jvp dout", "backward_jvp tangent"])
+def test_a_jvp_that_modifies_its_inputs_is_a_named_problem(which, rng):
+    fjvp, bjvp = ops.linear_forward_jvp, ops.linear_backward_jvp
+    if which == "forward_jvp tangent":
+        fjvp = _modifying(fjvp, 1)
+    elif which == "forward_jvp cache":
+        def fjvp(cache, *t):
+            cache[0][...] *= 1.0 + 1e-3
+            return ops.linear_forward_jvp(cache, *t)
+    else:
+        bjvp = _modifying(bjvp, {"backward_jvp tdout": 1, "backward_jvp dout": 0, "backward_jvp tangent": 3}[which])
+    if which.startswith("forward_jvp"):
+        report = check_jvp(ops.linear_forward, fjvp, ops.linear_backward, _linear_args(rng))
+    else:
+        report = check_hvp(ops.linear_forward, ops.linear_backward, fjvp, bjvp, _linear_args(rng))
+    assert report.status == "failed" and any("modified" in p for p in report.problems), report
+
+
+@pytest.mark.parametrize("check", ["check_jvp", "check_hvp", "check_module_jvp", "check_model_hvp"])
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "0"])
+def test_a_bad_seed_is_named(check, seed, rng):
+    model = mlp(4, num_classes=3, width=3, norm="bn", rng=0, dtype=np.float64)
+    x, y = rng.standard_normal((5, 4)), rng.integers(0, 3, 5)
+    call = {"check_jvp": lambda: check_jvp(ops.linear_forward, ops.linear_forward_jvp, ops.linear_backward,
+                                           _linear_args(rng), seed=seed),
+            "check_hvp": lambda: check_hvp(ops.linear_forward, ops.linear_backward, ops.linear_forward_jvp,
+                                           ops.linear_backward_jvp, _linear_args(rng), seed=seed),
+            "check_module_jvp": lambda: check_module_jvp(model, x, seed=seed),
+            "check_model_hvp": lambda: check_model_hvp(model, x, y, seed=seed)}[check]
+    with pytest.raises(ValueError, match=rf"{check}\(seed\)"):
+        call()
+
+
+@pytest.mark.parametrize("check", ["check_module_jvp", "check_model_hvp"])
+def test_non_finite_x_is_named(check, rng):
+    model = mlp(4, num_classes=3, width=3, norm="bn", rng=0, dtype=np.float64)
+    x, y = rng.standard_normal((5, 4)), rng.integers(0, 3, 5)
+    x[1, 2] = np.nan
+    with pytest.raises(ValueError, match=rf"{check}\(x\)"):
+        check_module_jvp(model, x) if check == "check_module_jvp" else check_model_hvp(model, x, y)

@@ -100,22 +100,16 @@ class _Claimed:
     tangents it was given left untouched; memoized per probe (full mode asks each entry
     twice: once for its scale, once to judge it)."""
 
-    def __init__(self, where, fname, jvp, shape, problems):
+    def __init__(self, where, fname, jvp, shape, problems, cache=None):
         self.where, self.fname, self.jvp, self.shape, self.problems = where, fname, jvp, shape, problems
-        self.memo = {}
+        self.cache, self.memo = cache, {}
 
     def __call__(self, tangents):
-        before = inputs.fingerprint(_arrays(tangents))
+        watched = {"its tangents": _arrays(tangents), "the cache": self.cache}
+        before = {k: inputs.fingerprint(v) for k, v in watched.items()}
         ty = self.jvp(tangents)
-        if ty is None or tuple(getattr(ty, "shape", (None,))) != tuple(self.shape):
-            got = "None" if ty is None else (f"shape {tuple(ty.shape)}" if hasattr(ty, "shape")
-                                             else type(ty).__name__)
-            raise ValueError(f"{self.where}: {self.fname} returned {got}, expected an array of the "
-                             f"output's shape {tuple(self.shape)}")
-        inputs.finite(f"{self.where}: {self.fname}'s output", ty)
-        if inputs.fingerprint(_arrays(tangents)) != before and \
-                f"{self.fname} modified its tangents" not in self.problems:
-            self.problems.append(f"{self.fname} modified its tangents")
+        _returned(self.where, self.fname, "", ty, self.shape)
+        _modified(self.fname, before, watched, self.problems)
         return ty
 
     def along(self, k, data, dot, place):
@@ -132,6 +126,22 @@ class _Claimed:
             return self.memo[key]
         return apply
 
+
+
+def _returned(where, fname, what, got, shape):
+    """ValueError unless ``got`` is a finite array of ``shape``."""
+    if got is None or tuple(getattr(got, "shape", (None,))) != tuple(shape):
+        desc = "None" if got is None else (f"shape {tuple(got.shape)}" if hasattr(got, "shape")
+                                           else type(got).__name__)
+        raise ValueError(f"{where}: {fname} returned {desc}{what}, expected an array of shape {tuple(shape)}")
+    inputs.finite(f"{where}: {fname}'s output{what}", got)
+
+
+def _modified(fname, before, watched, problems):
+    for what, obj in watched.items():
+        note = f"{fname} modified {what}"
+        if inputs.fingerprint(obj) != before[what] and note not in problems:
+            problems.append(note)
 
 def _magnitudes(apply, data, backward_scale, mode, rng):
     """|A(e_j)| per entry, from the claimed map itself (what is judged), never from the
@@ -211,10 +221,9 @@ def check_jvp(forward, forward_jvp, backward, args, kwargs=None, *, rtol=RTOL, a
     c = xp.asarray(rng.standard_normal(np.shape(out)))
     scales = _tuple(backward(c, cache))
     scales = [scales[i] if i < len(scales) else None for i in floats]
-    cache_before = inputs.fingerprint(cache)
     problems = []
     fname = getattr(forward_jvp, "__name__", "forward_jvp")
-    call = _Claimed(where, fname, lambda t: forward_jvp(cache, *t), np.shape(out), problems)
+    call = _Claimed(where, fname, lambda t: forward_jvp(cache, *t), np.shape(out), problems, cache)
 
     def dot(ty):
         return backend.scalar(xp.sum(c * ty))
@@ -235,8 +244,6 @@ def check_jvp(forward, forward_jvp, backward, args, kwargs=None, *, rtol=RTOL, a
 
     checks = _jvp_rows([(names[i], args[i]) for i in floats], lambda k, data: call.along(k, data, dot, place), joint,
                        _mover([args[i] for i in floats]), evaluate, scales, rng, opts)
-    if inputs.fingerprint(cache) != cache_before:
-        problems.append(f"{fname} modified the cache")
     return _finish(GradcheckReport(f"{fname} (JVP)", checks, problems, opts["rtol"], mode), raise_exception)
 
 
@@ -247,6 +254,7 @@ def check_hvp(forward, backward, forward_jvp, backward_jvp, args, kwargs=None, *
     differences of the hand-written (forward, backward); plus <u, Hv> = <Hu, v>. The report
     has a row "dout" (forward_jvp's claim) and one per float argument (backward_jvp's)."""
     where = "check_hvp"
+    seed = inputs.seed(where, seed)
     args, kwargs, opts, names, floats = _op_setup(
         where, [("forward", forward), ("backward", backward), ("forward_jvp", forward_jvp),
                 ("backward_jvp", backward_jvp)], args, kwargs,
@@ -263,17 +271,35 @@ def check_hvp(forward, backward, forward_jvp, backward_jvp, args, kwargs=None, *
         grads = _tuple(backward(dout, cache))
         return [out.reshape(seed_view.shape)] + [grads[i] for i in floats]
 
+    fname, bname = (getattr(f, "__name__", n) for f, n in ((forward_jvp, "forward_jvp"),
+                                                           (backward_jvp, "backward_jvp")))
+    problems = []
+
     def hvp_fn(t):
         cache = forward(*args, **kwargs)[1]
         tangents = [None] * len(args)
         for i, ti in zip(floats, t[1:]):
             tangents[i] = xp.asarray(ti)
-        tgrads = _tuple(backward_jvp(dout, xp.asarray(t[0]).reshape(dout.shape), cache, *tangents))
-        return [forward_jvp(cache, *tangents).reshape(seed_view.shape)] + [tgrads[i] for i in floats]
+        tdout = xp.asarray(t[0]).reshape(dout.shape)
+        watched = {"dout": dout, "the tangent of dout": tdout, "its tangents": tangents, "the cache": cache}
+        before = {k: inputs.fingerprint(v) for k, v in watched.items()}
+        tgrads = _tuple(backward_jvp(dout, tdout, cache, *tangents))
+        _modified(bname, before, watched, problems)
+        if len(tgrads) < len(args):
+            raise ValueError(f"{where}: {bname} returned {len(tgrads)} tangent(s) of gradients for "
+                             f"{len(args)} argument(s)")
+        for i in floats:
+            _returned(where, bname, f" for {names[i]!r}", tgrads[i], args[i].shape)
+        before = {k: inputs.fingerprint(v) for k, v in watched.items()}
+        ty = forward_jvp(cache, *tangents)
+        _returned(where, fname, "", ty, out.shape)
+        _modified(fname, before, {k: v for k, v in watched.items() if k in ("its tangents", "the cache")},
+                  problems)
+        return [ty.reshape(seed_view.shape)] + [tgrads[i] for i in floats]
 
-    title = f"{getattr(backward_jvp, '__name__', 'backward_jvp')} (HVP)"
+    title = f"{bname} (HVP)"
     return _hvp_report(title, ["dout"] + [names[i] for i in floats], arrays, grad_fn, hvp_fn, rng, opts,
-                       [], raise_exception)
+                       problems, raise_exception)
 
 
 def loss_as_op(loss_fn, loss_jvp):
@@ -320,6 +346,7 @@ def check_module_jvp(module, x, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max
     (buffers restored, ``.grad`` untouched: the scales come from ``backward_jvp``'s gradients)."""
     from refnet.nn.curvature import _KeepBuffers
     where = "check_module_jvp"
+    seed = inputs.seed(where, seed)
     module = _float64_module(where, module)
     opts = inputs.options(where, rtol=rtol, atol=atol, mode=mode, max_full=max_full, step=step,
                           nondet_tol=0.0)
@@ -371,11 +398,13 @@ def check_model_hvp(model, x, y, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, ma
     The model is left as found."""
     from refnet.nn.curvature import gradient
     where = "check_model_hvp"
+    seed = inputs.seed(where, seed)
     model = _float64_module(where, model)
     opts = inputs.options(where, rtol=rtol, atol=atol, mode=mode, max_full=max_full, step=step,
                           nondet_tol=0.0)
     rng = checker_rng(seed)
     x = promote(where, "x", x, stacklevel=3)
+    inputs.finite(f"{where}(x)", x)
     params = list(model.named_parameters())
     names = [n for n, _ in params]
     xp = backend.array_module(x)
