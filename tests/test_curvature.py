@@ -293,3 +293,11 @@ def test_lanczos_bad_arguments_are_named(kwargs, error, match, rng):
     x, y = _data("mlp-bn", rng)
     with pytest.raises(error, match=match):
         top_eigenvalues(model, x, y, **kwargs)
+
+
+def test_lanczos_on_a_one_entry_parameter_says_so(rng):
+    from refnet.nn.curvature import top_eigenvalues
+    model = Sequential(Linear(6, 1, rng=rng, dtype=np.float64), ReLU(), Linear(1, 3, rng=rng, dtype=np.float64))
+    x, y = _data("mlp-bn", rng)
+    with pytest.raises(ValueError, match=r"top_eigenvalues\(name\): '0.bias' has 1 entry.*at least 2.*hvp"):
+        top_eigenvalues(model, x, y, "0.bias")

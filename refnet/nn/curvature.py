@@ -177,6 +177,10 @@ def top_eigenvalues(model, x, y, name, k=1, product="hvp", tol=1e-10, seed=0):
         raise KeyError(f"top_eigenvalues(name): got {name!r}, expected one of {list(params)}")
     p = params[name]
     n = int(np.prod(p.shape))
+    if n < 2:
+        raise ValueError(f"top_eigenvalues(name): {name!r} has {n} entr{'y' if n == 1 else 'ies'}; Lanczos "
+                         f"needs at least 2 (a one-entry block is its own eigenvalue: {product}(model, x, y, "
+                         f"{{{name!r}: ones}}))")
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < n:
         raise ValueError(f"top_eigenvalues(k): got {k!r}, expected an integer in [1, {n - 1}] "
                          f"({name!r} has {n} entries)")
