@@ -279,3 +279,45 @@ def test_non_finite_x_is_named(check, rng):
     x[1, 2] = np.nan
     with pytest.raises(ValueError, match=rf"{check}\(x\)"):
         check_module_jvp(model, x) if check == "check_module_jvp" else check_model_hvp(model, x, y)
+
+
+# --- kinks at second order: a jump in the gradient --------------------------------------------
+def _relu_with_zeros(rng):
+    x = rng.standard_normal((6, 7))
+    x[rng.random(x.shape) < 0.2] = 0.0
+    return x
+
+
+def _maxpool_ties(rng):
+    return np.maximum(rng.standard_normal((2, 2, 6, 6)), 0.0)
+
+
+SECOND_ORDER_KINKS = [
+    pytest.param(ops.relu_forward, ops.relu_backward, ops.relu_forward_jvp, ops.relu_backward_jvp,
+                 _relu_with_zeros, {}, id="relu-zeros"),
+    pytest.param(ops.maxpool2d_forward, ops.maxpool2d_backward, ops.maxpool2d_forward_jvp,
+                 ops.maxpool2d_backward_jvp, _maxpool_ties, {"kernel_size": 2}, id="maxpool-ties"),
+]
+
+
+@pytest.mark.parametrize("mode", ["full", "directional"])
+@pytest.mark.parametrize("fwd, bwd, fjvp, bjvp, make, kwargs", SECOND_ORDER_KINKS)
+def test_check_hvp_excludes_jumps_of_the_gradient_at_kinks_and_lists_them(fwd, bwd, fjvp, bjvp, make, kwargs,
+                                                                          mode, rng):
+    x = make(rng)
+    report = check_hvp(fwd, bwd, fjvp, bjvp, (x,), kwargs, mode=mode)
+    _ok(report)
+    assert report.errors["x"].n_kinks > 0
+
+
+@pytest.mark.parametrize("fwd, bwd, fjvp, bjvp, make, kwargs", SECOND_ORDER_KINKS)
+def test_check_hvp_beside_jumps_still_fails_a_wrong_entry(fwd, bwd, fjvp, bjvp, make, kwargs, rng):
+    x = make(rng)
+    at = tuple(int(i) for i in np.argwhere(x > 0.5)[0])
+
+    def wrong(dy, tdy, cache, tx=None):
+        tdx = bjvp(dy, tdy, cache, tx).copy()
+        tdx[at] *= 1.001
+        return tdx
+    report = check_hvp(fwd, bwd, fjvp, wrong, (x,), kwargs, mode="full")
+    assert report.status == "failed" and report.errors["x"].index == at, report

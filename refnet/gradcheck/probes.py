@@ -111,11 +111,12 @@ class _Probe:
 
 class _Measured:
     """One probe at one step h: the estimate c and its uncertainty u = trunc + rough."""
-    __slots__ = ("h", "c", "trunc", "rough", "noise", "smooth", "j1", "j2", "j4")
+    __slots__ = ("h", "c", "trunc", "rough", "noise", "smooth", "j1", "j2", "j4", "c1", "c2", "c4")
 
     def __init__(self, values, f0, h, delta):
         p1, m1, p2, m2, p4, m4 = values
         c1, c2, c4 = (p1 - m1) / (2 * h), (p2 - m2) / (4 * h), (p4 - m4) / (8 * h)
+        self.c1, self.c2, self.c4 = c1, c2, c4
         r1, r2 = (4 * c1 - c2) / 3, (4 * c2 - c4) / 3     # Richardson, O(h^4)
         self.h, self.c = h, r1 + (r1 - r2) / 15            # and once more, O(h^6)
         self.noise = 3 * delta / h                         # rounding, from the pooled delta
@@ -136,10 +137,17 @@ class _Measured:
         return self.trunc + self.rough
 
     def kink_like(self, tol):
-        """The same jump in slope at h, 2h and 4h: a kink at the point itself."""
+        """The same jump in slope at h, 2h and 4h: a kink at the point itself. Or a jump in
+        the value at the point (what a kink of the function becomes in its gradient, which
+        the second-order checks difference): every difference quotient is then the jump over
+        the step, c_k = J / 2kh, so c1 = 2 c2 = 4 c4."""
         j = abs(self.j1)
         same = max(abs(self.j2 - self.j1), abs(self.j4 - self.j1)) <= 0.25 * j
-        return same and j > max(10 * self.noise, 0.1 * tol)
+        if same and j > max(10 * self.noise, 0.1 * tol):
+            return True
+        c = abs(self.c1)
+        jump = max(abs(self.c2 - self.c1 / 2), abs(self.c4 - self.c1 / 4)) <= 0.125 * c
+        return jump and c > max(10 * self.noise, 10 * tol)
 
 
 def verdict(err, u, tol):
