@@ -33,7 +33,9 @@ inside the step breaks one of the two wherever it sits; then trunc = |r1 - r2| a
 becomes max(noise, |e1|, |e2|), which bounds c's error for one kink anywhere in +-4h
 (tests/test_gradcheck_engine.py sweeps it). u = trunc + noise.
 
-A kink at the point, or within about h/4 of it, shows the same jump at h, 2h and 4h: a probe
+A kink at the point, or within about h/4 of it, shows the same jump at h, 2h and 4h (and a
+jump in the value, what a kink becomes in a gradient that the second-order checks difference,
+shows c1 = 2 c2 = 4 c4: the jump over the step): a probe
 of several entries is then split in halves, recursively, until the kink entries are isolated.
 For one entry the step shrinks by KINK_SHRINK until the kink is outside it (an entry 1e-8
 from a ReLU's kink is judged at a step below 1e-8) or until the step is as short as the
