@@ -301,3 +301,34 @@ def test_lanczos_on_a_one_entry_parameter_says_so(rng):
     x, y = _data("mlp-bn", rng)
     with pytest.raises(ValueError, match=r"top_eigenvalues\(name\): '0.bias' has 1 entry.*at least 2.*hvp"):
         top_eigenvalues(model, x, y, "0.bias")
+
+
+@pytest.mark.parametrize("product", ["hvp", "gvp"])
+@pytest.mark.parametrize("name, last", [("cnn-bn", "9.weight"), ("mlp-bn", "4.weight"), ("cnn-ln", None),
+                                        ("mlp-wn", None)])
+def test_layers_before_the_first_tangent_compute_no_tangent(name, last, product, monkeypatch, rng):
+    """v only on a late layer: the layers before it have a zero tangent and skip their JVP."""
+    from refnet.nn import Conv2d, Linear as Lin
+    model = MODELS[name]()
+    x, y = _data(name, rng)
+    last = last or list(dict(model.named_parameters()))[-1]
+    v = {last: rng.standard_normal(dict(model.named_parameters())[last].shape)}
+    zeros = {n: (v[n] if n in v else np.zeros(p.shape)) for n, p in model.named_parameters()}
+    want = getattr(model, product)(x, y, zeros)
+    first = [getattr(m, "module", m) for m in model.modules()
+             if isinstance(getattr(m, "module", m), (Conv2d, Lin))][0]   # WeightNorm's wrapped layer too
+    real = type(first)._op_forward_jvp
+
+    def watched(cache, *tangents):
+        if cache is first._cache:
+            pytest.fail("a JVP of zero tangents")
+        return real(cache, *tangents)
+    monkeypatch.setattr(type(first), "_op_forward_jvp", staticmethod(watched))
+    got = getattr(model, product)(x, y, v)
+    assert all(np.allclose(got[n], want[n], rtol=1e-12, atol=1e-15) for n in want)
+
+
+def test_a_direction_of_no_parameters_is_a_zero_product(rng):
+    model = MODELS["mlp-bn"]()
+    x, y = _data("mlp-bn", rng)
+    assert all(not a.any() for a in model.hvp(x, y, {}).values())

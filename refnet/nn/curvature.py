@@ -101,6 +101,10 @@ class _KeepBuffers:
                 object.__setattr__(mod, k, value)
 
 
+def _zero_if_none(t, like):
+    return backend.array_module(like).zeros_like(like) if t is None else t
+
+
 def _by_name(model, table):
     return {name: table[p] if p in table else backend.array_module(p.data).zeros_like(p.data)
             for name, p in model.named_parameters()}
@@ -116,7 +120,7 @@ def hvp(model, x, y, v):
     tangents = _tangents(model, v, "hvp")
     with _KeepBuffers(model):
         logits = model.forward(x)
-        tlogits = model.forward_jvp(None, tangents)
+        tlogits = _zero_if_none(model.forward_jvp(None, tangents), logits)
         _, dlogits = softmax_cross_entropy(logits, y)
         _, tdlogits = softmax_cross_entropy_jvp(logits, y, tlogits)
         hgrads = {}
@@ -134,7 +138,7 @@ def gvp(model, x, y, v):
     try:
         with _KeepBuffers(model):
             logits = model.forward(x)
-            tlogits = model.forward_jvp(None, tangents)          # J v
+            tlogits = _zero_if_none(model.forward_jvp(None, tangents), logits)  # J v
             _, u = softmax_cross_entropy_jvp(logits, y, tlogits)  # H_z J v
             for _, p in params:
                 p.grad[...] = 0
