@@ -11,7 +11,13 @@ coverage, kinks and resolution as ``check_op``: every argument goes through
 
 * JVP: the scalar is ``<c, forward(args)>`` for a random c; the claimed slope along a probe d
   in one argument is ``<c, forward_jvp(cache, ..., d, ...)>`` (one JVP per probe). The
-  per-entry scales |<c, J e_j>| come from the backward (J^T c): scales only, never the verdict.
+  per-entry scales |<c, J e_j>| are the claimed JVP's own (in directional mode the backward's
+  J^T c stands in for them only where it agrees with the claim along a random direction), so
+  a scaled backward can neither hide nor invent an error. A row "all tangents" moves every
+  argument at once along random tangents (a JVP can be right for each alone and drop a term
+  when given several). The output of every JVP must be a finite array of the right shape
+  (else a ValueError naming it); a JVP that writes into dout, its tangents or the cache is
+  a problem in the report.
 * HVP: the scalar is ``<v, g(theta)>`` for a random v, with g the HAND-WRITTEN gradient; its
   gradient is J_g^T v, which is H v when g is right (H symmetric), and the claim is the
   second-order code's H v, entry by entry. For an op, theta is (dout, args) and g is
