@@ -117,6 +117,29 @@ def test_products_leave_buffers_grads_and_mode_as_found(name, product, rng):
     assert model.training
 
 
+@pytest.mark.parametrize("product", ["hvp", "gvp", "gradient"])
+@pytest.mark.parametrize("name", ["mlp-bn", "cnn-bn", "mlp-wn"])
+def test_a_product_between_forward_and_backward_leaves_the_backward_unchanged(name, product, rng):
+    """forward(x) -> product on another batch -> backward(d): the gradient of x's loss."""
+    from refnet.nn import curvature
+    from refnet.ops import softmax_cross_entropy
+    model = MODELS[name]()
+    x, y = _data(name, rng)
+    x2, y2 = _data(name, rng)
+    v = _direction(model, rng)
+
+    def grads(between):
+        model.zero_grad()
+        d = softmax_cross_entropy(model(x), y)[1]
+        between()
+        model.backward(d)
+        return {n: p.grad.copy() for n, p in model.named_parameters()}
+    plain = grads(lambda: None)
+    run = {"hvp": lambda: model.hvp(x2, y2, v), "gvp": lambda: model.gvp(x2, y2, v),
+           "gradient": lambda: curvature.gradient(model, x2, y2)}[product]
+    assert all(np.array_equal(plain[n], g) for n, g in grads(run).items())
+
+
 def test_a_missing_name_is_a_zero_component(rng):
     model = MODELS["mlp-bn"]()
     x, y = _data("mlp-bn", rng)
@@ -138,6 +161,20 @@ def test_bad_directions_are_named(v, error, match, rng):
     x, y = _data("mlp-bn", rng)
     with pytest.raises(error, match=match):
         model.hvp(x, y, v)
+
+
+@pytest.mark.parametrize("product", ["hvp", "gvp"])
+@pytest.mark.parametrize("where", ["x", "v"])
+def test_non_finite_x_or_v_is_named(where, product, rng):
+    model = MODELS["mlp-bn"]()
+    x, y = _data("mlp-bn", rng)
+    v = _direction(model, rng)
+    if where == "x":
+        x[0, 0] = np.nan
+    else:
+        v["1.weight"][0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"x.*non-finite|x.*NaN" if where == "x" else r"v\['1.weight'\]"):
+        getattr(model, product)(x, y, v)
 
 
 # --- PyTorch: torch.func on a functional twin of the refnet model ---------------------------
@@ -256,3 +293,42 @@ def test_lanczos_bad_arguments_are_named(kwargs, error, match, rng):
     x, y = _data("mlp-bn", rng)
     with pytest.raises(error, match=match):
         top_eigenvalues(model, x, y, **kwargs)
+
+
+def test_lanczos_on_a_one_entry_parameter_says_so(rng):
+    from refnet.nn.curvature import top_eigenvalues
+    model = Sequential(Linear(6, 1, rng=rng, dtype=np.float64), ReLU(), Linear(1, 3, rng=rng, dtype=np.float64))
+    x, y = _data("mlp-bn", rng)
+    with pytest.raises(ValueError, match=r"top_eigenvalues\(name\): '0.bias' has 1 entry.*at least 2.*hvp"):
+        top_eigenvalues(model, x, y, "0.bias")
+
+
+@pytest.mark.parametrize("product", ["hvp", "gvp"])
+@pytest.mark.parametrize("name, last", [("cnn-bn", "9.weight"), ("mlp-bn", "4.weight"), ("cnn-ln", None),
+                                        ("mlp-wn", None)])
+def test_layers_before_the_first_tangent_compute_no_tangent(name, last, product, monkeypatch, rng):
+    """v only on a late layer: the layers before it have a zero tangent and skip their JVP."""
+    from refnet.nn import Conv2d, Linear as Lin
+    model = MODELS[name]()
+    x, y = _data(name, rng)
+    last = last or list(dict(model.named_parameters()))[-1]
+    v = {last: rng.standard_normal(dict(model.named_parameters())[last].shape)}
+    zeros = {n: (v[n] if n in v else np.zeros(p.shape)) for n, p in model.named_parameters()}
+    want = getattr(model, product)(x, y, zeros)
+    first = [getattr(m, "module", m) for m in model.modules()
+             if isinstance(getattr(m, "module", m), (Conv2d, Lin))][0]   # WeightNorm's wrapped layer too
+    real = type(first)._op_forward_jvp
+
+    def watched(cache, *tangents):
+        if cache is first._cache:
+            pytest.fail("a JVP of zero tangents")
+        return real(cache, *tangents)
+    monkeypatch.setattr(type(first), "_op_forward_jvp", staticmethod(watched))
+    got = getattr(model, product)(x, y, v)
+    assert all(np.allclose(got[n], want[n], rtol=1e-12, atol=1e-15) for n in want)
+
+
+def test_a_direction_of_no_parameters_is_a_zero_product(rng):
+    model = MODELS["mlp-bn"]()
+    x, y = _data("mlp-bn", rng)
+    assert all(not a.any() for a in model.hvp(x, y, {}).values())

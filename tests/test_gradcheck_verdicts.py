@@ -173,6 +173,39 @@ def test_a_small_entry_beside_large_ones_is_judged_on_its_own_scale(mode, rng):
     assert report.errors["w"].status == "failed" and report.errors["w"].index == at
 
 
+@pytest.mark.parametrize("x_scale", [1e2, 1e4, 1e6])
+@pytest.mark.parametrize("mode", MODES)
+def test_an_argument_with_small_gradients_is_judged_on_its_own_scale_not_the_largest_argument(
+        x_scale, mode, rng):
+    """x * 1e6 makes dw ~1e6 times db; db[0] off by 0.1% must still fail: the floor of an
+    argument's scale is 1e-2 max|g| within that argument, never another argument's size."""
+    x, w, b = rng.standard_normal((8, 5)) * x_scale, rng.standard_normal((3, 5)), rng.standard_normal(3)
+
+    def change(g):
+        g[0] *= 1.001
+        return g
+
+    def backward(dy, cache):
+        dx, dw, db = ops.linear_backward(dy, cache)
+        return dx, dw, change(db.copy())
+    report = check_op(ops.linear_forward, backward, (x, w, b), mode=mode)
+    assert report.errors["b"].status == "failed", report
+
+
+def test_an_entry_near_a_kink_with_an_error_above_the_noise_is_not_excluded_as_a_kink(rng):
+    """ReLU input 1e-9 from the kink, its gradient off by 2 rtol: the shrunken step cannot
+    clear the kink, but the error is far above the noise: inconclusive or failed, never ok."""
+    x = rng.standard_normal((6, 6))
+    x[0, 0] = 1e-9
+    for k in (2.0, 10.0, 1e4):
+        def backward(dy, cache, k=k):
+            dx = ops.relu_backward(dy, cache).copy()
+            dx[0, 0] += k * 1e-5 * max(abs(dx[0, 0]), 1e-2 * np.abs(dx).max())
+            return dx
+        report = check_op(ops.relu_forward, backward, (x,), mode="full")
+        assert report.status != "ok" and (0, 0) not in report.errors["x"].kinks, (k, report)
+
+
 def test_a_large_loss_does_not_blind_the_check(rng):
     x = 100 * rng.standard_normal((40, 50))
     w = rng.standard_normal((30, 50))

@@ -276,3 +276,25 @@ def test_conv2d_backward_input_is_the_backwards_dx(c, k, stride, padding, rng):
     dy = rng.standard_normal(y.shape)
     from refnet.ops.conv import conv2d_backward_input
     assert np.array_equal(conv2d_backward_input(dy, cache), ops.conv2d_backward(dy, cache)[0])
+
+
+def test_avgpool_forward_jvp_of_no_tangent_takes_the_array_module_from_the_cache(monkeypatch, rng):
+    from refnet import backend
+
+    def no_default():
+        raise AssertionError("avgpool2d_forward_jvp asked backend.default_module()")
+    monkeypatch.setattr(backend, "default_module", no_default)
+    y, cache = ops.avgpool2d_forward(rng.standard_normal((2, 3, 6, 6)).astype(np.float32), 2)
+    ty = ops.avgpool2d_forward_jvp(cache, None)
+    assert type(ty) is np.ndarray and ty.shape == y.shape and ty.dtype == np.float32 and not ty.any()
+
+
+def test_conv_forward_jvp_of_no_tangent_runs_no_convolution(monkeypatch, rng):
+    from refnet.ops import conv
+    y, cache = ops.conv2d_forward(rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 2)), None,
+                                  stride=(2, 1), padding=(1, 0))
+    monkeypatch.setattr(conv, "conv2d_forward", lambda *a, **k: pytest.fail("a convolution of zeros"))
+    ty = ops.conv2d_forward_jvp(cache, None, None)
+    assert ty.shape == y.shape and ty.dtype == y.dtype and not ty.any()
+    tb = rng.standard_normal(4)
+    assert np.array_equal(ops.conv2d_forward_jvp(cache, None, None, tb), np.broadcast_to(tb.reshape(1, -1, 1, 1), y.shape))

@@ -29,7 +29,7 @@ from refnet.data import load_dataset
 from refnet.gradcheck import check_hvp
 from refnet.nn.curvature import gradient, top_eigenvalues
 from refnet.nn.models import mlp, trainable_parameters
-from refnet.nn.norm import _BatchNorm
+from refnet.nn import BatchNorm1d, BatchNorm2d
 from refnet.optim import SGD
 
 rng = np.random.default_rng(0)
@@ -193,7 +193,7 @@ xe, ye = X[:256], Y[:256]          # the batch every curvature below is measured
 def bn_mlp(eps=0.0):
     model = mlp(784, width=32, norm="bn", rng=0, dtype=np.float64)
     for m in model.modules():
-        if isinstance(m, _BatchNorm):
+        if isinstance(m, (BatchNorm1d, BatchNorm2d)):
             m.eps = eps
     return model
 

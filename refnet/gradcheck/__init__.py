@@ -22,8 +22,9 @@ How (the engine, ``refnet.gradcheck.probes``, has the formulas):
   truncation and rounding noise, and the step adapts per probe until that noise is below a
   quarter of the tolerance: an output offset of 1e4, a large loss or a large batch makes
   the step grow, not the tolerance.
-* Each entry is judged against ``max(|g_j|, FLOOR * max|g|)``; a block against its
-  smallest entry's, so a small entry is not diluted by a large one beside it.
+* Each entry is judged against ``max(|g_j|, FLOOR * max|g|)``, max|g| within its own
+  argument (an all-zero gradient against FLOOR^2 * the largest of any argument); a block
+  against its smallest entry's, so a small entry is not diluted by a large one beside it.
 * Kinks (ReLU at 0, tied maxima in a pool): the one-sided slopes differ by the same jump
   at every step. A block holding one is split in halves until the kink entries are
   isolated; the step of each shrinks until the kink is outside it (then the entry is
@@ -66,6 +67,7 @@ from refnet.gradcheck.second_order import check_hvp, check_jvp, check_model_hvp,
 
 __all__ = ["check_op", "check_loss", "check_module", "power", "GradcheckReport", "ArgCheck",
            "GradcheckError", "GradcheckWarning", "LinearMap", "check_argument", "checker_rng",
+           "check_jvp", "check_hvp", "check_model_hvp", "check_module_jvp",
            "RTOL", "FLOOR", "STEP", "MAX_FULL"]
 
 

@@ -19,6 +19,7 @@ from refnet.gradcheck.report import ArgCheck, GradcheckError, GradcheckReport, G
 RTOL = 1e-5       # largest error allowed per entry, relative to its scale
 FLOOR = 1e-2      # entries below FLOOR * max|grad| are judged against FLOOR * max|grad|
 STEP = 1e-4       # first finite-difference step (at least 1e-6 max|x|); adapted per probe
+ZERO_GRAD = 1e-10  # an argument's gradient this much below the largest argument's is rounding of zero
 MAX_FULL = 2048   # tensors up to this many entries are checked entry by entry ("auto")
 
 
@@ -217,9 +218,14 @@ def _compare(evaluate, targets, rng, opts, cache):
     f0, f0_again = evaluate(), evaluate()
     if not np.isfinite(f0):
         raise ValueError(f"gradcheck: the checked scalar sum(dout * out) is {f0!r}; expected a finite number")
+    # Each argument's floor is FLOOR * its own max|g| (in check_argument): a floor from the
+    # largest gradient of any argument would hide a small-gradient argument's errors (a bias
+    # beside a weight whose input is 1e6 times larger). Only a gradient that is zero, or
+    # rounding of zero (max|g| <= ZERO_GRAD * the largest of any argument: a conv bias before
+    # a training-mode BatchNorm), has no size of its own: it is judged against FLOOR^2 * that.
     biggest = max((float(np.abs(g).max(initial=0.0)) for _, _, g in targets if not isinstance(g, ArgCheck)),
                   default=0.0)
-    floor_abs = max(opts["atol"] / opts["rtol"], FLOOR ** 2 * biggest)
+    floor_abs = opts["atol"] / opts["rtol"]
     checks = []
     for name, data, grad in targets:
         if isinstance(grad, ArgCheck):
@@ -229,7 +235,9 @@ def _compare(evaluate, targets, rng, opts, cache):
         if mode == "auto":
             mode = "full" if grad.size <= opts["max_full"] else "directional"
         checks.append(check_argument(name, data, evaluate, LinearMap.from_gradient(grad), rng, f0=f0,
-                                     rtol=opts["rtol"], floor=FLOOR, floor_abs=floor_abs, mode=mode,
+                                     rtol=opts["rtol"], floor=FLOOR, mode=mode,
+                                     floor_abs=floor_abs if np.abs(grad).max(initial=0.0) > ZERO_GRAD * biggest
+                                     else max(floor_abs, FLOOR ** 2 * biggest),
                                      step=opts["step"], delta_min=abs(f0_again - f0), cache=cache))
     return checks
 

@@ -33,7 +33,9 @@ inside the step breaks one of the two wherever it sits; then trunc = |r1 - r2| a
 becomes max(noise, |e1|, |e2|), which bounds c's error for one kink anywhere in +-4h
 (tests/test_gradcheck_engine.py sweeps it). u = trunc + noise.
 
-A kink at the point, or within about h/4 of it, shows the same jump at h, 2h and 4h: a probe
+A kink at the point, or within about h/4 of it, shows the same jump at h, 2h and 4h (and a
+jump in the value, what a kink becomes in a gradient that the second-order checks difference,
+shows c1 = 2 c2 = 4 c4: the jump over the step): a probe
 of several entries is then split in halves, recursively, until the kink entries are isolated.
 For one entry the step shrinks by KINK_SHRINK until the kink is outside it (an entry 1e-8
 from a ReLU's kink is judged at a step below 1e-8) or until the step is as short as the
@@ -111,11 +113,12 @@ class _Probe:
 
 class _Measured:
     """One probe at one step h: the estimate c and its uncertainty u = trunc + rough."""
-    __slots__ = ("h", "c", "trunc", "rough", "noise", "smooth", "j1", "j2", "j4")
+    __slots__ = ("h", "c", "trunc", "rough", "noise", "smooth", "j1", "j2", "j4", "c1", "c2", "c4")
 
     def __init__(self, values, f0, h, delta):
         p1, m1, p2, m2, p4, m4 = values
         c1, c2, c4 = (p1 - m1) / (2 * h), (p2 - m2) / (4 * h), (p4 - m4) / (8 * h)
+        self.c1, self.c2, self.c4 = c1, c2, c4
         r1, r2 = (4 * c1 - c2) / 3, (4 * c2 - c4) / 3     # Richardson, O(h^4)
         self.h, self.c = h, r1 + (r1 - r2) / 15            # and once more, O(h^6)
         self.noise = 3 * delta / h                         # rounding, from the pooled delta
@@ -136,10 +139,17 @@ class _Measured:
         return self.trunc + self.rough
 
     def kink_like(self, tol):
-        """The same jump in slope at h, 2h and 4h: a kink at the point itself."""
+        """The same jump in slope at h, 2h and 4h: a kink at the point itself. Or a jump in
+        the value at the point (what a kink of the function becomes in its gradient, which
+        the second-order checks difference): every difference quotient is then the jump over
+        the step, c_k = J / 2kh, so c1 = 2 c2 = 4 c4."""
         j = abs(self.j1)
         same = max(abs(self.j2 - self.j1), abs(self.j4 - self.j1)) <= 0.25 * j
-        return same and j > max(10 * self.noise, 0.1 * tol)
+        if same and j > max(10 * self.noise, 0.1 * tol):
+            return True
+        c = abs(self.c1)
+        jump = max(abs(self.c2 - self.c1 / 2), abs(self.c4 - self.c1 / 4)) <= 0.125 * c
+        return jump and c > max(10 * self.noise, 10 * tol)
 
 
 def verdict(err, u, tol):
@@ -281,7 +291,8 @@ class _Engine:
         """Judge a probe, splitting it around kinks; records kinks, coverage and verdicts.
 
         An entry judged only after the step shrank past a kink, whose verdict is still
-        inconclusive at that step, is excluded like a kink (at or within that step of one)."""
+        inconclusive at that step with an error within the noise (<= 2 u), is excluded like a
+        kink (at or within that step of one); an error beyond the noise stays inconclusive."""
         stack = [probe]
         while stack:
             p = stack.pop()
@@ -294,8 +305,8 @@ class _Engine:
                 s, tol = self.tolerance(p)
                 err = abs(self.analytic.apply(p.support, p.weights) - m.c)
                 status = verdict(err, m.u, tol)
-                if near[0] is not None and status == "inconclusive":
-                    self.exclude(p, near[0])
+                if near[0] is not None and status == "inconclusive" and err <= 2 * m.u:
+                    self.exclude(p, near[0])  # the error is within the noise: a kink explains it
                 elif p.size > 1 and status != "ok" and err + m.u > tol and err <= self.within_each(p) + 2 * m.u:
                     stack.extend(p.halves())  # each entry may be within its own tolerance: judge apart
                 else:

@@ -11,7 +11,13 @@ coverage, kinks and resolution as ``check_op``: every argument goes through
 
 * JVP: the scalar is ``<c, forward(args)>`` for a random c; the claimed slope along a probe d
   in one argument is ``<c, forward_jvp(cache, ..., d, ...)>`` (one JVP per probe). The
-  per-entry scales |<c, J e_j>| come from the backward (J^T c): scales only, never the verdict.
+  per-entry scales |<c, J e_j>| are the claimed JVP's own (in directional mode the backward's
+  J^T c stands in for them only where it agrees with the claim along a random direction), so
+  a scaled backward can neither hide nor invent an error. A row "all tangents" moves every
+  argument at once along random tangents (a JVP can be right for each alone and drop a term
+  when given several). The output of every JVP must be a finite array of the right shape
+  (else a ValueError naming it); a JVP that writes into dout, its tangents or the cache is
+  a problem in the report.
 * HVP: the scalar is ``<v, g(theta)>`` for a random v, with g the HAND-WRITTEN gradient; its
   gradient is J_g^T v, which is H v when g is right (H symmetric), and the claim is the
   second-order code's H v, entry by entry. For an op, theta is (dout, args) and g is
@@ -90,12 +96,128 @@ def _op_setup(where, forward, args, kwargs, opts_kw):
     return args, kwargs, opts, names, floats
 
 
+def _arrays(tangents):
+    """The arrays of a tangent argument: a list, or (tx, {Parameter: array})."""
+    return [list(t.values()) if isinstance(t, dict) else t for t in tangents]
+
+
+class _Claimed:
+    """The claimed JVP, its output checked (an array of the output's shape, finite) and the
+    tangents it was given left untouched; memoized per probe (full mode asks each entry
+    twice: once for its scale, once to judge it)."""
+
+    def __init__(self, where, fname, jvp, shape, problems, cache=None):
+        self.where, self.fname, self.jvp, self.shape, self.problems = where, fname, jvp, shape, problems
+        self.cache, self.memo = cache, {}
+
+    def __call__(self, tangents):
+        watched = {"its tangents": _arrays(tangents), "the cache": self.cache}
+        before = {k: inputs.fingerprint(v) for k, v in watched.items()}
+        ty = self.jvp(tangents)
+        _returned(self.where, self.fname, "", ty, self.shape)
+        _modified(self.fname, before, watched, self.problems)
+        return ty
+
+    def along(self, k, data, dot, place):
+        """LinearMap.apply for argument k: dot(claimed JVP of the probe direction); place(k, t)
+        makes the tangents with t in argument k, the others zero."""
+        xp = backend.array_module(data)
+
+        def apply(support, weights):
+            key = (k, support.tobytes(), weights.tobytes())
+            if key not in self.memo:
+                t = np.zeros(data.size)
+                t[support] = weights
+                self.memo[key] = dot(self(place(k, xp.asarray(t.reshape(data.shape)))))
+            return self.memo[key]
+        return apply
+
+
+
+def _returned(where, fname, what, got, shape):
+    """ValueError unless ``got`` is a finite array of ``shape``."""
+    if got is None or tuple(getattr(got, "shape", (None,))) != tuple(shape):
+        desc = "None" if got is None else (f"shape {tuple(got.shape)}" if hasattr(got, "shape")
+                                           else type(got).__name__)
+        raise ValueError(f"{where}: {fname} returned {desc}{what}, expected an array of shape {tuple(shape)}")
+    inputs.finite(f"{where}: {fname}'s output{what}", got)
+
+
+def _modified(fname, before, watched, problems):
+    for what, obj in watched.items():
+        note = f"{fname} modified {what}"
+        if inputs.fingerprint(obj) != before[what] and note not in problems:
+            problems.append(note)
+
+def _magnitudes(apply, data, backward_scale, mode, rng):
+    """|A(e_j)| per entry, from the claimed map itself (what is judged), never from the
+    backward alone: in full mode entry by entry; otherwise the backward's |J^T c|, but only
+    if it agrees with the claim along a random direction (else entry by entry after all)."""
+    n = data.size
+    if mode != "full":
+        d = rng.standard_normal(n)
+        g = np.asarray(backend.asnumpy(backward_scale), dtype=np.float64).reshape(-1)
+        if g.shape == (n,) and np.all(np.isfinite(g)):
+            claim = apply(np.arange(n), d)
+            if abs(claim - float(g @ d)) <= 1e-8 * float(np.linalg.norm(g) * np.linalg.norm(d)) + 1e-300:
+                return np.abs(g)
+    return np.abs([apply(np.array([j]), np.ones(1)) for j in range(n)])
+
+
+def _jvp_rows(named, claimed, joint_claim, set_all, evaluate, backward_scales, rng, opts):
+    """An ArgCheck per (name, data), plus the joint row "all tangents": a random tangent in
+    every argument at once, along the line s -> args + s d, against the claimed JVP of d
+    (a forward_jvp can be right for each tangent alone and drop a term when given several);
+    its scale is sum_k |claim along d_k alone|, what the per-argument rows allow."""
+    f0, f0_again = evaluate(), evaluate()
+    floor_abs = opts["atol"] / opts["rtol"]
+    checks = []
+    for k, (name, data) in enumerate(named):
+        m = opts["mode"]
+        m = ("full" if data.size <= opts["max_full"] else "directional") if m == "auto" else m
+        apply = claimed(k, data)
+        mags = _magnitudes(apply, data, backward_scales[k], m, rng)
+        checks.append(check_argument(name, data, evaluate, LinearMap(apply, mags), rng, f0=f0,
+                                     rtol=opts["rtol"], floor=1e-2, floor_abs=floor_abs, mode=m,
+                                     step=opts["step"], delta_min=abs(f0_again - f0)))
+    if len(named) > 1:
+        d = [rng.standard_normal(data.shape) for _, data in named]
+        whole = joint_claim(d)
+        parts = sum(abs(claimed(k, data)(np.arange(data.size), dk.reshape(-1)))
+                    for k, ((_, data), dk) in enumerate(zip(named, d)))
+        line = np.zeros(1)
+
+        def along_line():
+            set_all(d, line[0])
+            try:
+                return evaluate()
+            finally:
+                set_all(d, 0.0)
+        checks.append(check_argument("all tangents", line, along_line,
+                                     LinearMap(lambda support, weights: whole * float(weights[0]), [parts]),
+                                     rng, f0=f0, rtol=opts["rtol"], floor=1e-2, floor_abs=floor_abs,
+                                     mode="full", step=opts["step"], delta_min=abs(f0_again - f0)))
+    return checks
+
+
+def _mover(arrays):
+    """set_all(d, s): arrays[k] = original[k] + s d[k], in place (s = 0 restores exactly)."""
+    originals = [a.copy() for a in arrays]
+
+    def set_all(d, s):
+        for a, o, dk in zip(arrays, originals, d):
+            a[...] = o if s == 0 else o + s * backend.array_module(a).asarray(dk)
+    return set_all
+
+
 def check_jvp(forward, forward_jvp, backward, args, kwargs=None, *, rtol=RTOL, atol=0.0, mode="auto",
               seed=0, max_full=MAX_FULL, step=STEP, raise_exception=False):
     """Check ``forward_jvp(cache, *tangents)`` against central differences of ``forward``,
-    one argument at a time (the others' tangents None). ``backward`` gives the per-entry
-    scales only. Options as in ``check_op``."""
+    one argument at a time (the others' tangents None), and all at once (the row "all
+    tangents"). The per-entry scales are the claimed JVP's own (``backward`` only stands in
+    for them, in directional mode, where it agrees with the claim). Options as in ``check_op``."""
     where = "check_jvp"
+    seed = inputs.seed(where, seed)
     args, kwargs, opts, names, floats = _op_setup(
         where, [("forward", forward), ("forward_jvp", forward_jvp), ("backward", backward)], args, kwargs,
         dict(rtol=rtol, atol=atol, mode=mode, max_full=max_full, step=step))
@@ -104,29 +226,31 @@ def check_jvp(forward, forward_jvp, backward, args, kwargs=None, *, rtol=RTOL, a
     xp = backend.array_module(out)
     c = xp.asarray(rng.standard_normal(np.shape(out)))
     scales = _tuple(backward(c, cache))
+    scales = [scales[i] if i < len(scales) else None for i in floats]
+    problems = []
+    fname = getattr(forward_jvp, "__name__", "forward_jvp")
+    call = _Claimed(where, fname, lambda t: forward_jvp(cache, *t), np.shape(out), problems, cache)
+
+    def dot(ty):
+        return backend.scalar(xp.sum(c * ty))
+
+    def place(k, t):
+        tangents = [None] * len(args)
+        tangents[floats[k]] = t
+        return tangents
+
+    def joint(d):
+        tangents = [None] * len(args)
+        for i, dk in zip(floats, d):
+            tangents[i] = xp.asarray(dk)
+        return dot(call(tangents))
 
     def evaluate():
         return backend.scalar(xp.sum(c * forward(*args, **kwargs)[0]))
 
-    f0, f0_again = evaluate(), evaluate()
-    biggest = max(float(np.abs(backend.asnumpy(scales[i])).max(initial=0.0)) for i in floats)
-    floor_abs = max(opts["atol"] / opts["rtol"], 1e-4 * biggest)
-    checks = []
-    for i in floats:
-        def apply(support, weights, i=i):
-            t = np.zeros(args[i].size)
-            t[support] = weights
-            tangents = [None] * len(args)
-            tangents[i] = xp.asarray(t.reshape(args[i].shape))
-            return backend.scalar(xp.sum(c * forward_jvp(cache, *tangents)))
-        analytic = LinearMap(apply, np.abs(backend.asnumpy(scales[i])).reshape(-1))
-        m = opts["mode"]
-        m = ("full" if args[i].size <= opts["max_full"] else "directional") if m == "auto" else m
-        checks.append(check_argument(names[i], args[i], evaluate, analytic, rng, f0=f0, rtol=opts["rtol"],
-                                     floor=1e-2, floor_abs=floor_abs, mode=m, step=opts["step"],
-                                     delta_min=abs(f0_again - f0)))
-    title = f"{getattr(forward_jvp, '__name__', 'forward_jvp')} (JVP)"
-    return _finish(GradcheckReport(title, checks, [], opts["rtol"], mode), raise_exception)
+    checks = _jvp_rows([(names[i], args[i]) for i in floats], lambda k, data: call.along(k, data, dot, place), joint,
+                       _mover([args[i] for i in floats]), evaluate, scales, rng, opts)
+    return _finish(GradcheckReport(f"{fname} (JVP)", checks, problems, opts["rtol"], mode), raise_exception)
 
 
 def check_hvp(forward, backward, forward_jvp, backward_jvp, args, kwargs=None, *, rtol=RTOL, atol=0.0,
@@ -136,6 +260,7 @@ def check_hvp(forward, backward, forward_jvp, backward_jvp, args, kwargs=None, *
     differences of the hand-written (forward, backward); plus <u, Hv> = <Hu, v>. The report
     has a row "dout" (forward_jvp's claim) and one per float argument (backward_jvp's)."""
     where = "check_hvp"
+    seed = inputs.seed(where, seed)
     args, kwargs, opts, names, floats = _op_setup(
         where, [("forward", forward), ("backward", backward), ("forward_jvp", forward_jvp),
                 ("backward_jvp", backward_jvp)], args, kwargs,
@@ -152,17 +277,35 @@ def check_hvp(forward, backward, forward_jvp, backward_jvp, args, kwargs=None, *
         grads = _tuple(backward(dout, cache))
         return [out.reshape(seed_view.shape)] + [grads[i] for i in floats]
 
+    fname, bname = (getattr(f, "__name__", n) for f, n in ((forward_jvp, "forward_jvp"),
+                                                           (backward_jvp, "backward_jvp")))
+    problems = []
+
     def hvp_fn(t):
         cache = forward(*args, **kwargs)[1]
         tangents = [None] * len(args)
         for i, ti in zip(floats, t[1:]):
             tangents[i] = xp.asarray(ti)
-        tgrads = _tuple(backward_jvp(dout, xp.asarray(t[0]).reshape(dout.shape), cache, *tangents))
-        return [forward_jvp(cache, *tangents).reshape(seed_view.shape)] + [tgrads[i] for i in floats]
+        tdout = xp.asarray(t[0]).reshape(dout.shape)
+        watched = {"dout": dout, "the tangent of dout": tdout, "its tangents": tangents, "the cache": cache}
+        before = {k: inputs.fingerprint(v) for k, v in watched.items()}
+        tgrads = _tuple(backward_jvp(dout, tdout, cache, *tangents))
+        _modified(bname, before, watched, problems)
+        if len(tgrads) < len(args):
+            raise ValueError(f"{where}: {bname} returned {len(tgrads)} tangent(s) of gradients for "
+                             f"{len(args)} argument(s)")
+        for i in floats:
+            _returned(where, bname, f" for {names[i]!r}", tgrads[i], args[i].shape)
+        before = {k: inputs.fingerprint(v) for k, v in watched.items()}
+        ty = forward_jvp(cache, *tangents)
+        _returned(where, fname, "", ty, out.shape)
+        _modified(fname, before, {k: v for k, v in watched.items() if k in ("its tangents", "the cache")},
+                  problems)
+        return [ty.reshape(seed_view.shape)] + [tgrads[i] for i in floats]
 
-    title = f"{getattr(backward_jvp, '__name__', 'backward_jvp')} (HVP)"
+    title = f"{bname} (HVP)"
     return _hvp_report(title, ["dout"] + [names[i] for i in floats], arrays, grad_fn, hvp_fn, rng, opts,
-                       [], raise_exception)
+                       problems, raise_exception)
 
 
 def loss_as_op(loss_fn, loss_jvp):
@@ -209,6 +352,7 @@ def check_module_jvp(module, x, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max
     (buffers restored, ``.grad`` untouched: the scales come from ``backward_jvp``'s gradients)."""
     from refnet.nn.curvature import _KeepBuffers
     where = "check_module_jvp"
+    seed = inputs.seed(where, seed)
     module = _float64_module(where, module)
     opts = inputs.options(where, rtol=rtol, atol=atol, mode=mode, max_full=max_full, step=step,
                           nondet_tol=0.0)
@@ -216,6 +360,7 @@ def check_module_jvp(module, x, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max
     x = promote(where, "x", x, stacklevel=3)
     inputs.finite(f"{where}(x)", x)
     params = list(module.named_parameters())
+    problems = []
     with _KeepBuffers(module) as keep:
         y = module(x)
         xp = backend.array_module(y)
@@ -223,33 +368,33 @@ def check_module_jvp(module, x, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max
         module.forward_jvp(None, {})
         grads = {}
         dx = module.backward_jvp(c, xp.zeros_like(c), {}, grads)[0]
-        scales = [("x", x, dx)] + [(n, p.data, grads.get(p, xp.zeros_like(p.data))) for n, p in params]
+        scales = [dx] + [grads.get(p, xp.zeros_like(p.data)) for _, p in params]
+        fname = f"{type(module).__name__}.forward_jvp"
+
+        def jvp(tangents):
+            keep.__exit__()
+            module(x)
+            return module.forward_jvp(*tangents)
+        call = _Claimed(where, fname, jvp, y.shape, problems)
+
+        def dot(ty):
+            return backend.scalar(xp.sum(c * ty))
+
+        def place(k, t):
+            return (t, {}) if k == 0 else (None, {params[k - 1][1]: t})
+
+        def joint(d):
+            return dot(call((xp.asarray(d[0]), {p: xp.asarray(dk) for (_, p), dk in zip(params, d[1:])})))
 
         def evaluate():
             keep.__exit__()
             return backend.scalar(xp.sum(c * module(x)))
 
-        f0, f0_again = evaluate(), evaluate()
-        biggest = max(float(np.abs(backend.asnumpy(g)).max(initial=0.0)) for _, _, g in scales)
-        floor_abs = max(opts["atol"] / opts["rtol"], 1e-4 * biggest)
-        checks = []
-        for k, (name, data, g) in enumerate(scales):
-            def apply(support, weights, k=k, data=data):
-                t = np.zeros(data.size)
-                t[support] = weights
-                t = xp.asarray(t.reshape(data.shape))
-                keep.__exit__()
-                module(x)
-                ty = module.forward_jvp(t if k == 0 else None, {} if k == 0 else {params[k - 1][1]: t})
-                return backend.scalar(xp.sum(c * ty))
-            m = opts["mode"]
-            m = ("full" if data.size <= opts["max_full"] else "directional") if m == "auto" else m
-            checks.append(check_argument(name, data, evaluate,
-                                         LinearMap(apply, np.abs(backend.asnumpy(g)).reshape(-1)), rng,
-                                         f0=f0, rtol=opts["rtol"], floor=1e-2, floor_abs=floor_abs, mode=m,
-                                         step=opts["step"], delta_min=abs(f0_again - f0)))
+        named = [("x", x)] + [(n, p.data) for n, p in params]
+        checks = _jvp_rows(named, lambda k, data: call.along(k, data, dot, place), joint,
+                           _mover([data for _, data in named]), evaluate, scales, rng, opts)
     title = f"{type(module).__name__} ({'train' if module.training else 'eval'}) forward_jvp"
-    return _finish(GradcheckReport(title, checks, [], opts["rtol"], mode), raise_exception)
+    return _finish(GradcheckReport(title, checks, problems, opts["rtol"], mode), raise_exception)
 
 
 def check_model_hvp(model, x, y, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max_full=MAX_FULL,
@@ -259,11 +404,13 @@ def check_model_hvp(model, x, y, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, ma
     The model is left as found."""
     from refnet.nn.curvature import gradient
     where = "check_model_hvp"
+    seed = inputs.seed(where, seed)
     model = _float64_module(where, model)
     opts = inputs.options(where, rtol=rtol, atol=atol, mode=mode, max_full=max_full, step=step,
                           nondet_tol=0.0)
     rng = checker_rng(seed)
     x = promote(where, "x", x, stacklevel=3)
+    inputs.finite(f"{where}(x)", x)
     params = list(model.named_parameters())
     names = [n for n, _ in params]
     xp = backend.array_module(x)

@@ -46,16 +46,46 @@ def _tangents(model, v, where):
         if getattr(t, "dtype", None) != p.dtype:
             raise TypeError(f"{where}(v[{name!r}]): got dtype {getattr(t, 'dtype', type(t).__name__)}, "
                             f"expected {p.dtype} (the parameter's)")
+        _finite(where, f"v[{name!r}]", t)
         out[p] = t
     return out
 
 
+def _finite(where, name, a):
+    bad = ~np.isfinite(backend.asnumpy(a))
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0]) if bad.ndim else ()
+        raise ValueError(f"{where}({name}): got a non-finite value {backend.asnumpy(a)[at]} at index {at} "
+                         f"({int(bad.sum())} non-finite entries), expected finite numbers")
+
+
+_STRUCTURE = ("_parameters", "_buffers", "_modules")
+
+
+def _all_modules(model):
+    """named_modules, plus modules held but not registered (WeightNorm's wrapped layer)."""
+    from refnet.nn.module import Module
+    seen, stack = [], [model]
+    while stack:
+        mod = stack.pop()
+        if any(m is mod for m in seen):
+            continue
+        seen.append(mod)
+        stack.extend(list(mod._modules.values()) + [v for v in vars(mod).values() if isinstance(v, Module)])
+    return seen
+
+
 class _KeepBuffers:
-    """Puts every buffer (BatchNorm's running statistics, its batch counter) back on exit."""
+    """Puts every buffer (BatchNorm's running statistics, its batch counter) back on exit, and
+    every module's private state (``_cache``, ``_jvp``): a product run between a training
+    step's forward and its backward must not make that backward differentiate its batch."""
 
     def __init__(self, model):
+        mods = _all_modules(model)
         self.saved = [(mod, name, getattr(mod, name), getattr(mod, name).copy())
-                      for _, mod in model.named_modules() for name in mod._buffers]
+                      for mod in mods for name in mod._buffers]
+        self.state = [(mod, {k: v for k, v in vars(mod).items() if k.startswith("_") and k not in _STRUCTURE})
+                      for mod in mods]
 
     def __enter__(self):
         return self
@@ -64,6 +94,15 @@ class _KeepBuffers:
         for mod, name, original, values in self.saved:
             original[...] = values
             object.__setattr__(mod, name, original)
+        for mod, state in self.state:
+            for k in [k for k in vars(mod) if k.startswith("_") and k not in _STRUCTURE and k not in state]:
+                delattr(mod, k)
+            for k, value in state.items():
+                object.__setattr__(mod, k, value)
+
+
+def _zero_if_none(t, like):
+    return backend.array_module(like).zeros_like(like) if t is None else t
 
 
 def _by_name(model, table):
@@ -77,10 +116,11 @@ def hvp(model, x, y, v):
     ``v``: {parameter name: array of that parameter's shape and dtype}; a parameter not in
     ``v`` has a zero component. Returns {name: (H v)[name]} for every named parameter.
     """
+    _finite("hvp", "x", x)
     tangents = _tangents(model, v, "hvp")
     with _KeepBuffers(model):
         logits = model.forward(x)
-        tlogits = model.forward_jvp(None, tangents)
+        tlogits = _zero_if_none(model.forward_jvp(None, tangents), logits)
         _, dlogits = softmax_cross_entropy(logits, y)
         _, tdlogits = softmax_cross_entropy_jvp(logits, y, tlogits)
         hgrads = {}
@@ -91,13 +131,14 @@ def hvp(model, x, y, v):
 def gvp(model, x, y, v):
     """The Gauss-Newton product J^T H_z J v for the same loss (H_z: the loss Hessian in the
     logits, positive semidefinite, so G is too). Arguments and result as in ``hvp``."""
+    _finite("gvp", "x", x)
     tangents = _tangents(model, v, "gvp")
     params = list(model.named_parameters())
     saved = [p.grad.copy() for _, p in params]
     try:
         with _KeepBuffers(model):
             logits = model.forward(x)
-            tlogits = model.forward_jvp(None, tangents)          # J v
+            tlogits = _zero_if_none(model.forward_jvp(None, tangents), logits)  # J v
             _, u = softmax_cross_entropy_jvp(logits, y, tlogits)  # H_z J v
             for _, p in params:
                 p.grad[...] = 0
@@ -140,6 +181,10 @@ def top_eigenvalues(model, x, y, name, k=1, product="hvp", tol=1e-10, seed=0):
         raise KeyError(f"top_eigenvalues(name): got {name!r}, expected one of {list(params)}")
     p = params[name]
     n = int(np.prod(p.shape))
+    if n < 2:
+        raise ValueError(f"top_eigenvalues(name): {name!r} has {n} entr{'y' if n == 1 else 'ies'}; Lanczos "
+                         f"needs at least 2 (a one-entry block is its own eigenvalue: {product}(model, x, y, "
+                         f"{{{name!r}: ones}}))")
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < n:
         raise ValueError(f"top_eigenvalues(k): got {k!r}, expected an integer in [1, {n - 1}] "
                          f"({name!r} has {n} entries)")

@@ -79,6 +79,8 @@ class _Cached(Module):
         cache = self._last_cache()
         ts = [None if p is None else tangents.get(p) for p in self._jvp_params()]
         self._jvp = (tx, ts)
+        if tx is None and all(t is None for t in ts):
+            return None  # a zero tangent: the layers before a model's first tangent cost nothing
         return type(self)._op_forward_jvp(cache, tx, *ts)
 
     def backward_jvp(self, dy, tdy, hgrads, grads=None):

@@ -104,7 +104,8 @@ class Module:
     def forward_jvp(self, tx, tangents):
         """After ``forward(x)``: the tangent of the output along ``tx`` (the input's tangent,
         None for zero) and ``tangents``, a dict {Parameter: tangent array} (a parameter not in
-        it has a zero tangent). Keeps what ``backward_jvp`` needs."""
+        it has a zero tangent). Keeps what ``backward_jvp`` needs. Returns None for a zero
+        tangent (tx None and no parameter in ``tangents``), computing nothing."""
         raise NotImplementedError(f"{type(self).__name__}.forward_jvp")
 
     def backward_jvp(self, dy, tdy, hgrads, grads=None):

@@ -148,6 +148,8 @@ class _BatchNorm(Module):
         backward, cache = self._cache
         ts = [None if p is None else tangents.get(p) for p in self._affine_params()]
         self._jvp = (tx, ts)
+        if tx is None and all(t is None for t in ts):
+            return None
         return _BN_JVPS[backward][0](cache, tx, *ts)
 
     def backward_jvp(self, dy, tdy, hgrads, grads=None):
@@ -238,6 +240,8 @@ class LayerNorm(Module):
         cache, shape = self._cache
         ts = [None if p is None else tangents.get(p) for p in (self.weight, self.bias)]
         self._jvp = (tx, ts)
+        if tx is None and all(t is None for t in ts):
+            return None
         flat = None if tx is None else tx.reshape((-1,) + self.normalized_shape)
         return layernorm_forward_jvp(cache, flat, *ts).reshape(shape)
 
@@ -317,7 +321,8 @@ class WeightNorm(Module):
         tv, tg = tangents.get(self.weight_v), tangents.get(self.weight_g)
         self._jvp = (tv, tg)
         inner = dict(tangents)
-        inner[self.module.weight] = weightnorm_forward_jvp(self._cache, tv, tg)
+        if tv is not None or tg is not None:
+            inner[self.module.weight] = weightnorm_forward_jvp(self._cache, tv, tg)
         return self.module.forward_jvp(tx, inner)
 
     def backward_jvp(self, dy, tdy, hgrads, grads=None):

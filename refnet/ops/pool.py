@@ -120,12 +120,14 @@ def avgpool2d_forward(x, kernel_size, stride=None):
     for v in views:
         y += v
     y *= 1.0 / (kernel[0] * kernel[1])   # a Python float keeps x's dtype
-    return y, (x.shape, kernel, stride, x.dtype)
+    return y, (x.shape, kernel, stride, backend.array_module(x).empty(0, dtype=x.dtype))
 
 
 def avgpool2d_backward(dy, cache):
-    """dx: dy / (KH*KW) added to every tap of its window."""
-    x_shape, kernel, stride, dtype = cache
+    """dx: dy / (KH*KW) added to every tap of its window. (The cache keeps an empty array
+    of x's dtype and array module, not x: a zero tangent is made like it.)"""
+    x_shape, kernel, stride, like = cache
+    dtype = like.dtype
     n, c, h, w = x_shape
     out_hw = ((h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1)
     check_shape("dy", dy, (n, c) + out_hw, "avgpool2d_backward")
@@ -174,11 +176,11 @@ def maxpool2d_backward_jvp(dy, tdy, cache, tx=None):
 
 def avgpool2d_forward_jvp(cache, tx):
     """ty = avgpool2d(tx): the op is linear."""
-    x_shape, kernel, stride, dtype = cache
+    x_shape, kernel, stride, like = cache
     if tx is None:
         n, c, h, w = x_shape
-        return backend.default_module().zeros(
-            (n, c, (h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1), dtype=dtype)
+        return backend.array_module(like).zeros(
+            (n, c, (h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1), dtype=like.dtype)
     return avgpool2d_forward(tx, kernel, stride)[0]
 
 
