@@ -25,7 +25,7 @@ import numpy as np
 
 from refnet import backend
 from refnet.gradcheck import mutants as M
-from refnet.gradcheck.check import FLOOR, RTOL
+from refnet.gradcheck.check import FLOOR, RTOL, ZERO_GRAD
 from refnet.gradcheck.inputs import checker_rng
 from refnet.gradcheck.suite import CASES, make_case
 
@@ -122,11 +122,14 @@ def _run_config(name, seed, size, mode):
 
 def _an_error(right, wrong, biggest):
     """Whether ``wrong`` differs from ``right`` by at least 5x the tolerance the checks are
-    asked for, rtol * max(|g_j|, FLOOR * max|g|, FLOOR^2 * the largest gradient of any
-    argument), in some entry (the near-threshold mutant is 10x). A gradient that is zero up to
-    rounding (a bias before BatchNorm) scaled by 1.001 or transposed is not wrong at any
-    tolerance: it is left out, and listed."""
-    scale = np.maximum(np.abs(right), max(FLOOR * float(np.abs(right).max(initial=0.0)), FLOOR ** 2 * biggest))
+    asked for, rtol * max(|g_j|, FLOOR * that argument's max|g|), in some entry (the
+    near-threshold mutant is 10x): the same floor as ``check.py``. A gradient that is zero up
+    to rounding (at most ZERO_GRAD of the largest of any argument: a bias before BatchNorm) has
+    the floor FLOOR^2 * that largest gradient instead, as in ``check.py``; scaled by 1.001 or
+    transposed it is not wrong at any tolerance: it is left out, and listed."""
+    top = float(np.abs(right).max(initial=0.0))
+    floor = FLOOR * top if top > ZERO_GRAD * biggest else max(FLOOR * top, FLOOR ** 2 * biggest)
+    scale = np.maximum(np.abs(right), floor)
     return bool(np.any(np.abs(wrong - right) >= 5 * RTOL * scale))
 
 
