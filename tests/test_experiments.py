@@ -202,29 +202,76 @@ def test_dask_cluster_gives_the_local_numbers(cfg):
     (0.0, 1e-12, 1e-9, "absolute", True), (0.0, 1e-6, 1e-9, "absolute", False),
     (1.0, float("nan"), 0.05, "relative", False)])
 def test_claim_passes_only_within_its_tolerance(predicted, measured, tol, kind, ok):
-    c = claims.claim("x", "f.png", "q", predicted, measured, tol, "theory.f")
+    c = claims.claim("x", "f.png", "q", predicted, measured, tol, "theory.f", kind="identity")
     assert (c["pass"], c["error_kind"]) == (ok, kind)
 
 
+@pytest.mark.parametrize("kind", ["law", "", None, "Prediction"])
+def test_claim_refuses_an_unknown_kind_naming_it(kind):
+    with pytest.raises(ValueError, match="kind"):
+        claims.claim("x", "f.png", "q", 1.0, 1.0, 0.05, "theory.f", kind=kind)
+
+
+@pytest.mark.parametrize("inputs", [None, [], [""], ["  "]])
+def test_a_prediction_without_inputs_is_refused(inputs):
+    with pytest.raises(ValueError, match="inputs"):
+        claims.claim("x", "f.png", "q", 1.0, 1.0, 0.05, "theory.f", kind="prediction", inputs=inputs)
+
+
+def test_a_prediction_may_not_use_its_own_window():
+    with pytest.raises(ValueError, match="window"):
+        claims.claim("x", "f.png", "q", 1.0, 1.0, 0.05, "theory.f", kind="prediction",
+                     inputs=["run a steps 100-200"], window="run a steps 100-200")
+
+
+def test_rows_carry_kind_inputs_note_and_tolerance_source():
+    c = claims.claim("x", "f.png", "q", 1.0, 1.0, 0.05, "theory.f", kind="prediction",
+                     inputs=["hyperparameters: lr, lam"], note="n", tolerance_source="s", window="run a")
+    assert set(claims.CLAIM_KEYS) <= set(c)
+    assert (c["kind"], c["inputs"], c["note"], c["tolerance_source"], c["window"]) == (
+        "prediction", ["hyperparameters: lr, lam"], "n", "s", "run a")
+
+
 def test_worst_reports_the_failing_member():
-    c = claims.worst([(1.0, 1.01, "a"), (1.0, 1.2, "b")], "x", "f.png", "q", 0.05, "theory.f")
+    c = claims.worst([(1.0, 1.01, "a"), (1.0, 1.2, "b")], "x", "f.png", "q", 0.05, "theory.f", kind="consistency")
     assert not c["pass"] and c["quantity"].endswith("[b]") and c["n_compared"] == 2
+    assert c["kind"] == "consistency"
 
 
 def test_worst_of_nothing_fails():
-    c = claims.worst([], "x", "f.png", "q", 0.05, "theory.f")
+    c = claims.worst([], "x", "f.png", "q", 0.05, "theory.f", kind="identity")
     assert not c["pass"] and c["n_compared"] == 0 and "no run" in c["quantity"]
 
 
+def _rows(n_pred_ok, n_pred_bad, n_id, n_cons):
+    p = dict(kind="prediction", inputs=["hyperparameters: lr"])
+    return ([claims.claim("p", "f.png", "q", 1.0, 1.0, 0.05, "theory.f", **p)] * n_pred_ok
+            + [claims.claim("p", "f.png", "q", 1.0, 2.0, 0.05, "theory.f", note="why", **p)] * n_pred_bad
+            + [claims.claim("i", "f.png", "q", 0.0, 0.0, 1e-9, "theory.f", kind="identity")] * n_id
+            + [claims.claim("c", "f.png", "q", 1.0, 1.5, 0.05, "theory.f", kind="consistency")] * n_cons)
+
+
+def test_summary_counts_the_kinds_apart():
+    line = claims.summary(_rows(3, 2, 4, 6))
+    assert line.startswith("3 of 5 predictions hold; 4 of 4 identities hold; 6 consistency checks")
+    assert "not counted as reproduction" in line
+
+
 def test_report_schema(tmp_path):
-    rows = [claims.claim("a | b", "f.png", "q", 1.0, 1.01, 0.05, "theory.f")]
+    rows = [claims.claim("a | b", "f.png", "q", 1.0, 1.01, 0.05, "theory.f", kind="prediction",
+                         inputs=["hyperparameters: lr"], window="run r steps 1-2")] + _rows(0, 1, 1, 1)
     obs = [claims.observation("o", "f.png", "q", 0.5)]
     claims.write_report(tmp_path, rows, obs, {"preset": "tiny", "data": {"name": "synthetic"}}, {"refnet": "x"}, 1.5)
     report = json.loads((tmp_path / "report.json").read_text())
-    assert set(report) >= {"claims", "config", "versions", "wall_time_s"}
-    assert [set(claims.CLAIM_KEYS) <= set(c) for c in report["claims"]] == [True]
+    assert set(report) >= {"summary", "counts", "claims", "config", "versions", "wall_time_s"}
+    assert all(set(claims.CLAIM_KEYS) <= set(c) for c in report["claims"])
+    assert report["counts"] == {"prediction": [1, 2], "identity": [1, 1], "consistency": [0, 1]}
+    assert [c["kind"] for c in report["claims"]] == ["prediction", "prediction", "identity", "consistency"]
+    assert all(isinstance(c["inputs"], list) for c in report["claims"])
     md = (tmp_path / "report.md").read_text()
     assert "a \\| b" in md and "| yes |" in md
+    assert "1 of 2 predictions hold; 1 of 1 identities hold; 1 consistency checks" in md
+    assert "Failed predictions" in md and "why" in md  # a failed prediction is listed with its note
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
