@@ -39,12 +39,12 @@ import numpy as np
 
 import theory
 from refnet.experiments import config
-from refnet.experiments.claims import observation, worst
+from refnet.experiments import registry
+from refnet.experiments.claims import observation
 from refnet.experiments.measure import final_accuracy, label, layers, median_ratio
 from refnet.experiments.runner import Runner
 
 NAME, FIGURE = "one_knob", "fig5_one_knob.png"
-TOL, TOL_ADAM_LAW, TOL_EXACT = 0.05, 0.10, 1e-9
 GRIDS = ("sgd", "sgd_invariant", "adam", "adam_invariant", "adamw")
 
 
@@ -62,7 +62,9 @@ def grid(cfg, kind, **model_over):
         else:
             opt, knob = config.adam(cfg, lr, weight_decay=k, l2_scope="invariant"), lr * k
         hyper = {"lr": lr, ("wd" if base == "adamw" else "lam"): k, "knob": knob}
-        out.append((hyper, config.train(cfg, config.model(cfg, **model_over), opt, c["steps"])))
+        # SGD keeps its test logits: experiment 6 compares its accuracies image by image
+        out.append((hyper, config.train(cfg, config.model(cfg, **model_over), opt, c["steps"],
+                                        **({"keep_logits": True} if base == "sgd" else {}))))
     return out
 
 
@@ -141,18 +143,27 @@ def analyze(cfg, results):
         data["grids"][kind] = runs
     names = list(data["grids"]["sgd"][0]["layers"])
 
-    def rows(kind):  # (predicted, measured, where) per run and layer; Adam's laws: not on the first layer
+    def rows(kind, first=True):  # (predicted, measured, where) per run and layer
         return [(1.0, r["layers"][n]["ratio"], f"{label(i, n)}, lr {r['lr']:g}, knob {r['knob']:.3g}")
-                for r in data["grids"][kind] for i, n in enumerate(names) if i > 0 or kind == "sgd"]
+                for r in data["grids"][kind] for i, n in enumerate(names) if i > 0 or first]
     quantity = "median over units of measured/predicted angle"
+    c = cfg[NAME]
+    start = int(round(c["steps"] / 2))
+
+    def win(grid_name):
+        return f"each run of the {grid_name} grid, steps {start}-{c['steps']}"
+    sgd_in = [f"hyperparameters: each run's lr and lam (lr {c['sgd_lr']}, lam {c['sgd_lam']})"]
+    adamw_in = [f"hyperparameters: each run's lr and wd (lr {c['adamw_lr']}, wd {c['adamw_wd']}), betas {list(betas)}"]
+    adam_in = ["G2 of the same window", f"hyperparameters: each run's lr and lam (lr {c['adam_lr']}, lam "
+               f"{c['adam_lam']}), betas {list(betas)}", "each layer's size d"]
     data["claims"] += [
-        worst(rows("sgd"), "SGD + L2: every layer's steady angle = arccos(1 - 2 lr lam), a function of lr*lam",
-              FIGURE, quantity, TOL, "theory.sgd_l2_equilibrium"),
-        worst(rows("adam_invariant"), "Adam + L2, fully invariant network: steady angle of the layers fed by "
-              "normalized units = the closed form in lr^2*lam, d and G2", FIGURE, quantity, TOL_ADAM_LAW,
-              "theory.adam_l2_equilibrium"),
-        worst(rows("adamw"), "AdamW: steady angle of the layers fed by normalized units = the closed form, "
-              "a function of lr*wd", FIGURE, quantity, TOL, "theory.adamw_equilibrium")]
+        registry.worst("sgd_l2_angle_grid", rows("sgd"), quantity, inputs=sgd_in, window=win("SGD + L2")),
+        registry.worst("adam_l2_angle_ordinary", rows("adam"), quantity, inputs=adam_in, window=win("Adam + L2")),
+        registry.worst("adam_l2_angle_invariant", rows("adam_invariant", first=False), quantity, inputs=adam_in,
+                       window=win("Adam + L2 (fully invariant)")),
+        registry.worst("adamw_angle_every_layer", rows("adamw"), quantity, inputs=adamw_in, window=win("AdamW")),
+        registry.worst("adamw_angle_normalized_layers", rows("adamw", first=False), quantity, inputs=adamw_in,
+                       window=win("AdamW"))]
     data.update(_symmetry(cfg, list(it)))
     data["claims"] += data.pop("symmetry_claims")
     data["observations"] += data.pop("symmetry_observations") + _outside_domain(data["grids"], names) + [
@@ -214,10 +225,8 @@ def _symmetry(cfg, results):
         sym[f"{opt}/{net}"] = {"max_dprob": dp, "agree": agree, "accuracy": [final_accuracy(m) for _, m in res]}
         rule = "(c^2 lr, lam/c^2, c w0)" if opt == "sgd" else "(c lr, lam/c^2, c w0, eps/c)"
         if net == "invariant":
-            claims.append(worst([(0.0, v, f"c = {c:g}") for c, v in zip(cs[1:], dp)],
-                                f"{'SGD' if opt == 'sgd' else 'Adam'} + L2, fully invariant network: runs {rule} "
-                                f"give the same predictions", FIGURE, "max change of a test softmax output",
-                                TOL_EXACT, f"theory.symmetry_map('{opt}')"))
+            claims.append(registry.worst(f"symmetry_{opt}", [(0.0, v, f"c = {c:g}") for c, v in zip(cs[1:], dp)],
+                                         "max change of a test softmax output"))
         else:
             obs += [observation(f"ordinary network under {rule}: predictions change", FIGURE,
                                 f"fraction of test predictions unchanged, c = {c:g}", a,

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from refnet import checkpoint
 
-FORMAT = 3  # bump when a task's output changes meaning: old cache entries are then ignored
+FORMAT = 4  # bump when a task's output changes meaning: old cache entries are then ignored
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 # keys that say where things are, not what is computed: left out of the cache key

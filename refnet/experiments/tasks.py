@@ -17,7 +17,8 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
                                           (plain SGD only)
   <name>/resid/norm                       the same for identity 4 (plain SGD, no projection)
   units/<name>/{norm,G2}                  (steps, keep_units): every step of the first units
-  test_logits                             (n_test, classes) at the end, when ``keep_logits``
+  test_logits, test_labels                (n_test, classes) at the end and the labels, when
+                                          ``keep_logits`` (paired tests over the same images)
   <name>/autocorr                         (lags+1, groups): gradient correlations over the
                                           window, when ``autocorr_lags`` (``track_autocorr``)
   gamma/<name>                            (features,): |gamma| at the end, for every trained
@@ -214,6 +215,7 @@ def train_task(spec):
         xs = [backend.to_device(np.asarray(data.x_test[i:i + 1000], dtype=model.parameters()[0].dtype))
               for i in range(0, len(data.x_test), 1000)]
         arrays["test_logits"] = np.concatenate([backend.asnumpy(model(x)) for x in xs])
+        arrays["test_labels"] = np.asarray(data.y_test, dtype=np.int64)
     params = {n: {"scale_group": i["scale_group"], "n_groups": i["n_groups"],
                   "d": int(np.prod(i["shape"][1:])) if i["scale_group"] == "unit" else int(np.prod(i["shape"]))}
               for n, i in history.params.items()}
