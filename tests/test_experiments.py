@@ -300,3 +300,30 @@ def test_tasks_on_the_gpu_match_the_cpu(cfg, task):
         # they are compared between the devices like every other number)
         else:
             np.testing.assert_allclose(gpu[0][k], cpu[0][k], rtol=1e-6, atol=1e-9, err_msg=k)
+
+
+# --- the registry -------------------------------------------------------------------------
+def test_registry_rows_take_text_kind_and_tolerance_from_the_entry():
+    from refnet.experiments import registry
+    e = registry.entry("sgd_l2_angle")
+    r = registry.row("sgd_l2_angle", "q", 1.0, 1.2, inputs=["hyperparameters: lr 0.1"], window="run a, steps 1-2")
+    assert (r["id"], r["claim"], r["kind"], r["tolerance"], r["pass"]) == (e.id, e.text, e.kind, e.tolerance, False)
+
+
+def test_registry_refuses_unknown_ids_and_conflicting_entries():
+    from dataclasses import replace
+    from refnet.experiments import registry
+    with pytest.raises(KeyError, match="nope"):
+        registry.row("nope", "q", 1.0, 1.0)
+    e = registry.entry("sgd_l2_angle")
+    registry.register(e)  # the same content again: fine
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(replace(e, tolerance=0.5))
+    with pytest.raises(ValueError, match="kind"):
+        registry.register(replace(e, id="x_new", kind="law"))
+    assert "x_new" not in registry.REGISTRY
+
+
+def test_every_registry_entry_states_its_tolerance_source():
+    from refnet.experiments import registry
+    assert all(e.tolerance_source and e.domain and e.text for e in registry.REGISTRY.values())
