@@ -327,3 +327,30 @@ def test_registry_refuses_unknown_ids_and_conflicting_entries():
 def test_every_registry_entry_states_its_tolerance_source():
     from refnet.experiments import registry
     assert all(e.tolerance_source and e.domain and e.text for e in registry.REGISTRY.values())
+
+
+def test_progress_bar_counts_training_steps_not_tasks(cfg, monkeypatch):
+    from refnet.experiments import runner as runner_mod
+    seen = {}
+
+    class Bar:
+        def __init__(self, total, initial, **kw):
+            seen.update(total=total, initial=initial, updates=[])
+
+        def update(self, n):
+            seen["updates"].append(n)
+
+        def close(self):
+            pass
+    monkeypatch.setattr(runner_mod, "tqdm", Bar)
+    specs = [config.train(cfg, config.model(cfg), config.sgd(0.1), n) for n in (3, 12)]
+    Runner(progress=True).map(specs)
+    assert seen["total"] == 15 and seen["initial"] == 0 and sorted(seen["updates"]) == [3, 12]
+
+
+def test_longest_tasks_start_first(cfg):
+    from refnet.experiments.runner import _cost
+    short, long64 = (config.train(cfg, config.model(cfg, dtype=d), config.sgd(0.1), n)
+                     for d, n in (("float32", 100), ("float64", 100)))
+    longer = config.train(cfg, config.model(cfg), config.sgd(0.1), 1000)
+    assert _cost(longer) > _cost(long64) > _cost(short)

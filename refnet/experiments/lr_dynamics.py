@@ -56,6 +56,7 @@ def analyze(cfg, results):
     arrays, meta = results[0]
     names = layers(meta)
     data = {"name": NAME, "figure": FIGURE, "lr": lr, "lam": lam, "layers": names,
+            "run_lr": {"sgd": lr, "momentum": c.get("momentum_lr")},
             "runs": {"sgd": _panels(arrays, names, lr, lam, 0.0)}, "claims": [], "observations": []}
     # the effective lr lr/||w||^2 against 2 sqrt(lr lam (1 - lr lam)/G2) is not claimed: it restates
     # experiment 3's ||w||^4 law (the same window's G2); the figure still draws it
