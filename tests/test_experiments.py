@@ -354,3 +354,11 @@ def test_longest_tasks_start_first(cfg):
                      for d, n in (("float32", 100), ("float64", 100)))
     longer = config.train(cfg, config.model(cfg), config.sgd(0.1), 1000)
     assert _cost(longer) > _cost(long64) > _cost(short)
+
+
+def test_full_preset_runs_at_least_as_long_as_the_default():
+    full, default = config.make_config("full"), config.make_config("default")
+    assert full["width"] == default["width"] and full["data"] == default["data"]
+    for name in ("norm_dynamics", "no_l2"):
+        assert full[name]["steps"] >= default[name]["steps"]
+    assert full["one_knob"]["sym_steps"] >= default["one_knob"]["sym_steps"]
