@@ -9,9 +9,11 @@ Runs: the middle (lr, lam) of each grid of experiment 5, on a fully invariant ML
 gamma/beta, frozen head; where Adam + L2's law applies, see experiment 5) whose hidden layers
 differ in width, ``[4w, w, w]`` (784-1024-256-256-10 by default), so that two layers of
 different d are both fed by normalized units: the second layer (d = 4w) and the third (d = w).
-Claims: the ratio of their steady angles (medians over units) against ``theory.steady_angle``
-with each layer's measured median G2 and d: 1 for SGD and AdamW (tolerance 5%),
-``(d2/d3)^(1/3) (G2_3/G2_2)^(1/6)`` for Adam + L2 (10%: its small-lr*lam form). The first
+Claims: the ratio of their steady angles (medians over units) against ``theory.steady_angle``:
+1 for AdamW (``balance_adamw``, a prediction from nothing measured, 5%) and
+``(d2/d3)^(1/3) (G2_3/G2_2)^(1/6)`` for Adam + L2 (``balance_adam``, a consistency check: each
+layer's G2 comes from the window judged; 10%, its small-lr*lam form). SGD's run is drawn but
+not claimed: its balance restates experiment 5's every-layer angle claim. The first
 layer, fed by raw pixels of uneven scale, is outside the Adam laws' domain (experiment 5's
 docstring); its ratio to the last layer is reported as an observation.
 """

@@ -1,15 +1,17 @@
 """Experiment 4, effective learning rate over training: with SGD + L2 the measured per-layer
 ``lr/||w||^2`` and angular update approach the equilibrium predicted from the measured G2.
 
-Claims, on the L2 run of experiment 3 (median over units of measured / predicted, over the
-second half of the run, worst layer; tolerance 5%, the quasi-static laws on real data):
-- angle per step ``arccos(1 - 2 lr lam)`` (RMS over steps; ``theory.sgd_l2_equilibrium``), set
-  by ``lr*lam`` alone, whatever the gradients;
-- effective lr ``2 sqrt(lr lam (1 - lr lam) / G2)`` with G2 the unit's mean ``||g~||^2``;
-- with heavy-ball momentum 0.9 (default preset only): angle ``arccos(1 - 2 lr lam/(1+mu))``
-  (``theory.sgd_momentum_l2_equilibrium``). Its norm law needs the correlation of successive
-  minibatch gradients (``theory.momentum_correlation_factor``): the norm is compared with the
-  law with the measured correlations (a claim, 5%) and without them (an observation).
+Claims (registry ids; median over units of measured / predicted, over the second half of the
+run, worst layer; tolerance 5%, the quasi-static laws on real data):
+- ``sgd_l2_angle`` (prediction), on the L2 run of experiment 3: angle per step
+  ``arccos(1 - 2 lr lam)`` (RMS over steps; ``theory.sgd_l2_equilibrium``), from lr and lam alone;
+- with heavy-ball momentum 0.9: ``sgd_momentum_angle`` (prediction), angle
+  ``arccos(1 - 2 lr lam/(1+mu))`` (``theory.sgd_momentum_l2_equilibrium``); and
+  ``sgd_momentum_norm_same_window`` (consistency): the norm law with the correlation of
+  successive minibatch gradients (``theory.momentum_correlation_factor``) measured in the very
+  window it judges; without them it is an observation.
+The effective lr ``lr/||w||^2`` against ``2 sqrt(lr lam (1 - lr lam) / G2)`` is drawn, not
+claimed: it restates experiment 3's ``||w||^4`` law.
 """
 
 import numpy as np
