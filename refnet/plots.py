@@ -210,8 +210,8 @@ def fix(data, path):
         accs = [r["accuracy"] for r in data["projected"] if r["lr"] == lr]
         axes[0][0].plot([lr], [np.mean(accs)], "k_", ms=22, mew=2)
         if tests:
-            axes[0][0].annotate(f"p ≥ {min(t[-1] for t in tests):.2g}", (lr, max(accs)), textcoords="offset points",
-                                xytext=(0, 6), ha="center", fontsize=7)
+            axes[0][0].annotate(f"adj. p {min(t[-1] for t in tests):.2g}", (lr, min(accs)), textcoords="offset points",
+                                xytext=(0, -14), ha="center", fontsize=7)
     axes[0][0].plot([], [], "k_", ms=14, mew=2, label="predicted: one accuracy per lr (projected)")
     axes[0][0].set(xscale="log", xlabel="lr", ylabel="test accuracy",
                    title=f"Test accuracy (n_test {data['n_test']}; p: paired McNemar, Bonferroni)")

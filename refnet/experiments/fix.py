@@ -102,8 +102,8 @@ def analyze(cfg, results):
     tests = {"projected": paired(proj_pairs, proj_res), "l2": paired(l2_pairs, l2_res)}
     worst = min(tests["projected"], key=lambda r: r[-1])
     c = cfg[one_knob.NAME]
-    control = (f"Control: the projected run at lr {h_ctrl['lr']:g}, lam {h_ctrl['lam']:g} with another batch order "
-               f"differs from itself by {ctrl_diff:+.4f} in accuracy (McNemar p {ctrl_p:.3g})")
+    control = (f"Control: the projected run at lr {h_ctrl['lr']:g}, lam {h_ctrl['lam']:g} and the same run with another "
+               f"batch order differ by {ctrl_diff:+.4f} in accuracy (McNemar p {ctrl_p:.3g})")
     note = "" if worst[5] >= registry.ALPHA else (
         registry.entry("projected_accuracy_lr_alone").note + f". {control}: McNemar compares two fixed models "
         "on the test images and does not include training noise, so a failure here may be that noise, not lam")
