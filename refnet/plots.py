@@ -214,13 +214,14 @@ def fix(data, path):
                                 xytext=(0, -14), ha="center", fontsize=7)
     axes[0][0].plot([], [], "k_", ms=14, mew=2, label="predicted: one accuracy per lr (projected)")
     axes[0][0].set(xscale="log", xlabel="lr", ylabel="test accuracy",
-                   title=f"Test accuracy (n_test {data['n_test']}; p: paired McNemar, Bonferroni)")
-    axes[0][1].set(xscale="log", yscale="log", xlabel="lr", ylabel="steady angle per step [rad], layer 1",
+                   title=f"Test accuracy ({data['n_test']} test images)")
+    axes[0][1].set(xscale="log", yscale="log", xlabel="lr", ylabel="steady angle [rad/step], layer 1",
                    title="Steady angle: projected runs depend on lr only")
     for ax in axes[0]:
         ax.legend(fontsize=7)
     return _save(fig, path, "SGD on the BN MLP; projected: every scale-invariant weight rescaled to norm 1 per unit "
-                 "after each step. The accuracy claim holds when every adjusted p ≥ "
+                 "after each step. adj. p: exact McNemar test between the lam values at that lr, over the same test images, "
+                 "Bonferroni-adjusted; the accuracy claim holds when every adjusted p ≥ "
                  f"{data.get('alpha', 0.05):g}. " + L2_NOTE)
 
 
