@@ -118,7 +118,9 @@ def lr_dynamics(data, path):
             axes[0][j].plot(step, p["efflr_pred"], "--", color="k" if k == 0 else COLORS[3], lw=1.2,
                             label=f"{lab}: equilibrium from the measured G2 (consistency)")
             _band(axes[1][j], step, p["angle"], COLORS[k], f"{lab}: measured (RMS per block)")
-        axes[0][j].set(title=name, xlabel="step", ylabel="effective lr lr/||w||² (log)", yscale="log")
+        runs = "; ".join(("SGD" if r == "sgd" else "momentum 0.9") + f" lr {run_lr[r]:g}" for r in data["runs"])
+        axes[0][j].set(title=f"{name} ({runs})", xlabel="step", ylabel="effective lr lr/||w||² (log)", yscale="log")
+        axes[1][j].set_title(f"{name} ({runs})", fontsize=10)
         axes[1][j].set(xlabel="step", ylabel="angle per step [rad] (log)", yscale="log")
     axes[0][0].legend(fontsize=7)
     axes[1][0].legend(fontsize=7)
