@@ -146,7 +146,7 @@ def write_report(out_dir, claims, observations, config, versions, wall_time_s):
         lines.append("")
     for kind, extra in (("prediction", ("inputs", "window", "tolerance_source", "note")),
                         ("identity", ("tolerance_source", "note")),
-                        ("consistency", ("tolerance_source", "note"))):
+                        ("consistency", ("inputs", "window", "tolerance_source", "note"))):
         rows = [c for c in claims if c["kind"] == kind]
         if rows:
             lines += [f"## {_TITLES[kind]}", ""] + _table(rows, extra) + [""]
