@@ -382,3 +382,11 @@ def test_projected_accuracy_claim_fails_when_lam_changes_the_predictions(cfg, ru
     row, = [c for c in fix.analyze(cfg, [(wrong, results[0][1])] + results[1:])["claims"]
             if c["id"] == "projected_accuracy_lr_alone"]
     assert not row["pass"] and "Control" in row["note"]
+
+
+def test_a_row_made_directly_is_tagged_by_its_registry_text():
+    from refnet.experiments import registry
+    e = registry.entry("balance_adamw")
+    r = claims.claim(e.text, e.figure, "q", 1.0, 1.0, e.tolerance, e.theory, kind=e.kind, inputs=["hyperparameters: lr"])
+    assert registry.tag(r)["id"] == "balance_adamw"
+    assert "id" not in registry.tag(claims.claim("unregistered", "f.png", "q", 1.0, 1.0, 0.05, "theory.f", kind="identity"))

@@ -26,7 +26,7 @@ import refnet
 from refnet import backend
 from refnet.cli_checks import existing_dir, nonnegative_int, positive_int, writable_dir
 from refnet.data import DATASETS, DatasetError, locate_dataset
-from refnet.experiments import NAMES, claims, config, get
+from refnet.experiments import NAMES, claims, config, get, registry
 from refnet.experiments.runner import Runner
 
 
@@ -121,7 +121,7 @@ def reproduce(cfg, names, out, runner):
     for mod, ss in zip(mods, per):
         data = mod.analyze(cfg, runner.map(ss, desc=mod.NAME))
         figures.append(plots.plot(data, os.path.join(out, mod.FIGURE)))
-        all_claims += data["claims"]
+        all_claims += [registry.tag(c) for c in data["claims"]]
         all_obs += data["observations"]
     return all_claims, all_obs, figures, sum(m.get("seconds", 0.0) for _, m in done)
 
