@@ -2,12 +2,14 @@
 
 Presets: ``"default"`` (full Fashion-MNIST, a BN MLP 784-256-256-10, within the project's
 budget of 10 minutes on two cores for every experiment together), ``"full"`` (the same data and
-network with the longer runs and larger grids that do not fit that budget: about twice as
-long), ``"quick"`` (a 10k/2k subset, width 128, shorter runs and smaller grids: under two
+network with the longer runs and larger grids that do not fit that budget; today the
+symmetry and no-L2 runs of the earlier default, a few percent longer), ``"quick"`` (a 10k/2k subset, width 128, shorter runs and smaller grids: under two
 minutes, still real data) and ``"tiny"`` (a small synthetic problem, for the tests).
 
-Budgets (issue 18): each experiment module gets a share of the default's 10 minutes; what
-does not fit goes to ``full``. Every preset keeps every claim: the presets change sizes only.
+Budgets (issue 18): each experiment module gets a share of the default's 10 minutes on two
+idle cores; what does not fit goes to ``full``. The eight experiments here take about 6.5
+minutes of it (720 CPU-seconds over two workers, measured with the norm runs at 4000 steps,
+plus about 40 CPU-seconds for 6000), leaving about 3 minutes for the others. Every preset keeps every claim: the presets change sizes only.
 
 Why these numbers: a steady state is only measured after the norm has relaxed, i.e. after
 several times ``1/(8 lr lam)`` steps for SGD (``1/(2 lr wd)`` for AdamW), so the grids use

@@ -1,7 +1,7 @@
 """``refnet reproduce``: run the experiments, draw their figures, check their claims.
 
     refnet reproduce                      # default preset into figures/ (under 10 min on 2 cores)
-    refnet reproduce --preset full        # longer runs, larger grids (about twice as long)
+    refnet reproduce --preset full        # the runs that do not fit the default's budget
     refnet reproduce --quick --out /tmp/r # under 2 min, still real data
     refnet reproduce --only invariance,no_l2 --jobs 4
     refnet reproduce --dask-scheduler tcp://10.0.0.5:8786   # runs on a Dask cluster
@@ -35,7 +35,7 @@ def add_arguments(parser):
                         help="small grids, data subsets and an MLP of width 128 (under 2 minutes on 2 cores)")
     parser.add_argument("--preset", default=None, choices=config.PRESETS,
                         help="sizes: default (under 10 minutes on 2 cores), full (the longer runs and larger "
-                             "grids that do not fit that budget, about twice as long), quick (= --quick) or tiny "
+                             "grids that do not fit that budget), quick (= --quick) or tiny "
                              "(a seconds-long smoke test on --data synthetic, for tests); default: default, or "
                              "quick with --quick")
     parser.add_argument("--out", type=writable_dir, default="figures", metavar="DIR",
