@@ -8,8 +8,8 @@ minutes, still real data) and ``"tiny"`` (a small synthetic problem, for the tes
 
 Budgets (issue 18): each experiment module gets a share of the default's 10 minutes on two
 idle cores; what does not fit goes to ``full``. The eight experiments here take about 6.5
-minutes of it (720 CPU-seconds over two workers, measured with the norm runs at 4000 steps,
-plus about 20 CPU-seconds for 6000), leaving about 3 minutes for the others. Every preset keeps every claim: the presets change sizes only.
+minutes of it (about 760 CPU-seconds over two workers, measured on a loaded machine), leaving
+about 3 minutes for the others. Every preset keeps every claim: the presets change sizes only.
 
 Why these numbers: a steady state is only measured after the norm has relaxed, i.e. after
 several times ``1/(8 lr lam)`` steps for SGD (``1/(2 lr wd)`` for AdamW), so the grids use
