@@ -219,8 +219,12 @@ def fix(data, path):
                    title=f"Test accuracy ({data['n_test']} test images)")
     axes[0][1].set(xscale="log", yscale="log", xlabel="lr", ylabel="steady angle [rad/step], layer 1",
                    title="Steady angle: projected runs depend on lr only")
+    lo, hi = axes[0][0].get_ylim()
+    axes[0][0].set_ylim(lo - 0.6 * (hi - lo), hi)  # room for the legend below the curves
+    lo, hi = axes[0][1].get_ylim()
+    axes[0][1].set_ylim(lo / (hi / lo) ** 0.6, hi)
     for ax in axes[0]:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, ncol=2, loc="lower left")
     return _save(fig, path, "SGD on the BN MLP; projected: every scale-invariant weight rescaled to norm 1 per unit "
                  "after each step. adj. p: exact McNemar test between the lam values at that lr, over the same test images, "
                  "Bonferroni-adjusted; the accuracy claim holds when every adjusted p ≥ "
