@@ -53,7 +53,7 @@ PAGES = {  # repository file -> site page
 }
 API = {  # repository path (file or folder) -> API page
     "refnet/ops": "api/ops.md", "refnet/nn": "api/nn.md", "refnet/optim": "api/optim.md",
-    "refnet/gradcheck.py": "api/gradcheck.md", "refnet/invariance.py": "api/invariance.md",
+    "refnet/gradcheck": "api/gradcheck.md", "refnet/invariance.py": "api/invariance.md",
     "refnet/train.py": "api/train.md", "refnet/checkpoint.py": "api/train.md",
     "refnet/data.py": "api/data.md", "refnet/datasets_io.py": "api/data.md",
     "refnet/dynamics.py": "api/dynamics.md", "refnet/backend.py": "api/backend.md",

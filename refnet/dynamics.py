@@ -277,17 +277,20 @@ class Recorder:
                        "param_groups": [{k: v for k, v in g.items() if k != "params"}
                                         for g in optimizer.param_groups]}
         self._rows, self._done, self._ring, self._count = {}, {}, {}, 0
+        self._work = {}  # name -> (w before the step, the step) for the angle
 
     def attach(self):
         inner = self.optimizer.step
 
         def step():
-            before = [(p.data.copy(), self._row_before(n, p, gi)) for n, p, gi in self.tracked]
+            before = [self._row_before(n, p, gi) for n, p, gi in self.tracked]
             inner()
             self._add("step", self._count)
             self._count += 1
-            for (n, p, _), (w, _) in zip(self.tracked, before):
-                self._add(f"angle/{n}", angular_update(w, p.data, p.scale_group))
+            for (n, p, _), (work, x) in zip(self.tracked, before):
+                # ||w||^2 from before the step is reused for the angle
+                self._add(f"angle/{n}", angular_update(work[0], p.data, p.scale_group, sq_before=x,
+                                                       work=work[1]))
                 buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
                 if buf is not None:
                     self._add(f"buffer_sq/{n}", group_sq_norms(buf, p.scale_group))
@@ -299,6 +302,11 @@ class Recorder:
         return self
 
     def _row_before(self, n, p, gi):
+        xp = backend.array_module(p.data)
+        work = self._work.get(n)
+        if work is None or work[0].shape != p.data.shape or work[0].dtype != p.data.dtype:
+            work = self._work[n] = (xp.empty_like(p.data), xp.empty_like(p.data))
+        xp.copyto(work[0], p.data)  # w before the step, into a buffer reused every step
         lr = self.optimizer.param_groups[gi]["lr"]
         x, g2 = group_sq_norms(p.data, p.scale_group), group_sq_norms(p.grad, p.scale_group)
         adam = "adam" in type(self.optimizer).__name__.lower()
@@ -315,6 +323,7 @@ class Recorder:
             ring[:, slot] = g
             dots = xp.matmul(ring, g[:, :, None])[:, ::-1, 0]  # column m: lag (slot - m) mod K+1
             self._add(f"grad_dot/{n}", xp.roll(dots, slot + 1, axis=1).T)
+        return work, x
 
     def _add(self, key, value):
         self._rows.setdefault(key, []).append(backend.asnumpy(value) if hasattr(value, "shape") else value)

@@ -284,3 +284,5 @@ PLOTTERS = {"invariance": invariance, "effective_lr": effective_lr, "norm_dynami
 def plot(data, path):
     """Draw the figure of the experiment that produced ``data`` into ``path`` (a .png)."""
     return PLOTTERS[data["name"]](data, path)
+import refnet.plots_optimizers  # noqa: E402,F401 -- registers experiment 9 (optimizer_angles) in PLOTTERS
+import refnet.plots_sharpness  # noqa: E402,F401 -- registers experiment 10 (sharpness) in PLOTTERS

@@ -8,7 +8,12 @@ One step is: forward, loss, backward, optimizer step; nothing hidden. Every ``lo
 steps, for each trained parameter with a ``scale_group`` (one row per scale group: a unit
 for "unit", the whole tensor for "tensor"), the step records, vectorised over groups:
   norm          ||w||                 (before the step)
-  effective_lr  lr/||w||^2 (SGD), lr/||w|| (Adam)
+  effective_lr  the step of the unit vector w/||w|| per unit of the optimizer's own
+                gradient-scale-free direction (``effective_lr``): lr/||w||^2 (SGD, whose
+                direction is the gradient at the unit point), lr/||w|| (Adam, Lion: m/sqrt(v)
+                and sign(c) do not scale with w), adjusted lr/||w|| (Muon), eta_r
+                (Rotational: tan(angle) = eta_r ||u||/RMS(||u||)), lr (Hyperball: tan(angle)
+                = lr on an orthogonal update); decay and momentum are not in it
   angle         angle between w before and after the step (radians)
   grad_norm_unit ||w||*||g||, the gradient norm at the unit point w/||w|| (g: the loss
                 gradient, before the optimizer adds L2)
@@ -43,11 +48,34 @@ from refnet.data import batch_indices
 from refnet.invariance import angular_update, group_sq_norms
 from refnet.ops import softmax_cross_entropy
 from refnet.ops._checks import check_int
-from refnet.optim import Adam
+from refnet.optim import SGD, Adam, Hyperball, Lion, Muon, Rotational
+from refnet.optim.muon import adjusted_lr
 
 EPOCH_KEYS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
               "epoch_time")
 QUANTITIES = ("norm", "effective_lr", "angle", "grad_norm_unit")
+
+
+def effective_lr(optimizer, group, param, sq_norm):
+    """The effective learning rate of a scale-invariant ``param`` (per scale group, from its
+    squared norm ``sq_norm``) in ``group`` of ``optimizer``: how far one step moves the unit
+    vector ``w/||w||`` per unit of the optimizer's direction, the part of the step that does
+    not scale with ``w`` (see the module docstring). ``param`` None: only check the kind."""
+    lr = group["lr"]
+    if isinstance(optimizer, Rotational):
+        return 0 * sq_norm + optimizer.target(group)
+    if isinstance(optimizer, Hyperball):
+        return 0 * sq_norm + lr
+    if isinstance(optimizer, SGD):
+        return lr / sq_norm
+    if isinstance(optimizer, (Adam, Lion)):
+        return lr / sq_norm ** 0.5
+    if isinstance(optimizer, Muon):
+        if param is not None:
+            lr = adjusted_lr(lr, group["adjust_lr_fn"], (param.shape[0], param.data.size // param.shape[0]))
+        return lr / sq_norm ** 0.5
+    raise TypeError(f"Trainer(optimizer): got {type(optimizer).__name__}, expected SGD, Adam, Lion, Muon, "
+                    f"or one of them in Rotational or Hyperball (the recorded effective lr needs its kind)")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -166,11 +194,12 @@ class Trainer:
             raise ValueError(f"Trainer(batch_size): got {batch_size} with drop_last and {n} examples")
         self.total_steps = int(steps) if steps is not None else int(epochs) * per_epoch
         self.dtype = model.parameters()[0].dtype
-        self.kind = "adam" if isinstance(optimizer, Adam) else "sgd"  # for the effective lr
+        effective_lr(optimizer, optimizer.param_groups[0], None, 1.0)  # an optimizer it knows, or a clear error now
         self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
         group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
         self.tracked = [(name, p, group_of[id(p)]) for name, p in model.named_parameters()
                         if p.scale_group is not None and id(p) in group_of]
+        self._work = {}  # name -> (w before the step, the step) for the recorded angle
         self.rng = np.random.default_rng(seed)
         self.step = self.epoch = self.batch_pos = 0
         self.order = None  # this epoch's list of index arrays
@@ -228,11 +257,15 @@ class Trainer:
         stats = []
         for name, p, gi in self.tracked:
             xp = backend.array_module(p.data)
-            sq = group_sq_norms(p.data, p.scale_group)
-            norm, lr = xp.sqrt(sq), self.optimizer.param_groups[gi]["lr"]
-            eff = lr / (sq if self.kind == "sgd" else norm)
+            work = self._work.get(name)
+            if work is None or work[0].shape != p.data.shape or work[0].dtype != p.data.dtype:
+                work = self._work[name] = (xp.empty_like(p.data), xp.empty_like(p.data))
+            xp.copyto(work[0], p.data)  # w before the step, into a buffer reused every step
+            sq = group_sq_norms(work[0], p.scale_group)  # the copy, while it is in cache
+            norm = xp.sqrt(sq)
+            eff = effective_lr(self.optimizer, self.optimizer.param_groups[gi], p, sq)
             unit_grad = norm * xp.sqrt(group_sq_norms(p.grad, p.scale_group))
-            stats.append((p.data.copy(), norm, eff, unit_grad))
+            stats.append((work, sq, norm, eff, unit_grad))
         return stats
 
     def _after_step(self, before, loss):
@@ -240,10 +273,12 @@ class Trainer:
         h.add_row("step", self.step)
         h.add_row("loss", loss)
         h.add_row("lr", float(self.optimizer.param_groups[0]["lr"]))
-        for (name, p, _), (w, norm, eff, gunit) in zip(self.tracked, before):
+        for (name, p, _), (work, sq, norm, eff, gunit) in zip(self.tracked, before):
             h.add_row(f"norm/{name}", norm)
             h.add_row(f"effective_lr/{name}", eff)
-            h.add_row(f"angle/{name}", angular_update(w, p.data, p.scale_group))
+            # ||w||^2 from before the step is reused: the angle needs it too
+            h.add_row(f"angle/{name}", angular_update(work[0], p.data, p.scale_group, sq_before=sq,
+                                                      work=work[1]))
             h.add_row(f"grad_norm_unit/{name}", gunit)
 
     # --- evaluation -------------------------------------------------------------------

@@ -5,6 +5,8 @@ reused column workspace and the disjoint-window max-pool path give the naive twi
 
 import json
 import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -13,13 +15,14 @@ from naive import conv2d_backward_naive, conv2d_forward_naive
 from oracle import require_torch
 from test_ops_conv import CASES, IDS
 
-from refnet import backend, bench, bench_torch
+from refnet import backend, bench
+from refnet.bench import report, torch_side
 from refnet.cli import main
 from refnet.nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 from refnet.nn.models import cnn
 from refnet.ops import conv, conv2d_backward, conv2d_forward, maxpool2d_backward, maxpool2d_forward
 
-KEYS = {"name", "refnet_ms", "torch_ms", "ratio", "gflops", "peak_fraction", "peak_mem_mb"}
+KEYS = {"name", "baseline", "refnet_ms", "torch_ms", "ratio", "gflops", "peak_fraction", "peak_mem_mb"}
 
 
 def _run_json(tmp_path, *extra):
@@ -32,17 +35,104 @@ def _run_json(tmp_path, *extra):
 def test_bench_cli_writes_every_case_with_positive_timings(tmp_path, capsys):
     result = _run_json(tmp_path, "--no-torch")
     names = [c["name"] for c in result["cases"]]
-    assert len(names) == len(bench.CONVS) + 4 + len(bench.NETS) + 1     # + the MLP step
+    assert len(names) == len(bench.CONVS) + 4 + len(bench.NETS) + 1 + 3  # + MLP step, 3 recorder cases
     assert {"batchnorm2d (N,64,16,16)", "layernorm (N,64,16,16)", "linear 1024->1024"} <= set(names)
     for case in result["cases"]:
         assert set(case) == KEYS
         assert case["refnet_ms"] > 0 and case["peak_mem_mb"] >= 0
-        assert case["torch_ms"] is None and case["ratio"] is None
+        if case["baseline"] == "torch":
+            assert case["torch_ms"] is None and case["ratio"] is None
     gemm_cases = [c for c in result["cases"] if c["name"].startswith(("conv", "linear", "step"))]
+    assert len(gemm_cases) == len(bench.CONVS) + 1 + len(bench.NETS) + 1
     assert all(c["gflops"] > 0 and c["peak_fraction"] > 0 for c in gemm_cases)
     assert result["clock"] == "wall" and result["gemm_peak_gflops"] > 0
     printed = capsys.readouterr().out
     assert "refnet ms" in printed and "activation memory" in printed
+
+
+def test_bench_json_states_machine_threads_versions_and_gemm_peak(tmp_path):
+    result = _run_json(tmp_path, "--no-torch", "--only", "maxpool")
+    assert result["schema"] == report.SCHEMA
+    machine = result["machine"]
+    assert machine["model"] and machine["cores"] >= 1
+    assert set(machine["flags"]) <= set(report.VECTOR_FLAGS)
+    assert set(result["threads"]["env"]) == set(report.THREAD_VARIABLES)
+    assert result["threads"]["torch"] is None and result["versions"]["torch"] is None
+    assert result["versions"]["numpy"] == np.__version__
+    assert result["dtype"] == "float32" and result["gemm_peak_gflops"] > 0
+
+
+@pytest.mark.parametrize("text, flags", [("flags\t: fpu sse avx2 fma avx512f\n", ["avx2", "fma", "avx512f"]),
+                                         ("flags\t: fpu sse avx\n", ["avx"])])
+def test_cpu_info_reads_the_model_and_the_vector_flags(tmp_path, text, flags):
+    path = tmp_path / "cpuinfo"
+    path.write_text("processor\t: 0\nmodel name\t: Some CPU 9000\n" + text)
+    info = report.cpu_info(str(path))
+    assert info["model"] == "Some CPU 9000" and info["flags"] == flags
+
+
+def test_bench_compare_prints_new_over_old_for_the_cases_in_both(tmp_path, capsys):
+    old = _run_json(tmp_path, "--no-torch", "--only", "pool")
+    old["cases"][0]["refnet_ms"] = 4 * old["cases"][0]["refnet_ms"]  # the old run was 4x slower
+    old["cases"].append(dict(old["cases"][0], name="a case since removed"))
+    old["machine"]["model"] = "another CPU"
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    capsys.readouterr()
+    new = _run_json(tmp_path, "--no-torch", "--only", "pool", "--compare", str(path))
+    (row,) = report.compare(new, old)
+    assert row["time_new_over_old"] == pytest.approx(new["cases"][0]["refnet_ms"] / old["cases"][0]["refnet_ms"])
+    assert row["ratio_new_over_old"] is None     # no PyTorch side in either run
+    printed = capsys.readouterr().out
+    assert f"{row['time_new_over_old']:8.2f}" in printed
+    assert "not in this run: a case since removed" in printed and "another CPU" in printed
+
+
+def test_compare_divides_the_torch_ratios_too():
+    old = {"cases": [{"name": "c", "refnet_ms": 2.0, "ratio": 2.0}]}
+    new = {"cases": [{"name": "c", "refnet_ms": 1.0, "ratio": 1.5}]}
+    (row,) = report.compare(new, old)
+    assert row["time_new_over_old"] == 0.5 and row["ratio_new_over_old"] == 0.75
+
+
+@pytest.mark.parametrize("content, fragment", [("not json", "cannot be read as JSON"),
+                                               ('{"cases": 3}', "expected a `refnet bench --json` result")])
+def test_bench_compare_with_a_bad_file_is_refused_before_any_timing(tmp_path, capsys, monkeypatch,
+                                                                    content, fragment):
+    monkeypatch.setattr(bench, "gemm_peak", lambda *a, **k: pytest.fail("timing started"))
+    path = tmp_path / "old.json"
+    path.write_text(content)
+    assert main(["bench", "--no-torch", "--compare", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "--compare" in err and fragment in err
+
+
+def test_bench_without_torch_never_imports_torch(tmp_path):
+    code = ("import sys; from refnet.cli import main; "
+            f"assert main(['bench', '--no-torch', '--repeats', '1', '--batch', '2', '--only', 'pool']) == 0; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_recorder_cases_time_a_recorded_step_against_the_same_step_unrecorded(tmp_path, capsys):
+    result = _run_json(tmp_path, "--no-torch", "--only", "record")
+    assert [c["name"] for c in result["cases"]] == ["record mlp 784-256-256 (BN)", "record mlp 784-256-256 (Recorder)",
+                                                    "record cnn 1x28x28"]
+    for case in result["cases"]:
+        assert case["baseline"] == "unrecorded" and case["torch_ms"] > 0
+        assert case["ratio"] == pytest.approx(case["refnet_ms"] / case["torch_ms"])
+    assert capsys.readouterr().out.count("per-step recording, ") == 3
+
+
+def test_recorder_case_records_every_step_and_its_baseline_none():
+    (recorded, recorder) = [c for c in bench.make_cases(batch=2, only="mlp 784") if c.baseline == "unrecorded"]
+    for _ in range(3):
+        recorded.refnet_fn(), recorded.torch_fn()
+    with_record, without = recorded.trainers
+    assert len(with_record.history.steps["step"]) == 3
+    assert without.history.steps == {}
 
 
 def test_bench_only_filters_cases_and_cpu_clock_is_recorded(tmp_path):
@@ -83,15 +173,15 @@ def test_cached_bytes_counts_each_activation_buffer_once_and_no_parameter():
     # conv: x (4*1*4*4); relu: its output y (4*2*4*4), which max-pool also caches as its
     # input; max-pool: its output (4*2*2*2), which Linear caches again through Flatten's view.
     expected = 4 * (4 * 16 + 4 * 2 * 16 + 4 * 2 * 4)
-    assert bench_torch.cached_bytes(model, x) == expected
+    assert torch_side.cached_bytes(model, x) == expected
 
 
 def test_training_step_activations_stay_within_twice_pytorchs_saved_tensors():
-    torch_side = bench_torch.TorchSide.create("cpu")  # first: it sets OMP_WAIT_POLICY before importing torch
-    if torch_side is None:
+    side = torch_side.TorchSide.create("cpu")  # first: it sets OMP_WAIT_POLICY before importing torch
+    if side is None:
         require_torch()  # skips, or fails where torch is required
         pytest.fail("PyTorch imports, but TorchSide.create('cpu') returned None")
-    for m in bench_torch.activation_report(bench.NETS, batch=4, torch_side=torch_side):
+    for m in torch_side.activation_report(bench.NETS, batch=4, torch_side=side):
         assert 0 < m["ratio"] <= 2, m
 
 

@@ -7,6 +7,7 @@ blocks plus dense directions) are held to the same specification."""
 
 import numpy as np
 import pytest
+from requirement import unmet
 
 from refnet.gradcheck import GradcheckWarning, check_loss, check_module, check_op, checker_rng
 from refnet.nn.module import Module, Parameter
@@ -461,3 +462,24 @@ def test_check_op_and_check_module_run_on_cupy_arrays(rng):
         assert check_module(layer, cp.asarray(rng.standard_normal((2, 4)))).ok
     finally:
         backend.use("numpy")
+
+
+# --- the documentation site links the package to its API page ----------------------------------
+def _without_mkdocs():
+    import importlib.util
+    return [] if importlib.util.find_spec("mkdocs") else ["mkdocs (python -m pip install -e '.[docs]')"]
+
+
+@unmet(_without_mkdocs())
+@pytest.mark.parametrize("link", ["refnet/gradcheck/", "refnet/gradcheck", "refnet/gradcheck/probes.py"])
+def test_the_site_links_the_gradcheck_package_to_its_api_page(link):
+    """docs/hooks.py maps repository paths in README and docs links to site pages; the checker
+    is a package, refnet/gradcheck/, no longer the module refnet/gradcheck.py."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        "refnet_docs_hooks", Path(__file__).resolve().parents[1] / "docs" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    assert hooks.rewrite_links(f"see [the checker]({link})", "README.md", "index.md", set()) == \
+        "see [the checker](api/gradcheck.md)"

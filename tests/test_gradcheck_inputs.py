@@ -151,3 +151,118 @@ def test_a_wrong_type_of_argument_is_a_type_error_naming_it(what, call, rng):
 def test_a_loss_fn_that_does_not_return_loss_and_gradient_is_a_type_error(rng):
     with pytest.raises(TypeError, match=r"check_loss\(loss_fn\): .* expected a pair \(loss, dlogits\)"):
         check_loss(lambda z, y: z.sum(), rng.standard_normal((2, 3)), np.array([0, 1]))
+
+
+# --- what was not checked is never ok ----------------------------------------------------------
+def _double(x):
+    return 2.0 * np.asarray(x, dtype=np.float64), None
+
+
+@pytest.mark.parametrize("arg", [1.5, [1.0, 2.0], (1.0, 2.0), np.arange(3)],
+                         ids=["float", "list", "tuple", "int array"])
+def test_with_no_floating_point_array_argument_nothing_is_checked_and_it_says_so(arg):
+    report = check_op(_double, lambda dy, c: 2.0 * dy, (arg,))
+    assert report.status == "inconclusive" and not report.ok
+    assert "nothing was checked: no argument is a floating-point array" in str(report)
+    assert report.errors["x"].status == "inconclusive" and "not a floating-point array" in report.errors["x"].note
+
+
+def test_with_only_a_non_float_argument_and_no_gradient_nothing_is_checked_and_it_says_so():
+    report = check_op(_double, lambda dy, c: None, ([1.0, 2.0],))
+    assert report.status == "inconclusive" and not report.ok and report.errors == {}
+    assert "nothing was checked" in str(report) and "not differentiated: 'x' (list)" in str(report)
+
+
+@pytest.mark.parametrize("alpha", [0.5, [0.5]], ids=["float", "list"])
+def test_a_gradient_for_an_argument_that_is_not_a_float_array_is_inconclusive_not_ok(alpha, rng):
+    """scale(x, alpha) with a gradient for alpha: alpha was not checked, so the report cannot be ok."""
+    def forward(x, alpha):
+        return x * np.asarray(alpha), (x, alpha)
+
+    def backward(dy, cache):
+        x, alpha = cache
+        return dy * np.asarray(alpha), np.sum(dy * x)
+
+    report = check_op(forward, backward, (rng.standard_normal(4), alpha))
+    assert report.errors["x"].ok and report.errors["alpha"].status == "inconclusive"
+    assert report.status == "inconclusive" and "not a floating-point array" in str(report)
+
+
+def test_a_float_hyperparameter_without_a_gradient_is_listed_as_not_differentiated(rng):
+    def forward(x, alpha):
+        return x * alpha, alpha
+
+    report = check_op(forward, lambda dy, alpha: (dy * alpha, None), (rng.standard_normal(4), 0.5))
+    assert report.ok and "not differentiated: 'alpha' (float)" in str(report)
+
+
+@pytest.mark.parametrize("x", [np.array(1.5), np.float64(-0.7)], ids=["0-d array", "numpy scalar"])
+@pytest.mark.parametrize("mode", ["full", "directional", "fast"])
+def test_a_zero_dimensional_argument_is_checked(x, mode):
+    def forward(x):
+        return np.tanh(x) * np.ones(3), x
+
+    def backward(dy, x, wrong=1.0):
+        return np.sum(dy) * (1 - np.tanh(x) ** 2) * wrong
+
+    report = check_op(forward, backward, (x,), mode=mode)
+    assert report.ok and report.errors["x"].shape == () and report.errors["x"].n_covered == 1
+    wrong = check_op(forward, lambda dy, c: backward(dy, c, 1.001), (x,), mode=mode)
+    assert wrong.errors["x"].status == "failed"
+
+
+# --- seed, complex inputs, integer outputs, NaN in kwargs ----------------------------------------
+def _calls(seed=0, x=None, kwargs=None):
+    """check_op, check_module and check_loss, each with the given seed (and x)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4)) if x is None else x
+    return {"check_op": lambda: check_op(ops.relu_forward, ops.relu_backward, (x,), kwargs, seed=seed),
+            "check_module": lambda: check_module(Linear(4, 3, rng=rng, dtype=np.float64), x, seed=seed),
+            "check_loss": lambda: check_loss(ops.softmax_cross_entropy, x, np.array([0, 1, 2]), seed=seed)}
+
+
+@pytest.mark.parametrize("where", ["check_op", "check_module", "check_loss"])
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
+def test_a_seed_that_is_not_a_non_negative_integer_is_a_value_error_naming_it(seed, where):
+    with pytest.raises(ValueError, match=re.escape(f"{where}(seed): got {seed!r}, expected an integer >= 0")):
+        _calls(seed=seed)[where]()
+
+
+@pytest.mark.parametrize("where, name", [("check_op", "args[0] 'x'"), ("check_module", "x"),
+                                         ("check_loss", "logits")])
+def test_a_complex_input_is_a_type_error_naming_it(where, name, rng):
+    x = rng.standard_normal((3, 4)) + 1j
+    with pytest.raises(TypeError, match=re.escape(f"{where}({name}): got complex128 array, "
+                                                  "expected a real floating-point array")):
+        _calls(x=x)[where]()
+
+
+def test_an_integer_output_is_a_type_error_naming_forward(rng):
+    def sign(x):
+        return np.sign(x).astype(np.int64), x
+
+    with pytest.raises(TypeError, match=re.escape("check_op(forward): sign returned out of dtype int64, "
+                                                  "expected a floating-point array")):
+        check_op(sign, lambda dy, x: np.zeros_like(x), (rng.standard_normal(4),))
+
+
+def test_a_module_with_an_integer_output_is_a_type_error(rng):
+    class Sign(Module):
+        def forward(self, x):
+            return np.sign(x).astype(np.int64)
+
+        def backward(self, dy):
+            return np.zeros(dy.shape)
+
+    with pytest.raises(TypeError, match=re.escape("check_module: the module's output: got int64 array, "
+                                                  "expected a floating-point array")):
+        check_module(Sign(), rng.standard_normal((2, 3)))
+
+
+@pytest.mark.parametrize("value, shown", [(float("nan"), "nan at index ()"),
+                                          (np.array([1.0, np.inf]), "inf at index (1,)"),
+                                          ((1.0, float("-inf")), "-inf at index (1,)")])
+def test_a_non_finite_value_in_kwargs_names_the_keyword(value, shown, rng):
+    with pytest.raises(ValueError, match=re.escape(f"check_op(kwargs['scale']): {shown}")):
+        check_op(lambda x, scale: (x * np.asarray(scale)[0], x), lambda dy, x: dy, (rng.standard_normal(4),),
+                 {"scale": value})

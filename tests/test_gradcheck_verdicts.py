@@ -43,7 +43,7 @@ def test_relu_with_ten_percent_exact_zeros_is_ok_with_every_zero_listed(mode, rn
     zeros = {tuple(int(i) for i in z) for z in np.argwhere(x == 0)}
     assert report.ok and set(c.kinks) == zeros
     assert c.n_covered == x.size - len(zeros) and c.coverage == 1.0
-    assert f"{len(zeros)} entries at a kink excluded: {c.kinks[0]}" in str(report)
+    assert f"{len(zeros)} entries at or within {c.kink_step:.0e} of a kink excluded: {c.kinks[0]}" in str(report)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -95,6 +95,34 @@ def test_a_kink_inside_the_step_but_not_at_the_point_is_judged_not_excluded(rng)
     x[1, 1] = 5e-5  # within the first step (1e-4) of ReLU's kink, but not at it
     report = check_op(ops.relu_forward, ops.relu_backward, (x,))
     assert report.ok and report.n_kinks == 0
+
+
+@pytest.mark.parametrize("distance", [1e-8, 3e-8])
+@pytest.mark.parametrize("mode", MODES)
+def test_an_entry_near_a_kink_but_not_at_it_is_judged_at_a_shorter_step_not_excluded(distance, mode, rng):
+    """ReLU input 1e-8: the first steps straddle the kink, but a step below 1e-8 does not."""
+    x = rng.standard_normal((3, 4))
+    x[1, 1] = distance
+    report = check_op(ops.relu_forward, ops.relu_backward, (x,), mode=mode)
+    assert report.ok and report.n_kinks == 0 and report.errors["x"].n_covered == 12
+
+    def change(g):
+        g[1, 1] *= 1.01
+        return g
+
+    wrong = check_op(ops.relu_forward, _plant(ops.relu_backward, change), (x,), mode=mode)
+    assert wrong.status == "failed" and wrong.errors["x"].index == (1, 1)
+
+
+def test_a_kink_entry_is_excluded_only_after_the_step_has_shrunk_to_the_noise(rng):
+    """Exactly at the kink, no step clears it: it is excluded at the shortest step the rounding
+    noise allows, and the report says within what distance."""
+    x = rng.standard_normal((3, 4))
+    x[1, 1] = 0.0
+    report = check_op(ops.relu_forward, ops.relu_backward, (x,))
+    c = report.errors["x"]
+    assert report.ok and c.kinks == [(1, 1)] and 0 < c.kink_step < 1e-7
+    assert f"1 entry at or within {c.kink_step:.0e} of a kink excluded: (1, 1)" in str(report)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -232,3 +260,86 @@ def test_a_module_whose_backward_wobbles_fails_as_not_deterministic(rng):
 
     report = check_module(Wobbly(), rng.standard_normal((3, 4)))
     assert report.status == "failed" and report.problems[0].startswith("backward is not deterministic: 'x'")
+
+
+# --- large inputs full of kinks: the pooled noise is rounding, not kinks -------------------------
+def _large_relu(rng):
+    return (ops.relu_forward, ops.relu_backward, (_relu_input(rng, (128, 128)),), {})
+
+
+def _large_maxpool(rng):  # 18432 entries after a ReLU: most 2x2 windows hold ties at 0
+    return (ops.maxpool2d_forward, ops.maxpool2d_backward, (_post_relu(rng, (4, 8, 24, 24)),), {"kernel_size": 2})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("make", [_large_relu, _large_maxpool], ids=["relu 128x128", "maxpool 4x8x24x24"])
+def test_a_correct_backward_on_a_large_input_full_of_kinks_is_ok(make, seed):
+    """Almost every block holds a kink: the rounding noise must not be read off them."""
+    report = check_op(*make(np.random.default_rng(seed)), mode="directional")
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("make", [_large_relu, _large_maxpool], ids=["relu 128x128", "maxpool 4x8x24x24"])
+def test_the_pooled_rounding_noise_of_a_kinky_input_is_rounding(make, seed, monkeypatch):
+    from refnet.gradcheck import probes
+    seen = []
+    original = probes._Engine.pool_noise
+
+    def spy(self, probe_list, rng):
+        original(self, probe_list, rng)
+        seen.append(self.delta / (np.finfo(float).eps * abs(self.f0)))
+    monkeypatch.setattr(probes._Engine, "pool_noise", spy)
+    check_op(*make(np.random.default_rng(seed)), mode="directional")
+    assert seen and seen[0] < 1e3  # about an ulp of the loss per evaluation, not the slope jumps
+
+
+@pytest.mark.parametrize("in_features, width, batch", [(100, 64, 16), (784, 64, 8)])
+def test_check_module_on_the_mlp_model_is_ok(in_features, width, batch):
+    from refnet.nn import models
+    model = models.mlp(in_features, num_classes=10, width=width, rng=0, dtype=np.float64)
+    report = check_module(model, np.random.default_rng(1).standard_normal((batch, in_features)))
+    assert report.ok, str(report)
+
+
+# --- at the tolerance the user asked for --------------------------------------------------------
+def _spread_linear(rng):
+    """dw entries spanning two orders of magnitude (columns of x scaled): blocks mix large and small."""
+    x = rng.standard_normal((8, 30)) * np.logspace(-1.5, 0.5, 30)
+    return x, rng.standard_normal((20, 30)), rng.standard_normal(20)
+
+
+def _largest_entry(args, rng):
+    dy = rng.standard_normal((8, 20))
+    dw = ops.linear_backward(dy, ops.linear_forward(*args)[1])[1]
+    return np.unravel_index(int(np.argmax(np.abs(dw))), dw.shape)
+
+
+@pytest.mark.parametrize("mode", MODES + ["fast"])
+def test_one_entry_off_by_ten_times_rtol_fails(mode, rng):
+    args = _spread_linear(rng)
+    at = _largest_entry(args, rng)
+
+    def change(g):
+        g[at] *= 1 + 10 * 1e-5
+        return g
+
+    report = check_op(ops.linear_forward, _plant(ops.linear_backward, change), args, mode=mode)
+    assert report.errors["w"].status == "failed" and report.errors["w"].index == at
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mode", MODES + ["fast"])
+def test_one_entry_off_by_a_third_of_rtol_is_not_failed(mode, seed):
+    """0.3 rtol of the largest entry is far above the tolerance of the smallest entries in its
+    block, but below what was asked for that entry: not a failure."""
+    rng = np.random.default_rng(seed)
+    args = _spread_linear(rng)
+    at = _largest_entry(args, rng)
+
+    def change(g):
+        g[at] *= 1 + 0.3 * 1e-5
+        return g
+
+    report = check_op(ops.linear_forward, _plant(ops.linear_backward, change), args, mode=mode)
+    assert report.errors["w"].status != "failed", str(report)

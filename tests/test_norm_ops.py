@@ -7,6 +7,7 @@ import pytest
 
 from naive_norm import batchnorm_two_pass
 from refnet.gradcheck import check_op
+from refnet.ops import layernorm as layernorm_module
 from refnet.ops import (batchnorm_backward, batchnorm_eval_backward, batchnorm_eval_forward,
                         batchnorm_forward, layernorm_backward, layernorm_forward,
                         weightnorm_backward, weightnorm_forward)
@@ -62,6 +63,24 @@ def test_layernorm_gradients_match_finite_differences(rng, n, layout):
     gamma, beta = rng.standard_normal(s), rng.standard_normal(s)
     assert_gradcheck(check_op(layernorm_forward, layernorm_backward, (x, gamma, beta), rtol=RTOL))
     assert_gradcheck(check_op(layernorm_forward, layernorm_backward, (x, None, None), rtol=RTOL))
+
+
+@pytest.mark.parametrize("block", [1, 2, 3])
+def test_layernorm_in_row_blocks_gives_the_one_block_results_and_gradients(rng, monkeypatch, block):
+    # blocks of 1, 2, 3 rows of 18 values: partial last blocks, and one block whose rows
+    # need the two-pass variance (|mean| >> std) next to blocks that do not
+    x = rng.standard_normal((7, 2, 3, 3))
+    x[3] += 50.0
+    s = x.shape[1:]
+    gamma, beta, dy = rng.standard_normal(s), rng.standard_normal(s), rng.standard_normal(x.shape)
+    y1, c1 = layernorm_forward(x, gamma, beta)
+    want = layernorm_backward(dy, c1)
+    monkeypatch.setattr(layernorm_module, "_BLOCK", block * 18)
+    y, cache = layernorm_forward(x, gamma, beta)
+    np.testing.assert_allclose(y, y1, rtol=1e-12, atol=1e-12)
+    for g, w in zip(layernorm_backward(dy, cache), want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+    assert_gradcheck(check_op(layernorm_forward, layernorm_backward, (x, gamma, beta), rtol=RTOL))
 
 
 @pytest.mark.parametrize("shape", [(2, 3), (5, 4), (7, 1), (3, 2, 3, 3), (6, 1, 2, 2)])

@@ -157,7 +157,7 @@ def test_a_window_holding_nan_sends_its_gradient_to_its_last_nan(rng, kernel, st
 
 
 def test_nan_routing_matches_torch_autograd(rng):
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     x = np.round(rng.standard_normal((2, 3, 8, 7)))
     x[rng.random(x.shape) < 0.1] = np.nan
     y, cache = maxpool2d_forward(x, (3, 2), (1, 2))

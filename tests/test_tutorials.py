@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS_DIR = ROOT / "tutorials"
 TUTORIALS = sorted(p.stem for p in TUTORIALS_DIR.glob("[0-9][0-9]_*.py"))
 TRAINING = {"03_effective_learning_rate", "04_l2_is_a_learning_rate_knob", "05_sgd_adam_adamw",
-            "06_rotational_view"}
+            "06_rotational_view", "07_batchnorm_hessian"}
 
 DRIVER = r"""
 import importlib.util, json, runpy, sys, warnings
@@ -85,9 +85,10 @@ def _checks(run_tutorial, name):
     return results
 
 
-def test_the_six_tutorials_exist():
+def test_the_seven_tutorials_exist():
     assert TUTORIALS == ["01_write_a_layer", "02_scale_invariance", "03_effective_learning_rate",
-                         "04_l2_is_a_learning_rate_knob", "05_sgd_adam_adamw", "06_rotational_view"]
+                         "04_l2_is_a_learning_rate_knob", "05_sgd_adam_adamw", "06_rotational_view",
+                         "07_batchnorm_hessian"]
 
 
 @pytest.mark.parametrize("name", TUTORIALS)

@@ -160,6 +160,26 @@ def sgdm_angle(lr, l2, momentum):
     return np.sqrt(4 * lr * l2 / (1 + momentum))
 
 
+def bn_forward_jvp(x, tx, eps):
+    xhat = (x - x.mean(0)) / np.sqrt(x.var(0) + eps)
+    s = 1 / np.sqrt(x.var(0) + eps)
+    return s * (tx - tx.mean(0) - xhat * (xhat * tx).mean(0))
+
+
+def bn_backward_jvp(dy, tdy, x, tx, eps):
+    s = 1 / np.sqrt(x.var(0) + eps)
+    xhat = (x - x.mean(0)) * s
+    txhat = s * (tx - tx.mean(0) - xhat * (xhat * tx).mean(0))
+    ts = -s * s * (xhat * tx).mean(0)
+    q = dy - dy.mean(0) - xhat * (dy * xhat).mean(0)
+    return ts * q + s * (tdy - tdy.mean(0) - txhat * (dy * xhat).mean(0)
+                         - xhat * (tdy * xhat + dy * txhat).mean(0))
+
+
+def scaled_sharpness(lam, c):
+    return lam / c ** 2
+
+
 SOLUTIONS = {
     "01_write_a_layer": {
         "exercise_1": (layernorm_forward, layernorm_backward),
@@ -190,5 +210,10 @@ SOLUTIONS = {
         "exercise_1": (adamw_angle,),
         "exercise_2": (rotational_move,),
         "exercise_3": (sgdm_angle,),
+    },
+    "07_batchnorm_hessian": {
+        "exercise_1": (bn_forward_jvp,),
+        "exercise_2": (bn_backward_jvp,),
+        "exercise_3": (scaled_sharpness,),
     },
 }

@@ -2,8 +2,10 @@
 advance) and the report that lists them.
 
 A claim's error is relative, ``|measured - predicted| / |predicted|``, unless the prediction is
-0 (then absolute; ``error_kind`` says which). A claim passes when the error is at most the
-tolerance. Observations are numbers reported without a prediction to hold them to.
+0 (then absolute; ``error_kind`` says which), or one-sided (``error_kind="at_least"``: the
+relative shortfall ``max(0, predicted - measured) / |predicted|``, for a lower bound). A claim
+passes when the error is at most the tolerance. Observations are numbers reported without a
+prediction to hold them to.
 
 Every row has a ``kind``, and the report counts the kinds apart:
 
@@ -27,6 +29,7 @@ from refnet import checkpoint
 CLAIM_KEYS = ("claim", "figure", "quantity", "predicted", "measured", "rel_error", "tolerance", "pass",
               "kind", "inputs", "note", "tolerance_source")
 KINDS = ("identity", "consistency", "prediction")
+ERROR_KINDS = ("relative", "absolute", "at_least")
 
 
 def _checked(kind, inputs):
@@ -41,7 +44,8 @@ def _checked(kind, inputs):
 
 def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_kind=None, *, kind,
           inputs=None, note="", tolerance_source="", window=""):
-    """One claim row (``error_kind``: "relative" by default, "absolute" when predicted == 0).
+    """One claim row (``error_kind``: "relative" by default, "absolute" when predicted == 0,
+    "at_least" for a lower bound: the relative shortfall below ``predicted``).
 
     kind: "identity" (exact, code-level), "consistency" (the prediction uses quantities measured
     in the window it judges: kept, not counted as reproduction) or "prediction" (computed from
@@ -54,7 +58,12 @@ def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_
         raise ValueError(f"claim(inputs): a prediction may not use its own window {window!r}; got {inputs}")
     predicted, measured = float(predicted), float(measured)
     how = error_kind or ("absolute" if predicted == 0 else "relative")
-    err = abs(measured - predicted) / (abs(predicted) if how == "relative" else 1.0)
+    if how not in ERROR_KINDS:
+        raise ValueError(f"claim(error_kind): got {error_kind!r}, expected one of {', '.join(ERROR_KINDS)}")
+    if how == "at_least":
+        err = max(0.0, predicted - measured) / abs(predicted) if math.isfinite(measured) else math.inf
+    else:
+        err = abs(measured - predicted) / (abs(predicted) if how == "relative" else 1.0)
     ok = bool(math.isfinite(err) and err <= tolerance)
     return {"claim": text, "figure": figure, "quantity": quantity, "predicted": predicted,
             "measured": measured, "rel_error": err, "tolerance": float(tolerance), "pass": ok,
@@ -62,11 +71,12 @@ def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_
             "note": note, "tolerance_source": tolerance_source}
 
 
-def worst(rows, text, figure, quantity, tolerance, theory, *, kind, inputs=None, note="",
+def worst(rows, text, figure, quantity, tolerance, theory, error_kind=None, *, kind, inputs=None, note="",
           tolerance_source="", window=""):
     """One claim from many ``(predicted, measured, label)`` comparisons: the one with the largest
     error, named in ``quantity``, so a claim over a grid fails if any of its runs does."""
-    common = dict(kind=kind, inputs=inputs, note=note, tolerance_source=tolerance_source, window=window)
+    common = dict(error_kind=error_kind, kind=kind, inputs=inputs, note=note, tolerance_source=tolerance_source,
+                  window=window)
     if not rows:  # nothing to compare is a failure, not a pass
         return dict(claim(text, figure, f"{quantity} [no run to compare]", 1.0, float("nan"), tolerance,
                           theory, **common), n_compared=0)

@@ -46,6 +46,12 @@ _SIZES = {
                      "adamw_lr": [1e-3, 2e-3, 4e-3], "adamw_wd": [2.0, 4.0, 8.0],
                      "sym_steps": 1500, "sym_c": [0.5, 2.0, 3.0]},
         "no_l2": {"steps": 3000, "lr": 0.1, "lam": 2e-2, "w0_scales": [0.25, 1.0, 4.0]},
+        "sharpness": {"checkpoints": [0, 100, 200, 400, 800], "identity_at": [800],
+                      "lr": 0.1, "lam": 4e-2, "curvature_batch": 512, "lanczos_tol": 1e-6,
+                      "identity_train_steps": 100, "identity_batch": 256, "units": 2, "c": [0.01, 0.1, 10.0, 100.0],
+                      "bend_c": [1.0, 0.1, 0.01], "cnn_widths": [8, 16], "cnn_checkpoints": [0, 100, 200],
+                      "cnn_batch": 128},
+        "optimizer_angles": {"steps": 1200, "theta": 0.02},
     },
     # the default fits the budget: symmetry runs 800 steps (BN running averages forgotten:
     # 0.9^800), no-L2 runs 2500; "full" keeps the longer ones. The norm runs stay at 6000: at 4000
@@ -71,6 +77,12 @@ _SIZES = {
                      "adamw_lr": [2e-3, 4e-3], "adamw_wd": [4.0, 8.0],
                      "sym_steps": 400, "sym_c": [2.0, 3.0]},
         "no_l2": {"steps": 1500, "lr": 0.1, "lam": 4e-2, "w0_scales": [0.25, 4.0]},
+        "sharpness": {"checkpoints": [0, 100, 200, 400], "identity_at": [0, 400],
+                      "lr": 0.1, "lam": 4e-2, "curvature_batch": 256, "lanczos_tol": 1e-6,
+                      "identity_train_steps": 30, "identity_batch": 128, "units": 1, "c": [0.1, 10.0],
+                      "bend_c": [1.0, 0.1, 0.01], "cnn_widths": [8, 16], "cnn_checkpoints": [0, 50],
+                      "cnn_batch": 64},
+        "optimizer_angles": {"steps": 1200, "theta": 0.02},
     },
     "tiny": {
         "width": 16,
@@ -82,6 +94,12 @@ _SIZES = {
                      "adamw_lr": [2e-3, 4e-3], "adamw_wd": [4.0, 8.0],
                      "sym_steps": 300, "sym_c": [2.0, 3.0]},
         "no_l2": {"steps": 200, "lr": 0.1, "lam": 4e-2, "w0_scales": [0.25, 4.0]},
+        "sharpness": {"checkpoints": [0, 30, 60], "identity_at": [0, 60],
+                      "lr": 0.1, "lam": 4e-2, "curvature_batch": 128, "lanczos_tol": 1e-8,
+                      "identity_train_steps": 10, "identity_batch": 64, "units": 2, "c": [0.1, 10.0],
+                      "bend_c": [1.0, 0.01], "cnn_widths": [4, 8], "cnn_checkpoints": [0, 30],
+                      "cnn_batch": 32},
+        "optimizer_angles": {"steps": 900, "theta": 0.02},
     },
 }
 ADAM_BETAS = [0.9, 0.99]

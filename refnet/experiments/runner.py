@@ -67,6 +67,7 @@ def execute(spec):
 
     known = {"train": tasks.train_task, "invariance": probes.invariance_task,
              "one_step": probes.one_step_task}
+    known.update(curvature_identities=tasks.curvature_identities_task, sharpness=tasks.sharpness_task)
     name = spec.get("task")
     if name not in known:
         raise ValueError(f"execute(spec['task']): got {name!r}, expected one of {sorted(known)}")

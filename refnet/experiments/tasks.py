@@ -23,6 +23,12 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
                                           window, when ``autocorr_lags`` (``track_autocorr``)
   gamma/<name>                            (features,): |gamma| at the end, for every trained
                                           BN/LN scale (the 1-D ``weight`` of a norm layer)
+  <name>/steps/<i>/{corr,sq}              (groups,): over the i-th window ``[start, stop)`` of
+                                          ``step_corr`` (a list of them),
+                                          the sums of ``<v_t, z_t>`` and ``||v_t||^2`` per group,
+                                          ``v_t = p w_t - w_{t+1}`` (the move without the decay,
+                                          ``p = 1 - lr wd``), ``z_t = sum_{k>=1} p^k v_{t-k}``
+                                          (``track_step_correlation``)
 
 with G~ = ||g|| ||w||, the gradient norm at the unit point, G2 = G~^2. meta holds the final test
 accuracy and loss, the per-epoch record, and per weight its scale group, group size d and
@@ -38,7 +44,8 @@ from refnet import backend
 from refnet.data import load_dataset
 from refnet.nn.models import cnn, mlp, trainable_parameters
 from refnet.nn.norm import LayerNorm, _BatchNorm
-from refnet.optim import SGD, Adam
+from refnet.optim import SGD, Adam, Hyperball, Lion, Muon, Rotational
+from refnet.optim.wrapper import Wrapper
 from refnet.train import Trainer
 
 _DATA = {}  # per process: the data sets already loaded, by their spec
@@ -81,27 +88,52 @@ def build_model(spec, data):
 
 
 def build_optimizer(spec, model):
-    """SGD or Adam from an optim spec. ``l2_scope="invariant"`` applies ``l2``/``weight_decay``
-    to the scale-invariant weights only (the head and gamma/beta are then not regularized)."""
+    """SGD, Adam, Lion or Muon from an optim spec, in a wrapper if ``spec["wrapper"]`` is
+    ``{"name": "rotational", "eta_r": ...}`` or ``{"name": "hyperball"}``. ``l2_scope="invariant"``
+    applies ``l2``/``weight_decay`` to the scale-invariant weights only (the head and gamma/beta
+    are then not regularized); ``rest_lr`` (Muon) sets the lr of the other parameters."""
     params = trainable_parameters(model)
     reg = {"l2": spec.get("l2", 0.0), "weight_decay": spec.get("weight_decay", 0.0)}
     if spec.get("l2_scope", "all") == "invariant":
         inv = [p for p in params if p.scale_group is not None]
         rest = [p for p in params if p.scale_group is None]
-        groups = [{"params": inv, **reg}] + ([{"params": rest, "l2": 0.0, "weight_decay": 0.0}]
-                                            if rest else [])
+        free = {"l2": 0.0, "weight_decay": 0.0} if spec["name"] in ("sgd", "adam") else {"weight_decay": 0.0}
+        if spec.get("rest_lr") is not None:
+            free["lr"] = spec["rest_lr"]
+        if spec["name"] in ("sgd", "adam"):
+            groups = [{"params": inv, **reg}]
+        else:
+            groups = [{"params": inv, "weight_decay": reg["weight_decay"]}]
+        groups += [{"params": rest, **free}] if rest else []
     else:
-        groups = [{"params": params, **reg}]
+        groups = [{"params": params, **(reg if spec["name"] in ("sgd", "adam") else
+                                        {"weight_decay": reg["weight_decay"]})}]
     common = {"lr": spec["lr"], "unit_norm": spec.get("unit_norm", False)}
     if spec["name"] == "sgd":
         opt = SGD(groups, momentum=spec.get("momentum", 0.0), **common)
     elif spec["name"] == "adam":
         opt = Adam(groups, betas=tuple(spec.get("betas", (0.9, 0.999))), eps=spec.get("eps", 1e-8),
                    **common)
+    elif spec["name"] == "lion":
+        opt = Lion(groups, lr=spec["lr"], betas=tuple(spec.get("betas", (0.9, 0.99))))
+    elif spec["name"] == "muon":
+        opt = Muon(groups, lr=spec["lr"], momentum=spec.get("momentum", 0.95),
+                   nesterov=spec.get("nesterov", True))
     else:
-        raise ValueError(f"build_optimizer(spec['name']): got {spec['name']!r}, expected 'sgd' or 'adam'")
+        raise ValueError(f"build_optimizer(spec['name']): got {spec['name']!r}, expected 'sgd', 'adam', "
+                         f"'lion' or 'muon'")
     if common["unit_norm"]:
         opt.project()  # start on the sphere, so every step sees ||w|| = 1
+    wrapper = spec.get("wrapper")
+    if wrapper:
+        if wrapper["name"] == "rotational":
+            opt = Rotational(opt, eta_r=wrapper.get("eta_r"),
+                             update_norm_decay=wrapper.get("update_norm_decay", 0.9))
+        elif wrapper["name"] == "hyperball":
+            opt = Hyperball(opt)
+        else:
+            raise ValueError(f"build_optimizer(spec['wrapper']['name']): got {wrapper['name']!r}, "
+                             f"expected 'rotational' or 'hyperball'")
     return opt
 
 
@@ -190,6 +222,45 @@ def track_autocorr(opt, model, lags, start, every=5):
     return lambda: {n: (d / np.maximum(count, 1)[:, None]) / (d[0] / count[0]) for n, d in dots.items()}
 
 
+def track_step_correlation(opt, model, windows):
+    """Wrap ``opt.step`` to sum, over the steps ``start <= t < stop`` of each window, per scale
+    group of every scale-invariant weight, ``<v_t, z_t>`` and ``||v_t||^2``: ``v_t = p w_t - w_{t+1}``
+    is the step without the decoupled decay (``p = 1 - lr wd``, 1 without decay), ``z_t =
+    sum_{k>=1} p^k v_{t-k}`` its discounted past, kept from step 0. Then ``R = 1 + 2 corr/sq`` is
+    the correlation sum ``1 + 2 sum_k p^k r_k`` of theory/README.md (16.2) and (17.1), measured.
+    ``finish()`` returns ``{name: [(corr, sq) per window]}``, each ``(groups,)``."""
+    tracked = [(n, p) for n, p in model.named_parameters() if p.scale_group is not None]
+    group_of = {id(q): g for g in opt.param_groups for q in g["params"]}
+    decoupled = not isinstance(opt, Wrapper)  # a wrapper switches its inner's decay off
+    z = {n: None for n, _ in tracked}
+    sums = {n: [[0.0, 0.0] for _ in windows] for n, _ in tracked}
+    t, inner = [0], opt.step
+
+    def rows(a, p):
+        a = backend.asnumpy(a).astype(np.float64)
+        return a.reshape(a.shape[0], -1) if p.scale_group == "unit" else a.reshape(1, -1)
+
+    def step():
+        before = {n: rows(p.data, p) for n, p in tracked}
+        inner()
+        for n, p in tracked:
+            g = group_of[id(p)]
+            keep = 1.0 - g["lr"] * g.get("weight_decay", 0.0) if p.decay and decoupled else 1.0
+            v = keep * before[n] - rows(p.data, p)
+            if z[n] is None:
+                z[n] = np.zeros_like(v)
+            for (start, stop), acc in zip(windows, sums[n]):
+                if start <= t[0] < stop:
+                    acc[0] = acc[0] + (v * z[n]).sum(axis=1)
+                    acc[1] = acc[1] + (v * v).sum(axis=1)
+            z[n] = keep * (z[n] + v)
+        t[0] += 1
+
+    opt.step = step
+    return lambda: {n: [(np.asarray(c, dtype=float), np.asarray(q, dtype=float)) for c, q in w]
+                    for n, w in sums.items()}
+
+
 def train_task(spec):
     """Train one model (see the module docstring for what comes back)."""
     backend.use(spec.get("device", "cpu"))
@@ -200,6 +271,8 @@ def train_task(spec):
     if lags:
         start = int(round(spec["steps"] * (1 - spec.get("window", 0.5))))
         finish = track_autocorr(opt, model, lags, start)
+    if spec.get("step_corr"):
+        finish_corr = track_step_correlation(opt, model, spec["step_corr"])
     t0 = time.perf_counter()
     trainer = Trainer(model, opt, data, batch_size=spec.get("batch_size", 128), steps=spec["steps"],
                       seed=spec.get("seed", 0), log_every=1, progress=False)
@@ -207,6 +280,10 @@ def train_task(spec):
     arrays = summarize(history, spec, model, opt)
     if lags:
         arrays.update({f"{n}/autocorr": c for n, c in finish().items()})
+    if spec.get("step_corr"):
+        for n, per_window in finish_corr().items():
+            for i, (c, q) in enumerate(per_window):
+                arrays[f"{n}/steps/{i}/corr"], arrays[f"{n}/steps/{i}/sq"] = c, q
     for name, p in model.named_parameters():
         if name.endswith(".weight") and p.data.ndim == 1 and p.scale_group is None:
             arrays[f"gamma/{name}"] = np.abs(backend.asnumpy(p.data)).astype(np.float64)
@@ -223,3 +300,180 @@ def train_task(spec):
             "train_loss": history["train_loss"], "params": params, "n_test": len(data.y_test),
             "seconds": time.perf_counter() - t0}
     return arrays, meta
+
+
+# ---------------------------------------------------------------------------------------------
+# Curvature tasks (the sharpness experiment): second-order identities and Lanczos during training.
+# The curvature is always of a float64 copy of the model in training mode (batch statistics) with
+# every BN/LN eps set to ``eps`` (0 unless given: the identities are then exact), on a fixed batch
+# of the first ``curvature_batch`` training examples.
+# ---------------------------------------------------------------------------------------------
+
+def _curvature_copy(model, eps):
+    import copy
+    net = copy.deepcopy(model).double().train()
+    for m in net.modules():
+        if isinstance(m, (_BatchNorm, LayerNorm)):
+            m.eps = float(eps)
+    return net
+
+
+def _curvature_batch(data, n):
+    n = min(int(n), len(data.x_train))
+    return (backend.to_device(np.asarray(data.x_train[:n], dtype=np.float64)),
+            backend.to_device(np.asarray(data.y_train[:n], dtype=np.int64)))
+
+
+def _invariant(model):
+    return [n for n, p in model.named_parameters() if p.scale_group is not None]
+
+
+def _euler_residual(net, x, y, name, g, mask=None):
+    """max |H [w_G, 0] + [g_G, 0]| over every parameter entry, relative to max |g| of the layer
+    (``g``: the gradient at w; ``mask``: the group, a 0/1 array of the weight's shape; None: the
+    whole layer)."""
+    from refnet.nn.curvature import hvp
+    p = dict(net.named_parameters())[name]
+    m = 1.0 if mask is None else mask
+    hv = hvp(net, x, y, {name: p.data * m})
+    scale = float(np.abs(backend.asnumpy(g[name])).max())
+    err = max(float(np.abs(backend.asnumpy(hv[k] + (g[k] * m if k == name else 0))).max()) for k in hv)
+    return err / scale
+
+
+def _pre_norm_var(net, name, x):
+    """Per unit, the batch variance of the input of the normalization after ``name``'s layer
+    (the model is a Sequential; the layers before it are run on ``x``)."""
+    index = int(name.split(".")[0])
+    for layer in list(net)[:index + 1]:
+        x = layer(x)
+    pre = backend.asnumpy(x)
+    return pre.var(axis=(0,) + tuple(range(2, pre.ndim)))
+
+
+def _scaling_residuals(net, x, y, name, cs, seed, mask=None):
+    """H(c w_G) v = H(w) v / c^2 on the group's block and / c on every other parameter (other
+    units of the same weight included), for a random v on the group (``mask``: a 0/1 array of
+    the weight's shape; None: the whole layer) and the group alone scaled by each c: per c, the
+    largest entry error relative to each block's largest entry."""
+    from refnet.nn.curvature import hvp
+    p = dict(net.named_parameters())[name]
+    m = np.ones(p.shape) if mask is None else backend.asnumpy(mask)
+    v = {name: backend.to_device(np.random.default_rng(seed).standard_normal(p.shape) * m)}
+    before = {k: backend.asnumpy(b) for k, b in hvp(net, x, y, v).items()}
+    original = p.data.copy()
+    out = []
+    for c in cs:
+        p.data *= backend.to_device(1 + (c - 1) * m)
+        after = hvp(net, x, y, v)
+        p.data[...] = original
+        err = 0.0
+        for k, b in before.items():
+            a = backend.asnumpy(after[k]) * (np.where(m > 0, c * c, c) if k == name else c)
+            for block in ((m > 0, m == 0) if k == name else (np.ones(b.shape, bool),)):
+                top = float(np.abs(b[block]).max()) if block.any() else 0.0
+                if top > 0:
+                    err = max(err, float(np.abs(a - b)[block].max()) / top)
+        out.append(err)
+    return out
+
+
+def curvature_identities_task(spec):
+    """The second-order identities of every scale-invariant weight on a briefly trained network
+    (``probes.trained_model``), float64, eps = 0, one batch: arrays ``euler/layer``,
+    ``euler/units`` (the first ``units`` units one by one, the largest), ``scaling`` (len(c),: the
+    layer scaled as a whole) and ``scaling/units`` (each of those units alone, the largest),
+    and with the layers' eps (``bend_eps``), every invariant layer scaled by each of
+    ``bend_c``: ``bend`` (len(bend_c),), the largest relative Euler residual over layers, and
+    ``bend_order``, the largest eps / (var + eps) over their units (``theory.second_order.eps_bend``)."""
+    from refnet.experiments.probes import trained_model
+    from refnet.nn.curvature import gradient
+    from theory import second_order
+    t0 = time.perf_counter()
+    model, data = trained_model(spec)
+    x, y = _curvature_batch(data, spec.get("curvature_batch", 256))
+    net = _curvature_copy(model, 0.0)
+    names = _invariant(net)
+    cs = np.asarray(spec["c"], dtype=np.float64)
+    arrays = {"c": cs, "bend_c": np.asarray(spec["bend_c"], dtype=np.float64)}
+    g = gradient(net, x, y)
+    for i, name in enumerate(names):
+        p = dict(net.named_parameters())[name]
+        arrays[f"{name}/euler/layer"] = np.asarray(_euler_residual(net, x, y, name, g))
+        per_unit, scaling = [], []
+        for u in range(min(spec.get("units", 1), p.shape[0])):
+            mask = np.zeros(p.shape)
+            mask[u] = 1.0
+            per_unit.append(_euler_residual(net, x, y, name, g, backend.to_device(mask)))
+            scaling.append(_scaling_residuals(net, x, y, name, cs, spec.get("seed", 0) + i, backend.to_device(mask)))
+        arrays[f"{name}/euler/units"] = np.asarray(max(per_unit))
+        arrays[f"{name}/scaling"] = np.asarray(_scaling_residuals(net, x, y, name, cs, spec.get("seed", 0) + i))
+        arrays[f"{name}/scaling/units"] = np.max(scaling, axis=0)
+    bent = _curvature_copy(model, spec.get("bend_eps", 1e-5))
+    named = dict(bent.named_parameters())
+    bend, order = [], []
+    for c in arrays["bend_c"]:
+        saved = {n: named[n].data.copy() for n in names}
+        for n in names:
+            named[n].data *= c
+        gc = gradient(bent, x, y)
+        bend.append(max(_euler_residual(bent, x, y, n, gc) for n in names))
+        order.append(max(float(np.max(second_order.eps_bend(spec.get("bend_eps", 1e-5), _pre_norm_var(bent, n, x))))
+                         for n in names))
+        for n in names:
+            named[n].data[...] = saved[n]
+    arrays["bend"], arrays["bend_order"] = np.asarray(bend), np.asarray(order)
+    return arrays, {"layers": names, "arch": spec["model"].get("arch", "mlp"),
+                    "seconds": time.perf_counter() - t0}
+
+
+def sharpness_task(spec):
+    """Train (float32, the spec's optimizer, batches of ``batch_size`` drawn with ``seed``) and at
+    each of ``checkpoints`` (steps) measure, for each tracked invariant weight (``layers``, default
+    all), by Lanczos (``top_eigenvalues``, tolerance ``lanczos_tol``) on the float64 copy:
+    arrays ``step``, ``<name>/norm2`` (||w||^2, Frobenius: the layer as one scale group),
+    ``<name>/lam`` (lambda_max(H_ww(w))); at the checkpoints in ``identity_at`` also
+    ``<name>/lam_hat`` (lambda_max(H_ww(w / ||w||)), the same start vector) and
+    ``identity_step``."""
+    from refnet.nn.curvature import top_eigenvalues
+    from refnet.ops import softmax_cross_entropy
+    t0 = time.perf_counter()
+    backend.use(spec.get("device", "cpu"))
+    data = load_data(spec["data"])
+    model = build_model(spec["model"], data)
+    opt = build_optimizer(spec["optim"], model)
+    x, y = _curvature_batch(data, spec.get("curvature_batch", 512))
+    names = spec.get("layers") or _invariant(model)
+    checkpoints = sorted(int(s) for s in spec["checkpoints"])
+    identity_at = set(int(s) for s in spec.get("identity_at", []))
+    tol, dtype = spec.get("lanczos_tol", 1e-6), model.parameters()[0].dtype
+    rng = np.random.default_rng(spec.get("seed", 0))
+    out = {k: [] for k in ["step", "identity_step"] + [f"{n}/{q}" for n in names for q in ("norm2", "lam", "lam_hat")]}
+    lanczos_s = 0.0
+    for step in range(checkpoints[-1] + 1):
+        if step in checkpoints:
+            t1 = time.perf_counter()
+            net = _curvature_copy(model, spec.get("eps", 0.0))
+            params = dict(net.named_parameters())
+            out["step"].append(step)
+            if step in identity_at:
+                out["identity_step"].append(step)
+            for n in names:
+                w = params[n]
+                n2 = float((backend.asnumpy(w.data) ** 2).sum())
+                out[f"{n}/norm2"].append(n2)
+                out[f"{n}/lam"].append(float(top_eigenvalues(net, x, y, n, tol=tol)[0]))
+                if step in identity_at:
+                    w.data /= np.sqrt(n2)
+                    out[f"{n}/lam_hat"].append(float(top_eigenvalues(net, x, y, n, tol=tol)[0]))
+                    w.data *= np.sqrt(n2)
+            lanczos_s += time.perf_counter() - t1
+        if step == checkpoints[-1]:
+            break
+        idx = rng.integers(0, len(data.x_train), spec.get("batch_size", 128))
+        xb = backend.to_device(np.asarray(data.x_train[idx], dtype=dtype))
+        model.zero_grad()
+        model.backward(softmax_cross_entropy(model(xb), backend.to_device(np.asarray(data.y_train[idx])))[1])
+        opt.step()
+    arrays = {k: np.asarray(v, dtype=np.int64 if "step" in k else np.float64) for k, v in out.items()}
+    return arrays, {"layers": names, "seconds": time.perf_counter() - t0, "lanczos_seconds": lanczos_s}

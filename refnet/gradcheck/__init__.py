@@ -26,7 +26,9 @@ How (the engine, ``refnet.gradcheck.probes``, has the formulas):
   smallest entry's, so a small entry is not diluted by a large one beside it.
 * Kinks (ReLU at 0, tied maxima in a pool): the one-sided slopes differ by the same jump
   at every step. A block holding one is split in halves until the kink entries are
-  isolated; they are excluded and listed, every other entry is still judged.
+  isolated; the step of each shrinks until the kink is outside it (then the entry is
+  judged) or the rounding noise allows no shorter step (then it is excluded and listed, at
+  or within that step of a kink). Every other entry is still judged.
 * Modes: "full" probes every entry (default up to ``max_full`` entries); "directional"
   probes <= 256 random disjoint blocks covering every entry plus 4 dense directions over
   the entries that are not kinks (a dense direction that still meets one is split, not
@@ -59,6 +61,7 @@ from refnet.gradcheck.inputs import checker_rng  # noqa: F401
 from refnet.gradcheck.probes import LinearMap, check_argument  # noqa: F401
 from refnet.gradcheck.report import (ArgCheck, GradcheckError, GradcheckReport,  # noqa: F401
                                      GradcheckWarning)
+from refnet.gradcheck.second_order import check_hvp, check_jvp, check_model_hvp, check_module_jvp  # noqa: F401,E501
 
 
 __all__ = ["check_op", "check_loss", "check_module", "power", "GradcheckReport", "ArgCheck",

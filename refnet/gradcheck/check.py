@@ -26,14 +26,18 @@ def check_op(forward, backward, args, kwargs=None, *, rtol=RTOL, atol=0.0, mode=
              max_full=MAX_FULL, step=STEP, nondet_tol=0.0, raise_exception=False, _fd_cache=None):
     """Check ``backward(dout, cache)`` against ``forward(*args, **kwargs) -> (out, cache)``.
 
-    Every floating-point array in ``args`` (a tuple) is checked (promoted to float64 with a
-    GradcheckWarning); ``None`` args must get ``None`` gradients; integer arrays (labels)
-    are not differentiated. ``mode``: "auto" (full up to ``max_full`` entries, directional
-    above), "full", "directional" or "fast" (one random Gaussian direction per argument:
-    cheap, less power). ``atol``: an absolute scale below which entries are not judged
-    relatively (default 0: floors relative to the gradients). ``nondet_tol``: how far a
-    second run of forward and backward on the same inputs may differ (default 0: bitwise
-    equal). ``raise_exception=True`` raises GradcheckError unless the status is ok.
+    Every floating-point array in ``args`` (a tuple), 0-d arrays and NumPy float scalars
+    included, is checked (promoted to float64 with a GradcheckWarning); ``None`` args must
+    get ``None`` gradients; any other argument (integer labels, a Python float or a list)
+    is passed through, listed as not differentiated, and makes the report inconclusive if
+    backward returns a gradient for it (nothing checked that gradient). With no
+    floating-point array at all, nothing is checked and the status is inconclusive.
+    ``mode``: "auto" (full up to ``max_full`` entries, directional above), "full",
+    "directional" or "fast" (one random Gaussian direction per argument: cheap, less power).
+    ``atol``: an absolute scale below which entries are not judged relatively (default 0:
+    floors relative to the gradients). ``nondet_tol``: how far a second run of forward and
+    backward on the same inputs may differ (default 0: bitwise equal).
+    ``raise_exception=True`` raises GradcheckError unless the status is ok.
     ``_fd_cache`` is internal: a dict through which the power campaign's mutants of one
     configuration share their finite differences.
     """
@@ -43,8 +47,11 @@ def check_op(forward, backward, args, kwargs=None, *, rtol=RTOL, atol=0.0, mode=
     args, kwargs = inputs.args_tuple(where, args), inputs.kwargs_dict(where, kwargs)
     opts = inputs.options(where, rtol=rtol, atol=atol, mode=mode, max_full=max_full, step=step,
                           nondet_tol=nondet_tol)
-    rng = checker_rng(seed)
+    rng = checker_rng(inputs.seed(where, seed))
     names = inputs.arg_names(forward, len(args))
+    for i, (n, a) in enumerate(zip(names, args)):
+        inputs.real(where, f"args[{i}] {n!r}", a)
+    inputs.finite_kwargs(where, kwargs)
     args = [promote(where, n, a, stacklevel=3) for n, a in zip(names, args)]
     for i, (n, a) in enumerate(zip(names, args)):
         inputs.finite(f"{where}(args[{i}] {n!r})", a)
@@ -57,7 +64,8 @@ def check_op(forward, backward, args, kwargs=None, *, rtol=RTOL, atol=0.0, mode=
     problems = [what for what, was, now in (
         ("backward modified dout", dout_before, dout), ("backward modified the cache", cache_before, cache),
         ("forward or backward modified the inputs", inputs_before, args)) if was != fingerprint(now)]
-    targets = _align(names, args, grads, problems)
+    unchecked = []
+    targets = _align(names, args, grads, problems, unchecked)
     dout = pristine  # a backward that modified dout is reported; the numbers use the original
     out2, cache2 = forward(*args, **kwargs)
     problems += inputs.nondeterminism("forward", [("out", out)], [("out", out2)], nondet_tol)
@@ -69,7 +77,9 @@ def check_op(forward, backward, args, kwargs=None, *, rtol=RTOL, atol=0.0, mode=
         return backend.scalar(xp.sum(dout * forward(*args, **kwargs)[0]))
 
     report = GradcheckReport(getattr(forward, "__name__", "op"),
-                             _compare(evaluate, targets, rng, opts, _fd_cache), problems, rtol, mode)
+                             _compare(evaluate, targets, rng, opts, _fd_cache), problems, rtol, mode, unchecked,
+                             "" if any(map(inputs.is_float_array, args)) else
+                             "nothing was checked: no argument is a floating-point array")
     return _finish(report, raise_exception)
 
 
@@ -77,6 +87,8 @@ def check_loss(loss_fn, logits, labels, *, rtol=RTOL, atol=0.0, mode="auto", see
                max_full=MAX_FULL, step=STEP, nondet_tol=0.0, raise_exception=False, _fd_cache=None):
     """Check ``loss_fn(logits, labels) -> (loss, dlogits)`` (e.g. softmax_cross_entropy)."""
     inputs.callable_("check_loss", "loss_fn", loss_fn)
+    inputs.seed("check_loss", seed)
+    inputs.real("check_loss", "logits", logits)
 
     def forward(logits, labels):
         result = loss_fn(logits, labels)
@@ -100,9 +112,10 @@ def check_module(module, x, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max_ful
     current train/eval mode, and that backward adds (+=) into ``.grad``.
 
     Parameters are perturbed in place and buffers (running statistics) restored after
-    every forward, so a check costs six forwards per probe measurement (and five more), no
-    state-dict reloads. The module is left as found (parameters, buffers, ``.grad``). A
-    module that is not float64 is checked on a float64 copy (with a GradcheckWarning).
+    every forward, so a check costs six forwards per probe measurement (at least one per
+    probe, and one per probe of the rounding-noise pool) and five more, no state-dict
+    reloads. The module is left as found (parameters, buffers, ``.grad``). A module that is
+    not float64 is checked on a float64 copy (with a GradcheckWarning).
     Options as in ``check_op``.
     """
     from refnet.nn.module import Module
@@ -111,7 +124,8 @@ def check_module(module, x, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max_ful
         raise TypeError(f"{where}(module): got {type(module).__name__}, expected a refnet.nn.Module")
     opts = inputs.options(where, rtol=rtol, atol=atol, mode=mode, max_full=max_full, step=step,
                           nondet_tol=nondet_tol)
-    rng = checker_rng(seed)
+    rng = checker_rng(inputs.seed(where, seed))
+    inputs.real(where, "x", x)
     if not inputs.is_float_array(x):
         raise TypeError(f"{where}(x): got {type(x).__name__}"
                         f"{' of dtype ' + str(x.dtype) if hasattr(x, 'dtype') else ''}, "
@@ -124,6 +138,7 @@ def check_module(module, x, *, rtol=RTOL, atol=0.0, mode="auto", seed=0, max_ful
         module = copy.deepcopy(module).double()
     params = list(module.named_parameters())
     for n, p in params:
+        inputs.real(where, f"parameter {n!r}", p.data)
         inputs.finite(f"{where}(parameter {n!r})", p.data)
     buffers = _Buffers(module)
     grads_before = [p.grad.copy() for _, p in params]
@@ -150,6 +165,7 @@ def _module_backward(module, x, params, buffers, rng, nondet_tol):
     module.zero_grad()
     x_before = fingerprint(x)
     y = module(x)
+    inputs.float_output("check_module: the module's output", y)
     inputs.finite("check_module: the module's output", y)
     dy = backend.array_module(y).asarray(rng.standard_normal(y.shape))
     dy_before, pristine = fingerprint(dy), dy.copy()
@@ -218,14 +234,28 @@ def _compare(evaluate, targets, rng, opts, cache):
     return checks
 
 
-def _align(names, args, grads, problems):
-    """[(name, array, analytic grad as float64 numpy, or a failed ArgCheck)] for float args."""
+def _align(names, args, grads, problems, unchecked=None):
+    """[(name, array, analytic grad as float64 numpy, or an ArgCheck)] for float args; the
+    other arguments go to ``unchecked`` as (name, what it is), unless backward returned a
+    gradient for one: that is an inconclusive ArgCheck, since nothing checked it."""
     grads = tuple(grads) if isinstance(grads, (tuple, list)) else (grads,)
     if len(grads) != len(args):
         problems.append(f"backward returned {len(grads)} gradient(s) for {len(args)} argument(s)")
         grads = grads + (None,) * (len(args) - len(grads))
     targets = []
     for name, a, g in zip(names, args, grads):
+        if inputs.is_float_array(a) and a.ndim == 0 and isinstance(g, (int, float, np.number)):
+            g = np.asarray(g, dtype=np.float64)  # a scalar's gradient may be a plain number
+        if a is not None and not inputs.is_float_array(a):
+            what = inputs.describe(a)
+            if g is not None:
+                targets.append((name, a, ArgCheck(
+                    name, tuple(np.shape(a)), status="inconclusive", n_entries=int(np.size(a)),
+                    note=f"backward returned a gradient for it, but it is {what}, not a floating-point "
+                         f"array, so it was not checked (pass np.asarray({name}, dtype=np.float64))")))
+            elif unchecked is not None:
+                unchecked.append((name, what))
+            continue
         if inputs.is_float_array(a):
             if g is None or not hasattr(g, "shape") or tuple(g.shape) != tuple(a.shape):
                 what = "None" if g is None else (f"shape {tuple(g.shape)}" if hasattr(g, "shape")

@@ -60,6 +60,36 @@ def options(where, *, rtol, atol, mode, max_full, step, nondet_tol):
             "nondet_tol": _number(where, "nondet_tol", nondet_tol, False)}
 
 
+def seed(where, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{where}(seed): got {value!r}, expected an integer >= 0")
+    return int(value)
+
+
+def real(where, name, a):
+    """TypeError for a complex array: its gradient is not what a real check measures."""
+    if hasattr(a, "dtype") and a.dtype.kind == "c":
+        raise TypeError(f"{where}({name}): got {describe(a)}, expected a real floating-point array "
+                        "(complex inputs are not checked)")
+
+
+def float_output(what, out):
+    """TypeError for an output that is not floating point (an integer output has no gradient)."""
+    if hasattr(out, "dtype") and out.dtype.kind != "f":
+        raise TypeError(f"{what}: got {describe(out)}, expected a floating-point array")
+
+
+def finite_kwargs(where, kwargs):
+    """ValueError naming the keyword of the first non-finite number, array or list of numbers."""
+    for key, value in kwargs.items():
+        if isinstance(value, (list, tuple)):
+            try:
+                value = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                continue  # not numbers: nothing to check
+        finite(f"{where}(kwargs[{key!r}])", value)
+
+
 def arg_names(fn, count):
     try:
         params = list(inspect.signature(fn).parameters)
@@ -70,6 +100,13 @@ def arg_names(fn, count):
 
 def is_float_array(a):
     return hasattr(a, "dtype") and hasattr(a, "shape") and a.dtype.kind == "f"
+
+
+def describe(a):
+    """What an argument is, in a few words: "float", "list", "int64 array"."""
+    if hasattr(a, "dtype") and hasattr(a, "shape"):
+        return f"{a.dtype} {'array' if len(a.shape) else 'scalar'}"
+    return type(a).__name__
 
 
 def promote(where, name, a, stacklevel=2):
@@ -106,6 +143,9 @@ def forward_pair(where, forward, args, kwargs):
     if not (hasattr(out, "shape") and hasattr(out, "dtype") or isinstance(out, (float, np.floating))):
         raise TypeError(f"{where}(forward): {name} returned out of type {type(out).__name__}, "
                         "expected an array (or a float)")
+    if hasattr(out, "dtype") and out.dtype.kind != "f":
+        raise TypeError(f"{where}(forward): {name} returned out of dtype {out.dtype}, "
+                        "expected a floating-point array")
     finite(f"{where}(forward): {name}'s output", out)
     return result
 

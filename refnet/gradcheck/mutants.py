@@ -2,7 +2,9 @@
 
 A mutant is (name, target, change): ``change(g, grads, dout)`` returns the wrong gradient of
 ``target`` from the right one ``g`` (``grads``: every right gradient by name; ``dout``: the
-upstream gradient). Generic mutants apply to every argument; structural ones are the slips
+upstream gradient). A name that starts with CONTROL is a change below the tolerance (one
+entry scaled by 1 + 0.3 rtol): it must not come out failed, next to its near-threshold twin
+(1 + 10 rtol), which must. Generic mutants apply to every argument; structural ones are the slips
 people make in a given layer (BatchNorm without its mean or variance path, LayerNorm over
 the wrong axis, WeightNorm without the projection, conv's dw transposed or flipped). The
 entry a one-entry mutant changes is never at a kink: there no finite difference can see it.
@@ -10,8 +12,13 @@ entry a one-entry mutant changes is never at a kink: there no finite difference 
 
 import numpy as np
 
+from refnet.gradcheck.check import FLOOR, RTOL
+
 ONE_ENTRY = 1e-3  # "one entry off by 0.1% of the largest"
 SCALE = 1.001     # "a mis-scaled gradient"
+NEAR = 10.0       # one entry scaled by 1 + NEAR * rtol: an error of 10x the tolerance, must fail
+BELOW = 0.3       # one entry scaled by 1 + BELOW * rtol: within the tolerance, must not fail
+CONTROL = "control: "  # a planted change that is not an error at rtol: it must not come out failed
 
 
 def generic(name, shape, kinks, rng):
@@ -32,10 +39,26 @@ def generic(name, shape, kinks, rng):
             g[typical] = -g[typical]
         return g
 
+    pick = rng.random()
+
+    def near(g, grads, dout):  # a random entry judged on its own scale (|g_j| >= FLOOR max|g|)
+        flat = np.abs(g.reshape(-1))
+        big = free[flat[free] >= FLOOR * flat.max(initial=0.0)] if flat.size else free
+        if big.size:
+            g.reshape(-1)[big[int(pick * big.size)]] *= 1 + NEAR * RTOL
+        return g
+
+    def below(g, grads, dout):  # the largest entry: beside small ones, the hardest not to flag
+        flat = g.reshape(-1)
+        flat[free[int(np.argmax(np.abs(flat[free])))]] *= 1 + BELOW * RTOL
+        return g
+
     return [("one entry +-0.1% of max", name, one_entry),
             ("scaled x1.001", name, lambda g, grads, dout: g * SCALE),
             ("transposed", name, lambda g, grads, dout: _transposed(g)),
-            ("one sign flipped", name, flipped)]
+            ("one sign flipped", name, flipped),
+            ("one entry x(1+10 rtol)", name, near),
+            (CONTROL + "one entry x(1+0.3 rtol)", name, below)]
 
 
 def _typical(g, free):
@@ -130,7 +153,7 @@ def structural(setup):
     if setup.kind != "module":
         return []
     m, x = setup.fn, setup.args[0]
-    if isinstance(m, (norm.BatchNorm1d, norm.BatchNorm2d)) and m.training:
+    if isinstance(m, (norm.BatchNorm1d, norm.BatchNorm2d)) and (m.training or not m.track_running_stats):
         return batchnorm(x, None if m.weight is None else m.weight.data, m.eps)
     if isinstance(m, norm.LayerNorm):
         lead = x.ndim - len(m.normalized_shape)

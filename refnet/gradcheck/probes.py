@@ -17,11 +17,15 @@ evaluations of phi(t) = F(x + t d), at t = +-h, +-2h, +-4h (phi(0) = f0 is share
     trunc = |r1 - r2| / 15                           the error of r1, far more than c's
     noise = 3 delta / h                              delta: rounding noise of one evaluation
 
-delta is measured, not assumed: N6 = phi(4h) + phi(-4h) - 20 (phi(2h) + phi(-2h)) + 64 (phi(h)
-+ phi(-h)) - 90 f0 cancels phi's Taylor terms up to h^4, so it is rounding alone, of standard
-deviation sqrt(17094) delta; delta is the median of |N6| / 88.2 over the argument's first
-probes (at least MIN_POOL), never less than an ulp of f0 or the difference of two evaluations
-at x. A probe's own |N6| raises its noise where it is noisier than the median.
+delta is measured, not assumed: at a step h_n = NOISE_STEP * h far below the judged ones,
+M = 16 (phi(h_n) - phi(-h_n)) - 10 (phi(2h_n) - phi(-2h_n)) + phi(4h_n) - phi(-4h_n) cancels
+phi's odd Taylor terms up to h_n^3 and has no even part, so neither curvature nor a kink at
+the point (|t| is even) reaches it: it is rounding alone, of standard deviation sqrt(714)
+delta. delta is the median of |M| / 18.0 over up to POOL of the argument's first probes (at
+least MIN_POOL), never less than an ulp of f0 or the difference of two evaluations at x.
+A probe's own N6 = phi(4h) + phi(-4h) - 20 (phi(2h) + phi(-2h)) + 64 (phi(h) + phi(-h)) - 90 f0
+(rounding alone for a smooth phi, of standard deviation sqrt(17094) delta) raises its noise
+where it is noisier than the pool.
 
 Smooth or not: with the slope jumps j_k = (phi(kh) - 2 f0 + phi(-kh)) / kh, a smooth phi has
 e2 = 8 e1 (e1 = j2 - 2 j1, e2 = j4 - 2 j2) and d2 = 4 d1 (d1 = c2 - c1, d2 = c4 - c2). A kink
@@ -29,9 +33,12 @@ inside the step breaks one of the two wherever it sits; then trunc = |r1 - r2| a
 becomes max(noise, |e1|, |e2|), which bounds c's error for one kink anywhere in +-4h
 (tests/test_gradcheck_engine.py sweeps it). u = trunc + noise.
 
-A kink at the point itself shows the same jump at h, 2h and 4h (and at h/1000): a probe of
-several entries is then split in halves, recursively, until the kink entries are isolated;
-they alone are excluded and listed, every other entry is judged. Otherwise the step adapts
+A kink at the point, or within about h/4 of it, shows the same jump at h, 2h and 4h: a probe
+of several entries is then split in halves, recursively, until the kink entries are isolated.
+For one entry the step shrinks by KINK_SHRINK until the kink is outside it (an entry 1e-8
+from a ReLU's kink is judged at a step below 1e-8) or until the step is as short as the
+rounding noise allows (3 delta / h = tol / 4); only then is the entry excluded, listed as at
+or within that step of a kink. Every other entry is judged. Otherwise the step adapts
 until u <= tol / 4 (tol = rtol * s): by the factor that balances trunc ~ h^4 against noise
 ~ 1/h, by 1/8 where phi is not smooth in the step, at most MAX_TRIES steps; a probe that
 stays too curved for its tolerance is split too.
@@ -49,7 +56,10 @@ would come out failed at rtol -> 0. An argument is ok only when every probe is o
 entry that is not a kink lies in one. Full mode probes every entry alone (e_j); directional
 mode probes <= MAX_BLOCKS random disjoint +-1 blocks covering every entry, then N_DENSE
 Gaussian directions over the entries that are not kinks; fast mode one Gaussian direction.
-A failed probe of several entries is bisected to the entry responsible.
+A probe of several entries whose error exceeds its tolerance (failed, or inconclusive
+because of the error) by less than sum_j |w_j| rtol s_j (what entries each within their own
+tolerance could add up to) is split until it is clear; a failed probe of several entries is
+bisected to the entry responsible.
 """
 
 import numpy as np
@@ -62,8 +72,12 @@ MAX_BLOCKS = 256   # block directions in directional mode
 N_DENSE = 4        # dense random directions in directional mode
 MAX_TRIES = 8      # steps tried per probe (h, then the step that balances truncation and noise)
 MIN_POOL = 8       # probes at least behind the pooled rounding noise
-KINK_SHRINK = 1e-3  # a kink seen at h must still be there, with the same jump, at h * this
+POOL = 32          # probes at most behind it (a median of 32 is within ~25%)
+NOISE_STEP = 1e-3  # the pooled noise is measured at this fraction of the first step
+KINK_SHRINK = 1e-2  # a kink seen within the step h is looked for again at h * this, ...
+KINK_STEPS = 6      # ... at most this many times, before the entry is excluded
 _MEDIAN_ABS_N6 = 0.674 * np.sqrt(17094.0)  # median |N6| of pure rounding noise, in units of delta
+_MEDIAN_ABS_M = 0.674 * np.sqrt(714.0)     # the same for the odd combination M (pool_noise)
 
 
 class LinearMap:
@@ -128,6 +142,11 @@ class _Measured:
         return same and j > max(10 * self.noise, 0.1 * tol)
 
 
+def verdict(err, u, tol):
+    """failed: no noise explains err; ok: within tol with room for the noise; else inconclusive."""
+    return "failed" if err > tol + 2 * u else ("ok" if err + u <= tol and 3 * u <= tol else "inconclusive")
+
+
 def _ratio_holds(small, big, ratio, noise):
     return max(abs(small), abs(big)) <= 4 * noise or abs(big - ratio * small) <= 0.3 * abs(big)
 
@@ -142,7 +161,7 @@ class _Engine:
         # x + h must move x by h to ~1e-10 relative, whatever the size of x
         self.h0 = max(step, 1e-6 * float(np.abs(backend.asnumpy(data)).max(initial=0.0)))
         self.delta = EPS * abs(f0)
-        self.kinks, self.covered = [], np.zeros(data.size, dtype=bool)
+        self.kinks, self.covered, self.kink_step = [], np.zeros(data.size, dtype=bool), 0.0
         self.judged = []  # (probe, err, u, s)
         self.n_probes = 0
 
@@ -176,25 +195,33 @@ class _Engine:
         return _Measured(self.values(probe, h), self.f0, h, self.delta)
 
     def pool_noise(self, probes, rng):
-        """delta: the rounding noise of one evaluation, from the first step of ``probes``.
+        """delta: the rounding noise of one evaluation, measured on up to POOL probes.
 
-        N6 = phi(4h) + phi(-4h) - 20 (phi(2h) + phi(-2h)) + 64 (phi(h) + phi(-h)) - 90 f0
-        cancels phi's even Taylor terms up to h^4 (the 4th differences at h and 2h, D4(2h) -
-        16 D4(h)), so for a smooth phi it is rounding alone, of standard deviation
-        sqrt(17094) delta; the median of |N6| over the probes, / 88.2, estimates delta.
-        Probes that look like a kink at the point (the same jump at h, 2h and 4h) are left out.
+        At a step h_n = NOISE_STEP * h0, far below any step a probe is judged at,
+        M = 16 (phi(h_n) - phi(-h_n)) - 10 (phi(2h_n) - phi(-2h_n)) + (phi(4h_n) - phi(-4h_n))
+        cancels phi's odd Taylor terms up to h_n^3 (what is left, 12 h_n^5 phi^(5), is far
+        below rounding), and it holds no even part at all, so a kink at the point (a ReLU
+        input at 0, a tie in a max-pool window: |t| is even) leaves it untouched. It is
+        rounding alone, of standard deviation sqrt(714) delta; the median of |M| over the
+        probes, / 18.0, estimates delta. Kinks near the point, not at it, are the only thing
+        that can still reach M, and the tiny step keeps them to a few probes, which the median
+        ignores. (Measured at the probes' own step, most blocks of a large input full of kinks
+        hold a kink within the step, and their slope jumps once read as noise 1e8 times too
+        large: the step then grew over more kinks and correct backwards failed.)
         With fewer than MIN_POOL probes (fast mode, a small argument), random dense directions
         are added to the pool: a median of one or two samples could be far too small.
         """
-        n6, f0, n = [], self.f0, self.data.size
-        extra = [_Probe(np.arange(n), rng.standard_normal(n), dense=True) for _ in range(MIN_POOL - len(probes))]
-        for p in list(probes) + extra:
-            m = _Measured(self.values(p, self.h0), f0, self.h0, 0.0)
-            if not m.kink_like(0.0):
-                p1, m1, p2, m2, p4, m4 = self.values(p, self.h0)
-                n6.append(abs(p4 + m4 - 20 * (p2 + m2) + 64 * (p1 + m1) - 90 * f0))
-        if n6:
-            self.delta = max(self.delta, float(np.median(n6)) / _MEDIAN_ABS_N6)
+        n = self.data.size
+        pool = list(probes)
+        if len(pool) > POOL:
+            pool = [pool[i] for i in np.sort(rng.choice(len(pool), POOL, replace=False))]
+        pool += [_Probe(np.arange(n), rng.standard_normal(n), dense=True) for _ in range(MIN_POOL - len(pool))]
+        h = self.h0 * NOISE_STEP
+        odd = []
+        for p in pool:
+            p1, m1, p2, m2, p4, m4 = self.values(p, h)
+            odd.append(abs(16 * (p1 - m1) - 10 * (p2 - m2) + (p4 - m4)))
+        self.delta = max(self.delta, float(np.median(odd)) / _MEDIAN_ABS_M)
 
     # --- one probe -------------------------------------------------------------------
     def tolerance(self, probe):
@@ -202,18 +229,19 @@ class _Engine:
         return s, self.rtol * s
 
     def resolve(self, probe):
-        """("judged", Measured) | ("kink", None) | ("split", None) for one probe."""
+        """("judged", Measured, near) | ("kink", near) | ("split", None) for one probe; near:
+        the shortest step at which a kink was still seen within the step (None: no kink)."""
         s, tol = self.tolerance(probe)
-        h, tries = self.h0, []
+        h, h_max, near, tries = self.h0, np.inf, None, []
         for _ in range(MAX_TRIES):
             m = self.measure(probe, h)
             if m.kink_like(tol):
                 if probe.size > 1:
                     return "split", None
-                small = self.measure(probe, h * KINK_SHRINK)
-                if small.kink_like(tol) and abs(small.j1 - m.j1) <= 0.25 * abs(m.j1):
-                    return "kink", None
-                h, m = h * KINK_SHRINK, small
+                near, m = self.shrink_past_kink(probe, h, tol)
+                if m is None:
+                    return "kink", near
+                h = h_max = m.h  # a longer step would straddle the kink again
             tries.append(m)
             if m.u <= tol / 4:
                 break
@@ -223,26 +251,66 @@ class _Engine:
                 4.0 if m.trunc <= 0.2 * m.noise else min(8.0, (m.noise / (4 * m.trunc)) ** 0.2))
             if 0.8 < factor < 1.25 and m.smooth:
                 break  # already at the best step: more tries cannot lower u
-            h *= max(factor, 1 / 8)
+            h, was = min(h * max(factor, 1 / 8), h_max), h
+            if h == was:
+                break
         best = min(tries, key=lambda t: t.u)
         if best.u > tol / 2 and (not best.smooth or best.trunc >= best.rough) and probe.size > 1:
             return "split", None  # not smooth, or curved too much along d: fewer entries help
-        return "judged", best
+        return "judged", best, near
+
+    def shrink_past_kink(self, probe, h, tol):
+        """A kink seen within the step h of one entry (the same slope jump at h, 2h, 4h): shrink
+        the step by KINK_SHRINK until the kink is no longer inside it, (h, Measured at the
+        shorter step), or until the step is as short as the rounding noise allows anything to
+        be judged (3 delta / h = tol / 4), (h, None): then the entry is excluded, at or within
+        h of a kink.
+        An entry at 1e-8 from a ReLU's kink is judged at a step below 1e-8, not excluded."""
+        h_min = 12 * self.delta / tol
+        for _ in range(KINK_STEPS):
+            shorter = max(h * KINK_SHRINK, h_min)
+            if shorter >= h:
+                break
+            m = self.measure(probe, shorter)
+            if not m.kink_like(tol):
+                return h, m
+            h = shorter
+        return h, None
 
     def run(self, probe):
-        """Judge a probe, splitting it around kinks; records kinks, coverage and verdicts."""
+        """Judge a probe, splitting it around kinks; records kinks, coverage and verdicts.
+
+        An entry judged only after the step shrank past a kink, whose verdict is still
+        inconclusive at that step, is excluded like a kink (at or within that step of one)."""
         stack = [probe]
         while stack:
             p = stack.pop()
-            what, m = self.resolve(p)
+            what, m, *near = self.resolve(p)
             if what == "split":
                 stack.extend(p.halves())
             elif what == "kink":
-                self.kinks.append(int(p.support[0]))
+                self.exclude(p, m)
             else:
-                s, _ = self.tolerance(p)
+                s, tol = self.tolerance(p)
                 err = abs(self.analytic.apply(p.support, p.weights) - m.c)
-                self.judged.append((p, err, m.u, s))
+                status = verdict(err, m.u, tol)
+                if near[0] is not None and status == "inconclusive":
+                    self.exclude(p, near[0])
+                elif p.size > 1 and status != "ok" and err + m.u > tol and err <= self.within_each(p) + 2 * m.u:
+                    stack.extend(p.halves())  # each entry may be within its own tolerance: judge apart
+                else:
+                    self.judged.append((p, err, m.u, s))
+
+    def within_each(self, probe):
+        """The largest disagreement of a probe whose every entry is off by at most its own
+        tolerance, rtol * s_j: sum_j |w_j| rtol s_j. A probe is judged against its smallest
+        entry's tolerance (so that one wrong entry shows beside large ones); an error beyond
+        that but below this bound could come from entries each within theirs: split it."""
+        return self.rtol * float(np.abs(probe.weights) @ self.scale[probe.support])
+
+    def exclude(self, probe, step):
+        self.kinks.append(int(probe.support[0]))
+        self.kink_step = max(self.kink_step, step)
 
     def locate(self, probe):
         """Bisect a failing probe to the entry with the largest excess error."""
@@ -283,6 +351,13 @@ def check_argument(name, data, evaluate, analytic, rng, *, f0, rtol, floor, floo
     check = ArgCheck(name, tuple(data.shape), mode, n_entries=n)
     if n == 0:
         return check
+    if data.ndim == 0:  # a scalar: probed through a one-entry view of it, reported with shape ()
+        check = check_argument(name, data.reshape(1), evaluate, analytic, rng, f0=f0, rtol=rtol, floor=floor,
+                               floor_abs=floor_abs, mode=mode, step=step, delta_min=delta_min,
+                               max_blocks=max_blocks, n_dense=n_dense, cache=cache)
+        check.shape, check.kinks = (), [() for _ in check.kinks]
+        check.index = None if check.index is None else ()
+        return check
     eng = _Engine(name, data, evaluate, analytic, f0, rtol, floor, floor_abs, step,
                   {} if cache is None else cache)
     eng.delta = max(eng.delta, delta_min)
@@ -302,8 +377,7 @@ def _verdict(check, eng, mode):
     rtol, shape = eng.rtol, eng.data.shape
     statuses, worst = [], None
     for p, err, u, s in eng.judged:
-        tol = rtol * s
-        status = "failed" if err > tol + 2 * u else ("ok" if err + u <= tol and 3 * u <= tol else "inconclusive")
+        status = verdict(err, u, rtol * s)
         statuses.append(status)
         if status != "inconclusive" and not p.dense:
             eng.covered[p.support] = True
@@ -318,6 +392,7 @@ def _verdict(check, eng, mode):
             if status != "inconclusive":
                 eng.covered[p.support] = True
     check.kinks = [tuple(int(i) for i in np.unravel_index(k, shape)) for k in sorted(eng.kinks)]
+    check.kink_step = eng.kink_step
     check.n_covered, check.n_probes = int(eng.covered.sum()), eng.n_probes
     check.status = combined_status(statuses)
     uncovered = check.n_entries - check.n_kinks - check.n_covered

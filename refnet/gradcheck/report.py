@@ -34,7 +34,8 @@ class ArgCheck:
         relative to its scale and absolute.
     index: the entry with the largest relative error (full mode), or the entry a failing
         probe was bisected to (directional and fast modes).
-    kinks: every entry excluded because it sits at a kink (one-sided slopes differ).
+    kinks: every entry excluded because it sits at or within ``kink_step`` of a kink (the
+        one-sided slopes still differed at that step, and no shorter step could be judged).
     n_entries, n_covered: entries, and entries inside a probe that was judged.
     """
     name: str
@@ -49,6 +50,7 @@ class ArgCheck:
     n_entries: int = 0
     n_covered: int = 0
     kinks: list = field(default_factory=list)
+    kink_step: float = 0.0
     note: str = ""
 
     @property
@@ -75,17 +77,23 @@ def combined_status(statuses):
 class GradcheckReport:
     """``ok`` (bool), ``status``; ``errors``: {name: ArgCheck}; ``problems``: what failed
     outside the numbers (a mutated input, a missing gradient, a backward that assigns
-    instead of adding, a backward that is not deterministic). ``print(report)`` gives a table."""
+    instead of adding, a backward that is not deterministic); ``unchecked``: [(name, what)]
+    for the arguments passed through undifferentiated; ``note``: why nothing was checked,
+    if so. With no ArgCheck at all the status is inconclusive, never ok. ``print(report)``
+    gives a table."""
 
-    def __init__(self, title, checks, problems, rtol, mode="auto"):
-        self.title, self.rtol, self.mode = title, rtol, mode
+    def __init__(self, title, checks, problems, rtol, mode="auto", unchecked=(), note=""):
+        self.title, self.rtol, self.mode, self.note = title, rtol, mode, note
         self.errors = {c.name: c for c in checks}
         self.problems = list(problems)
+        self.unchecked = list(unchecked)  # [(name, what it is)]: arguments passed through, not differentiated
 
     @property
     def status(self):
         if self.problems:
             return "failed"
+        if not self.errors:  # nothing was checked: that is not a pass
+            return "inconclusive"
         return combined_status(c.status for c in self.errors.values())
 
     @property
@@ -122,14 +130,18 @@ class GradcheckReport:
             if c.kinks:
                 shown = ", ".join(str(k) for k in c.kinks[:SHOWN_KINKS])
                 more = f" and {c.n_kinks - SHOWN_KINKS} more" if c.n_kinks > SHOWN_KINKS else ""
-                lines.append(f"  {c.name}: {c.n_kinks} entr{'y' if c.n_kinks == 1 else 'ies'} at a kink "
-                             f"excluded: {shown}{more}")
+                lines.append(f"  {c.name}: {c.n_kinks} entr{'y' if c.n_kinks == 1 else 'ies'} at or within "
+                             f"{c.kink_step:.0e} of a kink excluded: {shown}{more}")
             if c.note:
                 lines.append(f"  {c.name}: {c.note}")
         if any(c.mode == "fast" for c in self.errors.values()):
             lines.append("  fast mode: one random Gaussian direction per argument; a wrong entry is caught "
                          "unless its weight there is tiny, and errors in several entries can nearly cancel "
                          "(full and directional modes judge every entry)")
+        if self.note:
+            lines.append(f"  {self.note}")
+        if self.unchecked:
+            lines.append("  not differentiated: " + ", ".join(f"{n!r} ({what})" for n, what in self.unchecked))
         lines += [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)
 

@@ -126,9 +126,10 @@ def _conv2d_nobias(rng, large):
     return _op("conv2d_forward", args, {"stride": 3, "padding": 2})
 
 
-@_case("maxpool2d", "post-ReLU x (2,2,6,5), kernel 2: zeros and tied windows; large: (4,8,16,16)")
+@_case("maxpool2d", "post-ReLU x (2,2,6,5), kernel 2: zeros and tied windows; large: (4,8,24,24)")
 def _maxpool2d(rng, large):
-    x = _post_relu(rng, *((4, 8, 16, 16) if large else (2, 2, 6, 5)))
+    # large: 18432 entries, nearly every directional block holds a tie (the pooled noise must not see them)
+    x = _post_relu(rng, *((4, 8, 24, 24) if large else (2, 2, 6, 5)))
     return _op("maxpool2d_forward", (x,), {"kernel_size": 2}, {"x": _pool_ties(x, (2, 2), (2, 2))})
 
 
@@ -145,9 +146,10 @@ def _avgpool2d(rng, large):
     return _op("avgpool2d_forward", (x,), {"kernel_size": (3, 2), "stride": (2, 1)})
 
 
-@_case("relu", "x (6,8) with 10% exact zeros; large: (64,64)")
+@_case("relu", "x (6,8) with 10% exact zeros; large: (128,128)")
 def _relu(rng, large):
-    x = _with_zeros(rng, _randn(rng, *((64, 64) if large else (6, 8))))
+    # large: blocks of 64 entries, nearly every one holding a zero (the pooled noise must not see them)
+    x = _with_zeros(rng, _randn(rng, *((128, 128) if large else (6, 8))))
     return _op("relu_forward", (x,), kinks={"x": x == 0})
 
 
@@ -303,6 +305,77 @@ def _nn_wn_conv(rng, large):
     return _module(m, _randn(rng, *x_shape))
 
 
+@_case("nn.Linear(bias=False)", "Linear(5, 4, bias=False); large: Linear(64, 48) on (32,64)", "module")
+def _nn_linear_nobias(rng, large):
+    L, _ = _layers()
+    d, o, n = (64, 48, 32) if large else (5, 4, 3)
+    return _module(L.Linear(d, o, bias=False, rng=rng, dtype=np.float64), _randn(rng, n, d))
+
+
+@_case("nn.Linear+1e4", "Linear(5, 4) with its bias + 1e4 (an output offset); large: Linear(64, 48) on (32,64)",
+       "module")
+def _nn_linear_offset(rng, large):
+    L, _ = _layers()
+    d, o, n = (64, 48, 32) if large else (5, 4, 3)
+    m = L.Linear(d, o, rng=rng, dtype=np.float64)
+    m.bias.data += 1e4
+    return _module(m, _randn(rng, n, d))
+
+
+@_case("nn.Conv2d(bias=False)", "Conv2d(2, 3, 3, padding=1, bias=False) on (2,2,4,5); large: Conv2d(8, 8, 3) on "
+       "(4,8,10,10)", "module")
+def _nn_conv2d_nobias(rng, large):
+    L, _ = _layers()
+    c, f, x_shape = (8, 8, (4, 8, 10, 10)) if large else (2, 3, (2, 2, 4, 5))
+    return _module(L.Conv2d(c, f, 3, padding=1, bias=False, rng=rng, dtype=np.float64), _randn(rng, *x_shape))
+
+
+@_case("nn.Conv2d+1e3", "Conv2d(2, 3, 3, stride 2) with its bias + 1e3 on (2,2,5,5); large: Conv2d(8, 8, 3) on "
+       "(4,8,10,10)", "module")
+def _nn_conv2d_offset(rng, large):
+    L, _ = _layers()
+    c, f, stride, x_shape = (8, 8, 1, (4, 8, 10, 10)) if large else (2, 3, 2, (2, 2, 5, 5))
+    m = L.Conv2d(c, f, 3, stride=stride, rng=rng, dtype=np.float64)
+    m.bias.data += 1e3
+    return _module(m, _randn(rng, *x_shape))
+
+
+@_case("nn.BatchNorm1d.eval", "BatchNorm1d(3), eval mode with trained running statistics; large: BatchNorm1d(10) "
+       "on (256,10)", "module")
+def _nn_bn1d_eval(rng, large):
+    _, N = _layers()
+    c, n = (10, 256) if large else (3, 4)
+    m = _randomize_affine(N.BatchNorm1d(c, dtype=np.float64), rng)
+    for _ in range(3):  # give the running statistics values other than (0, 1)
+        m(2 + 3 * _randn(rng, 8, c))
+    return _module(m.eval(), _randn(rng, n, c))
+
+
+@_case("nn.BatchNorm2d(affine=False)", "BatchNorm2d(2, affine=False), training mode: x only; large: 8 channels on "
+       "(4,8,9,9)", "module")
+def _nn_bn2d_plain(rng, large):
+    _, N = _layers()
+    shape = (4, 8, 9, 9) if large else (2, 2, 3, 3)
+    return _module(N.BatchNorm2d(shape[1], affine=False, dtype=np.float64), _randn(rng, *shape))
+
+
+@_case("nn.BatchNorm1d(track_running_stats=False).eval", "BatchNorm1d(3, track_running_stats=False) in eval mode: "
+       "batch statistics still; large: BatchNorm1d(10) on (256,10)", "module")
+def _nn_bn1d_untracked(rng, large):
+    _, N = _layers()
+    c, n = (10, 256) if large else (3, 5)
+    m = _randomize_affine(N.BatchNorm1d(c, track_running_stats=False, dtype=np.float64), rng)
+    return _module(m.eval(), _randn(rng, n, c))
+
+
+@_case("nn.LayerNorm(elementwise_affine=False)", "LayerNorm((2,3), elementwise_affine=False): x only; large: "
+       "LayerNorm((16,20)) on (8,16,20)", "module")
+def _nn_layernorm_plain(rng, large):
+    _, N = _layers()
+    shape = (8, 16, 20) if large else (3, 2, 3)
+    return _module(N.LayerNorm(shape[1:], elementwise_affine=False, dtype=np.float64), _randn(rng, *shape))
+
+
 @_case("nn.Sequential", "conv-BN-ReLU-pool-flatten-linear-LN-ReLU-linear; large: 3->8 channels on (8,3,8,8)",
        "module")
 def _nn_stack(rng, large):
@@ -315,3 +388,21 @@ def _nn_stack(rng, large):
     m = Sequential(L.Conv2d(c, f, 3, padding=1, **f64), bn, L.ReLU(), L.MaxPool2d(2), L.Flatten(),
                    L.Linear(f * (side // 2) ** 2, hidden, **f64), ln, L.ReLU(), L.Linear(hidden, 3, **f64))
     return _module(m, _randn(rng, n, c, side, side))
+
+
+# --- models: whole networks, as a user checks them --------------------------------------------
+@_case("models.mlp", "mlp(20, 5, width 16): Linear-BN-ReLU twice, a Linear head, training mode, on (8,20); "
+                     "large: mlp(100, 10, width 64) on (16,100)", "module")
+def _model_mlp(rng, large):
+    from refnet.nn import models
+    d, k, w, n = (100, 10, 64, 16) if large else (20, 5, 16, 8)
+    return _module(models.mlp(d, num_classes=k, width=w, rng=rng, dtype=np.float64), _randn(rng, n, d))
+
+
+@_case("models.cnn", "cnn(1, 3, image 8, widths (3,4)): conv-BN-ReLU-pool twice, a Linear head, on (4,1,8,8); "
+                     "large: widths (4,8) on (16,1,12,12)", "module")
+def _model_cnn(rng, large):
+    from refnet.nn import models
+    widths, side, n = ((4, 8), 12, 16) if large else ((3, 4), 8, 4)
+    m = models.cnn(1, num_classes=3, image_size=side, widths=widths, rng=rng, dtype=np.float64)
+    return _module(m, _randn(rng, n, 1, side, side))

@@ -4,6 +4,10 @@ Names, arguments and initialization follow PyTorch. ``forward`` keeps the op's c
 ``backward(dy)`` returns dL/dx and ADDS dL/dweight, dL/dbias into ``param.grad`` (call
 ``zero_grad()`` between steps).
 
+Forward mode and second order (``Module.forward_jvp`` / ``backward_jvp``): each layer
+passes its cache, its input's tangent and its parameters' tangents to the op's
+``forward_jvp`` / ``backward_jvp``, in the op's argument order (``_jvp_params``).
+
 Initialization (PyTorch's ``reset_parameters``): ``kaiming_uniform_(w, a=sqrt(5))`` draws
 from U(-bound, bound) with bound = gain * sqrt(3 / fan_in), gain = sqrt(2 / (1 + a^2)) =
 sqrt(1/3), i.e. bound = 1 / sqrt(fan_in); the bias uses the same bound. fan_in is
@@ -16,20 +20,31 @@ import math
 import numpy as np
 
 from refnet import backend
-from refnet.nn.module import Module, Parameter
+from refnet.nn.module import Module, Parameter, add_into
 from refnet.ops import (
     avgpool2d_backward,
+    avgpool2d_backward_jvp,
     avgpool2d_forward,
+    avgpool2d_forward_jvp,
     conv2d_backward,
+    conv2d_backward_jvp,
     conv2d_forward,
+    conv2d_forward_jvp,
     linear_backward,
+    linear_backward_jvp,
     linear_forward,
+    linear_forward_jvp,
     maxpool2d_backward,
+    maxpool2d_backward_jvp,
     maxpool2d_forward,
+    maxpool2d_forward_jvp,
     relu_backward,
+    relu_backward_jvp,
     relu_forward,
+    relu_forward_jvp,
 )
 from refnet.ops._checks import check_int, check_module_dtype, pair
+from refnet.ops.conv import conv2d_backward_input
 
 
 def _uniform(rng, bound, shape, dtype, decay=True):
@@ -52,6 +67,40 @@ class _Cached(Module):
 
     def _bad_input(self, what):
         raise ValueError(f"{self!r}: input has {what}")
+
+    # The op's backward and JVPs, and the parameters after x in its argument order;
+    # _input_grad(dy, cache): dx alone, where that is cheaper than the whole backward.
+    _op_backward = _op_forward_jvp = _op_backward_jvp = _input_grad = None
+
+    def _jvp_params(self):
+        return []
+
+    def forward_jvp(self, tx, tangents):
+        cache = self._last_cache()
+        ts = [None if p is None else tangents.get(p) for p in self._jvp_params()]
+        self._jvp = (tx, ts)
+        return type(self)._op_forward_jvp(cache, tx, *ts)
+
+    def backward_jvp(self, dy, tdy, hgrads, grads=None):
+        cache = self._last_cache()
+        if getattr(self, "_jvp", None) is None:
+            raise RuntimeError(f"{self!r}.backward_jvp: called before forward_jvp")
+        tx, ts = self._jvp
+        if grads is None and type(self)._input_grad is not None:
+            g = (type(self)._input_grad(dy, cache),)     # an hvp needs dx only, not dw
+        else:
+            g = _as_tuple(type(self)._op_backward(dy, cache))
+        tg = _as_tuple(type(self)._op_backward_jvp(dy, tdy, cache, tx, *ts))
+        for k, (p, tgi) in enumerate(zip(self._jvp_params(), tg[1:])):
+            if p is not None:
+                add_into(hgrads, p, tgi)
+                if grads is not None:
+                    add_into(grads, p, g[1 + k])
+        return g[0], tg[0]
+
+
+def _as_tuple(grads):
+    return tuple(grads) if isinstance(grads, (tuple, list)) else (grads,)
 
 
 class Linear(_Cached):
@@ -76,6 +125,14 @@ class Linear(_Cached):
         b = None if self.bias is None else self.bias.data
         y, self._cache = linear_forward(x, self.weight.data, b)
         return y
+
+    _op_backward = staticmethod(linear_backward)
+    _op_forward_jvp = staticmethod(linear_forward_jvp)
+    _op_backward_jvp = staticmethod(linear_backward_jvp)
+    _input_grad = staticmethod(lambda dy, cache: dy @ cache[1])
+
+    def _jvp_params(self):
+        return [self.weight, self.bias]
 
     def backward(self, dy):
         dx, dw, db = linear_backward(dy, self._last_cache())
@@ -118,6 +175,14 @@ class Conv2d(_Cached):
         y, self._cache = conv2d_forward(x, self.weight.data, b, self.stride, self.padding)
         return y
 
+    _op_backward = staticmethod(conv2d_backward)
+    _op_forward_jvp = staticmethod(conv2d_forward_jvp)
+    _op_backward_jvp = staticmethod(conv2d_backward_jvp)
+    _input_grad = staticmethod(conv2d_backward_input)
+
+    def _jvp_params(self):
+        return [self.weight, self.bias]
+
     def backward(self, dy):
         dx, dw, db = conv2d_backward(dy, self._last_cache())
         self.weight.grad += dw
@@ -141,6 +206,10 @@ class ReLU(_Cached):
     def forward(self, x):
         y, self._cache = relu_forward(x)
         return y
+
+    _op_backward = staticmethod(relu_backward)
+    _op_forward_jvp = staticmethod(relu_forward_jvp)
+    _op_backward_jvp = staticmethod(relu_backward_jvp)
 
     def backward(self, dy):
         return relu_backward(dy, self._last_cache())
@@ -171,6 +240,10 @@ class MaxPool2d(_Pool2d):
         y, self._cache = maxpool2d_forward(x, self.kernel_size, self.stride)
         return y
 
+    _op_backward = staticmethod(maxpool2d_backward)
+    _op_forward_jvp = staticmethod(maxpool2d_forward_jvp)
+    _op_backward_jvp = staticmethod(maxpool2d_backward_jvp)
+
     def backward(self, dy):
         return maxpool2d_backward(dy, self._last_cache())
 
@@ -182,6 +255,10 @@ class AvgPool2d(_Pool2d):
         self._check_input(x)
         y, self._cache = avgpool2d_forward(x, self.kernel_size, self.stride)
         return y
+
+    _op_backward = staticmethod(avgpool2d_backward)
+    _op_forward_jvp = staticmethod(avgpool2d_forward_jvp)
+    _op_backward_jvp = staticmethod(avgpool2d_backward_jvp)
 
     def backward(self, dy):
         return avgpool2d_backward(dy, self._last_cache())
@@ -206,6 +283,15 @@ class Flatten(_Cached):
 
     def backward(self, dy):
         return dy.reshape(self._last_cache())
+
+    def forward_jvp(self, tx, tangents):
+        shape = self._last_cache()
+        start, end = self.start_dim % len(shape), self.end_dim % len(shape)
+        return None if tx is None else tx.reshape(shape[:start] + (-1,) + shape[end + 1:])
+
+    def backward_jvp(self, dy, tdy, hgrads, grads=None):
+        shape = self._last_cache()
+        return dy.reshape(shape), tdy.reshape(shape)
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

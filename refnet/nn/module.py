@@ -100,6 +100,32 @@ class Module:
     def __call__(self, x):
         return self.forward(x)
 
+    # --- forward mode and second order (refnet.nn.curvature) -------------------------
+    def forward_jvp(self, tx, tangents):
+        """After ``forward(x)``: the tangent of the output along ``tx`` (the input's tangent,
+        None for zero) and ``tangents``, a dict {Parameter: tangent array} (a parameter not in
+        it has a zero tangent). Keeps what ``backward_jvp`` needs."""
+        raise NotImplementedError(f"{type(self).__name__}.forward_jvp")
+
+    def backward_jvp(self, dy, tdy, hgrads, grads=None):
+        """After ``forward_jvp``: returns ``(dx, tdx)``, the input's gradient and its tangent,
+        and ADDS the tangent of each parameter's gradient into ``hgrads[param]`` (and, when
+        ``grads`` is a dict, the gradient itself into ``grads[param]``). ``.grad`` is not touched."""
+        raise NotImplementedError(f"{type(self).__name__}.backward_jvp")
+
+    def hvp(self, x, y, v):
+        """H v for the mean softmax cross-entropy of ``self(x)`` against labels ``y``:
+        ``v`` a dict {parameter name: array} (a missing name is a zero component); returns
+        {name: (H v)[name]} for every parameter name (``refnet.nn.curvature.hvp``). Buffers
+        and ``.grad`` are left as found."""
+        from refnet.nn.curvature import hvp
+        return hvp(self, x, y, v)
+
+    def gvp(self, x, y, v):
+        """The Gauss-Newton product G v = J^T H_L J v beside ``hvp`` (``refnet.nn.curvature.gvp``)."""
+        from refnet.nn.curvature import gvp
+        return gvp(self, x, y, v)
+
     # --- walking the tree ----------------------------------------------------------
     def named_modules(self, prefix=""):
         yield prefix, self
@@ -240,3 +266,18 @@ class Sequential(Module):
         for layer in reversed(self._modules.values()):
             dy = layer.backward(dy)
         return dy
+
+    def forward_jvp(self, tx, tangents):
+        for layer in self._modules.values():
+            tx = layer.forward_jvp(tx, tangents)
+        return tx
+
+    def backward_jvp(self, dy, tdy, hgrads, grads=None):
+        for layer in reversed(self._modules.values()):
+            dy, tdy = layer.backward_jvp(dy, tdy, hgrads, grads)
+        return dy, tdy
+
+
+def add_into(table, param, value):
+    """``table[param] += value`` for a dict keyed by Parameter (a new entry when absent)."""
+    table[param] = value if param not in table else table[param] + value

@@ -4,17 +4,28 @@ LayerNorm, and WeightNorm(module).
 gamma/beta are ``weight``/``bias`` and, like WeightNorm's ``weight_g``, get ``decay=False``
 (no L2 / weight decay, as in the paper). BatchNorm's running statistics are buffers
 (``running_mean``, ``running_var``, ``num_batches_tracked``), saved in ``state_dict()``.
+
+``forward_jvp`` / ``backward_jvp`` (the Module contract) differentiate the mode the last
+forward ran in: batch statistics (their dependence on x included) or the running ones
+(constants: they are buffers, not parameters).
 """
 
 import numpy as np
 
 from refnet import backend
-from refnet.nn.module import Module, Parameter
+from refnet.nn.module import Module, Parameter, add_into
 from refnet.ops._checks import check_module_dtype
-from refnet.ops.batchnorm import (batchnorm_backward, batchnorm_eval_backward,
-                                  batchnorm_eval_forward, batchnorm_forward)
-from refnet.ops.layernorm import layernorm_backward, layernorm_forward
-from refnet.ops.weightnorm import weightnorm_backward, weightnorm_forward
+from refnet.ops.batchnorm import (batchnorm_backward, batchnorm_backward_jvp, batchnorm_eval_backward,
+                                  batchnorm_eval_backward_jvp, batchnorm_eval_forward,
+                                  batchnorm_eval_forward_jvp, batchnorm_forward, batchnorm_forward_jvp)
+from refnet.ops.layernorm import (layernorm_backward, layernorm_backward_jvp, layernorm_forward,
+                                  layernorm_forward_jvp)
+from refnet.ops.weightnorm import (weightnorm_backward, weightnorm_backward_jvp, weightnorm_forward,
+                                   weightnorm_forward_jvp)
+
+# The JVPs of each backward a BatchNorm may have cached (training or eval statistics).
+_BN_JVPS = {batchnorm_backward: (batchnorm_forward_jvp, batchnorm_backward_jvp),
+            batchnorm_eval_backward: (batchnorm_eval_forward_jvp, batchnorm_eval_backward_jvp)}
 
 
 def _positive_int(where, name, value):
@@ -35,6 +46,14 @@ def _array(a, dtype):
 
 def _no_cache(layer):
     return RuntimeError(f"{layer!r}.backward: called before forward")
+
+
+def _collect(params, grads, tgrads, hgrads, grads_out):
+    for p, g, tg in zip(params, grads, tgrads):
+        if p is not None:
+            add_into(hgrads, p, tg)
+            if grads_out is not None:
+                add_into(grads_out, p, g)
 
 
 class _BatchNorm(Module):
@@ -120,6 +139,27 @@ class _BatchNorm(Module):
             self.bias.grad += dbeta
         return dx
 
+    def _affine_params(self):
+        return (self.weight, self.bias) if self.affine else (None, None)
+
+    def forward_jvp(self, tx, tangents):
+        if self._cache is None:
+            raise _no_cache(self)
+        backward, cache = self._cache
+        ts = [None if p is None else tangents.get(p) for p in self._affine_params()]
+        self._jvp = (tx, ts)
+        return _BN_JVPS[backward][0](cache, tx, *ts)
+
+    def backward_jvp(self, dy, tdy, hgrads, grads=None):
+        if getattr(self, "_jvp", None) is None:
+            raise RuntimeError(f"{self!r}.backward_jvp: called before forward_jvp")
+        backward, cache = self._cache
+        tx, ts = self._jvp
+        g = backward(dy, cache)
+        tg = _BN_JVPS[backward][1](dy, tdy, cache, tx, *ts)
+        _collect(self._affine_params(), g[1:3], tg[1:3], hgrads, grads)
+        return g[0], tg[0]
+
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}")
@@ -192,6 +232,27 @@ class LayerNorm(Module):
             self.bias.grad += dbeta
         return dx.reshape(shape)
 
+    def forward_jvp(self, tx, tangents):
+        if self._cache is None:
+            raise _no_cache(self)
+        cache, shape = self._cache
+        ts = [None if p is None else tangents.get(p) for p in (self.weight, self.bias)]
+        self._jvp = (tx, ts)
+        flat = None if tx is None else tx.reshape((-1,) + self.normalized_shape)
+        return layernorm_forward_jvp(cache, flat, *ts).reshape(shape)
+
+    def backward_jvp(self, dy, tdy, hgrads, grads=None):
+        if getattr(self, "_jvp", None) is None:
+            raise RuntimeError(f"{self!r}.backward_jvp: called before forward_jvp")
+        cache, shape = self._cache
+        tx, ts = self._jvp
+        flat = (-1,) + self.normalized_shape
+        g = layernorm_backward(dy.reshape(flat), cache)
+        tg = layernorm_backward_jvp(dy.reshape(flat), tdy.reshape(flat), cache,
+                                    None if tx is None else tx.reshape(flat), *ts)
+        _collect((self.weight, self.bias), g[1:], tg[1:], hgrads, grads)
+        return g[0].reshape(shape), tg[0].reshape(shape)
+
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
@@ -249,6 +310,31 @@ class WeightNorm(Module):
         self.weight_v.grad += dv
         self.weight_g.grad += dg
         return dx
+
+    def forward_jvp(self, tx, tangents):
+        if self._cache is None:
+            raise _no_cache(self)
+        tv, tg = tangents.get(self.weight_v), tangents.get(self.weight_g)
+        self._jvp = (tv, tg)
+        inner = dict(tangents)
+        inner[self.module.weight] = weightnorm_forward_jvp(self._cache, tv, tg)
+        return self.module.forward_jvp(tx, inner)
+
+    def backward_jvp(self, dy, tdy, hgrads, grads=None):
+        if getattr(self, "_jvp", None) is None:
+            raise RuntimeError(f"{self!r}.backward_jvp: called before forward_jvp")
+        tv, tg = self._jvp
+        inner_h, inner_g = {}, {}
+        dx, tdx = self.module.backward_jvp(dy, tdy, inner_h, inner_g)
+        weight = self.module.weight
+        dw, tdw = inner_g.pop(weight), inner_h.pop(weight)
+        for p, t in inner_h.items():          # the shared bias
+            add_into(hgrads, p, t)
+            if grads is not None:
+                add_into(grads, p, inner_g[p])
+        _collect((self.weight_v, self.weight_g), weightnorm_backward(dw, self._cache),
+                 weightnorm_backward_jvp(dw, tdw, self._cache, tv, tg), hgrads, grads)
+        return dx, tdx
 
     def train(self, mode=True):
         super().train(mode)

@@ -54,6 +54,49 @@ y is then an affine function of x per channel, and
     dmean = -gamma * s * dbeta,   dvar = -(1/2) * gamma * s^2 * dgamma.
 
 ``gamma``/``beta`` may be None (``affine=False``): they act as 1 and 0 and get None gradients.
+
+Forward mode (training mode; tangents tx, tgamma, tbeta; E = the mean over a channel's m
+values). From tmu = E[tx] and tvar = 2 E[(x - mu) tx] = (2/s) E[xhat tx]:
+
+    ts    = -(1/2) s^3 tvar = -s^2 E[xhat tx]
+    txhat = s (tx - tmu) + (x - mu) ts = s (tx - E[tx] - xhat E[xhat tx])
+    ty    = gamma txhat + tgamma xhat + tbeta                       (batchnorm_forward_jvp)
+
+txhat is s times tx projected off 1 and xhat: the same projection as dx, as it must be.
+
+Second order (batchnorm_backward_jvp; tdy the tangent of dy). Write the gradient as
+dx = s Q with dxhat = gamma dy and Q = dxhat - E[dxhat] - xhat E[dxhat xhat]. The product
+rule on each factor (tdxhat = gamma tdy + tgamma dy):
+
+    tdx     = ts Q + s (tdxhat - E[tdxhat] - txhat E[dxhat xhat]
+                        - xhat E[tdxhat xhat + dxhat txhat])
+    tdgamma = sum_i (tdy_i xhat_i + dy_i txhat_i),     tdbeta = sum_i tdy_i
+
+How the code computes it: with a1 = E[dxhat], a2 = E[dxhat xhat], b1 = E[tdxhat],
+b2 = E[tdxhat xhat], c1 = E[tx], c2 = E[xhat tx] (so ts = -s^2 c2) and
+d = E[dxhat txhat], expanding Q and txhat collects tdx into per-channel factors times the
+four big arrays,
+
+    tdx = (ts gamma + s tgamma) dy + s gamma tdy - s^2 a2 tx
+          + (2 s^2 c2 a2 - s (b2 + d)) xhat + (-ts a1 - s b1 + s^2 c1 a2),
+
+and tdgamma = m (E[tdy xhat] + E[dy txhat]), all from per-channel means (einsum, no
+products materialized); likewise ty = gamma s tx + (tgamma - gamma s c2) xhat - gamma s c1 + tbeta.
+
+``ts Q`` is the variance's term: the tangent of var moving s = 1/sqrt(var + eps), which
+multiplies every path of dx (the term a planted error drops in the tests). At eps = 0 the
+output is invariant to scaling x, and so are these: tdx(c x; tx) = tdx(x; tx/c) / c, the
+per-layer H(cw) = H(w)/c^2 of theory/second_order.py.
+
+Eval mode (``batchnorm_eval_forward_jvp`` / ``batchnorm_eval_backward_jvp``; tangents of
+the given mean and var allowed too). With k = gamma s, ts = -(1/2) s^3 tvar and
+tk = tgamma s + gamma ts:
+
+    txhat = s (tx - tmean) + (x - mean) ts = s (tx - tmean) - (1/2) s^2 xhat tvar
+    ty    = gamma txhat + tgamma xhat + tbeta
+    tdx   = tk dy + k tdy,     tdgamma = sum (tdy xhat + dy txhat),    tdbeta = sum tdy
+    tdmean = -tk dbeta - k tdbeta,
+    tdvar  = -(1/2) (tk s + k ts) dgamma - (1/2) k s tdgamma
 """
 
 from refnet import backend
@@ -168,3 +211,107 @@ def batchnorm_eval_backward(dy, cache):
     dmean = -k * dbeta
     dvar = -0.5 * k * inv_std * dgamma
     return dx, (dgamma if gamma is not None else None), (dbeta if beta is not None else None), dmean, dvar
+
+
+def _or_zeros(t, like, xp):
+    return xp.zeros_like(like) if t is None else t
+
+
+def _means(a, b, xp, m):
+    """E[a b] per channel (over every axis but 1), without materializing a b."""
+    return _sum_products(a, b, xp) / m
+
+
+def batchnorm_forward_jvp(cache, tx, tgamma=None, tbeta=None):
+    """Tangent of y (training mode): gamma s (tx - E[tx] - xhat E[xhat tx]) + tgamma xhat + tbeta,
+    computed as k_tx tx + k_xc xc + k_0 (per-channel factors; module docstring)."""
+    xc, shift, gamma, s = cache["xc"], cache["shift"], cache["gamma"], cache["inv_std"]
+    xp = backend.array_module(xc)
+    m = xc.size // xc.shape[1]
+    g = xp.ones_like(s) if gamma is None else gamma
+    tg = xp.zeros_like(s) if tgamma is None else tgamma
+    k_xhat, k_0 = tg, xp.zeros_like(s) if tbeta is None else tbeta
+    if tx is not None:
+        e_tx = tx.sum(axis=_reduce_axes(tx)) / m
+        e_xhat_tx = s * (_means(xc, tx, xp, m) - shift * e_tx)
+        k_xhat = tg - g * s * e_xhat_tx
+        k_0 = k_0 - g * s * e_tx
+    ty = xc * _per_channel(k_xhat * s, xc)                      # xhat = s (xc - shift)
+    if tx is not None:
+        ty += tx * _per_channel(g * s, xc)
+    ty += _per_channel(k_0 - k_xhat * s * shift, xc)
+    return ty
+
+
+def batchnorm_backward_jvp(dy, tdy, cache, tx, tgamma=None, tbeta=None):
+    """Tangents of ``batchnorm_backward``'s (dx, dgamma, dbeta): the module docstring's tdx,
+    expanded into k_dy dy + k_tdy tdy + k_tx tx + k_xc xc + k_0 with per-channel factors
+    from seven per-channel means, so that no x-sized temporary but the result is made."""
+    xc, shift, gamma, beta, s = cache["xc"], cache["shift"], cache["gamma"], cache["beta"], cache["inv_std"]
+    xp = backend.array_module(dy, xc)
+    m = xc.size // xc.shape[1]
+    axes = _reduce_axes(dy)
+    g = xp.ones_like(s) if gamma is None else gamma
+    tg = xp.zeros_like(s) if tgamma is None else tgamma
+    tx, tdy = _or_zeros(tx, xc, xp), _or_zeros(tdy, dy, xp)
+    e_dy, e_tdy, e_tx = dy.sum(axis=axes) / m, tdy.sum(axis=axes) / m, tx.sum(axis=axes) / m
+    e_dy_xhat = s * (_means(dy, xc, xp, m) - shift * e_dy)
+    e_tdy_xhat = s * (_means(tdy, xc, xp, m) - shift * e_tdy)
+    e_xhat_tx = s * (_means(xc, tx, xp, m) - shift * e_tx)
+    e_dy_txhat = s * (_means(dy, tx, xp, m) - e_tx * e_dy - e_xhat_tx * e_dy_xhat)   # E[dy txhat]
+    a1, a2 = g * e_dy, g * e_dy_xhat                            # E[dxhat], E[dxhat xhat]
+    b1, b2 = g * e_tdy + tg * e_dy, g * e_tdy_xhat + tg * e_dy_xhat   # E[tdxhat], E[tdxhat xhat]
+    ts = -s * s * e_xhat_tx
+    k_xhat = 2 * s * s * e_xhat_tx * a2 - s * (b2 + g * e_dy_txhat)
+    k_0 = -ts * a1 - s * b1 + s * s * e_tx * a2
+    tdx = dy * _per_channel(ts * g + s * tg, dy)
+    tdx += tdy * _per_channel(s * g, dy)
+    tdx += tx * _per_channel(-s * s * a2, dy)
+    tdx += xc * _per_channel(k_xhat * s, dy)                    # xhat = s (xc - shift)
+    tdx += _per_channel(k_0 - k_xhat * s * shift, dy)
+    tdgamma = m * (e_tdy_xhat + e_dy_txhat) if gamma is not None else None
+    tdbeta = m * e_tdy if beta is not None else None
+    return tdx, tdgamma, tdbeta
+
+
+def batchnorm_eval_forward_jvp(cache, tx, tgamma=None, tbeta=None, tmean=None, tvar=None):
+    """Tangent of y (eval mode), tangents of the given mean and var included."""
+    xhat, gamma, inv_std = cache["xhat"], cache["gamma"], cache["inv_std"]
+    xp = backend.array_module(xhat)
+    txhat = _eval_txhat(xhat, inv_std, tx, tmean, tvar, xp)
+    ty = txhat * _per_channel(gamma, xhat) if gamma is not None else txhat
+    if tgamma is not None:
+        ty = ty + xhat * _per_channel(tgamma, xhat)
+    if tbeta is not None:
+        ty = ty + _per_channel(tbeta, xhat)
+    return ty
+
+
+def _eval_txhat(xhat, inv_std, tx, tmean, tvar, xp):
+    txhat = xp.zeros_like(xhat) if tx is None else tx * _per_channel(inv_std, xhat)
+    if tmean is not None:
+        txhat = txhat - _per_channel(inv_std * tmean, xhat)
+    if tvar is not None:
+        txhat = txhat - xhat * _per_channel(0.5 * inv_std ** 2 * tvar, xhat)
+    return txhat
+
+
+def batchnorm_eval_backward_jvp(dy, tdy, cache, tx, tgamma=None, tbeta=None, tmean=None, tvar=None):
+    """Tangents of ``batchnorm_eval_backward``'s (dx, dgamma, dbeta, dmean, dvar)."""
+    xhat, gamma, beta, s = cache["xhat"], cache["gamma"], cache["beta"], cache["inv_std"]
+    xp = backend.array_module(dy, xhat)
+    axes = _reduce_axes(dy)
+    tdy = _or_zeros(tdy, dy, xp)
+    gam = xp.ones_like(s) if gamma is None else gamma
+    ts = xp.zeros_like(s) if tvar is None else -0.5 * s ** 3 * tvar
+    k = gam * s
+    tk = gam * ts + (0 if tgamma is None else tgamma * s)
+    txhat = _eval_txhat(xhat, s, tx, tmean, tvar, xp)
+    dbeta, dgamma = dy.sum(axis=axes), _sum_products(dy, xhat, xp)
+    tdbeta = tdy.sum(axis=axes)
+    tdgamma = _sum_products(tdy, xhat, xp) + _sum_products(dy, txhat, xp)
+    tdx = dy * _per_channel(tk, dy) + tdy * _per_channel(k, dy)
+    tdmean = -tk * dbeta - k * tdbeta
+    tdvar = -0.5 * (tk * s + k * ts) * dgamma - 0.5 * k * s * tdgamma
+    return (tdx, (tdgamma if gamma is not None else None), (tdbeta if beta is not None else None),
+            tdmean, tdvar)

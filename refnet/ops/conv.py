@@ -243,13 +243,59 @@ def conv2d_backward(dy, cache):
         dw = _inner(dy_t.T, cols).reshape(w.shape)
     dw = xp.ascontiguousarray(dw)
     del cols                         # the workspace may be regrown for dx's columns
+    return _input_gradient(dy, dy_t, x.shape, w, stride, padding), dw, db
+
+
+def _input_gradient(dy, dy_t, x_shape, w, stride, padding):
+    """dx = col2im(dy_rows @ w_rows); dy_t is dy as (F, N*Ho*Wo), or None to make it here."""
+    xp = backend.array_module(dy, w)
+    f, c, kh, kw = w.shape
+    ho, wo = dy.shape[2:]
     (ph, pw), (sh, sw) = padding, stride
-    if channel_last and sh == sw == 1 and ph < kh and pw < kw:
+    if _channel_last(c, kh, kw, stride, (ho, wo)) and sh == sw == 1 and ph < kh and pw < kw:
         # Stride 1: dx[n, c, u, v] = sum_{f, p, q} dy[n, f, u + ph - p, v + pw - q] w[f, c, p, q]
         # (zero outside dy) is itself a convolution: of dy, padded by K-1-padding, with the
         # kernel flipped in space and transposed, w'[c, f, p, q] = w[f, c, KH-1-p, KW-1-q].
         w_flip = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        dx = conv2d_forward(dy, w_flip, None, 1, (kh - 1 - ph, kw - 1 - pw))[0]
-    else:
-        dx = _col2im_t(w.reshape(f, -1).T @ dy_t, x.shape, kh, kw, stride, padding, (ho, wo))
-    return dx, dw, db
+        return conv2d_forward(dy, w_flip, None, 1, (kh - 1 - ph, kw - 1 - pw))[0]
+    if dy_t is None:
+        dy_t = xp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(f, -1)
+    return _col2im_t(w.reshape(f, -1).T @ dy_t, x_shape, kh, kw, stride, padding, (ho, wo))
+
+
+def conv2d_backward_input(dy, cache):
+    """dx alone (``conv2d_backward``'s first result, without dw's im2col and product): what a
+    Hessian-vector product needs to pass back through a layer."""
+    x, w, _, stride, padding = cache
+    return _input_gradient(dy, None, x.shape, w, stride, padding)
+
+
+def conv2d_forward_jvp(cache, tx, tw, tb=None):
+    """Tangent of y: conv(tx, w) + conv(x, tw) + tb (None tangents are zero)."""
+    x, w, _, stride, padding = cache
+    ty = None
+    if tx is not None:
+        ty = conv2d_forward(tx, w, None, stride, padding)[0]
+    if tw is not None:
+        part = conv2d_forward(x, tw, None, stride, padding)[0]
+        ty = part if ty is None else ty + part
+    if ty is None:
+        ty = conv2d_forward(backend.array_module(x).zeros_like(x), w, None, stride, padding)[0]
+    if tb is not None:
+        ty += tb.reshape(1, -1, 1, 1)
+    return ty
+
+
+def conv2d_backward_jvp(dy, tdy, cache, tx, tw, tb=None):
+    """Tangents of (dx, dw, db): (dx(tdy, w) + dx(dy, tw), dw(tdy, x) + dw(dy, tx), sum tdy)."""
+    x, w, has_bias, stride, padding = cache
+    xp = backend.array_module(dy, x, w)
+    tdy = xp.zeros_like(dy) if tdy is None else tdy
+    tdx, tdw, tdb = conv2d_backward(tdy, cache)
+    if tx is not None or tw is not None:
+        tangent_cache = (xp.zeros_like(x) if tx is None else tx, xp.zeros_like(w) if tw is None else tw,
+                         False, stride, padding)
+        dx_tw, dw_tx, _ = conv2d_backward(dy, tangent_cache)
+        tdx = tdx + dx_tw
+        tdw = tdw + dw_tx
+    return tdx, tdw, tdb

@@ -21,6 +21,42 @@ dx is orthogonal to 1 and to xhat per sample: the output ignores a shift or a sc
 sample's whole input, so a weight feeding LN is invariant to scaling the *whole* tensor
 (not each row on its own, since the row scales would mix within a sample).
 ``gamma``/``beta`` may be None (no affine): they act as 1 and 0 and get None gradients.
+
+Forward mode and second order: batch norm's (``batchnorm.py`` derives them), with the
+mean E over a sample's D values instead of a channel's, and parameter sums over the batch:
+
+    ts_n  = -s_n^2 E[xhat_n tx_n],      txhat = s (tx - E[tx] - xhat E[xhat tx])
+    ty    = gamma txhat + tgamma xhat + tbeta                          (layernorm_forward_jvp)
+    Q     = dxhat - E[dxhat] - xhat E[dxhat xhat]        (dx = s Q),   tdxhat = gamma tdy + tgamma dy
+    tdx   = ts Q + s (tdxhat - E[tdxhat] - txhat E[dxhat xhat] - xhat E[tdxhat xhat + dxhat txhat])
+    tdgamma_j = sum_n (tdy_nj xhat_nj + dy_nj txhat_nj),   tdbeta_j = sum_n tdy_nj
+                                                                       (layernorm_backward_jvp)
+
+How the code computes this (the same ideas as ``batchnorm.py``, with the reduction over
+every axis but 0). LN is memory-bound: the time goes to passes over x-sized arrays, so
+  * The work runs over blocks of rows (``_BLOCK`` values each, about 1 MB in float32): a
+    block's statistics, its xhat and its output (or its gradient terms) are computed while
+    the block stays in the core's cache, so x, y, dy and dx cross memory about once each.
+  * Row sums are matrix-vector products (``x @ 1``, ``dy @ gamma``) and row dot products
+    ``vecdot``: BLAS and a fused loop, two to three times faster than ``sum(axis=1)`` and
+    ``einsum``; column sums likewise (``1 @ dy``).
+  * Statistics in one pass where it is safe: var = mean(x^2) - mu^2, used when mu^2 <= var
+    in every row of the block (at most a factor 2 lost to cancellation, the rounding of the
+    two-pass sum); otherwise the two-pass variance of the centred rows.
+  * The cache holds x (the previous layer's output, alive anyway), mu and s, not xhat: the
+    backward rebuilds a block of xhat in a scratch buffer, cheaper than storing and
+    re-reading an x-sized array.
+  * Backward with the per-sample sums folded before touching a big array: with
+    A_n = sum_k dxhat_nk and B_n = sum_k dxhat_nk xhat_nk,
+
+        dx_n = s_n * (dxhat_n + xhat_n * (-B_n / D) + (-A_n / D))
+
+    built in place in dx's block.
+On the bench shape (128, 64, 16, 16), forward+backward went from 1.8x to 1.4-1.5x PyTorch
+CPU's time (one thread each, side by side, a loaded 2-core AVX-512 machine; blocks of 2^16,
+2^17, 2^18, 2^19 values gave 1.54, 1.42, 1.38, 1.46x), and its peak memory from 24 to 10 MB.
+What is left is NumPy's one operation per pass: about 14 passes over blocks where
+PyTorch's fused kernel makes about 5.
 """
 
 import math
@@ -29,6 +65,21 @@ from refnet import backend
 from refnet.ops._checks import check_dtype, check_float, check_shape
 
 _OP = "layernorm_forward"
+_BLOCK = 2 ** 18   # values per block of rows: 1 MB of float32, the size of a core's L2 cache
+
+
+def _blocks(n, d, xp):
+    """Row slices of about ``_BLOCK`` values; one block on a GPU (its kernels are not
+    cache-bound, and every block costs kernel launches)."""
+    rows = n if xp.__name__ == "cupy" else max(1, _BLOCK // d)
+    return [slice(i, min(n, i + rows)) for i in range(0, n, rows)], rows
+
+
+def _row_dots(a, b, xp):
+    """sum_j a_nj b_nj per row, without materializing a*b (``vecdot`` where the array module
+    has it: a fused loop, faster than einsum)."""
+    vecdot = getattr(xp, "vecdot", None)
+    return vecdot(a, b) if vecdot is not None else xp.einsum("nd,nd->n", a, b)
 
 
 def layernorm_forward(x, gamma, beta, eps=1e-5):
@@ -45,33 +96,115 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     n = x.shape[0]
     d = math.prod(x.shape[1:])
     x2 = x.reshape(n, d)
-    xhat = x2 - x2.mean(axis=1, keepdims=True)
-    var = xp.einsum("nd,nd->n", xhat, xhat) / d
-    inv_std = 1 / xp.sqrt(var + eps)
-    xhat *= inv_std[:, None]
-    y = xhat * gamma.reshape(1, d) if gamma is not None else xhat.copy()
-    if beta is not None:
-        y += beta.reshape(1, d)
-    return y.reshape(x.shape), {"xhat": xhat, "gamma": gamma, "beta": beta, "inv_std": inv_std,
-                                "shape": x.shape}
+    ones = xp.ones(d, dtype=x.dtype)
+    y = xp.empty_like(x2)
+    mean, inv_std = xp.empty(n, dtype=x.dtype), xp.empty(n, dtype=x.dtype)
+    for r in _blocks(n, d, xp)[0]:
+        xb, yb = x2[r], y[r]
+        mu = (xb @ ones) / d
+        var = _row_dots(xb, xb, xp) / d - mu * mu          # one pass: see the module docstring
+        xp.subtract(xb, mu[:, None], out=yb)
+        if not bool((mu * mu <= var).all()):               # cancellation: the two-pass variance
+            var = _row_dots(yb, yb, xp) / d
+        s = 1 / xp.sqrt(var + eps)
+        yb *= s[:, None]                                   # xhat
+        if gamma is not None:
+            yb *= gamma.reshape(d)
+        if beta is not None:
+            yb += beta.reshape(d)
+        mean[r], inv_std[r] = mu, s
+    return y.reshape(x.shape), {"x": x2, "mean": mean, "inv_std": inv_std, "gamma": gamma,
+                                "beta": beta, "shape": x.shape}
 
 
 def layernorm_backward(dy, cache):
     """Gradients of ``layernorm_forward``: ``(dx, dgamma, dbeta)`` (None where gamma/beta were None)."""
-    xhat, gamma, beta, inv_std, shape = (cache[k] for k in ("xhat", "gamma", "beta", "inv_std", "shape"))
+    x2, mean, inv_std, gamma, beta, shape = (cache[k] for k in ("x", "mean", "inv_std", "gamma", "beta",
+                                                                "shape"))
     check_shape("dy", dy, shape, "layernorm_backward")
-    check_dtype("dy", dy, "the forward's x", xhat, "layernorm_backward")
+    check_dtype("dy", dy, "the forward's x", x2, "layernorm_backward")
+    xp = backend.array_module(dy, x2)
+    n, d = x2.shape
+    dy2 = dy.reshape(n, d)
+    blocks, rows = _blocks(n, d, xp)
+    g = None if gamma is None else gamma.reshape(d)
+    dgamma = None if gamma is None else xp.zeros(d, dtype=dy.dtype)
+    dbeta = None if beta is None else xp.zeros(d, dtype=dy.dtype)
+    ones_n, ones_d = xp.ones(rows, dtype=dy.dtype), xp.ones(d, dtype=dy.dtype)
+    scratch = xp.empty((2, rows, d), dtype=dy.dtype)      # a block of xhat and of dxhat
+    dx = xp.empty_like(dy2)
+    for r in blocks:
+        m = r.stop - r.start
+        xhat, dyb, dxb = scratch[0, :m], dy2[r], dx[r]
+        xp.subtract(x2[r], mean[r, None], out=xhat)
+        xhat *= inv_std[r, None]
+        if gamma is not None:
+            dgamma += xp.einsum("nd,nd->d", dyb, xhat)
+        if beta is not None:
+            dbeta += ones_n[:m] @ dyb
+        dxhat = dyb if gamma is None else xp.multiply(dyb, g, out=scratch[1, :m])
+        sum_dxhat = dyb @ (ones_d if gamma is None else g)
+        sum_dxhat_xhat = _row_dots(dxhat, xhat, xp)
+        # dx = s * (dxhat + xhat * (-B/D) + (-A/D)), built in dx's block
+        xp.multiply(xhat, (-sum_dxhat_xhat / d)[:, None], out=dxb)
+        dxb += (-sum_dxhat / d)[:, None]
+        dxb += dxhat
+        dxb *= inv_std[r, None]
+    return (dx.reshape(shape), None if dgamma is None else dgamma.reshape(shape[1:]),
+            None if dbeta is None else dbeta.reshape(shape[1:]))
+
+
+def _xhat(cache):
+    """xhat (N, D) rebuilt from the cache (which keeps x, mu and s, not xhat)."""
+    return (cache["x"] - cache["mean"][:, None]) * cache["inv_std"][:, None]
+
+
+def _row_mean(a):
+    return a.mean(axis=1, keepdims=True)
+
+
+def _txhat(xhat, inv_std, tx):
+    """s (tx - E[tx] - xhat E[xhat tx]) per row, and E[xhat tx]."""
+    e = _row_mean(xhat * tx)
+    return inv_std[:, None] * (tx - _row_mean(tx) - xhat * e), e
+
+
+def layernorm_forward_jvp(cache, tx, tgamma=None, tbeta=None):
+    """Tangent of y: gamma txhat + tgamma xhat + tbeta (None tangents are zero)."""
+    xhat, gamma, inv_std, shape = _xhat(cache), cache["gamma"], cache["inv_std"], cache["shape"]
+    xp = backend.array_module(xhat)
+    n, d = xhat.shape
+    ty = xp.zeros_like(xhat)
+    if tx is not None:
+        txhat = _txhat(xhat, inv_std, tx.reshape(n, d))[0]
+        ty += txhat * gamma.reshape(1, d) if gamma is not None else txhat
+    if tgamma is not None:
+        ty += xhat * tgamma.reshape(1, d)
+    if tbeta is not None:
+        ty += tbeta.reshape(1, d)
+    return ty.reshape(shape)
+
+
+def layernorm_backward_jvp(dy, tdy, cache, tx, tgamma=None, tbeta=None):
+    """Tangents of ``layernorm_backward``'s (dx, dgamma, dbeta) (derivation in the module docstring)."""
+    gamma, beta, inv_std, shape = (cache[k] for k in ("gamma", "beta", "inv_std", "shape"))
+    xhat = _xhat(cache)
     xp = backend.array_module(dy, xhat)
     n, d = xhat.shape
     dy2 = dy.reshape(n, d)
-    dgamma = xp.einsum("nd,nd->d", dy2, xhat).reshape(shape[1:]) if gamma is not None else None
-    dbeta = dy2.sum(axis=0).reshape(shape[1:]) if beta is not None else None
-    dxhat = dy2 * gamma.reshape(1, d) if gamma is not None else dy2
-    sum_dxhat = dxhat.sum(axis=1)
-    sum_dxhat_xhat = xp.einsum("nd,nd->n", dxhat, xhat)
-    # dx = s * (dxhat - sum_dxhat/D - xhat * sum_dxhat_xhat/D), built in one buffer
-    dx = xhat * (-sum_dxhat_xhat / d)[:, None]
-    dx += dxhat
-    dx -= (sum_dxhat / d)[:, None]
-    dx *= inv_std[:, None]
-    return dx.reshape(shape), dgamma, dbeta
+    tdy2 = xp.zeros_like(dy2) if tdy is None else tdy.reshape(n, d)
+    tx2 = xp.zeros_like(xhat) if tx is None else tx.reshape(n, d)
+    g = 1.0 if gamma is None else gamma.reshape(1, d)
+    s = inv_std[:, None]
+    dxhat, tdxhat = g * dy2, g * tdy2
+    if tgamma is not None:
+        tdxhat = tdxhat + tgamma.reshape(1, d) * dy2
+    txhat, e_xtx = _txhat(xhat, inv_std, tx2)
+    ts = -s * s * e_xtx
+    e_dxhat_xhat = _row_mean(dxhat * xhat)
+    q = dxhat - _row_mean(dxhat) - xhat * e_dxhat_xhat
+    tdx = ts * q + s * (tdxhat - _row_mean(tdxhat) - txhat * e_dxhat_xhat
+                        - xhat * _row_mean(tdxhat * xhat + dxhat * txhat))
+    tdgamma = (tdy2 * xhat + dy2 * txhat).sum(axis=0).reshape(shape[1:]) if gamma is not None else None
+    tdbeta = tdy2.sum(axis=0).reshape(shape[1:]) if beta is not None else None
+    return tdx.reshape(shape), tdgamma, tdbeta

@@ -9,8 +9,19 @@ Gradient, with dy = dL/dy (N, out):
     dL/dx[n, i] = sum_o dy[n, o] w[o, i]      ->  dx = dy @ w        (N, in)
     dL/dw[o, i] = sum_n dy[n, o] x[n, i]      ->  dw = dy^T @ x      (out, in)
     dL/db[o]    = sum_n dy[n, o]              ->  db = dy.sum(0)     (out,)
+
+Forward mode and second order (tangents tx, tw, tb of the inputs; tdy of dy). y is
+bilinear in (x, w), so the product rule is the whole story:
+
+    ty  = tx @ w^T + x @ tw^T + tb                       (linear_forward_jvp)
+    tdx = tdy @ w + dy @ tw                              (linear_backward_jvp)
+    tdw = tdy^T @ x + dy^T @ tx
+    tdb = tdy.sum(0)
+
+A None tangent is zero (its products are skipped).
 """
 
+from refnet import backend
 from refnet.ops._checks import check_dtype, check_float, check_ndim, check_shape
 
 _OP = "linear_forward"
@@ -43,3 +54,29 @@ def linear_backward(dy, cache):
     dw = dy.T @ x
     db = dy.sum(axis=0) if has_bias else None
     return dx, dw, db
+
+
+def linear_forward_jvp(cache, tx, tw, tb=None):
+    """Tangent of y: ty = tx @ w.T + x @ tw.T + tb (None tangents are zero)."""
+    x, w, _ = cache
+    ty = backend.array_module(x, w).zeros((x.shape[0], w.shape[0]), dtype=x.dtype)
+    if tx is not None:
+        ty += tx @ w.T
+    if tw is not None:
+        ty += x @ tw.T
+    if tb is not None:
+        ty += tb
+    return ty
+
+
+def linear_backward_jvp(dy, tdy, cache, tx, tw, tb=None):
+    """Tangents of (dx, dw, db): (tdy @ w + dy @ tw, tdy^T @ x + dy^T @ tx, tdy.sum(0))."""
+    x, w, has_bias = cache
+    xp = backend.array_module(dy, x, w)
+    tdy = xp.zeros_like(dy) if tdy is None else tdy
+    tdx, tdw = tdy @ w, tdy.T @ x
+    if tw is not None:
+        tdx += dy @ tw
+    if tx is not None:
+        tdw += dy.T @ tx
+    return tdx, tdw, (tdy.sum(axis=0) if has_bias else None)

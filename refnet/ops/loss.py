@@ -12,6 +12,16 @@ Stability: logsumexp(z) = m + log sum_j exp(z_j - m) with m = max_j z_j, so ever
 Gradient: d logsumexp(z[n]) / dz[n, k] = p[n, k] and d z[n, y_n] / dz[n, k] = [k == y_n], so
 
     dL/dz[n, k] = (p[n, k] - [k == y_n]) / N
+
+Forward mode and second order (``softmax_cross_entropy_jvp``). The loss and its gradient
+come from one call, so one function gives both tangents along tz. With dp/dz = diag(p) - p p^T
+per row,
+
+    tL          = sum_{n,k} dL/dz[n, k] tz[n, k]
+    t(dL/dz)[n] = (p[n] * tz[n] - p[n] <p[n], tz[n]>) / N        (the Hessian of L times tz)
+
+The Hessian (diag(p) - p p^T) / N is positive semidefinite: it is also the middle factor of
+the Gauss-Newton product J^T H_L J.
 """
 
 from refnet import backend
@@ -61,3 +71,20 @@ def softmax_cross_entropy(logits, labels):
     dlogits[rows, labels] -= 1
     dlogits *= 1.0 / n
     return loss, dlogits
+
+
+def softmax_cross_entropy_jvp(logits, labels, tlogits):
+    """Tangents of ``softmax_cross_entropy``'s (loss, dlogits) along ``tlogits``: (tloss, tdlogits)."""
+    loss, dlogits = softmax_cross_entropy(logits, labels)
+    if tlogits is None or tuple(tlogits.shape) != tuple(logits.shape):
+        raise ValueError(f"softmax_cross_entropy_jvp(tlogits): got "
+                         f"{None if tlogits is None else tuple(tlogits.shape)}, expected {tuple(logits.shape)}")
+    xp = backend.array_module(logits, tlogits)
+    n = logits.shape[0]
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = xp.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    tloss = xp.sum(dlogits * tlogits)
+    tdlogits = p * (tlogits - xp.einsum("nk,nk->n", p, tlogits)[:, None])
+    tdlogits *= 1.0 / n
+    return tloss, tdlogits

@@ -18,6 +18,15 @@ Max:  y = max_pq view_pq. The max is piecewise the identity of one input, so
       has max NaN (NaN propagates) and, as in PyTorch, its gradient goes to its LAST NaN.
 Avg:  y = (1 / (KH*KW)) sum_pq view_pq, so every tap gets dy / (KH*KW):
       dL/dx[n, c, i*sh + p, j*sw + q] += dy[n, c, i, j] / (KH*KW).
+
+Forward mode and second order (tangent tx of x, tdy of dy). Both pools are piecewise
+linear in x, so the second derivative is zero (max: almost everywhere, away from ties):
+
+    max: ty[n, c, i, j] = tx at the tap the backward routes to (first maximum, or last NaN),
+         tdx = maxpool2d_backward(tdy) with the same routing; tx does not enter.
+    avg: ty = avgpool2d_forward(tx), tdx = avgpool2d_backward(tdy): the op is linear.
+
+At a tie the tangent picks the same tap as the gradient, so <ty, dy> = <tx, dx> holds exactly.
 """
 
 from refnet import backend
@@ -127,3 +136,52 @@ def avgpool2d_backward(dy, cache):
     for dv in _views(dx, kernel, stride, out_hw):
         dv += g
     return dx
+
+
+def maxpool2d_forward_jvp(cache, tx):
+    """ty: tx gathered from the tap each window's gradient is routed to (first maximum;
+    last NaN in a NaN window), so that <ty, dy> = <tx, maxpool2d_backward(dy)>."""
+    x, y, kernel, stride = cache
+    xp = backend.array_module(x)
+    if tx is None:
+        return xp.zeros_like(y)
+    out_hw = y.shape[2:]
+    ty, pending = None, None
+    for v, tv in zip(_views(x, kernel, stride, out_hw), _views(tx, kernel, stride, out_hw)):
+        hit = (v == y)               # first maximum in row-major order, as maxpool2d_backward
+        if pending is None:
+            pending, ty = ~hit, tv * hit
+        else:
+            hit &= pending
+            pending ^= hit
+            ty += tv * hit
+    nan = xp.isnan(y)
+    if bool(nan.any()):
+        views = list(zip(_views(x, kernel, stride, out_hw), _views(tx, kernel, stride, out_hw)))
+        for v, tv in reversed(views):
+            hit = xp.isnan(v) & nan
+            nan &= ~hit
+            xp.copyto(ty, tv, where=hit)
+    return ty
+
+
+def maxpool2d_backward_jvp(dy, tdy, cache, tx=None):
+    """Tangent of dx: tdy routed as dy is; tx does not enter (zero second derivative a.e.)."""
+    x = cache[0]
+    xp = backend.array_module(x, dy)
+    return maxpool2d_backward(xp.zeros_like(dy) if tdy is None else tdy, cache)
+
+
+def avgpool2d_forward_jvp(cache, tx):
+    """ty = avgpool2d(tx): the op is linear."""
+    x_shape, kernel, stride, dtype = cache
+    if tx is None:
+        n, c, h, w = x_shape
+        return backend.default_module().zeros(
+            (n, c, (h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1), dtype=dtype)
+    return avgpool2d_forward(tx, kernel, stride)[0]
+
+
+def avgpool2d_backward_jvp(dy, tdy, cache, tx=None):
+    """Tangent of dx: avgpool2d_backward(tdy); tx does not enter (the op is linear)."""
+    return avgpool2d_backward(backend.array_module(dy).zeros_like(dy) if tdy is None else tdy, cache)

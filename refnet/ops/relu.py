@@ -1,6 +1,13 @@
 """Rectified linear unit: y = max(x, 0), elementwise, any shape.
 
 Gradient: dL/dx = dy * [x > 0]. At x == 0 the derivative is taken as 0, as in PyTorch.
+
+Forward mode and second order. ReLU is piecewise linear, so its second derivative is zero
+almost everywhere; the tangents follow the SAME mask as the first derivative, kinks included
+(x == 0 counts as the flat side in all three):
+
+    ty  = tx * [x > 0]                  (relu_forward_jvp)
+    tdx = tdy * [x > 0]                 (relu_backward_jvp: no tx term, d^2 relu = 0)
 """
 
 from refnet import backend
@@ -23,3 +30,15 @@ def relu_backward(dy, cache):
     check_shape("dy", dy, y.shape, "relu_backward")
     check_dtype("dy", dy, "the forward's x", y, "relu_backward")
     return dy * (y > 0)
+
+
+def relu_forward_jvp(cache, tx):
+    """ty = tx * [x > 0]."""
+    y = cache
+    return backend.array_module(y).zeros_like(y) if tx is None else tx * (y > 0)
+
+
+def relu_backward_jvp(dy, tdy, cache, tx=None):
+    """Tangent of dx: tdy * [x > 0]; tx does not enter (zero second derivative a.e.)."""
+    y = cache
+    return backend.array_module(y).zeros_like(y) if tdy is None else tdy * (y > 0)

@@ -1,0 +1,348 @@
+"""Experiment 9, rotational equilibrium across optimizers (beyond the paper; theory/README.md
+sections 16-19): with BN, each optimizer's decay sets a steady angle per step, and that angle can
+be predicted before training, from the hyperparameters alone where the theory says so.
+
+Runs: the BN MLP, ``steps`` steps, one run per optimizer, every decay on the scale-invariant
+weights only. Each decay is SET from the theory so that the predicted steady angle is ``theta``
+(solved on the exact form; the small form is given beside it):
+
+- SGD + heavy-ball momentum ``mu`` + the paper's coupled L2 (``l2 = lam``, gradient ``+ 2 lam w``):
+  ``cos(theta) = 1 - 2 lr lam/(1+mu)`` (5.2), small ``lam = theta^2 (1+mu)/(4 lr)``;
+  ``theory.sgd_momentum_l2_equilibrium``.
+- AdamW (decoupled ``wd``): (7.1)'s exact angle, small ``wd = theta^2/(2 k lr)``,
+  ``k = (1-b1)/(1+b1)``; ``theory.adamw_equilibrium``.
+- Lion (decoupled ``wd``): (16.4) with ``R = theory.lion_R`` (white Gaussian gradients).
+- Muon (decoupled ``wd``, Nesterov): (17.1) with ``R = theory.muon_R`` for a square
+  ``(width, width)`` matrix (white Gaussian momenta).
+- The rotational wrapper around SGD + momentum (its default target, the small-form angle of
+  its inner), AdamW (the same) and Lion (``eta_r`` = (16.4)'s angle): ``theta = atan(eta_r)``.
+- Hyperball around plain SGD with ``lr = tan(theta)``: ``theta = atan(lr)`` (the step is
+  orthogonal to ``w``).
+- Adam + coupled L2 (``lr``, ``l2`` fixed): the contrast, whose angle depends on each unit's
+  gradient scale (6.2), so it does not equalize across units.
+
+Measured: the RMS angle per step of each unit over the last third of the steps (the window);
+per hidden layer the median over units. Claims, per hidden layer (worst layer reported):
+
+- predictions from hyperparameters alone: SGD + momentum + L2 (both layers) and AdamW (layers fed
+  by normalized units: Adam's law needs evenly scaled inputs, and the first layer sees raw
+  pixels; reported as an observation), tolerance 5%;
+- predictions whose ``R`` (the correlation in time of the steps, ``1 + 2 sum_k p^k r_k``) is
+  measured per unit over the middle third (an earlier, disjoint window;
+  ``tasks.track_step_correlation``) and predicts each unit's angle in the last third through
+  the exact form of (16.4) / (17.1); the claim is the median over units of measured/predicted:
+  Lion 10%, Muon 3%;
+- a consistency row: the same with ``R`` of the last third itself (the law without ``R``'s drift
+  between windows), 2%;
+- identities (the wrappers set the angle by construction): 2%;
+- Kosson's balance, a prediction of the theory: the coefficient of variation of the per-unit
+  angles is at least 3 times larger for Adam + L2 (angle ~ ``G2^(-1/6)`` per unit) than for
+  every optimizer whose angle the theory makes independent of the unit's gradients (SGD +
+  momentum + L2, AdamW, the wrappers), per layer. Lion's and Muon's depend on each unit's ``R``:
+  their spreads are observations.
+
+Tolerances: as found by an earlier session's runs of this design (quick and default presets).
+Observations: each optimizer's test accuracy and per-layer spread, Lion's and Muon's
+hyperparameter-only prediction (white-gradient ``R``) against the measured angle, and the
+measured ``R``.
+"""
+
+import functools
+import math
+
+import numpy as np
+
+import theory
+from refnet.experiments import config
+from refnet.experiments.claims import observation, worst
+from refnet.experiments.measure import label, layers, median_ratio
+from refnet.experiments.runner import Runner
+from theory.sign_and_orthogonal import _decay_equilibrium
+
+NAME, FIGURE = "optimizer_angles", "fig9_optimizer_angles.png"
+TOL = {"sgdm": 0.05, "adamw": 0.05, "lion": 0.10, "muon": 0.03, "wrapper": 0.02}
+CONSISTENCY_TOL = 0.02  # the walk holds (16.4) and (17.1) to 1% (theory/README.md section 20)
+WINDOW = 1 / 3  # the last third is measured, the middle third gives R
+SPREAD = 3.0  # Adam + L2's coefficient of variation over the largest of the others', at least
+TOLERANCE_SOURCE = "an earlier session's quick and default runs of this design"
+SGDM = {"lr": 0.05, "momentum": 0.9}
+ADAMW = {"lr": 2e-3, "betas": (0.9, 0.99)}
+LION = {"lr": 5e-4, "betas": (0.9, 0.99)}
+MUON = {"lr": 0.02, "momentum": 0.95}
+ADAM_L2 = {"lr": 2e-3, "l2": 1e-3, "betas": (0.9, 0.99)}
+TITLES = {"sgdm": "SGD + momentum + L2", "adamw": "AdamW", "lion": "Lion", "muon": "Muon",
+          "rot_sgdm": "Rotational(SGD + momentum)", "rot_adamw": "Rotational(AdamW)",
+          "rot_lion": "Rotational(Lion)", "hyperball": "Hyperball(SGD)", "adam_l2": "Adam + L2"}
+
+
+def _solve(angle, theta, lo=1e-8, hi=1e4):
+    """The decay ``x`` in ``[lo, hi]`` with ``angle(x) = theta`` (``angle`` increasing; NaN past
+    the largest decay the exact form allows counts as too large): bisection in ``log x``."""
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        with np.errstate(invalid="ignore"):
+            lo, hi = (mid, hi) if angle(mid) < theta else (lo, mid)
+        if hi / lo < 1 + 1e-12:
+            break
+    return math.sqrt(lo * hi)
+
+
+def _sgdm_angle(lam):
+    return theory.sgd_momentum_l2_equilibrium(SGDM["lr"], lam, 1.0, SGDM["momentum"]).angle
+
+
+def _adamw_angle(wd):
+    return theory.adamw_equilibrium(ADAMW["lr"], wd, 1, ADAMW["betas"]).angle
+
+
+def _lion_angle(wd):
+    return theory.lion_equilibrium(LION["lr"], wd, 1, LION["betas"]).angle
+
+
+def angle_from_R(lr, wd, R):
+    """The steady angle of a decoupled-decay optimizer whose steps have correlation sum ``R``:
+    the exact form of (16.4) and (17.1), ``theory.sign_and_orthogonal``'s closing step."""
+    return _decay_equilibrium("R", lr, wd, 1.0, R).angle
+
+
+MUON_SHAPE_CAP = 128  # Newton-Schulz's correlation h for square matrices: 128 and 256 give R within 2%
+
+
+@functools.lru_cache(maxsize=None)
+def _muon_wd(theta, width):
+    """Muon's ``wd`` for the angle ``theta``, and its ``R``: ``theory.muon_R``'s sum
+    ``R = 1 + 2 sum_k p^k h(rho_k)`` with ``h`` measured once (``theory.orthogonalized_correlation``,
+    seeded Monte Carlo) on an ``(m, m)`` matrix, ``m = min(width, MUON_SHAPE_CAP)``, as the hidden
+    ``(width, width)`` layer; then ``wd`` solves ``angle(wd, R(wd)) = theta``."""
+    lr, mu, m = MUON["lr"], MUON["momentum"], min(width, MUON_SHAPE_CAP)
+    knots = np.linspace(0.0, 1.0, 41)
+    h, _ = theory.orthogonalized_correlation(knots, (m, m))
+
+    def R_of(wd):
+        p = 1 - lr * wd
+        lags = int(np.ceil(np.log(1e-12) / np.log(p * mu)))
+        return theory.correlation_sum(np.interp(theory.momentum_correlations(mu * mu, mu, lags), knots, h), p)
+
+    wd = _solve(lambda x: angle_from_R(lr, x, R_of(x)), theta)
+    return wd, R_of(wd)
+
+
+@functools.lru_cache(maxsize=None)
+def decays(theta, width):
+    """``{optimizer: decay}`` set so that each one's predicted steady angle is ``theta``, and
+    the small forms beside them (``"<name>_small"``)."""
+    mu, lr = SGDM["momentum"], SGDM["lr"]
+    k = (1 - ADAMW["betas"][0]) / (1 + ADAMW["betas"][0])
+    muon_wd, muon_R = _muon_wd(theta, width)
+    return {"sgdm": _solve(_sgdm_angle, theta), "sgdm_small": theta ** 2 * (1 + mu) / (4 * lr),
+            "adamw": _solve(_adamw_angle, theta), "adamw_small": theta ** 2 / (2 * k * ADAMW["lr"]),
+            "lion": _solve(_lion_angle, theta), "muon": muon_wd, "muon_R_white": muon_R}
+
+
+def hyper(cfg):
+    """``{optimizer: (hyperparameters, optim spec)}``."""
+    c = cfg[NAME]
+    dec = decays(c["theta"], cfg["width"])
+    inv = {"l2_scope": "invariant"}
+    sgdm = config.sgd(SGDM["lr"], dec["sgdm"], momentum=SGDM["momentum"], **inv)
+    adamw = config.adam(cfg, ADAMW["lr"], weight_decay=dec["adamw"], betas=list(ADAMW["betas"]), **inv)
+    lion = {"name": "lion", "lr": LION["lr"], "betas": list(LION["betas"]), "weight_decay": dec["lion"], **inv}
+    muon = {"name": "muon", "lr": MUON["lr"], "momentum": MUON["momentum"], "nesterov": True,
+            "weight_decay": dec["muon"], "rest_lr": ADAMW["lr"], **inv}
+    lion_eta = _lion_angle(dec["lion"])
+    return {
+        "sgdm": ({**SGDM, "l2": dec["sgdm"]}, sgdm),
+        "adamw": ({"lr": ADAMW["lr"], "wd": dec["adamw"]}, adamw),
+        "lion": ({"lr": LION["lr"], "wd": dec["lion"]}, lion),
+        "muon": ({**MUON, "wd": dec["muon"]}, muon),
+        "rot_sgdm": ({**SGDM, "l2": dec["sgdm"], "eta_r": _small_sgdm(dec["sgdm"])},
+                     dict(sgdm, wrapper={"name": "rotational"})),
+        "rot_adamw": ({"lr": ADAMW["lr"], "wd": dec["adamw"], "eta_r": _small_adamw(dec["adamw"])},
+                      dict(adamw, wrapper={"name": "rotational"})),
+        "rot_lion": ({"lr": LION["lr"], "wd": dec["lion"], "eta_r": lion_eta},
+                     dict(lion, wrapper={"name": "rotational", "eta_r": lion_eta})),
+        "hyperball": ({"lr": math.tan(c["theta"])},
+                      dict(config.sgd(math.tan(c["theta"])), wrapper={"name": "hyperball"})),
+        "adam_l2": (dict(ADAM_L2), config.adam(cfg, ADAM_L2["lr"], ADAM_L2["l2"], betas=list(ADAM_L2["betas"]), **inv)),
+    }
+
+
+def _small_sgdm(lam):
+    """The rotational wrapper's default target around SGD + momentum + L2 (small form of (5.2))."""
+    return theory.sgd_momentum_l2_equilibrium(SGDM["lr"], lam, 1.0, SGDM["momentum"]).angle_small
+
+
+def _small_adamw(wd):
+    return theory.adamw_equilibrium(ADAMW["lr"], wd, 1, ADAMW["betas"]).angle_small
+
+
+def windows(steps):
+    """The middle and the last third of the steps (the last one as ``tasks.summarize`` cuts it)."""
+    late = int(round(steps * (1 - WINDOW)))
+    return [[steps - 2 * (steps - late), late], [late, steps]]
+
+
+def runs(cfg):
+    steps = cfg[NAME]["steps"]
+    out = {}
+    for kind, (h, optim) in hyper(cfg).items():
+        extra = {"step_corr": windows(steps)} if kind in ("lion", "muon") else {}
+        out[kind] = (h, config.train(cfg, config.model(cfg), optim, steps, window=WINDOW, **extra))
+    return out
+
+
+def specs(cfg):
+    return [s for _, s in runs(cfg).values()]
+
+
+def predicted(kind, h, arrays, name, window=0):
+    """Per-unit predicted steady angle of ``kind`` for weight ``name`` (an array, or a scalar
+    broadcast over units), and the inputs it was computed from; Lion's and Muon's take ``R``
+    from the middle third (``window=0``) or the last (1, the measured window itself)."""
+    if kind == "sgdm":
+        return theory.sgd_momentum_l2_equilibrium(h["lr"], h["l2"], 1.0, h["momentum"]).angle, \
+            [f"lr {h['lr']:g}", f"momentum {h['momentum']:g}", f"l2 {h['l2']:.4g} (paper's lam)"]
+    if kind == "adamw":
+        return theory.adamw_equilibrium(h["lr"], h["wd"], 1, ADAMW["betas"]).angle, \
+            [f"lr {h['lr']:g}", f"betas {ADAMW['betas']}", f"wd {h['wd']:.4g}"]
+    if kind in ("lion", "muon"):
+        R = measured_R(arrays, name, window)
+        return np.array([angle_from_R(h["lr"], h["wd"], r) for r in R]), \
+            [f"lr {h['lr']:g}", f"wd {h['wd']:.4g}",
+             "R per unit from the steps' correlations over the "
+             + ("middle third (an earlier, disjoint window)" if window == 0 else "last third (the same window)")]
+    if kind.startswith("rot_"):
+        return theory.rotational_angle(h["eta_r"]), [f"eta_r {h['eta_r']:.5g}"]
+    if kind == "hyperball":
+        return theory.hyperball_angle(h["lr"]), [f"lr {h['lr']:.5g}", "plain SGD inside: c = 0"]
+    raise ValueError(f"predicted(kind): got {kind!r}")
+
+
+def measured_R(arrays, name, window=0):
+    """``R = 1 + 2 sum_k p^k r_k`` per unit, from ``tasks.track_step_correlation``'s sums over
+    ``windows(...)[window]``."""
+    return 1 + 2 * arrays[f"{name}/steps/{window}/corr"] / arrays[f"{name}/steps/{window}/sq"]
+
+
+def cv(x):
+    x = np.asarray(x, dtype=float)
+    return float(np.std(x) / np.mean(x))
+
+
+def analyze(cfg, results):
+    theta = cfg[NAME]["theta"]
+    plan = runs(cfg)
+    dec = decays(theta, cfg["width"])
+    data = {"name": NAME, "figure": FIGURE, "theta": theta, "decays": dict(dec), "optimizers": {},
+            "claims": [], "observations": []}
+    rows = {k: [] for k in ("sgdm", "adamw", "lion", "muon", "wrapper", "same_window")}
+    inputs = {}
+    for (kind, (h, _)), (arrays, meta) in zip(plan.items(), results):
+        names = layers(meta)
+        entry = {"title": TITLES[kind], "hyper": {k: (list(v) if isinstance(v, tuple) else v) for k, v in h.items()},
+                 "test_accuracy": float(meta["final"]["test_accuracy"]), "layers": {}}
+        for i, name in enumerate(names):
+            angle = arrays[f"{name}/win/angle"]
+            layer = {"angles": angle.tolist(), "median": float(np.median(angle)), "cv": cv(angle),
+                     "dead": float(arrays[f"{name}/run/dead"])}
+            if kind != "adam_l2":
+                pred, inputs[kind] = predicted(kind, h, arrays, name)
+                pred = np.broadcast_to(np.asarray(pred, dtype=float), angle.shape)
+                layer["predicted"] = float(np.median(pred))
+                group = "wrapper" if kind.startswith("rot_") or kind == "hyperball" else kind
+                tag = f"{label(i, name)}" + (f", {TITLES[kind]}" if group in ("wrapper", "same_window") else "")
+                if kind in ("lion", "muon"):  # per-unit predictions: the median of per-unit ratios
+                    layer["R"] = measured_R(arrays, name).tolist()
+                    layer["ratio"] = median_ratio(angle, pred)
+                    layer["R_same_window"] = measured_R(arrays, name, 1).tolist()
+                    same = predicted(kind, h, arrays, name, 1)[0]
+                    layer["predicted_same_window"] = float(np.median(same))
+                    layer["ratio_same_window"] = median_ratio(angle, same)
+                    rows[kind].append((1.0, layer["ratio"], tag))
+                    rows["same_window"].append((1.0, layer["ratio_same_window"], f"{label(i, name)}, {TITLES[kind]}"))
+                elif kind != "adamw" or i > 0:  # AdamW's law needs evenly scaled inputs: not raw pixels
+                    rows[group].append((layer["predicted"], layer["median"], tag))
+            entry["layers"][name] = layer
+        data["optimizers"][kind] = entry
+    data["claims"] += _claims(rows, inputs, theta)
+    data["claims"].append(_spread_claim(data["optimizers"]))
+    data["observations"] += _observations(data, dec)
+    return data
+
+
+def _claims(rows, inputs, theta):
+    quantity = "median over units of the RMS angle per step, last third"
+    per_unit = "median over units of measured/predicted RMS angle per step, last third"
+    about = dict(tolerance_source=TOLERANCE_SOURCE)
+    return [
+        worst(rows["sgdm"], f"SGD + momentum + L2, l2 set for theta {theta:g}: steady angle "
+              f"arccos(1 - 2 lr lam/(1+mu)) from hyperparameters alone", FIGURE, quantity, TOL["sgdm"],
+              "theory.sgd_momentum_l2_equilibrium", kind="prediction", inputs=inputs["sgdm"], **about),
+        worst(rows["adamw"], f"AdamW, wd set for theta {theta:g}: steady angle ~ sqrt(2 lr wd k) from "
+              f"hyperparameters alone (layers fed by normalized units)", FIGURE, quantity, TOL["adamw"],
+              "theory.adamw_equilibrium", kind="prediction", inputs=inputs["adamw"], **about),
+        worst(rows["lion"], "Lion: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", FIGURE, per_unit,
+              TOL["lion"], "theory.lion_equilibrium (16.4), exact form", kind="prediction",
+              inputs=inputs["lion"], **about),
+        worst(rows["muon"], "Muon: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", FIGURE, per_unit,
+              TOL["muon"], "theory.muon_equilibrium (17.1), exact form", kind="prediction",
+              inputs=inputs["muon"], **about),
+        worst(rows["same_window"], "Lion and Muon: the steady angle is sqrt(2 lr wd/R) with R of the "
+              "same window (the law itself, without R's drift)", FIGURE, per_unit, CONSISTENCY_TOL,
+              "theory.sign_and_orthogonal (16.4), (17.1), exact form", kind="consistency",
+              inputs=["lr, wd", "R per unit over the last third (the measured window)"],
+              tolerance_source="the scale-invariant random walk's 1% (theory/README.md section 20), doubled"),
+        worst(rows["wrapper"], "Rotational and Hyperball wrappers turn every unit by their set angle "
+              "(atan(eta_r), atan(lr))", FIGURE, quantity, TOL["wrapper"],
+              "theory.rotational_angle, theory.hyperball_angle", kind="identity",
+              inputs=["eta_r (Rotational)", "lr (Hyperball)"], **about),
+    ]
+
+
+BALANCED = ("sgdm", "adamw", "rot_sgdm", "rot_adamw", "rot_lion", "hyperball")
+
+
+def _spread_claim(opts):
+    """Adam + L2 does not equalize: its per-unit angles spread at least ``SPREAD`` times more
+    (coefficient of variation) than the most spread of the optimizers whose angle the theory
+    makes independent of the unit's gradients (``BALANCED``), in every hidden layer. Lion's and
+    Muon's depend on each unit's ``R``, a gradient statistic: reported as observations."""
+    rows = []
+    for name, layer in opts["adam_l2"]["layers"].items():
+        others = max(opts[k]["layers"][name]["cv"] for k in BALANCED)
+        rows.append((SPREAD, layer["cv"] / others, name))
+    return worst(rows, "Adam + L2 does not equalize the angles across units; SGD + momentum + L2, AdamW and "
+                 "the wrappers do", FIGURE,
+                 "coefficient of variation of per-unit angles, Adam + L2 over the largest of the others', at least",
+                 0.0, "theory.adam_l2_equilibrium (6.2): angle ~ G2^(-1/6)", error_kind="at_least",
+                 kind="prediction", inputs=[f"Adam lr {ADAM_L2['lr']:g}, l2 {ADAM_L2['l2']:g}"],
+                 tolerance_source="the bound itself (one-sided)")
+
+
+def _observations(data, dec):
+    out = []
+    for kind, o in data["optimizers"].items():
+        out.append(observation(f"{o['title']}: test accuracy at the end", FIGURE, "accuracy", o["test_accuracy"]))
+        for name, layer in o["layers"].items():
+            out.append(observation(f"{o['title']}: coefficient of variation of the per-unit angles", FIGURE, name,
+                                   layer["cv"]))
+    first, layer = next(iter(data["optimizers"]["adamw"]["layers"].items()))
+    out.append(observation("AdamW, layer 1 (fed by raw pixels, outside the law's domain): measured over "
+                           "predicted angle", FIGURE, first, layer["median"] / layer["predicted"]))
+    lion = data["optimizers"]["lion"]["hyper"]
+    white_R = {"lion": theory.lion_R(lion["lr"], lion["wd"], LION["betas"]), "muon": dec["muon_R_white"]}
+    for kind, white in (("lion", lambda h: _lion_angle(h["wd"])),
+                        ("muon", lambda h: angle_from_R(h["lr"], h["wd"], dec["muon_R_white"]))):
+        o = data["optimizers"][kind]
+        for name, layer in o["layers"].items():
+            out.append(observation(f"{o['title']}: measured R (median over units), earlier window", FIGURE,
+                                   name, float(np.median(layer["R"])), f"white-gradient theory: {white_R[kind]:.4g}"))
+            out.append(observation(f"{o['title']}: measured angle over the hyperparameter-only prediction "
+                                   "(white-gradient R)", FIGURE, name, layer["median"] / white(o["hyper"])))
+    return out
+
+
+def run(cfg=None, runner=None):
+    """Experiment 9's data (see the module docstring)."""
+    cfg = cfg or config.make_config()
+    return analyze(cfg, (runner or Runner()).map(specs(cfg), desc=NAME))

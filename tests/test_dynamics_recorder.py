@@ -1,0 +1,137 @@
+"""The per-step record (Trainer with ``log_every=1``, ``dynamics.Recorder``) computes the same
+quantities as the plain formulas, in float64, to a stated tolerance: relative 1e-5 for the
+norms, the effective lr and ``||w|| ||g||`` (float32 one-pass sums against float64 sums), and
+relative 1e-5 for the angle from 1e-1 rad down to 1e-7 rad (1e-4 at 1e-7 rad when the step is
+mostly radial), where ``arccos`` in float32 is off by more than 1e-2 at 1e-3 rad."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from refnet.dynamics import Recorder
+from refnet.invariance import angular_update, group_sq_norms, row_dots
+from refnet.nn.models import mlp, trainable_parameters
+from refnet.optim import SGD
+from refnet.train import Trainer
+
+RTOL = 1e-5
+
+
+def old_angle(a, b, group):
+    """The formula the record used before (half chord of the unit vectors), in float64."""
+    rows = (lambda w: w.reshape(w.shape[0], -1)) if group == "unit" else (lambda w: w.reshape(1, -1))
+    a, b = (rows(np.asarray(w, dtype=np.float64)) for w in (a, b))
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return 2 * np.arctan2(np.linalg.norm(a - b, axis=1), np.linalg.norm(a + b, axis=1))
+
+
+def turned(rng, shape, angle, radial=0.0):
+    """float32 (w, w') with w' turned from w by about ``angle`` per row, scaled by 1 + radial."""
+    w = rng.standard_normal(shape)
+    u = rng.standard_normal(shape)
+    u -= (u * w).sum(axis=1, keepdims=True) / (w * w).sum(axis=1, keepdims=True) * w
+    u *= np.linalg.norm(w, axis=1, keepdims=True) / np.linalg.norm(u, axis=1, keepdims=True)
+    w2 = (1 + radial) * (np.cos(angle) * w + np.sin(angle) * u)
+    return w.astype(np.float32), w2.astype(np.float32)
+
+
+@pytest.mark.parametrize("angle", [1e-1, 1e-2, 1e-3, 1e-5, 1e-7])
+@pytest.mark.parametrize("radial", [0.0, -1e-3])
+def test_angle_matches_the_float64_formula_at_every_size(rng, angle, radial):
+    # A step that mostly shrinks w (radial 1e-3, as 2 lr lam with lr 0.1, l2 5e-3) leaves
+    # eps32 * radial/angle / sqrt(d) in the part across w: 2e-5 at 1e-7 rad, hence 1e-4 there.
+    a, b = turned(rng, (64, 784), angle, radial)
+    rtol = 1e-4 if radial and angle < 1e-5 else RTOL
+    np.testing.assert_allclose(angular_update(a, b, "unit"), old_angle(a, b, "unit"), rtol=rtol)
+
+
+def test_arccos_in_float32_fails_at_a_milliradian_where_the_record_does_not(rng):
+    a, b = turned(rng, (64, 784), 1e-3)
+    exact = old_angle(a, b, "unit")
+    cos = row_dots(a, b) / np.sqrt(row_dots(a, a) * row_dots(b, b))
+    arccos32 = np.arccos(np.clip(cos, -1, 1).astype(np.float32))
+    assert np.max(np.abs(arccos32 / exact - 1)) > 1e-2
+    assert np.max(np.abs(angular_update(a, b, "unit") / exact - 1)) < RTOL
+
+
+@pytest.mark.parametrize("group, shape", [("unit", (16, 3, 3, 3)), ("tensor", (32, 40)), (None, (7,))])
+def test_angle_with_known_norms_and_buffers_equals_the_plain_call(rng, group, shape):
+    a = rng.standard_normal(shape).astype(np.float32)
+    b = (a + 0.01 * rng.standard_normal(shape)).astype(np.float32)
+    work = np.full_like(a, np.nan)
+    got = angular_update(a, b, group, sq_before=group_sq_norms(a, group), work=work)
+    np.testing.assert_array_equal(got, angular_update(a, b, group))
+    np.testing.assert_allclose(got, old_angle(a, b, "unit" if group == "unit" else "tensor"), rtol=RTOL)
+    assert got.dtype == np.float64
+
+
+@pytest.mark.parametrize("group, shape", [("unit", (16, 3, 3, 3)), ("tensor", (32, 40))])
+def test_group_sq_norms_match_float64_sums(rng, group, shape):
+    w = rng.standard_normal(shape).astype(np.float32)
+    rows = w.reshape(shape[0], -1) if group == "unit" else w.reshape(1, -1)
+    want = (rows.astype(np.float64) ** 2).sum(axis=1)
+    np.testing.assert_allclose(group_sq_norms(w, group), want, rtol=RTOL)
+
+
+def _setup(rng, steps=4):
+    model = mlp(20, width=16, depth=2, norm="bn", rng=0)
+    opt = SGD(trainable_parameters(model), lr=0.1, momentum=0.9, l2=5e-4)
+    x = rng.standard_normal((steps * 8, 1, 4, 5)).astype(np.float32)
+    y = rng.integers(0, 10, size=steps * 8)
+    return model, opt, x, y
+
+
+def _old_rows(model, opt, x, y):
+    """Take the steps by hand, recording with the plain float64 formulas."""
+    from refnet.ops import softmax_cross_entropy
+    tracked = [(n, p) for n, p in model.named_parameters() if p.scale_group is not None]
+    rows = {}
+    for i in range(0, len(x), 8):
+        model.zero_grad()
+        _, dlogits = softmax_cross_entropy(model(x[i:i + 8]), y[i:i + 8])
+        model.backward(dlogits)
+        before = {n: (p.data.astype(np.float64), p.grad.astype(np.float64)) for n, p in tracked}
+        opt.step()
+        for n, p in tracked:
+            w, g = before[n]
+            sq = (w.reshape(w.shape[0], -1) ** 2).sum(axis=1)
+            g2 = (g.reshape(g.shape[0], -1) ** 2).sum(axis=1)
+            for key, v in (("norm", np.sqrt(sq)), ("effective_lr", 0.1 / sq),
+                           ("grad_norm_unit", np.sqrt(sq * g2)), ("angle", old_angle(w, p.data, "unit"))):
+                rows.setdefault(f"{key}/{n}", []).append(v)
+    return {k: np.array(v) for k, v in rows.items()}
+
+
+def test_trainer_record_equals_the_plain_formulas(rng):
+    model, opt, x, y = _setup(rng)
+    want = _old_rows(*_setup(np.random.default_rng(0))[:2], x, y)
+    data = SimpleNamespace(x_train=x, y_train=y, x_test=None, name="t")
+    trainer = Trainer(model, opt, data, batch_size=8, log_every=1, progress=False)
+    for i in range(0, len(x), 8):
+        trainer.train_step(x[i:i + 8], y[i:i + 8])
+    got = trainer.history.steps
+    assert set(want) <= set(got)
+    for key, v in want.items():
+        np.testing.assert_allclose(got[key], v, rtol=RTOL, err_msg=key)
+
+
+def test_recorder_equals_the_plain_formulas(rng):
+    model, opt, x, y = _setup(rng)
+    want = _old_rows(*_setup(np.random.default_rng(0))[:2], x, y)
+    rec = Recorder(model, opt).attach()
+    _old_rows(model, opt, x, y)  # the same steps; the Recorder records them
+    got = rec.detach().steps
+    for key, v in want.items():
+        np.testing.assert_allclose(got[key], v, rtol=RTOL, err_msg=key)
+
+
+def test_a_unit_that_only_shrinks_turns_by_its_rounding_only(rng):
+    # dead units (zero gradient) only shrink under L2: the step is radial, the angle ~0
+    a, b = turned(rng, (8, 784), 1e-3)
+    b[::2] = (1 - 1e-3) * a[::2]
+    got, want = angular_update(a, b, "unit"), old_angle(a, b, "unit")
+    np.testing.assert_allclose(got[1::2], want[1::2], rtol=RTOL)
+    np.testing.assert_allclose(got[::2], want[::2], rtol=0, atol=1e-9)
+    assert np.all(got[::2] < 1e-7)
