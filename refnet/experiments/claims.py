@@ -17,24 +17,43 @@ from refnet import checkpoint
 CLAIM_KEYS = ("claim", "figure", "quantity", "predicted", "measured", "rel_error", "tolerance", "pass")
 
 
-def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_kind=None):
-    """One claim row (``error_kind``: "relative" by default, "absolute" when predicted == 0)."""
+KINDS = ("identity", "consistency", "prediction")
+
+
+def _row_kind(kind, inputs):
+    if kind not in KINDS:
+        raise ValueError(f"claim(kind): got {kind!r}, expected one of {KINDS}")
+    inputs = list(inputs or [])
+    if kind == "prediction" and not inputs:
+        raise ValueError("claim(inputs): a prediction must list its inputs (hyperparameters, other runs, "
+                         "earlier windows); got none")
+    return inputs
+
+
+def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_kind=None, *, kind="identity",
+          inputs=None, note="", tolerance_source=""):
+    """One claim row (``error_kind``: "relative" by default, "absolute" when predicted == 0);
+    ``kind`` is "identity", "consistency" or "prediction" (which must list its ``inputs``)."""
+    inputs = _row_kind(kind, inputs)
     predicted, measured = float(predicted), float(measured)
-    kind = error_kind or ("absolute" if predicted == 0 else "relative")
+    row_kind, kind = kind, error_kind or ("absolute" if predicted == 0 else "relative")
     err = abs(measured - predicted) / (abs(predicted) if kind == "relative" else 1.0)
     ok = bool(math.isfinite(err) and err <= tolerance)
     return {"claim": text, "figure": figure, "quantity": quantity, "predicted": predicted,
             "measured": measured, "rel_error": err, "tolerance": float(tolerance), "pass": ok,
-            "error_kind": kind, "theory": theory}
+            "error_kind": kind, "theory": theory, "kind": row_kind, "inputs": inputs, "note": note,
+            "tolerance_source": tolerance_source}
 
 
-def worst(rows, text, figure, quantity, tolerance, theory):
+def worst(rows, text, figure, quantity, tolerance, theory, *, kind="identity", inputs=None, note="",
+          tolerance_source=""):
     """One claim from many ``(predicted, measured, label)`` comparisons: the one with the largest
     error, named in ``quantity``, so a claim over a grid fails if any of its runs does."""
+    extra = dict(kind=kind, inputs=inputs, note=note, tolerance_source=tolerance_source)
     if not rows:  # nothing to compare is a failure, not a pass
-        return dict(claim(text, figure, f"{quantity} [no run to compare]", 1.0, float("nan"), tolerance, theory),
-                    n_compared=0)
-    made = [(claim(text, figure, f"{quantity} [{label}]", p, m, tolerance, theory), label)
+        return dict(claim(text, figure, f"{quantity} [no run to compare]", 1.0, float("nan"), tolerance, theory,
+                          **extra), n_compared=0)
+    made = [(claim(text, figure, f"{quantity} [{label}]", p, m, tolerance, theory, **extra), label)
             for p, m, label in rows]
     row = max(made, key=lambda c: c[0]["rel_error"] if math.isfinite(c[0]["rel_error"]) else np.inf)[0]
     row["n_compared"] = len(made)
