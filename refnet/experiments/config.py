@@ -37,6 +37,10 @@ _SIZES = {
                      "adamw_lr": [1e-3, 2e-3, 4e-3], "adamw_wd": [2.0, 4.0, 8.0],
                      "sym_steps": 1500, "sym_c": [0.5, 2.0, 3.0]},
         "no_l2": {"steps": 3000, "lr": 0.1, "lam": 2e-2, "w0_scales": [0.25, 1.0, 4.0]},
+        "cross_run": {"width": 128, "steps": 2000, "pairs": [[0.1, 2e-2], [0.05, 4e-2], [0.2, 1e-2]]},
+        "init_forgetting": {"width": 128, "steps": 2000, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
+                            "adamw_lr": 2e-3, "adamw_wd": 4.0},
+        "schedule": {"width": 128, "identity_steps": 150, "steps": 2000, "sgd": [0.1, 1e-2], "momentum": [0.01, 1e-2]},
     },
     "quick": {
         "width": 128,
@@ -48,6 +52,10 @@ _SIZES = {
                      "adamw_lr": [2e-3, 4e-3], "adamw_wd": [4.0, 8.0],
                      "sym_steps": 400, "sym_c": [2.0, 3.0]},
         "no_l2": {"steps": 1500, "lr": 0.1, "lam": 4e-2, "w0_scales": [0.25, 4.0]},
+        "cross_run": {"width": 128, "steps": 1000, "pairs": [[0.1, 2e-2], [0.05, 4e-2], [0.2, 1e-2]]},
+        "init_forgetting": {"width": 128, "steps": 1500, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
+                            "adamw_lr": 2e-3, "adamw_wd": 4.0},
+        "schedule": {"width": 128, "identity_steps": 150, "steps": 1000, "sgd": [0.1, 1e-2], "momentum": [0.01, 1e-2]},
     },
     "tiny": {
         "width": 16,
@@ -59,6 +67,10 @@ _SIZES = {
                      "adamw_lr": [2e-3, 4e-3], "adamw_wd": [4.0, 8.0],
                      "sym_steps": 300, "sym_c": [2.0, 3.0]},
         "no_l2": {"steps": 200, "lr": 0.1, "lam": 4e-2, "w0_scales": [0.25, 4.0]},
+        "cross_run": {"width": 16, "steps": 150, "pairs": [[0.1, 2e-2], [0.05, 4e-2], [0.2, 1e-2]]},
+        "init_forgetting": {"width": 16, "steps": 200, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
+                            "adamw_lr": 2e-3, "adamw_wd": 4.0},
+        "schedule": {"width": 16, "identity_steps": 40, "steps": 150, "sgd": [0.1, 1e-2], "momentum": [0.01, 1e-2]},
     },
 }
 ADAM_BETAS = [0.9, 0.99]
