@@ -11,7 +11,7 @@ from refnet import plots
 from refnet.experiments import config, get
 from refnet.experiments.runner import Runner
 
-NAMES = ("cross_run", "init_forgetting", "schedule")
+NAMES = ("cross_run", "init_forgetting", "schedule", "adam_growth", "momentum_S")
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,8 @@ _SIZES = {
         "init_forgetting": {"width": 128, "steps": 2000, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
                             "adamw_lr": 2e-3, "adamw_wd": 4.0},
         "schedule": {"width": 128, "identity_steps": 150, "steps": 2000, "sgd": [0.1, 1e-2], "momentum": [0.01, 1e-2]},
+        "adam_growth": {"width": 128, "steps": 3000, "lr": 2e-3},
+        "momentum_S": {"width": 128, "steps": 3000, "lr": 0.01, "lam": 1e-2},
     },
     "quick": {
         "width": 128,
@@ -56,6 +58,8 @@ _SIZES = {
         "init_forgetting": {"width": 128, "steps": 1500, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
                             "adamw_lr": 2e-3, "adamw_wd": 4.0},
         "schedule": {"width": 128, "identity_steps": 150, "steps": 1000, "sgd": [0.1, 1e-2], "momentum": [0.01, 1e-2]},
+        "adam_growth": {"width": 128, "steps": 1500, "lr": 2e-3},
+        "momentum_S": {"width": 128, "steps": 1500, "lr": 0.01, "lam": 1e-2},
     },
     "tiny": {
         "width": 16,
@@ -71,6 +75,8 @@ _SIZES = {
         "init_forgetting": {"width": 16, "steps": 200, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
                             "adamw_lr": 2e-3, "adamw_wd": 4.0},
         "schedule": {"width": 16, "identity_steps": 40, "steps": 150, "sgd": [0.1, 1e-2], "momentum": [0.01, 1e-2]},
+        "adam_growth": {"width": 16, "steps": 200, "lr": 2e-3},
+        "momentum_S": {"width": 16, "steps": 200, "lr": 0.01, "lam": 1e-2},
     },
 }
 ADAM_BETAS = [0.9, 0.99]

@@ -11,14 +11,13 @@ pair's run, unit by unit (the same initial unit in both), over the last third of
 more than 5 relaxation times ``1/(8 lr lam)``): median over units of the ratio, worst layer and
 run.
 
-Tolerances (kind "prediction"; inputs: the hyperparameters): calibrated on the quick preset,
-seeds 1, 2, 3 (not the judged seed 0), from the same ratio between two runs with the SAME
-``(lr, lam)`` and different seeds, i.e. the run-to-run noise of a steady quantity (the
-prediction's error cannot be smaller):
-  invariant net: ||w||^2 ratio noise up to 1.4%, effective lr 1.4%, angle 0.1%
-  -> TOL_NORM 0.05, TOL_EFF 0.05, TOL_ANGLE 0.01 (about 3x the largest seen);
-  ordinary net: the head and gamma change G2 differently at different lr, so in advance the
-  tolerance is doubled: TOL_ORDINARY = 2x (0.10, 0.10, 0.02), seed noise there up to 2.7%.
+Tolerances (kind "prediction"; inputs: the hyperparameters): 1.5x the run-to-run noise of the
+same ratio, calibrated on the quick preset: the runs above at batch orders 1, 2, 3 (never the
+judged order 0), same initial weights and hyperparameters, ratio between batch orders, median
+over units; largest of 12 (2 pairs x 3 runs x 2 layers) per net in NOISE. The ordinary net, where
+the head and BN parameters train at each run's lr, has its own (larger) measured noise.
+A failure keeps its note: the measured drift of the median unit's ||w||^2 over the window, and
+the angle ratio that drift implies (cos = 1 - 2 lr lam holds only where E||w||^2 is steady).
 CPU time (2 idle cores, 6 runs of the width-128 MLP, float32): tiny ~3 s, quick ~8 s, default ~15 s.
 """
 
@@ -30,11 +29,13 @@ from refnet.experiments.measure import label, layers
 from refnet.experiments.runner import Runner
 
 NAME, FIGURE = "cross_run", "fig9_cross_run.png"
-TOL = {"norm2": 0.05, "efflr": 0.05, "angle": 0.01}
-TOL_ORDINARY = {k: 2 * v for k, v in TOL.items()}
-CALIBRATION = ("quick preset, seeds 1-3: the same ratio between two seeds at equal (lr, lam); "
-               "largest deviation 1.4% (||w||^2, eff. lr), 0.1% (angle) on the invariant net, "
-               "2.7% / 0.2% on the ordinary one; tolerance ~3x that, doubled on the ordinary net")
+# largest |ratio - 1| between batch orders 1-3 at equal hyperparameters (quick preset, 2026-12-07)
+NOISE = {"invariant": {"norm2": 0.036, "efflr": 0.033, "angle": 0.009},
+         "ordinary": {"norm2": 0.063, "efflr": 0.055, "angle": 0.022}}
+TOLS = {net: {k: round(1.5 * v, 4) for k, v in n.items()} for net, n in NOISE.items()}
+CALIBRATION = ("1.5x the largest run-to-run noise of the same ratio (batch orders 1-3, same init and "
+               "hyperparameters, quick preset): invariant net ||w||^2 3.6%, eff. lr 3.3%, angle 0.9%; "
+               "ordinary net 6.3%, 5.5%, 2.2%")
 NETS = {"invariant": {"affine": False, "train_head": False}, "ordinary": {}}
 WINDOW = 1 / 3
 
@@ -61,6 +62,16 @@ def _ratio(a, b, key, name):
     return float(np.median((x * x) / (y * y) if key == "norm" else x / y))
 
 
+def _drift_factor(arrays, name, h):
+    """The angle over its steady value that the window's drift of the median ||w||^2 implies:
+    ``tan^2 = x'/x - q^2`` per step, so a drift ``delta`` per step gives ``sqrt(1 + delta/(1 - q^2))``."""
+    step, x = arrays["trace/step"], arrays[f"{name}/trace/norm"][:, 1] ** 2
+    w = step >= step[-1] * (1 - WINDOW)
+    delta = np.polyfit(step[w], np.log(x[w]), 1)[0]
+    q2 = (1 - 2 * h["lr"] * h["lam"]) ** 2
+    return float(np.sqrt(max(0.0, 1 + delta / (1 - q2))))
+
+
 def compare(cfg, results):
     """Per net, layer and run: the measured ratios to the first pair's run and their predictions."""
     out = {}
@@ -72,6 +83,7 @@ def compare(cfg, results):
         for h, a, m in rs[1:]:
             for i, name in enumerate(layers(m)):
                 rows.append({"lr": h["lr"], "lam": h["lam"], "layer": label(i, name),
+                             "drift_angle": (_drift_factor(a, name, h) / _drift_factor(a0, name, h0)),
                              "norm2": (np.sqrt((h["lr"] / h["lam"]) / (h0["lr"] / h0["lam"])),
                                        _ratio(a, a0, "norm", name)),
                              "efflr": (1.0, _ratio(a, a0, "efflr", name)),
@@ -97,14 +109,20 @@ def analyze(cfg, results):
              "efflr": ("steady lr/||w||^2 is the same", "median over units of lr/||w||^2 over that of the first run"),
              "angle": ("steady angle per step is the same", "median over units of RMS angle over that of the first run")}
     for net, rows in data["ratios"].items():
-        tol = TOL if net == "invariant" else TOL_ORDINARY
+        tol = TOLS[net]
         for key, (what, quantity) in texts.items():
-            data["claims"].append(worst(
+            row = worst(
                 [(*r[key], f"{r['layer']}, lr {r['lr']:g}, lam {r['lam']:g}") for r in rows],
                 f"SGD + L2, {net} net, runs sharing lr*lam = {lr0 * lam0:g}: {what}", FIGURE, quantity, tol[key],
                 "theory.sgd_l2_equilibrium", kind="prediction", inputs=inputs, tolerance_source=CALIBRATION,
                 note="" if net == "invariant" else "ordinary net: gamma, beta and head train at each run's lr, "
-                "unregularized, so G2 may differ between runs; tolerance doubled in advance"))
+                "unregularized, so G2 may differ between runs")
+            if key == "angle" and not row["pass"]:
+                drift = ", ".join(f"{r['layer'].split(' (')[0]} lr {r['lr']:g}: {r['drift_angle']:.4f}" for r in rows)
+                row["note"] = (row["note"] + "; " if row["note"] else "") + (
+                    "measured cause: the window is not steady; the drift of the median unit's ||w||^2 in it implies "
+                    f"angle ratios {drift} (the rest: G2 still changing, quasi-static)")
+            data["claims"].append(row)
         accs = [t["accuracy"] for t in data["traces"][net]]
         data["observations"].append(observation(
             f"SGD + L2, {net} net, runs sharing lr*lam: test accuracy spread", FIGURE,
