@@ -51,3 +51,68 @@ def test_predictions_use_no_window_of_the_run_they_judge(results, name):
     for row in results[name]["claims"]:
         if row["kind"] == "prediction":
             assert not any("same window" in x or "judged window" in x for x in row["inputs"])
+
+
+def _rows(data, text):
+    return [c for c in data["claims"] if text in c["claim"]]
+
+
+def test_cross_run_norm_ratio_fails_when_the_runs_are_mislabelled(cfg, runner):
+    from refnet.experiments import cross_run
+    res = runner.map(cross_run.specs(cfg))
+    swapped = [res[0], res[2], res[1]] + res[3:]  # lr 0.05 and lr 0.2 exchanged on the invariant net
+    rows = _rows(cross_run.analyze(cfg, swapped), "invariant net, runs sharing lr*lam")
+    norm = [r for r in rows if "||w||^2 ratio" in r["claim"]][0]
+    assert not norm["pass"] and norm["rel_error"] > 1
+
+
+def test_init_forgetting_fit_recovers_a_planted_rate_and_rejects_a_wrong_one():
+    from refnet.experiments import init_forgetting
+    step = np.arange(0, 3000, 10)
+    y = 1.0 + 50.0 * np.exp(-0.01 * step)
+    fit, late = init_forgetting.fitted_rate(step, y, 0.01, 3000)
+    assert fit == pytest.approx(0.01, rel=1e-3) and late == pytest.approx(1.0, rel=1e-6)
+    fit2, _ = init_forgetting.fitted_rate(step, 1.0 + 50.0 * np.exp(-0.02 * step), 0.01, 3000)
+    assert abs(fit2 / 0.01 - 1) > init_forgetting.TOL["rate"]
+
+
+def test_schedule_identity_fails_for_the_zero_buffer_run(cfg, runner):
+    from refnet.experiments import schedule
+    pairs = schedule.runs(cfg)
+    res = runner.map([s for _, s in pairs])
+    i = next(k for k, (h, _) in enumerate(pairs) if h["part"] == "identity" and h["run"] == "schedule" and h["momentum"])
+    j = next(k for k, (h, _) in enumerate(pairs) if h["part"] == "identity" and h["run"] == "zero_buffer")
+    res[i] = res[j]
+    row = [c for c in schedule.analyze(cfg, res)["claims"] if c["kind"] == "identity" and "momentum" in c["claim"]][0]
+    assert not row["pass"]
+
+
+@pytest.mark.parametrize("a, b, inside", [((1,) * 50 + (0,) * 50, (1,) * 50 + (0,) * 50, True),
+                                           ((1,) * 60 + (0,) * 40, (0,) * 60 + (1,) * 40, True),
+                                           ((1,) * 90 + (0,) * 10, (0,) * 90 + (1,) * 10, False)])
+def test_mcnemar_interval_contains_one_half_only_for_balanced_discordance(a, b, inside):
+    from refnet.experiments import schedule
+    nb, nc, p, (lo, hi) = schedule.mcnemar(np.array(a, bool), np.array(b, bool))
+    assert (lo <= 0.5 <= hi) == inside and (p >= 0.05) == inside
+
+
+def test_adam_growth_fails_when_predicted_for_another_lr(cfg, runner):
+    from refnet.experiments import adam_growth
+    res = runner.map(adam_growth.specs(cfg))
+    other = dict(cfg, adam_growth=dict(cfg["adam_growth"], lr=4 * cfg["adam_growth"]["lr"]))
+    rows = adam_growth.analyze(other, res)["claims"]
+    assert not rows[1]["pass"]  # the angle law at 4x the lr
+
+
+def test_momentum_S_fails_when_the_law_is_fed_another_lam(cfg, runner):
+    from refnet.experiments import momentum_S
+    res = runner.map(momentum_S.specs(cfg))
+    other = dict(cfg, momentum_S=dict(cfg["momentum_S"], lam=4 * cfg["momentum_S"]["lam"]))
+    assert not momentum_S.analyze(other, res)["claims"][0]["pass"]
+
+
+def test_exponential_lr_refuses_a_run_that_keeps_l2():
+    from refnet.experiments import tasks
+    with pytest.raises(ValueError, match="exponential_lr"):
+        tasks.exponential_lr(None, {"name": "sgd", "lr": 0.1, "l2": 1e-2, "l2_scope": "invariant",
+                                    "exp_lr": {"lam": 1e-2}})
