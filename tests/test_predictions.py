@@ -73,7 +73,7 @@ def test_init_forgetting_fit_recovers_a_planted_rate_and_rejects_a_wrong_one():
     fit, late = init_forgetting.fitted_rate(step, y, 0.01, 3000)
     assert fit == pytest.approx(0.01, rel=1e-3) and late == pytest.approx(1.0, rel=1e-6)
     fit2, _ = init_forgetting.fitted_rate(step, 1.0 + 50.0 * np.exp(-0.02 * step), 0.01, 3000)
-    assert abs(fit2 / 0.01 - 1) > init_forgetting.TOL["rate"]
+    assert abs(fit2 / 0.01 - 1) > init_forgetting.TOL["sgd"]["rate"]
 
 
 def test_schedule_identity_fails_for_the_zero_buffer_run(cfg, runner):

@@ -28,8 +28,10 @@ from refnet.experiments.measure import label, layers
 from refnet.experiments.runner import Runner
 
 NAME, FIGURE = "adam_growth", "fig12_adam_growth.png"
-TOL = {"norm": 0.10, "angle": 0.10, "window": 0.10}
-CALIBRATION = "pending"
+# Calibration (quick preset, batch orders 1-3, same init, 2026-12-07): largest run-to-run change of
+# the median unit's ||w||^2 2.0%, of the RMS angle 3.8% -> 1.5x; the window prediction uses ||w||^2.
+TOL = {"norm": 0.03, "angle": 0.056, "window": 0.03}
+CALIBRATION = ("1.5x the run-to-run noise over batch orders 1-3 (quick preset): ||w||^2 2.0%, angle 3.8%")
 WINDOW, EARLY = 1 / 3, (0.2, 0.4)
 
 
@@ -73,12 +75,17 @@ def analyze(cfg, results):
                                 "u2_early": float(slope / lr ** 2), "u2_law": float(theory.adam_v_noise_factor(betas) * d)}
     hyper = [f"Adam lr {lr:g}, betas {betas}", "each unit's size d", "each unit's initial norm ||w_0||"]
     ex = dict(kind="prediction", tolerance_source=CALIBRATION)
+    cause = ("measured: the early window's E||u||^2 over the white-noise law F d is " +
+             ", ".join(f"{n} {L['u2_early'] / L['u2_law']:.3f}" for n, L in data["layers"].items()) +
+             "; a ratio off 1 means Adam's per-coordinate step is not the white-gradient sqrt(k F) (layer 1: raw "
+             "pixels, most near zero in most images, give sparse, bursty gradients per coordinate)")
     data["claims"] += [
         worst(rows["norm"], f"Adam, no L2 (lr {lr:g}): ||w||^2 grows as ||w0||^2 + F lr^2 d t (with v's lag)", FIGURE,
               "median over units of measured / predicted final ||w||^2", TOL["norm"], "theory.adam_growth",
-              inputs=hyper, **ex),
+              inputs=hyper, note=cause, **ex),
         worst(rows["angle"], "Adam, no L2: the angle per step falls as 1/||w|| (sqrt(k F lr^2 d)/||w_t||)", FIGURE,
-              "median over units of the RMS angle, last third", TOL["angle"], "theory.adam_growth", inputs=hyper, **ex),
+              "median over units of the RMS angle, last third", TOL["angle"], "theory.adam_growth", inputs=hyper,
+              note=cause, **ex),
         worst(rows["window"], "Adam, no L2: the growth rate lr^2 E||u||^2 of an earlier window predicts the later "
               "||w||^2", FIGURE, "mean ||w||^2 of the median unit over the last third", TOL["window"],
               "linear growth (theory.adam_growth, small form)",

@@ -10,10 +10,14 @@ Runs: the fully invariant BN MLP (no gamma/beta, frozen head), SGD + L2 and Adam
 setting each, from the three initial scales, same seed (same initial directions, same batches).
 
 Claims (kind "prediction", inputs: the hyperparameters):
-- relaxation: for the x0.25 and x4 runs, the slope of ``log |y_t - y_late|`` (``y`` the median unit's
+- relaxation (registered first, broad): for the x0.25 and x4 runs, the slope of ``log |y_t - y_late|`` (``y`` the median unit's
   ``||w||^4``, SGD, or ``||w||^2``, AdamW; ``y_late`` its mean over the last third) fitted over steps
   ``[0.25, 2] / rate`` (a window set by the predicted rate, disjoint from the last third) equals the
-  predicted rate; worst layer and run. The measured quantity is the fitted rate.
+  predicted rate; worst layer and run. The measured quantity is the fitted rate. On Fashion-MNIST
+  the x0.25 runs start within a few times their equilibrium (SGD) or at it (AdamW), where the
+  distance is set by the drift of G2 in the first hundred steps, not by the relaxation; this claim
+  fails there and stays, with that diagnosis in its note. Beside it, narrower: the x4 runs
+  (starting 30-250,000x above the equilibrium).
 - steady state: over the last third, median over units of lr/||w||^2 (SGD) or lr/||w|| (AdamW) and of
   the RMS angle, x0.25 and x4 runs over the x1 run (unit by unit) = 1; worst layer and run.
 Tolerances: calibrated on the quick preset, seeds 1-3 (not the judged seed 0); see CALIBRATION.
@@ -29,10 +33,15 @@ from refnet.experiments.measure import label, layers
 from refnet.experiments.runner import Runner
 
 NAME, FIGURE = "init_forgetting", "fig10_init_forgetting.png"
-# relaxation rate: a fit of a noisy median trace (SGD: the early G2 drifts while the x0.25 run
-# grows); steady ratios: run-to-run noise of a steady quantity
-TOL = {"rate": 0.15, "efflr": 0.05, "angle": 0.02}
-CALIBRATION = "pending"
+# Calibration (quick preset, batch orders 1-3, same init, 2026-12-07): largest run-to-run change
+# of the steady ratios (median over units of the per-unit ratio between batch orders): SGD eff. lr
+# 7.4%, angle 0.6%; AdamW eff. lr 1.8%, angle 0.8% -> 1.5x. Fitted rates moved by < 0.5% (x4) and
+# 1.6% (x0.25) between batch orders -> SGD 1%; AdamW's rate also carries v's 1/(1-b2) lag, which
+# THEORY.md puts at 1-4% for b2 = 0.99 -> 4% + 1%.
+TOL = {"sgd": {"rate": 0.01, "efflr": 0.11, "angle": 0.0095},
+       "adamw": {"rate": 0.05, "efflr": 0.027, "angle": 0.012}}
+CALIBRATION = ("1.5x the run-to-run noise over batch orders 1-3 (quick preset): SGD eff. lr 7.4%, angle 0.6%, "
+               "rate < 1%; AdamW eff. lr 1.8%, angle 0.8%, rate < 1% plus THEORY.md's 1-4% lag allowance")
 WINDOW = 1 / 3
 FIT = (0.25, 2.0)  # the fit window, in units of the predicted relaxation time
 
@@ -80,7 +89,7 @@ def analyze(cfg, results):
     for (h, _), (arrays, meta) in zip(runs(cfg), results):
         if h["scale"] == 1.0:
             base[h["opt"]] = arrays
-    rows = {(o, k): [] for o in ("sgd", "adamw") for k in ("rate", "efflr", "angle")}
+    rows = {(o, k): [] for o in ("sgd", "adamw") for k in ("rate", "rate_above", "efflr", "angle")}
     for (h, spec), (arrays, meta) in zip(runs(cfg), results):
         opt, power = h["opt"], 4 if h["opt"] == "sgd" else 2
         rate = predicted_rate(cfg, opt)
@@ -94,6 +103,9 @@ def analyze(cfg, results):
             tag = f"{label(i, name)}, w0 x{h['scale']:g}"
             if h["scale"] != 1.0:
                 rows[(opt, "rate")].append((rate, fit, tag))
+                data.setdefault("start", {})[f"{opt}, {tag}"] = float(y[0] / late)
+            if h["scale"] == max(c["scales"]):
+                rows[(opt, "rate_above")].append((rate, fit, tag))
                 for k in ("efflr", "angle"):
                     rows[(opt, k)].append((1.0, float(np.median(arrays[f"{name}/win/{k}"] /
                                                                 base[opt][f"{name}/win/{k}"])), tag))
@@ -104,15 +116,24 @@ def analyze(cfg, results):
                             ("adamw", "||w||^2 relaxes at 2 lr wd per step", "theory.adamw_equilibrium")):
         name = "SGD + L2" if opt == "sgd" else "AdamW"
         extra = dict(kind="prediction", inputs=hyper[opt], tolerance_source=CALIBRATION)
+        tol = TOL[opt]
+        fitq = f"fitted decay rate of |y - y_late| over steps {FIT[0]:g}-{FIT[1]:g} relaxation times"
+        broad = worst(rows[(opt, "rate")], f"{name}, fully invariant net, w0 x0.25 and x4: {what}", FIGURE, fitq,
+                      tol["rate"], theo, **extra)
+        if not broad["pass"]:
+            starts = ", ".join(f"{k.split(', ', 1)[1]}: {v:.3g}" for k, v in data["start"].items() if k.startswith(opt))
+            broad["note"] = ("measured cause: the start y_0/y_late was " + starts + "; near the equilibrium (x0.25) the "
+                             "distance follows G2's drift while the network learns, not the relaxation")
         data["claims"] += [
-            worst(rows[(opt, "rate")], f"{name}, fully invariant net, w0 x0.25 and x4: {what}", FIGURE,
-                  f"fitted decay rate of |y - y_late| over steps {FIT[0]:g}-{FIT[1]:g} relaxation times",
-                  TOL["rate"], theo, **extra),
+            broad,
+            worst(rows[(opt, "rate_above")], f"{name}, fully invariant net, w0 x{max(c['scales']):g} (from far above): "
+                  f"{what}", FIGURE, fitq, tol["rate"], theo, **extra,
+                  note="narrower claim beside the one above, added after it failed for the x0.25 runs"),
             worst(rows[(opt, "efflr")], f"{name}, fully invariant net: the steady effective lr forgets w0 "
                   "(x0.25, x4 vs x1)", FIGURE, "median over units of the ratio to the x1 run, last third",
-                  TOL["efflr"], theo, **extra),
+                  tol["efflr"], theo, **extra),
             worst(rows[(opt, "angle")], f"{name}, fully invariant net: the steady angle forgets w0 (x0.25, x4 vs x1)",
-                  FIGURE, "median over units of the ratio to the x1 run, last third", TOL["angle"], theo, **extra)]
+                  FIGURE, "median over units of the ratio to the x1 run, last third", tol["angle"], theo, **extra)]
     data["rate"] = {o: predicted_rate(cfg, o) for o in ("sgd", "adamw")}
     return data
 

@@ -27,8 +27,10 @@ from refnet.experiments.runner import Runner
 
 NAME, FIGURE = "momentum_S", "fig13_momentum_S.png"
 MU, LAGS = 0.9, 30
-TOL = 0.05
-CALIBRATION = "pending"
+# Calibration (quick preset, seeds 1-4, 2026-12-07): the measured S moved between seeds by up to
+# 2.3% (layer 1, 0.840-0.859) and 5.2% (layer 2, 0.893-0.939) -> 1.5x the larger.
+TOL = 0.078
+CALIBRATION = "1.5x the run-to-run spread of the measured S over seeds 1-4 (quick preset): 2.3% / 5.2% by layer"
 
 
 def runs(cfg, seed=None):
@@ -72,13 +74,18 @@ def analyze(cfg, results):
         data["observations"].append(observation(
             "SGD + momentum: S from the judged run's own window (consistency, for comparison)", FIGURE,
             label(i, name), s_own, f"measured S {s_meas:.4f}"))
-    data["claims"].append(worst(
+    row = worst(
         rows, f"SGD + momentum {MU} + L2 (lr {c['lr']:g}, lam {c['lam']:g}): the norm factor S predicted from another "
         "run's gradient correlations", FIGURE, "measured S = ||w||^4 / uncorrelated law, median over units, 2nd half",
         TOL, "theory.momentum_correlation_factor", kind="prediction",
         inputs=[f"lag correlations c_1..c_{LAGS} of a different run (seed {cfg['seed'] + 1}: other initial weights "
                 "and batch order)", f"momentum {MU}"],
-        tolerance_source=CALIBRATION))
+        tolerance_source=CALIBRATION)
+    if not row["pass"]:
+        row["note"] = ("measured cause: the law fed the judged run's OWN correlations gives S " + ", ".join(
+            f"{n} {L['S_own_window']:.3f} (measured {L['S_measured']:.3f})" for n, L in data["layers"].items()) +
+            ": where that misses as much, the miss is in the S law on this network, not in carrying S across runs")
+    data["claims"].append(row)
     return data
 
 
