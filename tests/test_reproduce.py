@@ -7,6 +7,7 @@ import pytest
 
 from refnet.cli import main
 from refnet.data import load_dataset
+from refnet.experiments import NAMES
 
 TINY = ["reproduce", "--preset", "tiny", "--data", "synthetic", "--jobs", "1", "--no-progress"]
 
@@ -30,7 +31,7 @@ def tiny_out(tmp_path_factory):
 def test_writes_a_figure_per_experiment_and_the_report(tiny_out):
     out, rc = tiny_out
     report = _report(out)
-    assert len(_pngs(out)) == 8
+    assert len(_pngs(out)) == len(NAMES)
     assert all(open(os.path.join(out, f), "rb").read(8) == b"\x89PNG\r\n\x1a\n" for f in _pngs(out))
     assert set(report) >= {"claims", "config", "versions", "wall_time_s"}
     assert rc == (0 if all(c["pass"] for c in report["claims"]) else 1)

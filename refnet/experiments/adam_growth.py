@@ -93,7 +93,7 @@ def analyze(cfg, results):
               note=cause, **ex),
         worst(rows["window"], "Adam, no L2: the growth rate lr^2 E||u||^2 of an earlier window predicts the later "
               "||w||^2", FIGURE, "mean ||w||^2 of the median unit over the last third", TOL["window"],
-              "linear growth (theory.adam_growth, small form)",
+              "theory.adam_growth (small form: linear growth)",
               inputs=[f"slope and level of the median unit's ||w||^2 over steps {EARLY[0]:g}T-{EARLY[1]:g}T "
                       "(an earlier, disjoint window of this run)"], **ex)]
     return data
