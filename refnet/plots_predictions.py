@@ -11,18 +11,20 @@ import numpy as np
 from refnet.plots import COLORS, L2_NOTE, _figure, _save
 
 
-def _ratio_panel(ax, rows, keys, title):
-    """Predicted (black bar, first) and measured (colored point) ratios, one column per row."""
+def _ratio_panel(ax, rows, keys, title, tol):
+    """Measured over predicted, one column per row: the prediction (1, black, drawn first) and each
+    quantity's tolerance band, then the measured points."""
+    ax.axhline(1.0, color="k", lw=2, zorder=1, label="predicted (hyperparameters only)")
     for j, key in enumerate(keys):
+        ax.axhspan(1 - tol[key], 1 + tol[key], color=COLORS[j], alpha=0.08, zorder=0)
         for i, r in enumerate(rows):
             x = i + (j - (len(keys) - 1) / 2) * 0.25
             pred, meas = r[key]
-            ax.plot([x - 0.1, x + 0.1], [pred, pred], "k-", lw=2.2, zorder=1,
-                    label="predicted (hyperparameters only)" if (i, j) == (0, 0) else None)
-            ax.plot(x, meas, "osD"[j], color=COLORS[j], ms=6, zorder=2, label=f"measured: {key}" if i == 0 else None)
+            ax.plot(x, meas / pred, "osD"[j], color=COLORS[j], ms=6, zorder=2,
+                    label=f"{key} (tolerance ±{tol[key]:.3g}, band)" if i == 0 else None)
     ax.set_xticks(range(len(rows)), [f"lr {r['lr']:g}\nlam {r['lam']:g}\n{r['layer'].split(' (')[0]}" for r in rows],
                   fontsize=7)
-    ax.set(title=title, ylabel="ratio to the first run (linear)")
+    ax.set(title=title, ylabel="measured / predicted ratio to the first run (linear)")
     ax.legend(fontsize=7)
 
 
@@ -37,9 +39,9 @@ def cross_run(data, path):
                title=f"{net} net: effective lr over training")
         ax.legend(fontsize=7)
         _ratio_panel(axes[k][1], data["ratios"][net], ("norm2", "efflr", "angle"),
-                     f"{net} net: steady ratios (last third)")
-    return _save(fig, path, "Look at: the coloured points on the black bars (||w||² ratio √((lr/lam)/(lr0/lam0)), "
-                 "effective lr and angle ratio 1). SGD + L2 on the scale-invariant weights, same init and batches. "
+                     f"{net} net: steady ratios (last third)", data["tol"][net])
+    return _save(fig, path, "Look at: the coloured points on the black line at 1 (predicted ratios: ||w||² "
+                 "√((lr/lam)/(lr0/lam0)), effective lr and angle 1), inside their bands. SGD + L2 on the scale-invariant weights, same init and batches. "
                  + L2_NOTE)
 
 

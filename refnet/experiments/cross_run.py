@@ -97,7 +97,7 @@ def compare(cfg, results):
 def analyze(cfg, results):
     c = cfg[NAME]
     (lr0, lam0) = c["pairs"][0]
-    data = {"name": NAME, "figure": FIGURE, "pairs": c["pairs"], "traces": {}, "ratios": compare(cfg, results),
+    data = {"name": NAME, "figure": FIGURE, "pairs": c["pairs"], "traces": {}, "ratios": compare(cfg, results), "tol": TOLS,
             "claims": [], "observations": []}
     for (h, _), (arrays, meta) in zip(runs(cfg), results):
         name = layers(meta)[-1]
