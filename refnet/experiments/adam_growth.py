@@ -70,11 +70,12 @@ def analyze(cfg, results):
         x = arrays[f"{name}/trace/norm"][:, 1] ** 2
         slope, icpt = np.polyfit(step[early], x[early], 1)
         x_late_pred = float(np.mean(icpt + slope * step[late]))
+        late_slope = float(np.polyfit(step[late], x[late], 1)[0])
         rows["window"].append((x_late_pred, float(np.mean(x[late])), label(i, name)))
         data["layers"][name] = {"d": d, "x": x.tolist(), "law_x": (law.norm[step.astype(int)] ** 2).tolist(),
                                 "early_fit": [float(slope), float(icpt)], "angle": arrays[f"{name}/trace/angle"][:, 1].tolist(),
                                 "law_angle": law.angle[step.astype(int)].tolist(),
-                                "u2_early": float(slope / lr ** 2), "u2_law": float(theory.adam_v_noise_factor(betas) * d),
+                                "u2_early": float(slope / lr ** 2), "u2_late": late_slope / lr ** 2, "u2_law": float(theory.adam_v_noise_factor(betas) * d),
                                 "u2_lag_law": float(np.mean(law.slope[step[early].astype(int)]) / lr ** 2)}
     hyper = [f"Adam lr {lr:g}, betas {betas}", "each unit's size d", "each unit's initial norm ||w_0||"]
     ex = dict(kind="prediction", tolerance_source=CALIBRATION)
@@ -95,7 +96,10 @@ def analyze(cfg, results):
               "||w||^2", FIGURE, "mean ||w||^2 of the median unit over the last third", TOL["window"],
               "theory.adam_growth (small form: linear growth)",
               inputs=[f"slope and level of the median unit's ||w||^2 over steps {EARLY[0]:g}T-{EARLY[1]:g}T "
-                      "(an earlier, disjoint window of this run)"], **ex)]
+                      "(an earlier, disjoint window of this run)"],
+              note="measured: E||u||^2 late over early " + ", ".join(
+                  f"{n} {L['u2_late'] / L['u2_early']:.3f}" for n, L in data["layers"].items()) +
+              " (1 for linear growth; above 1: the step grows as G2 falls and v lags behind it)", **ex)]
     return data
 
 

@@ -18,7 +18,8 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
   <name>/resid/norm                       the same for identity 4 (plain SGD, no projection)
   units/<name>/{norm,G2}                  (steps, keep_units): every step of the first units
   test_logits                             (n_test, classes) at the end, when ``keep_logits``
-                                          (eval mode; ``"batch"``: batch statistics, batches of 1000)
+                                          (eval mode; ``"batch"``: batch statistics, batches of 1000;
+                                          ``"both"``: eval mode, plus test_logits_batch)
   <name>/autocorr                         (lags+1, groups): gradient correlations over the
                                           window, when ``autocorr_lags`` (``track_autocorr``)
   gamma/<name>                            (features,): |gamma| at the end, for every trained
@@ -242,9 +243,12 @@ def train_task(spec):
     if spec.get("keep_logits"):
         # "batch": batch statistics (BN's running averages mix steps taken at different scales,
         # which breaks the exponential-lr identity in eval mode); otherwise eval mode
-        model.train() if spec["keep_logits"] == "batch" else model.eval()
         xs = [backend.to_device(np.asarray(data.x_test[i:i + 1000], dtype=model.parameters()[0].dtype))
               for i in range(0, len(data.x_test), 1000)]
+        if spec["keep_logits"] == "both":  # batch statistics too, as test_logits_batch
+            model.train()
+            arrays["test_logits_batch"] = np.concatenate([backend.asnumpy(model(x)) for x in xs])
+        model.train() if spec["keep_logits"] == "batch" else model.eval()
         arrays["test_logits"] = np.concatenate([backend.asnumpy(model(x)) for x in xs])
     params = {n: {"scale_group": i["scale_group"], "n_groups": i["n_groups"],
                   "d": int(np.prod(i["shape"][1:])) if i["scale_group"] == "unit" else int(np.prod(i["shape"]))}
