@@ -116,3 +116,12 @@ def test_exponential_lr_refuses_a_run_that_keeps_l2():
     with pytest.raises(ValueError, match="exponential_lr"):
         tasks.exponential_lr(None, {"name": "sgd", "lr": 0.1, "l2": 1e-2, "l2_scope": "invariant",
                                     "exp_lr": {"lam": 1e-2}})
+
+
+def test_batch_logits_leave_the_eval_logits_as_they_were(cfg):
+    from refnet.experiments import tasks
+    spec = config.train(cfg, config.model(cfg), config.sgd(0.1, 1e-2), 20, keep_logits=True)
+    eval_only, _ = tasks.train_task(spec)
+    both, _ = tasks.train_task(dict(spec, keep_logits="both"))
+    np.testing.assert_array_equal(eval_only["test_logits"], both["test_logits"])
+    assert both["test_logits_batch"].shape == both["test_logits"].shape

@@ -10,6 +10,8 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
   <name>/win/{norm,norm4,efflr,angle,G2}  (groups,): per-group means over the window, the last
                                           ``window`` fraction of the steps (angle: RMS)
   <name>/run/{norm0,normT,G2}             (groups,): the first and last norm, G2 over the run
+  <name>/win/dlogx                        (groups,): mean per step of ln(x_{t+1}/x_t) over the window,
+                                          x = ||w||^2 (when ``record_drift``)
   <name>/run/dead                         fraction of groups whose gradient is exactly 0 over
                                           the last 5% of steps (dead units: no steady state)
   <name>/resid/angle                      max over steps and groups of the relative error of the
@@ -140,6 +142,8 @@ def summarize(history, spec, model, optimizer):
         out.update({f"{name}/win/norm": n[w].mean(0), f"{name}/win/norm4": (n[w] ** 4).mean(0),
                     f"{name}/win/efflr": eff[w].mean(0), f"{name}/win/angle": np.sqrt((ang[w] ** 2).mean(0)),
                     f"{name}/win/G2": g2[w].mean(0)})
+        if spec.get("record_drift") and total - start > 1:  # mean per step of ln(x_{t+1}/x_t) over the window
+            out[f"{name}/win/dlogx"] = 2 * (np.log(n[-1]) - np.log(n[start])) / (total - 1 - start)
         tail = g2[-max(1, total // 20):]
         out.update({f"{name}/run/norm0": n[0], f"{name}/run/normT": n[-1],
                     f"{name}/run/G2": g2[:-1].mean(0), f"{name}/run/dead": np.mean(np.all(tail == 0, axis=0))})
@@ -245,11 +249,11 @@ def train_task(spec):
         # which breaks the exponential-lr identity in eval mode); otherwise eval mode
         xs = [backend.to_device(np.asarray(data.x_test[i:i + 1000], dtype=model.parameters()[0].dtype))
               for i in range(0, len(data.x_test), 1000)]
-        if spec["keep_logits"] == "both":  # batch statistics too, as test_logits_batch
-            model.train()
-            arrays["test_logits_batch"] = np.concatenate([backend.asnumpy(model(x)) for x in xs])
         model.train() if spec["keep_logits"] == "batch" else model.eval()
         arrays["test_logits"] = np.concatenate([backend.asnumpy(model(x)) for x in xs])
+        if spec["keep_logits"] == "both":  # then batch statistics, as test_logits_batch (after: it moves
+            model.train()                  # BN's running averages, which eval mode reads)
+            arrays["test_logits_batch"] = np.concatenate([backend.asnumpy(model(x)) for x in xs])
     params = {n: {"scale_group": i["scale_group"], "n_groups": i["n_groups"],
                   "d": int(np.prod(i["shape"][1:])) if i["scale_group"] == "unit" else int(np.prod(i["shape"]))}
               for n, i in history.params.items()}
