@@ -71,18 +71,22 @@ def analyze(cfg, results):
         slope, icpt = np.polyfit(step[early], x[early], 1)
         x_late_pred = float(np.mean(icpt + slope * step[late]))
         late_slope = float(np.polyfit(step[late], x[late], 1)[0])
+        G2 = arrays[f"{name}/trace/G2"][:, 1]
+        g2_drop = float(np.mean(G2[late]) / np.mean(G2[early]))
         rows["window"].append((x_late_pred, float(np.mean(x[late])), label(i, name)))
         data["layers"][name] = {"d": d, "x": x.tolist(), "law_x": (law.norm[step.astype(int)] ** 2).tolist(),
                                 "early_fit": [float(slope), float(icpt)], "angle": arrays[f"{name}/trace/angle"][:, 1].tolist(),
                                 "law_angle": law.angle[step.astype(int)].tolist(),
-                                "u2_early": float(slope / lr ** 2), "u2_late": late_slope / lr ** 2, "u2_law": float(theory.adam_v_noise_factor(betas) * d),
+                                "u2_early": float(slope / lr ** 2), "u2_late": late_slope / lr ** 2, "G2_late_over_early": g2_drop, "u2_law": float(theory.adam_v_noise_factor(betas) * d),
                                 "u2_lag_law": float(np.mean(law.slope[step[early].astype(int)]) / lr ** 2)}
     hyper = [f"Adam lr {lr:g}, betas {betas}", "each unit's size d", "each unit's initial norm ||w_0||"]
     ex = dict(kind="prediction", tolerance_source=CALIBRATION)
     cause = ("measured: the early window's E||u||^2 over F d is " +
              ", ".join(f"{n} {L['u2_early'] / L['u2_law']:.3f} (the law with v's lag: {L['u2_lag_law'] / L['u2_law']:.3f})"
                        for n, L in data["layers"].items()) +
-             "; the lag term assumes G2 constant, while G2 falls as the network learns, which shrinks v and "
+             "; the lag term assumes G2 constant, while G2 (late over early window: " +
+             ", ".join(f"{n} {L['G2_late_over_early']:.3g}" for n, L in data["layers"].items()) +
+             ") changes as the network learns, which moves v and "
              "offsets the lag; an angle off by more than the norm means the tangential share of the step is not "
              "the white-gradient k = (1-b1)/(1+b1) (gradients correlated across steps)")
     data["claims"] += [
