@@ -103,11 +103,16 @@ def schedule(data, path):
         lo, hi = r["diff_ci"]
         ax.errorbar(i, r["diff"], yerr=[[r["diff"] - lo], [hi - r["diff"]]], fmt="o", color=COLORS[i], capsize=5,
                     zorder=2, label=f"momentum {r['momentum']:g}: {r['acc_l2']:.3f} vs {r['acc_schedule']:.3f}")
+        lo, hi = r["diff_ci_batch"]
+        ax.errorbar(i + 0.2, r["diff_batch"], yerr=[[r["diff_batch"] - lo], [hi - r["diff_batch"]]], fmt="o", mfc="none",
+                    color=COLORS[i], capsize=4, alpha=0.7, zorder=2,
+                    label="same, BN batch statistics (diagnosis)" if i == 0 else None)
     ax.set(xticks=[], ylabel="test accuracy, L2 run − schedule run", xlim=(-0.8, len(data["prediction"]) - 0.2),
            title="Prediction: paired (McNemar) 95% interval")
     ax.legend(fontsize=7)
     return _save(fig, path, "Look at: the identity points below the tolerance (and the zero-buffer point far above "
-                 "it), the solid and dashed effective-lr curves on top of each other, and 0 inside each interval. "
+                 "it), the solid and dashed effective-lr curves on top of each other, and 0 inside each filled interval "
+                 "(eval mode: the claim; hollow: batch statistics, where BN's running averages cannot lag). "
                  "Schedule and L2 on the scale-invariant weights only. " + L2_NOTE)
 
 

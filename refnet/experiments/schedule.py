@@ -125,8 +125,9 @@ def analyze(cfg, results):
                "agree": float(np.mean(a["test_logits"].argmax(1) == b["test_logits"].argmax(1)))}
         data["prediction"].append(row)
         ok_ab, ok_bb = a["test_logits_batch"].argmax(1) == y, b["test_logits_batch"].argmax(1) == y
-        bb, cb, pb, _ = mcnemar(ok_ab, ok_bb)
+        bb, cb, pb, (lob, hib) = mcnemar(ok_ab, ok_bb)
         row.update(acc_l2_batch=float(ok_ab.mean()), acc_schedule_batch=float(ok_bb.mean()), p_value_batch=pb,
+                   diff_batch=(bb - cb) / n, diff_ci_batch=[(bb + cb) / n * (2 * lob - 1), (bb + cb) / n * (2 * hib - 1)],
                    norm_ratio=float(b[f"{name}/trace/norm"][-1, 1] / a[f"{name}/trace/norm"][-1, 1]))
         what = "SGD" + (f" + momentum {mu:g}" if mu else "")
         data["observations"].append(observation(
