@@ -41,7 +41,8 @@ def cross_run(data, path):
         _ratio_panel(axes[k][1], data["ratios"][net], ("norm2", "efflr", "angle"),
                      f"{net} net: steady ratios (last third)", data["tol"][net])
     return _save(fig, path, "Look at: the coloured points on the black line at 1 (predicted ratios: ||w||² "
-                 "√((lr/lam)/(lr0/lam0)), effective lr and angle 1), inside their bands. SGD + L2 on the scale-invariant weights, same init and batches. "
+                 "√((lr/lam)/(lr0/lam0)), effective lr and angle 1), inside their bands. SGD + L2 on the "
+                 "scale-invariant weights, same init and batches. "
                  + L2_NOTE)
 
 

@@ -75,9 +75,11 @@ def analyze(cfg, results):
         g2_drop = float(np.mean(G2[late]) / np.mean(G2[early]))
         rows["window"].append((x_late_pred, float(np.mean(x[late])), label(i, name)))
         data["layers"][name] = {"d": d, "x": x.tolist(), "law_x": (law.norm[step.astype(int)] ** 2).tolist(),
-                                "early_fit": [float(slope), float(icpt)], "angle": arrays[f"{name}/trace/angle"][:, 1].tolist(),
+                                "early_fit": [float(slope), float(icpt)],
+                                "angle": arrays[f"{name}/trace/angle"][:, 1].tolist(),
                                 "law_angle": law.angle[step.astype(int)].tolist(),
-                                "u2_early": float(slope / lr ** 2), "u2_late": late_slope / lr ** 2, "G2_late_over_early": g2_drop, "u2_law": float(theory.adam_v_noise_factor(betas) * d),
+                                "u2_early": float(slope / lr ** 2), "u2_late": late_slope / lr ** 2,
+                                "G2_late_over_early": g2_drop, "u2_law": float(theory.adam_v_noise_factor(betas) * d),
                                 "u2_lag_law": float(np.mean(law.slope[step[early].astype(int)]) / lr ** 2)}
     hyper = [f"Adam lr {lr:g}, betas {betas}", "each unit's size d", "each unit's initial norm ||w_0||"]
     ex = dict(kind="prediction", tolerance_source=CALIBRATION)
