@@ -125,3 +125,21 @@ def test_batch_logits_leave_the_eval_logits_as_they_were(cfg):
     both, _ = tasks.train_task(dict(spec, keep_logits="both"))
     np.testing.assert_array_equal(eval_only["test_logits"], both["test_logits"])
     assert both["test_logits_batch"].shape == both["test_logits"].shape
+
+
+@pytest.mark.parametrize("preset", ["default", "quick"])
+def test_earlier_windows_end_before_the_windows_they_predict(preset):
+    from refnet.experiments import adam_growth, init_forgetting
+    cfg = config.make_config(preset)
+    assert adam_growth.EARLY[1] < 1 - adam_growth.WINDOW
+    c = cfg[init_forgetting.NAME]
+    for opt in ("sgd", "adamw"):
+        fit_end = init_forgetting.FIT[1] / init_forgetting.predicted_rate(cfg, opt)
+        assert fit_end < c["steps"] * (1 - init_forgetting.WINDOW)
+
+
+def test_momentum_S_reference_run_differs_from_the_judged_one(cfg):
+    from refnet.experiments import momentum_S
+    (h0, judged), (h1, ref) = momentum_S.runs(cfg)
+    assert (h0["role"], h1["role"]) == ("judged", "reference")
+    assert judged["seed"] != ref["seed"] and judged["model"]["seed"] != ref["model"]["seed"]
