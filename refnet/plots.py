@@ -279,6 +279,7 @@ def no_l2(data, path):
 
 PLOTTERS = {"invariance": invariance, "effective_lr": effective_lr, "norm_dynamics": norm_dynamics,
             "lr_dynamics": lr_dynamics, "one_knob": one_knob, "fix": fix, "balance": balance, "no_l2": no_l2}
+PLOTTERS.update(__import__("refnet.plots_predictions", fromlist=["PLOTTERS"]).PLOTTERS)  # the held-out predictions
 
 
 def plot(data, path):
