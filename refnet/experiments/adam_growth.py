@@ -24,8 +24,7 @@ about 9x slower: quick 17 s).
 import numpy as np
 
 import theory
-from refnet.experiments import config
-from refnet.experiments.claims import worst
+from refnet.experiments import config, registry
 from refnet.experiments.measure import label, layers
 from refnet.experiments.runner import Runner
 
@@ -35,6 +34,17 @@ NAME, FIGURE = "adam_growth", "fig12_adam_growth.png"
 TOL = {"norm": 0.03, "angle": 0.056, "window": 0.03}
 CALIBRATION = ("1.5x the run-to-run noise over batch orders 1-3 (quick preset): ||w||^2 2.0%, angle 3.8%")
 WINDOW, EARLY = 1 / 3, (0.2, 0.4)
+_DOMAIN = "every hidden layer of the ordinary BN MLP (trained gamma, beta, head), Adam betas (0.9, 0.99), no L2"
+registry.register(
+    registry.Entry("adam_growth_norm", "Adam, no L2: ||w||^2 grows as ||w0||^2 + F lr^2 d t (with v's lag)",
+                   "prediction", _DOMAIN + "; the final ||w||^2, unit by unit", TOL["norm"], CALIBRATION,
+                   "theory.adam_growth", FIGURE),
+    registry.Entry("adam_growth_angle", "Adam, no L2: the angle per step falls as 1/||w|| (sqrt(k F lr^2 d)/||w_t||)",
+                   "prediction", _DOMAIN + "; RMS angle over the last third", TOL["angle"], CALIBRATION,
+                   "theory.adam_growth", FIGURE),
+    registry.Entry("adam_growth_window", "Adam, no L2: the growth rate lr^2 E||u||^2 of an earlier window predicts "
+                   "the later ||w||^2", "prediction", _DOMAIN + "; the median unit, mean ||w||^2 over the last third",
+                   TOL["window"], CALIBRATION, "theory.adam_growth (small form: linear growth)", FIGURE))
 
 
 def runs(cfg, seed=None):
@@ -82,7 +92,6 @@ def analyze(cfg, results):
                                 "G2_late_over_early": g2_drop, "u2_law": float(theory.adam_v_noise_factor(betas) * d),
                                 "u2_lag_law": float(np.mean(law.slope[step[early].astype(int)]) / lr ** 2)}
     hyper = [f"Adam lr {lr:g}, betas {betas}", "each unit's size d", "each unit's initial norm ||w_0||"]
-    ex = dict(kind="prediction", tolerance_source=CALIBRATION)
     cause = ("measured: the early window's E||u||^2 over F d is " +
              ", ".join(f"{n} {L['u2_early'] / L['u2_law']:.3f} (the law with v's lag: {L['u2_lag_law'] / L['u2_law']:.3f})"
                        for n, L in data["layers"].items()) +
@@ -91,21 +100,19 @@ def analyze(cfg, results):
              ") changes as the network learns, which moves v and "
              "offsets the lag; an angle off by more than the norm means the tangential share of the step is not "
              "the white-gradient k = (1-b1)/(1+b1) (gradients correlated across steps)")
+    w0 = int(round(T * (1 - WINDOW)))
     data["claims"] += [
-        worst(rows["norm"], f"Adam, no L2 (lr {lr:g}): ||w||^2 grows as ||w0||^2 + F lr^2 d t (with v's lag)", FIGURE,
-              "median over units of measured / predicted final ||w||^2", TOL["norm"], "theory.adam_growth",
-              inputs=hyper, note=cause, **ex),
-        worst(rows["angle"], "Adam, no L2: the angle per step falls as 1/||w|| (sqrt(k F lr^2 d)/||w_t||)", FIGURE,
-              "median over units of the RMS angle, last third", TOL["angle"], "theory.adam_growth", inputs=hyper,
-              note=cause, **ex),
-        worst(rows["window"], "Adam, no L2: the growth rate lr^2 E||u||^2 of an earlier window predicts the later "
-              "||w||^2", FIGURE, "mean ||w||^2 of the median unit over the last third", TOL["window"],
-              "theory.adam_growth (small form: linear growth)",
-              inputs=[f"slope and level of the median unit's ||w||^2 over steps {EARLY[0]:g}T-{EARLY[1]:g}T "
-                      "(an earlier, disjoint window of this run)"],
-              note="measured: E||u||^2 late over early " + ", ".join(
-                  f"{n} {L['u2_late'] / L['u2_early']:.3f}" for n, L in data["layers"].items()) +
-              " (1 for linear growth; above 1: the step grows as G2 falls and v lags behind it)", **ex)]
+        registry.worst("adam_growth_norm", rows["norm"], f"median over units of measured / predicted final ||w||^2 "
+                       f"(lr {lr:g})", inputs=hyper, window=f"run {NAME}, step {T}", note=cause),
+        registry.worst("adam_growth_angle", rows["angle"], "median over units of the RMS angle, last third",
+                       inputs=hyper, window=f"run {NAME}, steps {w0}-{T}", note=cause),
+        registry.worst("adam_growth_window", rows["window"], "mean ||w||^2 of the median unit over the last third",
+                       inputs=[f"slope and level of the median unit's ||w||^2 over steps {EARLY[0] * T:g}-"
+                               f"{EARLY[1] * T:g} (an earlier, disjoint window of this run)"],
+                       window=f"run {NAME}, steps {w0}-{T}",
+                       note="measured: E||u||^2 late over early " + ", ".join(
+                           f"{n} {L['u2_late'] / L['u2_early']:.3f}" for n, L in data["layers"].items()) +
+                       " (1 for linear growth; above 1: the step grows as G2 falls and v lags behind it)")]
     return data
 
 

@@ -25,9 +25,9 @@ about 9x slower: quick 66 s).
 
 import numpy as np
 
-from refnet.experiments import config
-from refnet.experiments.claims import observation, worst
-from refnet.experiments.measure import label, layers
+from refnet.experiments import config, registry
+from refnet.experiments.claims import observation
+from refnet.experiments.measure import label, layers, window
 from refnet.experiments.runner import Runner
 
 NAME, FIGURE = "cross_run", "fig9_cross_run.png"
@@ -40,6 +40,18 @@ CALIBRATION = ("1.5x the largest run-to-run noise of the same ratio (batch order
                "ordinary net 6.3%, 5.5%, 2.2%")
 NETS = {"invariant": {"affine": False, "train_head": False}, "ordinary": {}}
 WINDOW = 1 / 3
+TEXTS = {"norm2": ("||w||^2 ratio to the first run = sqrt((lr/lam)/(lr0/lam0))",
+                   "median over units of ||w||^2 / ||w||^2 of the first run, last third"),
+         "efflr": ("steady lr/||w||^2 is the same", "median over units of lr/||w||^2 over that of the first run"),
+         "angle": ("steady angle per step is the same", "median over units of RMS angle over that of the first run")}
+ORDINARY_NOTE = ("ordinary net: gamma, beta and head train at each run's lr, unregularized, so G2 may differ "
+                 "between runs")
+registry.register(*(
+    registry.Entry(f"cross_run_{key}_{net}", f"SGD + L2, {net} net, runs sharing lr*lam: {what}", "prediction",
+                   f"every hidden layer of the {net} BN MLP, each pair's run against the first pair's, unit by unit, "
+                   "last third", TOLS[net][key], CALIBRATION, "theory.sgd_l2_equilibrium", FIGURE,
+                   "" if net == "invariant" else ORDINARY_NOTE)
+    for net in NETS for key, (what, _) in TEXTS.items()))
 
 
 def runs(cfg, seed=None):
@@ -104,19 +116,15 @@ def analyze(cfg, results):
              "efflr": arrays[f"{name}/trace/efflr"][:, 1].tolist(), "angle": arrays[f"{name}/trace/angle"][:, 1].tolist(),
              "accuracy": float(meta["final"]["test_accuracy"])})
     inputs = [f"hyperparameters (lr, lam) = {p}" for p in c["pairs"]]
-    texts = {"norm2": ("||w||^2 ratio to the first run = sqrt((lr/lam)/(lr0/lam0))",
-                       "median over units of ||w||^2 / ||w||^2 of the first run, last third"),
-             "efflr": ("steady lr/||w||^2 is the same", "median over units of lr/||w||^2 over that of the first run"),
-             "angle": ("steady angle per step is the same", "median over units of RMS angle over that of the first run")}
+    specs_of = {}
+    for h, spec in runs(cfg):
+        specs_of.setdefault(h["net"], spec)
     for net, rows in data["ratios"].items():
-        tol = TOLS[net]
-        for key, (what, quantity) in texts.items():
-            row = worst(
-                [(*r[key], f"{r['layer']}, lr {r['lr']:g}, lam {r['lam']:g}") for r in rows],
-                f"SGD + L2, {net} net, runs sharing lr*lam = {lr0 * lam0:g}: {what}", FIGURE, quantity, tol[key],
-                "theory.sgd_l2_equilibrium", kind="prediction", inputs=inputs, tolerance_source=CALIBRATION,
-                note="" if net == "invariant" else "ordinary net: gamma, beta and head train at each run's lr, "
-                "unregularized, so G2 may differ between runs")
+        for key, (what, quantity) in TEXTS.items():
+            row = registry.worst(
+                f"cross_run_{key}_{net}", [(*r[key], f"{r['layer']}, lr {r['lr']:g}, lam {r['lam']:g}") for r in rows],
+                f"{quantity} (lr*lam = {lr0 * lam0:g})", inputs=inputs,
+                window=window(f"{NAME} {net} net, each pair", specs_of[net]))
             if key == "angle" and not row["pass"]:
                 drift = ", ".join(f"{r['layer'].split(' (')[0]} lr {r['lr']:g}: {r['drift_angle']:.4f}" for r in rows)
                 row["note"] = (row["note"] + "; " if row["note"] else "") + (

@@ -21,8 +21,8 @@ about 9x slower: quick 37 s).
 import numpy as np
 
 import theory
-from refnet.experiments import config
-from refnet.experiments.claims import observation, worst
+from refnet.experiments import config, registry
+from refnet.experiments.claims import observation
 from refnet.experiments.measure import label, layers
 from refnet.experiments.runner import Runner
 
@@ -32,6 +32,10 @@ MU, LAGS = 0.9, 30
 # 2.3% (layer 1, 0.840-0.859) and 5.2% (layer 2, 0.893-0.939) -> 1.5x the larger.
 TOL = 0.078
 CALIBRATION = "1.5x the run-to-run spread of the measured S over seeds 1-4 (quick preset): 2.3% / 5.2% by layer"
+registry.register(registry.Entry(
+    "momentum_S_other_run", f"SGD + momentum {MU} + L2: the norm factor S predicted from another run's gradient "
+    "correlations", "prediction", "every hidden layer of the ordinary BN MLP, L2 on the scale-invariant weights, "
+    "second half of the judged run", TOL, CALIBRATION, "theory.momentum_correlation_factor", FIGURE))
 
 
 def runs(cfg, seed=None):
@@ -75,13 +79,12 @@ def analyze(cfg, results):
         data["observations"].append(observation(
             "SGD + momentum: S from the judged run's own window (consistency, for comparison)", FIGURE,
             label(i, name), s_own, f"measured S {s_meas:.4f}"))
-    row = worst(
-        rows, f"SGD + momentum {MU} + L2 (lr {c['lr']:g}, lam {c['lam']:g}): the norm factor S predicted from another "
-        "run's gradient correlations", FIGURE, "measured S = ||w||^4 / uncorrelated law, median over units, 2nd half",
-        TOL, "theory.momentum_correlation_factor", kind="prediction",
+    row = registry.worst(
+        "momentum_S_other_run", rows, f"measured S = ||w||^4 / uncorrelated law, median over units, 2nd half (lr "
+        f"{c['lr']:g}, lam {c['lam']:g})",
         inputs=[f"lag correlations c_1..c_{LAGS} of a different run (seed {cfg['seed'] + 1}: other initial weights "
                 "and batch order)", f"momentum {MU}"],
-        tolerance_source=CALIBRATION)
+        window=f"run {NAME} judged (seed {cfg['seed']}), steps {c['steps'] // 2}-{c['steps']}")
     if not row["pass"]:
         row["note"] = ("measured cause: the law fed the judged run's OWN correlations gives S " + ", ".join(
             f"{n} {L['S_own_window']:.3f} (measured {L['S_measured']:.3f})" for n, L in data["layers"].items()) +

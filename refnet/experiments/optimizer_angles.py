@@ -53,8 +53,8 @@ import math
 import numpy as np
 
 import theory
-from refnet.experiments import config
-from refnet.experiments.claims import observation, worst
+from refnet.experiments import config, registry
+from refnet.experiments.claims import observation
 from refnet.experiments.measure import label, layers, median_ratio
 from refnet.experiments.runner import Runner
 from theory.sign_and_orthogonal import _decay_equilibrium
@@ -73,6 +73,37 @@ ADAM_L2 = {"lr": 2e-3, "l2": 1e-3, "betas": (0.9, 0.99)}
 TITLES = {"sgdm": "SGD + momentum + L2", "adamw": "AdamW", "lion": "Lion", "muon": "Muon",
           "rot_sgdm": "Rotational(SGD + momentum)", "rot_adamw": "Rotational(AdamW)",
           "rot_lion": "Rotational(Lion)", "hyperball": "Hyperball(SGD)", "adam_l2": "Adam + L2"}
+
+_HIDDEN = "both hidden layers of the BN MLP, last third of the run"
+registry.register(
+    registry.Entry("opt_sgdm_angle", "SGD + momentum + L2, l2 set for the target angle: steady angle "
+                   "arccos(1 - 2 lr lam/(1+mu)) from hyperparameters alone", "prediction", _HIDDEN, TOL["sgdm"],
+                   TOLERANCE_SOURCE, "theory.sgd_momentum_l2_equilibrium", FIGURE),
+    registry.Entry("opt_adamw_angle", "AdamW, wd set for the target angle: steady angle ~ sqrt(2 lr wd k) from "
+                   "hyperparameters alone (layers fed by normalized units)", "prediction",
+                   "hidden layer 2 of the BN MLP (fed by normalized units), last third of the run", TOL["adamw"],
+                   TOLERANCE_SOURCE, "theory.adamw_equilibrium", FIGURE),
+    registry.Entry("opt_lion_angle", "Lion: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", "prediction",
+                   _HIDDEN + "; per unit, median of measured/predicted", TOL["lion"], TOLERANCE_SOURCE,
+                   "theory.lion_equilibrium (16.4), exact form", FIGURE),
+    registry.Entry("opt_muon_angle", "Muon: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", "prediction",
+                   _HIDDEN + "; per unit, median of measured/predicted", TOL["muon"], TOLERANCE_SOURCE,
+                   "theory.muon_equilibrium (17.1), exact form", FIGURE),
+    registry.Entry("opt_lion_muon_same_window", "Lion and Muon: the steady angle is sqrt(2 lr wd/R) with R of the "
+                   "same window (the law itself, without R's drift)", "consistency",
+                   _HIDDEN + "; the Lion and Muon runs", CONSISTENCY_TOL,
+                   "the scale-invariant random walk's 1% (theory/README.md section 20), doubled",
+                   "theory.sign_and_orthogonal (16.4), (17.1), exact form", FIGURE,
+                   "R comes from the window it judges"),
+    registry.Entry("opt_wrapper_angle", "Rotational and Hyperball wrappers turn every unit by their set angle "
+                   "(atan(eta_r), atan(lr))", "identity", _HIDDEN + "; the four wrapper runs", TOL["wrapper"],
+                   TOLERANCE_SOURCE, "theory.rotational_angle, theory.hyperball_angle", FIGURE,
+                   "the wrappers set the angle by construction"),
+    registry.Entry("opt_adam_l2_spread", "Adam + L2 does not equalize the angles across units; SGD + momentum + L2, "
+                   "AdamW and the wrappers do", "prediction", _HIDDEN + "; coefficient of variation over units",
+                   0.0, "the bound itself (one-sided)", "theory.adam_l2_equilibrium (6.2): angle ~ G2^(-1/6)",
+                   FIGURE, error_kind="at_least"),
+)
 
 
 def _solve(angle, theta, lo=1e-8, hi=1e4):
@@ -264,45 +295,39 @@ def analyze(cfg, results):
                     rows[group].append((layer["predicted"], layer["median"], tag))
             entry["layers"][name] = layer
         data["optimizers"][kind] = entry
-    data["claims"] += _claims(rows, inputs, theta)
-    data["claims"].append(_spread_claim(data["optimizers"]))
+    steps = cfg[NAME]["steps"]
+    start, stop = windows(steps)[1]
+
+    def win(*kinds):
+        return f"run(s) {NAME} {', '.join(TITLES[k] for k in kinds)}, steps {start}-{stop}"
+
+    data["claims"] += _claims(rows, inputs, theta, win)
+    data["claims"].append(_spread_claim(data["optimizers"], win(*BALANCED, "adam_l2")))
     data["observations"] += _observations(data, dec)
     return data
 
 
-def _claims(rows, inputs, theta):
-    quantity = "median over units of the RMS angle per step, last third"
+def _claims(rows, inputs, theta, win):
+    quantity = f"median over units of the RMS angle per step, last third (target theta {theta:g})"
     per_unit = "median over units of measured/predicted RMS angle per step, last third"
-    about = dict(tolerance_source=TOLERANCE_SOURCE)
     return [
-        worst(rows["sgdm"], f"SGD + momentum + L2, l2 set for theta {theta:g}: steady angle "
-              f"arccos(1 - 2 lr lam/(1+mu)) from hyperparameters alone", FIGURE, quantity, TOL["sgdm"],
-              "theory.sgd_momentum_l2_equilibrium", kind="prediction", inputs=inputs["sgdm"], **about),
-        worst(rows["adamw"], f"AdamW, wd set for theta {theta:g}: steady angle ~ sqrt(2 lr wd k) from "
-              f"hyperparameters alone (layers fed by normalized units)", FIGURE, quantity, TOL["adamw"],
-              "theory.adamw_equilibrium", kind="prediction", inputs=inputs["adamw"], **about),
-        worst(rows["lion"], "Lion: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", FIGURE, per_unit,
-              TOL["lion"], "theory.lion_equilibrium (16.4), exact form", kind="prediction",
-              inputs=inputs["lion"], **about),
-        worst(rows["muon"], "Muon: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", FIGURE, per_unit,
-              TOL["muon"], "theory.muon_equilibrium (17.1), exact form", kind="prediction",
-              inputs=inputs["muon"], **about),
-        worst(rows["same_window"], "Lion and Muon: the steady angle is sqrt(2 lr wd/R) with R of the "
-              "same window (the law itself, without R's drift)", FIGURE, per_unit, CONSISTENCY_TOL,
-              "theory.sign_and_orthogonal (16.4), (17.1), exact form", kind="consistency",
-              inputs=["lr, wd", "R per unit over the last third (the measured window)"],
-              tolerance_source="the scale-invariant random walk's 1% (theory/README.md section 20), doubled"),
-        worst(rows["wrapper"], "Rotational and Hyperball wrappers turn every unit by their set angle "
-              "(atan(eta_r), atan(lr))", FIGURE, quantity, TOL["wrapper"],
-              "theory.rotational_angle, theory.hyperball_angle", kind="identity",
-              inputs=["eta_r (Rotational)", "lr (Hyperball)"], **about),
+        registry.worst("opt_sgdm_angle", rows["sgdm"], quantity, inputs=inputs["sgdm"], window=win("sgdm")),
+        registry.worst("opt_adamw_angle", rows["adamw"], quantity, inputs=inputs["adamw"], window=win("adamw")),
+        registry.worst("opt_lion_angle", rows["lion"], per_unit, inputs=inputs["lion"], window=win("lion")),
+        registry.worst("opt_muon_angle", rows["muon"], per_unit, inputs=inputs["muon"], window=win("muon")),
+        registry.worst("opt_lion_muon_same_window", rows["same_window"], per_unit,
+                       inputs=["lr, wd", "R per unit over the last third (the measured window)"],
+                       window=win("lion", "muon")),
+        registry.worst("opt_wrapper_angle", rows["wrapper"], quantity,
+                       inputs=["eta_r (Rotational)", "lr (Hyperball)"],
+                       window=win("rot_sgdm", "rot_adamw", "rot_lion", "hyperball")),
     ]
 
 
 BALANCED = ("sgdm", "adamw", "rot_sgdm", "rot_adamw", "rot_lion", "hyperball")
 
 
-def _spread_claim(opts):
+def _spread_claim(opts, window):
     """Adam + L2 does not equalize: its per-unit angles spread at least ``SPREAD`` times more
     (coefficient of variation) than the most spread of the optimizers whose angle the theory
     makes independent of the unit's gradients (``BALANCED``), in every hidden layer. Lion's and
@@ -311,12 +336,9 @@ def _spread_claim(opts):
     for name, layer in opts["adam_l2"]["layers"].items():
         others = max(opts[k]["layers"][name]["cv"] for k in BALANCED)
         rows.append((SPREAD, layer["cv"] / others, name))
-    return worst(rows, "Adam + L2 does not equalize the angles across units; SGD + momentum + L2, AdamW and "
-                 "the wrappers do", FIGURE,
-                 "coefficient of variation of per-unit angles, Adam + L2 over the largest of the others', at least",
-                 0.0, "theory.adam_l2_equilibrium (6.2): angle ~ G2^(-1/6)", error_kind="at_least",
-                 kind="prediction", inputs=[f"Adam lr {ADAM_L2['lr']:g}, l2 {ADAM_L2['l2']:g}"],
-                 tolerance_source="the bound itself (one-sided)")
+    return registry.worst("opt_adam_l2_spread", rows, "coefficient of variation of per-unit angles, Adam + L2 over "
+                          "the largest of the others', at least", inputs=[f"Adam lr {ADAM_L2['lr']:g}, l2 "
+                          f"{ADAM_L2['l2']:g}", f"the bound {SPREAD:g}, fixed in advance"], window=window)
 
 
 def _observations(data, dec):

@@ -69,6 +69,7 @@ class Entry:
     theory: str
     figure: str
     note: str = ""  # why the claim is of its kind, when that is not obvious
+    error_kind: str = None  # claims.ERROR_KINDS; None: relative (absolute when the prediction is 0)
 
 
 REGISTRY = {}
@@ -81,6 +82,9 @@ def register(*entries):
             raise ValueError(f"register: entry {e.id!r} has kind {e.kind!r}, expected one of {claims.KINDS}")
         if not (e.tolerance >= 0 and math.isfinite(e.tolerance)):
             raise ValueError(f"register: entry {e.id!r} has tolerance {e.tolerance!r}, expected a finite number >= 0")
+        if e.error_kind not in (None,) + claims.ERROR_KINDS:
+            raise ValueError(f"register: entry {e.id!r} has error_kind {e.error_kind!r}, expected one of "
+                             f"{claims.ERROR_KINDS}")
         if e.id in CALIBRATION and "quick seeds" not in e.tolerance_source:
             e = Entry(**{**e.__dict__, "tolerance_source": _calibrated(e.id, e.tolerance_source)})
         if e.id in REGISTRY and REGISTRY[e.id] != e:
@@ -103,14 +107,14 @@ def row(id, quantity, predicted, measured, *, inputs=None, window="", note="", e
     """The claim row of registry entry ``id`` for one comparison (``claims.claim``)."""
     e = entry(id)
     return _tagged(claims.claim(e.text, e.figure, quantity, predicted, measured, e.tolerance, e.theory,
-                                error_kind, kind=e.kind, inputs=inputs, note=note or e.note,
+                                error_kind or e.error_kind, kind=e.kind, inputs=inputs, note=note or e.note,
                                 tolerance_source=e.tolerance_source, window=window), e)
 
 
 def worst(id, rows, quantity, *, inputs=None, window="", note=""):
     """The claim row of entry ``id`` over many ``(predicted, measured, label)`` (``claims.worst``)."""
     e = entry(id)
-    return _tagged(claims.worst(rows, e.text, e.figure, quantity, e.tolerance, e.theory, kind=e.kind,
+    return _tagged(claims.worst(rows, e.text, e.figure, quantity, e.tolerance, e.theory, e.error_kind, kind=e.kind,
                                 inputs=inputs, note=note or e.note, tolerance_source=e.tolerance_source,
                                 window=window), e)
 

@@ -29,14 +29,24 @@ import numpy as np
 from scipy import stats
 
 import theory
-from refnet.experiments import config, tasks
-from refnet.experiments.claims import claim, observation
+from refnet.experiments import config, registry, tasks
+from refnet.experiments.claims import observation
 from refnet.experiments.measure import layers
 from refnet.experiments.runner import Runner
 
 NAME, FIGURE = "schedule", "fig11_schedule.png"
 TOL_IDENTITY, LEVEL = 1e-9, 0.95
 MOMENTUM = 0.9
+_WHO = {"sgd": ("SGD", ""), "momentum": (f"SGD + momentum {MOMENTUM:g}", ", from the initial buffer of section 24")}
+registry.register(*(e for k, (who, buf) in _WHO.items() for e in (
+    registry.Entry(f"schedule_identity_{k}", f"{who} + L2 = SGD without L2 on lr_t = lr r^(-2t-1){buf} (fully "
+                   "invariant net, float64, BN eps 0)", "identity", "the fully invariant BN MLP, float64, BN eps = 0; "
+                   "every test output (softmax, batch statistics) after the identity run", TOL_IDENTITY,
+                   "float64 rounding", "theory.exponential_lr_momentum", FIGURE),
+    registry.Entry(f"schedule_accuracy_{k}", f"{who} + L2 vs the schedule on the scale-invariant weights only, "
+                   "ordinary net (float32, BN eps 1e-5): same test accuracy", "prediction",
+                   "the ordinary BN MLP (trained gamma, beta, head), eval mode, every test image, paired", 0.0,
+                   f"exact {LEVEL:.0%} level, fixed in advance", "theory.exponential_lr_momentum", FIGURE))))
 
 
 def runs(cfg, seed=None):
@@ -95,13 +105,12 @@ def analyze(cfg, results):
                 continue
             dp = float(np.abs(_probs(by[("identity", mu, kind)][2][0]["test_logits"]) - p0).max())
             data["identity"].append({"momentum": mu, "run": kind, "max_dprob": dp})
-            text = (f"SGD{' + momentum %g' % mu if mu else ''} + L2 (lr {h['lr']:g}, lam {h['lam']:g}) = SGD without "
-                    f"L2 on lr_t = lr r^(-2t-1){', from the initial buffer of section 24' if mu else ''} "
-                    "(fully invariant net, float64, BN eps 0)")
             if kind == "schedule":
-                data["claims"].append(claim(text, FIGURE, "max |delta softmax| on the test set (batch statistics)",
-                                            0.0, dp, TOL_IDENTITY, "theory.exponential_lr_momentum",
-                                            kind="identity", tolerance_source="float64 rounding"))
+                data["claims"].append(registry.row(
+                    f"schedule_identity_{'momentum' if mu else 'sgd'}",
+                    f"max |delta softmax| on the test set (batch statistics; lr {h['lr']:g}, lam {h['lam']:g})", 0.0, dp,
+                    inputs=[f"the L2 run (lr {h['lr']:g}, lam {h['lam']:g}, momentum {mu:g})"],
+                    window=f"run {NAME} schedule (momentum {mu:g}), end of {c['identity_steps']} steps"))
             else:
                 data["observations"].append(observation(
                     f"SGD + momentum {mu:g}: the schedule from a ZERO momentum buffer", FIGURE,
@@ -140,15 +149,14 @@ def analyze(cfg, results):
             f"{row['acc_l2_batch']:.4f} vs {row['acc_schedule_batch']:.4f} (McNemar p = {pb:.3g}); at the end the "
             f"schedule run's {name} is {row['norm_ratio']:.3g}x the L2 run's, so BN eps = 1e-5 weighs "
             f"{row['norm_ratio'] ** 2:.3g}x less in it, and its running averages lag a scale that grows every step")
-        data["claims"].append(claim(
-            f"SGD{' + momentum %g' % mu if mu else ''} + L2 vs the schedule on the scale-invariant weights only, "
-            "ordinary net (float32, BN eps 1e-5): same test accuracy", FIGURE,
+        data["claims"].append(registry.row(
+            f"schedule_accuracy_{'momentum' if mu else 'sgd'}",
             f"distance of 0.5 from the exact {LEVEL:.0%} interval of b/(b+c), McNemar (b={nb}, c={nc})", 0.0, dist,
-            0.0, "theory.exponential_lr_momentum", kind="prediction",
+            error_kind="absolute",
             inputs=[f"lr {h['lr']:g}, lam {h['lam']:g}, momentum {mu:g}", "the schedule lr_t (theory)"],
+            window=f"runs {NAME} L2 and schedule (momentum {mu:g}), test set after {c['steps']} steps",
             note=f"accuracy {row['acc_l2']:.4f} (L2) vs {row['acc_schedule']:.4f} (schedule), p = {pval:.3g}, "
-                 f"{row['agree']:.3f} of the test predictions agree" + cause,
-            tolerance_source=f"exact {LEVEL:.0%} level, fixed in advance"))
+                 f"{row['agree']:.3f} of the test predictions agree" + cause))
     return data
 
 
