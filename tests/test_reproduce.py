@@ -73,9 +73,16 @@ def test_quick_end_to_end_on_real_data_holds_every_identity(tmp_path):
         pytest.skip(f"Fashion-MNIST is not installed: {err}")
     rc = main(["reproduce", "--quick", "--out", str(tmp_path), "--jobs", "2", "--no-progress"])
     report = _report(tmp_path)
-    assert len(_pngs(tmp_path)) >= 7
-    assert [c for c in report["claims"] if c["kind"] == "identity" and not c["pass"]] == [] and rc == 0
-    assert all(c["note"] for c in report["claims"] if c["kind"] == "prediction" and not c["pass"])
+    predictions = [c for c in report["claims"] if c["kind"] == "prediction"]
+    assert rc == 0 and len(_pngs(tmp_path)) == len(NAMES)
+    assert [c["id"] for c in report["claims"] if c["kind"] == "identity" and not c["pass"]] == []
+    assert len(predictions) >= 8
+    assert [c["id"] for c in predictions if not c["pass"] and not (c["note"] or "").strip()] == []
+
+
+def test_figures_are_numbered_once_each_in_the_order_of_the_experiments():
+    from refnet.experiments import get
+    assert [get(n).FIGURE.split("_")[0] for n in NAMES] == [f"fig{i}" for i in range(1, len(NAMES) + 1)]
 
 
 # --- the claims: kinds, registry, exit status ---------------------------------------------

@@ -28,7 +28,7 @@ from refnet.experiments import config, registry
 from refnet.experiments.measure import label, layers
 from refnet.experiments.runner import Runner
 
-NAME, FIGURE = "adam_growth", "fig12_adam_growth.png"
+NAME, FIGURE = "adam_growth", "fig14_adam_growth.png"
 # Calibration (quick preset, batch orders 1-3, same init, 2026-12-07): largest run-to-run change of
 # the median unit's ||w||^2 2.0%, of the RMS angle 3.8% -> 1.5x; the window prediction uses ||w||^2.
 TOL = {"norm": 0.03, "angle": 0.056, "window": 0.03}

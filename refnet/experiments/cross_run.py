@@ -30,7 +30,7 @@ from refnet.experiments.claims import observation
 from refnet.experiments.measure import label, layers, window
 from refnet.experiments.runner import Runner
 
-NAME, FIGURE = "cross_run", "fig9_cross_run.png"
+NAME, FIGURE = "cross_run", "fig11_cross_run.png"
 # largest |ratio - 1| between batch orders 1-3 at equal hyperparameters (quick preset, 2026-12-07)
 NOISE = {"invariant": {"norm2": 0.036, "efflr": 0.033, "angle": 0.009},
          "ordinary": {"norm2": 0.063, "efflr": 0.055, "angle": 0.022}}

@@ -33,7 +33,7 @@ from refnet.experiments import config, registry
 from refnet.experiments.measure import label, layers
 from refnet.experiments.runner import Runner
 
-NAME, FIGURE = "init_forgetting", "fig10_init_forgetting.png"
+NAME, FIGURE = "init_forgetting", "fig12_init_forgetting.png"
 # Calibration (quick preset, batch orders 1-3, same init, 2026-12-07): largest run-to-run change
 # of the steady ratios (median over units of the per-unit ratio between batch orders): SGD eff. lr
 # 7.4%, angle 0.6%; AdamW eff. lr 1.8%, angle 0.8% -> 1.5x. Fitted rates moved by < 0.5% (x4) and

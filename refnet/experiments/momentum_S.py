@@ -26,7 +26,7 @@ from refnet.experiments.claims import observation
 from refnet.experiments.measure import label, layers
 from refnet.experiments.runner import Runner
 
-NAME, FIGURE = "momentum_S", "fig13_momentum_S.png"
+NAME, FIGURE = "momentum_S", "fig15_momentum_S.png"
 MU, LAGS = 0.9, 30
 # Calibration (quick preset, seeds 1-4, 2026-12-07): the measured S moved between seeds by up to
 # 2.3% (layer 1, 0.840-0.859) and 5.2% (layer 2, 0.893-0.939) -> 1.5x the larger.

@@ -34,7 +34,7 @@ from refnet.experiments.claims import observation
 from refnet.experiments.measure import layers
 from refnet.experiments.runner import Runner
 
-NAME, FIGURE = "schedule", "fig11_schedule.png"
+NAME, FIGURE = "schedule", "fig13_schedule.png"
 TOL_IDENTITY, LEVEL = 1e-9, 0.95
 MOMENTUM = 0.9
 _WHO = {"sgd": ("SGD", ""), "momentum": (f"SGD + momentum {MOMENTUM:g}", ", from the initial buffer of section 24")}
