@@ -159,33 +159,49 @@ def _muon_wd(theta, width):
 
 
 @functools.lru_cache(maxsize=None)
-def decays(theta, width):
-    """``{optimizer: decay}`` set so that each one's predicted steady angle is ``theta``, and
-    the small forms beside them (``"<name>_small"``)."""
+def closed_form_decays(theta):
+    """The decays that need no Monte Carlo (all but Muon's), and the small forms."""
     mu, lr = SGDM["momentum"], SGDM["lr"]
     k = (1 - ADAMW["betas"][0]) / (1 + ADAMW["betas"][0])
-    muon_wd, muon_R = _muon_wd(theta, width)
     return {"sgdm": _solve(_sgdm_angle, theta), "sgdm_small": theta ** 2 * (1 + mu) / (4 * lr),
             "adamw": _solve(_adamw_angle, theta), "adamw_small": theta ** 2 / (2 * k * ADAMW["lr"]),
-            "lion": _solve(_lion_angle, theta), "muon": muon_wd, "muon_R_white": muon_R}
+            "lion": _solve(_lion_angle, theta)}
+
+
+def decays(theta, width):
+    """``{optimizer: decay}`` set so that each one's predicted steady angle is ``theta``, and
+    the small forms beside them (``"<name>_small"``). Muon's needs a Monte Carlo (tens of
+    CPU-seconds at width 128): the experiment solves it inside the Muon training task
+    (``solve_decay``), so it is cached with that run and never computed in the main process."""
+    muon_wd, muon_R = _muon_wd(theta, width)
+    return {**closed_form_decays(theta), "muon": muon_wd, "muon_R_white": muon_R}
+
+
+def solve_decay(target):
+    """Called by ``tasks.train_task`` when an optimizer spec's ``weight_decay`` is a dict
+    ``{"muon_angle": theta, "width": width}``: ``{"wd": ..., "R_white": ...}``."""
+    if set(target) != {"muon_angle", "width"}:
+        raise ValueError(f"solve_decay(target): got {target!r}, expected keys 'muon_angle' and 'width'")
+    wd, R = _muon_wd(float(target["muon_angle"]), int(target["width"]))
+    return {"wd": wd, "R_white": R}
 
 
 def hyper(cfg):
     """``{optimizer: (hyperparameters, optim spec)}``."""
     c = cfg[NAME]
-    dec = decays(c["theta"], cfg["width"])
+    dec = closed_form_decays(c["theta"])
     inv = {"l2_scope": "invariant"}
     sgdm = config.sgd(SGDM["lr"], dec["sgdm"], momentum=SGDM["momentum"], **inv)
     adamw = config.adam(cfg, ADAMW["lr"], weight_decay=dec["adamw"], betas=list(ADAMW["betas"]), **inv)
     lion = {"name": "lion", "lr": LION["lr"], "betas": list(LION["betas"]), "weight_decay": dec["lion"], **inv}
     muon = {"name": "muon", "lr": MUON["lr"], "momentum": MUON["momentum"], "nesterov": True,
-            "weight_decay": dec["muon"], "rest_lr": ADAMW["lr"], **inv}
+            "weight_decay": {"muon_angle": c["theta"], "width": cfg["width"]}, "rest_lr": ADAMW["lr"], **inv}
     lion_eta = _lion_angle(dec["lion"])
     return {
         "sgdm": ({**SGDM, "l2": dec["sgdm"]}, sgdm),
         "adamw": ({"lr": ADAMW["lr"], "wd": dec["adamw"]}, adamw),
         "lion": ({"lr": LION["lr"], "wd": dec["lion"]}, lion),
-        "muon": ({**MUON, "wd": dec["muon"]}, muon),
+        "muon": ({**MUON, "wd": None}, muon),  # wd: solved in the task (``solve_decay``), read from its meta
         "rot_sgdm": ({**SGDM, "l2": dec["sgdm"], "eta_r": _small_sgdm(dec["sgdm"])},
                      dict(sgdm, wrapper={"name": "rotational"})),
         "rot_adamw": ({"lr": ADAMW["lr"], "wd": dec["adamw"], "eta_r": _small_adamw(dec["adamw"])},
@@ -263,7 +279,10 @@ def cv(x):
 def analyze(cfg, results):
     theta = cfg[NAME]["theta"]
     plan = runs(cfg)
-    dec = decays(theta, cfg["width"])
+    dec = dict(closed_form_decays(theta))
+    solved = results[list(plan).index("muon")][1]["solved_decay"]
+    dec.update(muon=solved["wd"], muon_R_white=solved["R_white"])
+    plan["muon"][0]["wd"] = solved["wd"]
     data = {"name": NAME, "figure": FIGURE, "theta": theta, "decays": dict(dec), "optimizers": {},
             "claims": [], "observations": []}
     rows = {k: [] for k in ("sgdm", "adamw", "lion", "muon", "wrapper", "same_window")}

@@ -299,6 +299,11 @@ def train_task(spec):
     backend.use(spec.get("device", "cpu"))
     data = load_data(spec["data"])
     model = build_model(spec["model"], data)
+    solved = None
+    if isinstance(spec["optim"].get("weight_decay"), dict):  # a decay solved for a target angle, here: a
+        from refnet.experiments import optimizer_angles     # Monte Carlo, cached with the run
+        solved = optimizer_angles.solve_decay(spec["optim"]["weight_decay"])
+        spec = {**spec, "optim": {**spec["optim"], "weight_decay": solved["wd"]}}
     opt = build_optimizer(spec["optim"], model)
     if spec["optim"].get("exp_lr"):
         exponential_lr(opt, spec["optim"])
@@ -339,6 +344,8 @@ def train_task(spec):
     meta = {"final": history.final, "test_accuracy": history["test_accuracy"],
             "train_loss": history["train_loss"], "params": params, "n_test": len(data.y_test),
             "seconds": time.perf_counter() - t0}
+    if solved is not None:
+        meta["solved_decay"] = solved
     return arrays, meta
 
 
