@@ -321,6 +321,9 @@ def analyze(cfg, results):
         return f"run(s) {NAME} {', '.join(TITLES[k] for k in kinds)}, steps {start}-{stop}"
 
     data["claims"] += _claims(rows, inputs, theta, win)
+    for c in data["claims"]:
+        if c["id"] in ("opt_lion_angle", "opt_muon_angle") and not c["pass"]:
+            c["note"] = _drift_note(data["optimizers"][c["id"].split("_")[1]])
     data["claims"].append(_spread_claim(data["optimizers"], win(*BALANCED, "adam_l2")))
     data["observations"] += _observations(data, dec)
     return data
@@ -341,6 +344,19 @@ def _claims(rows, inputs, theta, win):
                        inputs=["eta_r (Rotational)", "lr (Hyperball)"],
                        window=win("rot_sgdm", "rot_adamw", "rot_lion", "hyperball")),
     ]
+
+
+def _drift_note(opt):
+    """A failed Lion/Muon prediction's measured cause: how far R moved between the two windows,
+    and what the law gives with the judged window's own R (the consistency row)."""
+    return "measured cause: R (median over units) moved between the windows: " + "; ".join(
+        f"{name} {np.median(L['R']):.3g} (middle third) -> {np.median(L['R_same_window']):.3g} (last third), "
+        f"measured/predicted {L['ratio']:.3f} with the earlier R, {L['ratio_same_window']:.3f} with the last "
+        "third's own" for name, L in opt["layers"].items()) + (
+        "; with the window's own R the law holds to the consistency row's tolerance: the miss is R's drift while "
+        "the network still learns, not the angle law" if all(
+            abs(L["ratio_same_window"] - 1) <= CONSISTENCY_TOL for L in opt["layers"].values()) else
+        "; the law misses with the window's own R too")
 
 
 BALANCED = ("sgdm", "adamw", "rot_sgdm", "rot_adamw", "rot_lion", "hyperball")
