@@ -16,9 +16,7 @@ Claims (kind "prediction"), per hidden layer, worst layer:
   unit's ``||w||^2`` over steps ``[T/5, 2T/5]`` predicts the mean ``||w||^2`` over the last third
   (linear growth); the row lists that window in ``inputs``.
 Tolerances: calibrated on the quick preset over batch orders 1-3 (same initial weights): see
-CALIBRATION. CPU time, summed over its tasks (2 idle cores, width-128 MLP): tiny <1 s, quick ~2 s, default ~4 s
-(estimated from 1.2 ms per float32 step measured idle; measured on the loaded shared machine,
-about 9x slower: quick 17 s).
+CALIBRATION. CPU-seconds per preset: the table in ``refnet.experiments.config``.
 """
 
 import numpy as np

@@ -6,10 +6,37 @@ network with the longer runs and larger grids that do not fit that budget; today
 symmetry and no-L2 runs of the earlier default, a few percent longer), ``"quick"`` (a 10k/2k subset, width 128, shorter runs and smaller grids: under two
 minutes, still real data) and ``"tiny"`` (a small synthetic problem, for the tests).
 
-Budgets (issue 18): each experiment module gets a share of the default's 10 minutes on two
-idle cores; what does not fit goes to ``full``. The eight experiments here take about 6.5
-minutes of it (about 760 CPU-seconds over two workers, measured on a loaded machine), leaving
-about 3 minutes for the others. Every preset keeps every claim: the presets change sizes only.
+Budgets (issue 18): ``--quick`` under 2 minutes and the default under 10 minutes on two idle
+cores, i.e. at most about 200 and 1000 CPU-seconds (every thread of every task, BLAS's included,
+plus the main process); what does not fit goes to ``full``. CPU-seconds per experiment, summed
+over its tasks (``meta["cpu_seconds"]``; a task shared with an earlier experiment counted there):
+
+    experiment         quick      default      default: how it was obtained
+    invariance            1.2         7        estimate: quick x the steps x width ratio (6.0)
+    effective_lr          0.5         3        estimate (x6.0)
+    norm_dynamics         8.8        71        estimate (x8.0)
+    lr_dynamics        (shared)      36        estimate: its momentum run, half norm_dynamics' cost
+    one_knob             47.0       378        estimate (x8.0)
+    fix                   9.4       133        estimate (x14.2)
+    balance              18.8        75        estimate (x4.0)
+    no_l2                 9.3        47        estimate (x5.0)
+    optimizer_angles     27.2       ~60        estimate (x2.0 steps x width, x2.3 real width cost)
+    sharpness            12.3       ~65        estimate (batch x2, width x2, more checkpoints)
+    cross_run            10.6        21        estimate (x2.0)
+    init_forgetting      14.6        19        estimate (x1.3)
+    schedule              9.9        17        estimate (x1.7)
+    adam_growth           2.7         5        estimate (x2.0)
+    momentum_S            5.6        11        estimate (x2.0)
+    tasks               177.8      ~950
+    whole command       188.6      ~970        quick: /usr/bin/time user + sys, children included
+
+Quick measured 2026-12-07 with ``nice -n 10 refnet reproduce --quick`` on the shared 2-core
+machine under load (load average 9: CPU-seconds there run somewhat slower than idle), 7.5
+minutes wall there, so about 95 s on two idle cores. The default estimates scale the quick
+CPU-seconds by ``runner._cost`` (steps x width), which matched the eight original experiments'
+measured 760 CPU-seconds; the lead's default run replaces them. Muon's decay (a Monte Carlo of
+about 20 CPU-seconds at width 128) is solved inside its training task and cached with it.
+Every preset keeps every claim: the presets change sizes only.
 
 Why these numbers: a steady state is only measured after the norm has relaxed, i.e. after
 several times ``1/(8 lr lam)`` steps for SGD (``1/(2 lr wd)`` for AdamW), so the grids use

@@ -18,9 +18,7 @@ over units; largest of 12 (2 pairs x 3 runs x 2 layers) per net in NOISE. The or
 the head and BN parameters train at each run's lr, has its own (larger) measured noise.
 A failure keeps its note: the angle ratio implied by each unit's measured drift of ln ||w||^2 over
 the window (cos = 1 - 2 lr lam holds only where E||w||^2 is steady).
-CPU time, summed over its tasks (2 idle cores, width-128 MLP): tiny ~1 s, quick ~7 s, default ~14 s
-(estimated from 1.2 ms per float32 step measured idle; measured on the loaded shared machine,
-about 9x slower: quick 66 s).
+CPU-seconds per preset: the table in ``refnet.experiments.config``.
 """
 
 import numpy as np

@@ -21,9 +21,7 @@ Claims (kind "prediction", inputs: the hyperparameters):
 - steady state: over the last third, median over units of lr/||w||^2 (SGD) or lr/||w|| (AdamW) and of
   the RMS angle, x0.25 and x4 runs over the x1 run (unit by unit) = 1; worst layer and run.
 Tolerances: calibrated on the quick preset, seeds 1-3 (not the judged seed 0); see CALIBRATION.
-CPU time, summed over its tasks (2 idle cores, width-128 MLP): tiny ~1 s, quick ~9 s, default ~12 s
-(estimated from 1.2 ms per float32 step measured idle; measured on the loaded shared machine,
-about 9x slower: quick 78 s).
+CPU-seconds per preset: the table in ``refnet.experiments.config``.
 """
 
 import numpy as np

@@ -13,9 +13,7 @@ Claim (kind "prediction", inputs: the reference run's correlations), per hidden 
 measured ``S = ||w||^4 / law(S = 1)``, median over units over its second half, the law fed the
 unit's own G2 (the normalization that turns the norm into S; the prediction does not use it).
 Tolerance: calibrated on the quick preset over seeds 1-3 (see CALIBRATION).
-CPU time, summed over its tasks (2 idle cores, width-128 MLP): tiny ~1 s, quick ~4 s, default ~8 s
-(estimated from 1.2 ms per float32 step measured idle; measured on the loaded shared machine,
-about 9x slower: quick 37 s).
+CPU-seconds per preset: the table in ``refnet.experiments.config``.
 """
 
 import numpy as np

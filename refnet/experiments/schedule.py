@@ -20,9 +20,7 @@ the test images equally well: 0.5 lies in the exact 95% interval (Clopper-Pearso
 ``scipy.stats.binomtest``) of the share of the discordant test images that the L2 run gets right
 (McNemar's exact test, paired over the same images). The row's measured number is the distance
 of 0.5 from that interval (0 inside), tolerance 0: the 95% level is fixed in advance.
-CPU time, summed over its tasks (2 idle cores, width-128 MLP): tiny ~1 s, quick ~6 s, default ~11 s
-(estimated from 1.2 ms per float32 step measured idle; measured on the loaded shared machine,
-about 9x slower: quick 54 s).
+CPU-seconds per preset: the table in ``refnet.experiments.config``.
 """
 
 import numpy as np
