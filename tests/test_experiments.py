@@ -213,6 +213,24 @@ def test_claim_passes_only_within_its_tolerance(predicted, measured, tol, kind, 
     assert (c["pass"], c["error_kind"]) == (ok, kind)
 
 
+@pytest.mark.parametrize("predicted, measured, ok", [(3.0, 6.0, True), (3.0, 3.0, True), (3.0, 2.9, False),
+                                                    (3.0, float("nan"), False)])
+def test_an_at_least_claim_fails_only_below_its_bound(predicted, measured, ok):
+    c = claims.claim("x", "f.png", "q", predicted, measured, 0.0, "theory.f", "at_least", kind="identity")
+    assert (c["pass"], c["error_kind"]) == (ok, "at_least")
+
+
+@pytest.mark.parametrize("error_kind", ["one_sided", "Relative"])
+def test_claim_and_registry_refuse_an_unknown_error_kind(error_kind):
+    from dataclasses import replace
+    from refnet.experiments import registry
+    with pytest.raises(ValueError, match="error_kind"):
+        claims.claim("x", "f.png", "q", 1.0, 1.0, 0.05, "theory.f", error_kind, kind="identity")
+    with pytest.raises(ValueError, match="error_kind"):
+        registry.register(replace(registry.entry("sgd_l2_angle"), id="x_error_kind", error_kind=error_kind))
+    assert "x_error_kind" not in registry.REGISTRY
+
+
 @pytest.mark.parametrize("kind", ["law", "", None, "Prediction"])
 def test_claim_refuses_an_unknown_kind_naming_it(kind):
     with pytest.raises(ValueError, match="kind"):

@@ -144,7 +144,7 @@ def write_report(out_dir, claims, observations, config, versions, wall_time_s):
              f"`{config.get('preset')}`, data `{config.get('data', {}).get('name')}`, device "
              f"`{config.get('device')}`.", "",
              "Error: relative, |measured - predicted| / |predicted| (absolute where the prediction "
-             "is 0). Each claim's text, kind and tolerance are fixed in the registry "
+             "is 0; for a lower bound, `at_least`, the relative shortfall below it). Each claim's text, kind and tolerance are fixed in the registry "
              "(`refnet/experiments/registry.py`) before any run; `tolerance source` says where the "
              "tolerance comes from.", ""]
     failed = [c for c in claims if c["kind"] == "prediction" and not c["pass"]]
