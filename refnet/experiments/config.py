@@ -36,7 +36,9 @@ minutes wall there, so about 95 s on two idle cores. The default estimates scale
 CPU-seconds by ``runner._cost`` (steps x width), which matched the eight original experiments'
 measured 760 CPU-seconds; the lead's default run replaces them. Muon's decay (a Monte Carlo of
 about 20 CPU-seconds at width 128) is solved inside its training task and cached with it.
-Every preset keeps every claim: the presets change sizes only.
+``full`` differs from the default in one_knob (symmetry runs 1500 steps: about 436 CPU-seconds)
+and no_l2 (3000 steps: about 56), about 1040 in all (same estimate). Every preset keeps every
+claim: the presets change sizes only.
 
 Why these numbers: a steady state is only measured after the norm has relaxed, i.e. after
 several times ``1/(8 lr lam)`` steps for SGD (``1/(2 lr wd)`` for AdamW), so the grids use
