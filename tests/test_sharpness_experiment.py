@@ -13,7 +13,7 @@ from refnet.experiments.runner import Runner
 from refnet.nn import curvature
 
 IDENTITY_CLAIMS = ("BN MLP, eps = 0: H(w) [w_G", "BN MLP, eps = 0: H(c w_G)", "BN CNN, eps = 0: H(w) [w_G",
-                   "BN CNN, eps = 0: H(c w_G)", "SGD (lr")
+                   "BN CNN, eps = 0: H(c w_G)", "SGD: lr lambda_max")
 
 
 @pytest.fixture(scope="module")

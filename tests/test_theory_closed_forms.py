@@ -133,6 +133,41 @@ def test_sgd_with_l2_equals_sgd_without_at_exponential_lr(loss, w0):
                                rtol=EXACT)
 
 
+def momentum_schedule_gap(loss, w0, lr, lam, mu, steps, buffer=True):
+    """Largest direction gap between SGD + momentum + L2 and SGD + momentum on
+    ``exponential_lr_momentum``, with or without the initial buffer of section 24."""
+    w = run(SGDRule(lr, momentum=mu, l2=lam), loss, w0, steps)
+    rule, u, us = SGDRule(lr, momentum=mu), w0.copy(), [w0.copy()]
+    if buffer:
+        rule.buf = theory.exponential_lr_initial_buffer(lr, lam, mu) * w0
+    for t in range(steps):
+        rule.lr = theory.exponential_lr_momentum(lr, lam, t, mu)
+        u = rule(u, loss.grad(u, t))
+        us.append(u)
+    return np.abs(directions(w) - directions(np.array(us))).max()
+
+
+@pytest.mark.parametrize("lr, lam, mu", [(0.05, 0.01, 0.9), (0.2, 0.05, 0.5), (0.1, 0.05, 0.0)])
+def test_sgd_momentum_l2_equals_sgd_momentum_at_exponential_lr_with_initial_buffer(loss, w0, lr, lam, mu):
+    assert momentum_schedule_gap(loss, w0, lr, lam, mu, 100) < EXACT
+
+
+@pytest.mark.parametrize("lr, lam, mu", [(0.05, 0.01, 0.9), (0.2, 0.05, 0.5)])
+def test_sgd_momentum_schedule_from_a_zero_buffer_is_not_exact(loss, w0, lr, lam, mu):
+    assert momentum_schedule_gap(loss, w0, lr, lam, mu, 100, buffer=False) > 1e-6
+
+
+def test_momentum_schedule_ratio_is_the_l2_factor_without_momentum():
+    assert theory.exponential_lr_ratio(0.1, 0.03) == pytest.approx(1 - 2 * 0.1 * 0.03, rel=1e-15)
+    np.testing.assert_allclose(theory.exponential_lr_momentum(0.1, 0.03, np.arange(5)),
+                               theory.exponential_lr_equivalent(0.1, 0.03, np.arange(5)), rtol=1e-14)
+
+
+def test_momentum_schedule_refuses_a_complex_ratio():
+    with pytest.raises(ValueError, match="2 lr lam <="):
+        theory.exponential_lr_ratio(0.1, 0.1, 0.9)
+
+
 def test_projected_sgd_angle_is_exact_each_step(loss, w0):
     lr, lam = 0.3, 0.1
     rule, w = SGDRule(lr, l2=lam, unit_norm=True), directions(w0)

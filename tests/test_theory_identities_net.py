@@ -229,3 +229,32 @@ def test_sgd_l2_equals_sgd_without_l2_at_exponentially_growing_lr(norm, batches)
     for p, u in zip(marked(with_l2), marked(without)):
         ratio = np.sqrt(group_sq_norms(p) / group_sq_norms(u))
         assert np.abs(ratio / q ** steps - 1).max() < EXACT
+
+
+def momentum_schedule_gap(norm, batches, buffer=True):
+    """Largest direction gap after 100 steps between SGD + momentum 0.9 + L2 and SGD + momentum
+    0.9 on ``exponential_lr_momentum``, with or without the initial buffer of README section 24."""
+    lr, lam, mu, steps = 0.05, 0.01, 0.9, 100
+    with_l2, without = net(norm, fully_invariant=True), net(norm, fully_invariant=True)
+    opt_a = SGD(trainable_parameters(with_l2), lr=lr, momentum=mu, l2=lam)
+    opt_b = SGD(trainable_parameters(without), lr=lr, momentum=mu)
+    if buffer:
+        k = theory.exponential_lr_initial_buffer(lr, lam, mu)
+        for p in trainable_parameters(without):
+            opt_b.state.setdefault(p, {})["momentum_buffer"] = k * p.data
+    for t in range(steps):
+        opt_b.param_groups[0]["lr"] = float(theory.exponential_lr_momentum(lr, lam, t, mu))
+        for model, opt in ((with_l2, opt_a), (without, opt_b)):
+            loss_and_grads(model, batches[t % len(batches)])
+            opt.step()
+    return max(np.abs(u - v).max() for u, v in zip(directions(with_l2), directions(without)))
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_sgd_momentum_l2_equals_sgd_momentum_at_exponential_lr_from_the_initial_buffer(norm, batches):
+    assert momentum_schedule_gap(norm, batches) < EXACT
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_sgd_momentum_exponential_lr_from_a_zero_buffer_drifts(norm, batches):
+    assert momentum_schedule_gap(norm, batches, buffer=False) > 1e-6

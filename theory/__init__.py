@@ -25,7 +25,8 @@ from theory.equilibria import (Equilibrium, adam_l2_equilibrium, adam_v_noise_fa
                                projected_adam_equilibrium, projected_sgd_equilibrium,
                                sgd_l2_equilibrium, sgd_momentum_l2_equilibrium)
 from theory.growth import Growth, adam_growth, sgd_growth
-from theory.identities import (effective_lr, exponential_lr_equivalent, l2_after_rescaling,
+from theory.identities import (effective_lr, exponential_lr_equivalent, exponential_lr_initial_buffer,
+                               exponential_lr_momentum, exponential_lr_ratio, l2_after_rescaling,
                                one_step_angle_scaling, sgd_norm_recursion, zero_gradient_norm)
 from theory.randomwalk import Walk, initial_weights, random_walk, row_angles, scale_invariant_gradient
 from theory.sign_and_orthogonal import (correlation_sum, lion_angle_kosson, lion_equilibrium, lion_R,
@@ -43,7 +44,8 @@ __all__ = [
     "momentum_correlation_factor", "projected_adam_equilibrium", "projected_sgd_equilibrium",
     "sgd_l2_equilibrium", "sgd_momentum_l2_equilibrium",
     "Growth", "adam_growth", "sgd_growth",
-    "effective_lr", "exponential_lr_equivalent", "l2_after_rescaling", "one_step_angle_scaling",
+    "effective_lr", "exponential_lr_equivalent", "exponential_lr_initial_buffer", "exponential_lr_momentum",
+    "exponential_lr_ratio", "l2_after_rescaling", "one_step_angle_scaling",
     "sgd_norm_recursion", "zero_gradient_norm",
     "Walk", "initial_weights", "random_walk", "row_angles", "scale_invariant_gradient",
     "equilibrium_invariant", "is_symmetry", "symmetry_map",

@@ -89,3 +89,39 @@ def exponential_lr_equivalent(lr, lam, t, convention="A"):
     """
     q = 1.0 - 2.0 * lr * paper_lam(lam, convention)
     return lr * q ** (-2.0 * np.asarray(t, dtype=float) - 1.0)
+
+
+def exponential_lr_ratio(lr, lam, momentum=0.0, convention="A"):
+    """The per-step ratio ``r`` of identity 6 with heavy-ball momentum ``mu`` (README section 24):
+    the larger root of ``r^2 - (1 + mu - 2 lr lam) r + mu = 0`` (``1 - 2 lr lam`` at ``mu = 0``).
+    Real only when ``2 lr lam <= (1 - sqrt(mu))^2``; otherwise ValueError."""
+    lam, mu = paper_lam(lam, convention), float(momentum)
+    a = 1.0 + mu - 2.0 * lr * lam
+    disc = a * a - 4.0 * mu
+    if disc < 0 or a <= 0:
+        raise ValueError(f"exponential_lr_ratio: got lr*lam = {lr * lam:g} with momentum {mu:g}; expected "
+                         f"2 lr lam <= (1 - sqrt(momentum))^2 = {(1 - mu ** 0.5) ** 2:g} (a real, positive ratio)")
+    return 0.5 * (a + np.sqrt(disc))
+
+
+def exponential_lr_momentum(lr, lam, t, momentum=0.0, convention="A"):
+    """Identity 6 with heavy-ball momentum (PyTorch's rule, no dampening; README section 24):
+    SGD + momentum ``mu`` + L2 from a zero buffer equals SGD + momentum ``mu`` without L2 at
+
+        lr_t = lr r^(-2t-1),     r = exponential_lr_ratio(lr, lam, mu),
+
+    started from the buffer ``exponential_lr_initial_buffer(...) * w_0``, with ``w_t = r^t u_t``.
+    At ``mu = 0`` this is ``exponential_lr_equivalent``."""
+    r = exponential_lr_ratio(lr, lam, momentum, convention)
+    return lr * r ** (-2.0 * np.asarray(t, dtype=float) - 1.0)
+
+
+def exponential_lr_initial_buffer(lr, lam, momentum=0.0, convention="A"):
+    """The factor ``k`` of the plain run's initial momentum buffer ``b_0 = k w_0`` that makes
+    ``exponential_lr_momentum`` exact: ``k = -(1 - r)/(r lr)`` (README section 24). The first
+    step then moves ``u`` by ``-lr_0 (mu b_0 + g_0)``, which is the L2 run's first step (its
+    buffer starts at zero, as PyTorch's does) divided by ``r``. 0 without momentum."""
+    if momentum == 0:
+        return 0.0
+    r = exponential_lr_ratio(lr, lam, momentum, convention)
+    return -(1.0 - r) / (r * lr)

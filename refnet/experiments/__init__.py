@@ -11,7 +11,8 @@ is checked against and its tolerance, and provides ``specs(cfg)`` (its independe
 import importlib
 
 NAMES = ("invariance", "effective_lr", "norm_dynamics", "lr_dynamics", "one_knob", "fix", "balance",
-         "no_l2", "optimizer_angles", "sharpness")
+         "no_l2", "optimizer_angles", "sharpness", "cross_run", "init_forgetting", "schedule",
+         "adam_growth", "momentum_S")
 
 
 def get(name):

@@ -3,14 +3,19 @@ advance) and the report that lists them.
 
 A claim's error is relative, ``|measured - predicted| / |predicted|``, unless the prediction is
 0 (then absolute; ``error_kind`` says which), or one-sided (``error_kind="at_least"``: the
-relative shortfall ``max(0, predicted - measured) / |predicted|``, for a bound). A claim passes
-when the error is at most the tolerance. Observations are numbers reported without a prediction
-to hold them to.
+relative shortfall ``max(0, predicted - measured) / |predicted|``, for a lower bound). A claim
+passes when the error is at most the tolerance. Observations are numbers reported without a
+prediction to hold them to.
 
-A claim may also say what kind of statement it is (``kind``: "prediction", from hyperparameters
-or earlier measurements; "identity", true by construction; "consistency", two measurements that
-must agree), what the prediction was computed from (``inputs``: strings naming hyperparameters
-and earlier windows), where its tolerance comes from (``tolerance_source``) and a ``note``.
+Every row has a ``kind``, and the report counts the kinds apart:
+
+- ``identity``: exact, code-level (invariance, the norm recursion, symmetry maps), held to
+  rounding. It proves the code right, not the paper's dynamics; a failed one is a bug.
+- ``consistency``: the predicted value uses quantities measured in the very window it judges
+  (G2 of the same window, correlations of the same run): kept, but not counted as reproduction.
+- ``prediction``: the predicted value comes from hyperparameters, at most from quantities
+  measured in another run or an earlier, disjoint window, listed in ``inputs``; it can fail,
+  and a failed one is a finding, explained in its ``note``.
 """
 
 import json
@@ -21,47 +26,79 @@ import numpy as np
 
 from refnet import checkpoint
 
-CLAIM_KEYS = ("claim", "figure", "quantity", "predicted", "measured", "rel_error", "tolerance", "pass")
-
-
+CLAIM_KEYS = ("claim", "figure", "quantity", "predicted", "measured", "rel_error", "tolerance", "pass",
+              "kind", "inputs", "note", "tolerance_source")
+KINDS = ("identity", "consistency", "prediction")
 ERROR_KINDS = ("relative", "absolute", "at_least")
 
 
-def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_kind=None, *,
-          kind=None, inputs=None, note=None, tolerance_source=None):
+def _checked(kind, inputs):
+    if kind not in KINDS:
+        raise ValueError(f"claim(kind): got {kind!r}, expected one of {', '.join(KINDS)}")
+    inputs = [str(i) for i in (inputs or [])]
+    if kind == "prediction" and not any(i.strip() for i in inputs):
+        raise ValueError("claim(inputs): a 'prediction' must list what its predicted value was computed "
+                         "from (e.g. ['hyperparameters: lr, lam']); got none")
+    return inputs
+
+
+def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_kind=None, *, kind,
+          inputs=None, note="", tolerance_source="", window=""):
     """One claim row (``error_kind``: "relative" by default, "absolute" when predicted == 0,
-    "at_least" for a lower bound); ``kind``, ``inputs``, ``note``, ``tolerance_source`` are
-    stored when given (see the module docstring)."""
+    "at_least" for a lower bound: the relative shortfall below ``predicted``).
+
+    kind: "identity" (exact, code-level), "consistency" (the prediction uses quantities measured
+    in the window it judges: kept, not counted as reproduction) or "prediction" (computed from
+    hyperparameters, at most from another run or an earlier, disjoint window). inputs: what the
+    predicted value was computed from, one string each (required for a prediction). window: the
+    run and steps the measured value comes from; a prediction's inputs must not contain it.
+    """
+    inputs = _checked(kind, inputs)
+    if kind == "prediction" and window and any(window in i for i in inputs):
+        raise ValueError(f"claim(inputs): a prediction may not use its own window {window!r}; got {inputs}")
     predicted, measured = float(predicted), float(measured)
     how = error_kind or ("absolute" if predicted == 0 else "relative")
     if how not in ERROR_KINDS:
-        raise ValueError(f"claim(error_kind): got {error_kind!r}, expected one of {ERROR_KINDS}")
+        raise ValueError(f"claim(error_kind): got {error_kind!r}, expected one of {', '.join(ERROR_KINDS)}")
     if how == "at_least":
         err = max(0.0, predicted - measured) / abs(predicted) if math.isfinite(measured) else math.inf
     else:
         err = abs(measured - predicted) / (abs(predicted) if how == "relative" else 1.0)
     ok = bool(math.isfinite(err) and err <= tolerance)
-    row = {"claim": text, "figure": figure, "quantity": quantity, "predicted": predicted,
-           "measured": measured, "rel_error": err, "tolerance": float(tolerance), "pass": ok,
-           "error_kind": how, "theory": theory}
-    extra = {"kind": kind, "inputs": None if inputs is None else [str(i) for i in inputs], "note": note,
-             "tolerance_source": tolerance_source}
-    row.update({k: v for k, v in extra.items() if v is not None})
-    return row
+    return {"claim": text, "figure": figure, "quantity": quantity, "predicted": predicted,
+            "measured": measured, "rel_error": err, "tolerance": float(tolerance), "pass": ok,
+            "error_kind": how, "theory": theory, "kind": kind, "inputs": inputs, "window": window,
+            "note": note, "tolerance_source": tolerance_source}
 
 
-def worst(rows, text, figure, quantity, tolerance, theory, error_kind=None, **about):
+def worst(rows, text, figure, quantity, tolerance, theory, error_kind=None, *, kind, inputs=None, note="",
+          tolerance_source="", window=""):
     """One claim from many ``(predicted, measured, label)`` comparisons: the one with the largest
-    error, named in ``quantity``, so a claim over a grid fails if any of its runs does.
-    ``about``: ``kind``, ``inputs``, ``note``, ``tolerance_source``, as for ``claim``."""
+    error, named in ``quantity``, so a claim over a grid fails if any of its runs does."""
+    common = dict(error_kind=error_kind, kind=kind, inputs=inputs, note=note, tolerance_source=tolerance_source,
+                  window=window)
     if not rows:  # nothing to compare is a failure, not a pass
-        return dict(claim(text, figure, f"{quantity} [no run to compare]", 1.0, float("nan"), tolerance, theory,
-                          error_kind, **about), n_compared=0)
-    made = [(claim(text, figure, f"{quantity} [{label}]", p, m, tolerance, theory, error_kind, **about), label)
+        return dict(claim(text, figure, f"{quantity} [no run to compare]", 1.0, float("nan"), tolerance,
+                          theory, **common), n_compared=0)
+    made = [(claim(text, figure, f"{quantity} [{label}]", p, m, tolerance, theory, **common), label)
             for p, m, label in rows]
     row = max(made, key=lambda c: c[0]["rel_error"] if math.isfinite(c[0]["rel_error"]) else np.inf)[0]
     row["n_compared"] = len(made)
     return row
+
+
+def counts(claims):
+    """``{kind: (n_pass, n)}`` over the claim rows."""
+    return {k: (sum(c["pass"] for c in claims if c["kind"] == k), sum(c["kind"] == k for c in claims))
+            for k in KINDS}
+
+
+def summary(claims):
+    """The one-line verdict: predictions, identities and consistency checks counted apart."""
+    n = counts(claims)
+    (p_ok, p), (i_ok, i), (c_ok, c) = n["prediction"], n["identity"], n["consistency"]
+    return (f"{p_ok} of {p} predictions hold; {i_ok} of {i} identities hold; {c} consistency checks "
+            f"({c_ok} within tolerance; not counted as reproduction)")
 
 
 def observation(text, figure, quantity, value, note=""):
@@ -79,28 +116,52 @@ def _fmt(x):
     return str(x).replace("|", "\\|")
 
 
+_COLUMNS = ("claim", "figure", "quantity", "theory", "predicted", "measured", "rel_error", "tolerance", "pass")
+_TITLES = {"prediction": "Predictions (from hyperparameters, another run or an earlier window: the reproduction)",
+           "identity": "Identities (exact, code-level: a failure is a bug)",
+           "consistency": "Consistency checks (use the window they judge; not counted as reproduction)"}
+
+
+def _table(rows, extra):
+    cols = _COLUMNS + extra
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for c in rows:
+        lines.append("| " + " | ".join(_fmt("; ".join(c.get(k) or []) if k == "inputs" else c.get(k))
+                                       for k in cols) + " |")
+    return lines
+
+
 def write_report(out_dir, claims, observations, config, versions, wall_time_s):
     """Write ``report.json`` and ``report.md`` atomically into ``out_dir``; returns the dict."""
-    report = checkpoint.json_safe({"claims": claims, "observations": observations, "config": config,
-                                   "versions": versions, "wall_time_s": wall_time_s})
+    report = checkpoint.json_safe({"summary": summary(claims), "counts": counts(claims), "claims": claims,
+                                   "observations": observations, "config": config, "versions": versions,
+                                   "wall_time_s": wall_time_s})
     checkpoint.write_json(os.path.join(out_dir, "report.json"), report)
-    n_pass = sum(c["pass"] for c in claims)
     lines = ["# refnet reproduce: report", "",
-             f"{n_pass} of {len(claims)} claims pass; wall time {wall_time_s:.0f} s for this call "
+             f"{summary(claims)}; wall time {wall_time_s:.0f} s for this call "
              f"({config.get('tasks_run', '?')} tasks run, the rest read from the cache; the tasks' run "
              f"times, summed over parallel workers, cached or not: {config.get('task_seconds', 0):.0f} s); preset "
              f"`{config.get('preset')}`, data `{config.get('data', {}).get('name')}`, device "
              f"`{config.get('device')}`.", "",
              "Error: relative, |measured - predicted| / |predicted| (absolute where the prediction "
-             "is 0). Each tolerance was fixed before the run; see the experiment's docstring.", "",
-             "| claim | figure | quantity | theory | predicted | measured | error | tolerance | pass |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for c in claims:
-        lines.append("| " + " | ".join(_fmt(c.get(k)) for k in (
-            "claim", "figure", "quantity", "theory", "predicted", "measured", "rel_error",
-            "tolerance", "pass")) + " |")
+             "is 0; for a lower bound, `at_least`, the relative shortfall below it). Each claim's text, kind and tolerance are fixed in the registry "
+             "(`refnet/experiments/registry.py`) before any run; `tolerance source` says where the "
+             "tolerance comes from.", ""]
+    failed = [c for c in claims if c["kind"] == "prediction" and not c["pass"]]
+    if failed:
+        lines += ["Failed predictions (findings, not crashes):", ""]
+        lines += [f"- **{c['claim']}** ({c['quantity']}): predicted {_fmt(c['predicted'])}, measured "
+                  f"{_fmt(c['measured'])}, error {_fmt(c['rel_error'])} > {_fmt(c['tolerance'])}. "
+                  f"{c.get('note') or 'No diagnosis recorded.'}" for c in failed]
+        lines.append("")
+    for kind, extra in (("prediction", ("inputs", "window", "tolerance_source", "note")),
+                        ("identity", ("tolerance_source", "note")),
+                        ("consistency", ("inputs", "window", "tolerance_source", "note"))):
+        rows = [c for c in claims if c["kind"] == kind]
+        if rows:
+            lines += [f"## {_TITLES[kind]}", ""] + _table(rows, extra) + [""]
     if observations:
-        lines += ["", "Observations (reported, not held to a prediction):", "",
+        lines += ["## Observations (reported, not held to a prediction)", "",
                   "| observation | figure | quantity | value | note |", "|---|---|---|---|---|"]
         for o in observations:
             lines.append("| " + " | ".join(_fmt(o.get(k)) for k in (

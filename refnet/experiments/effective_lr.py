@@ -12,13 +12,12 @@ angle itself, kept below 1e-2 by the small lr).
 """
 
 from refnet.experiments import config
-from refnet.experiments.claims import worst
+from refnet.experiments import registry
 from refnet.experiments.measure import slope
 from refnet.experiments.runner import Runner
 import theory
 
 NAME, FIGURE = "effective_lr", "fig2_effective_lr.png"
-TOLERANCE = {"sgd": 1e-9, "adam": 1e-2}
 LR = {"sgd": 0.1, "adam": 1e-4}
 
 
@@ -43,10 +42,7 @@ def analyze(cfg, results):
             s = slope(arrays["c"], tan)
             data["slopes"][f"{opt}/{name}"] = s
             rows.append((theory.one_step_angle_scaling(opt), s, name))
-        data["claims"].append(worst(
-            rows, f"{opt.upper()}: one-step angle after w -> c w scales as c^{theory.one_step_angle_scaling(opt)}",
-            FIGURE, "slope of log tan(angle) vs log c, worst layer", TOLERANCE[opt],
-            "theory.one_step_angle_scaling"))
+        data["claims"].append(registry.worst(f"one_step_{opt}", rows, "slope of log tan(angle) vs log c, worst layer"))
     return data
 
 

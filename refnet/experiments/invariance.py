@@ -12,12 +12,13 @@ rounding (about 1e-15 per operation, a few hundred operations deep) may remain. 
 
 
 from refnet.experiments import config
-from refnet.experiments.claims import claim, observation
+from refnet.experiments import registry
+from refnet.experiments.claims import observation
 from refnet.experiments.runner import Runner
 
 NAME, FIGURE = "invariance", "fig1_invariance.png"
 NORMS = ("bn", "ln", "wn")
-TOLERANCE = 1e-9
+TOLERANCE = registry.entry("invariance_bn").tolerance
 KEYS = ("loss", "prob", "grad", "others")
 
 
@@ -34,11 +35,9 @@ def analyze(cfg, results):
     for norm, (arrays, _) in zip(NORMS, results):
         data["norms"][norm] = {v: {k: arrays[f"{v}/{k}"].tolist() for k in KEYS} for v in ("eps0", "eps")}
         worst = max(max(arrays[f"eps0/{k}"]) for k in KEYS)
-        group = "per tensor" if norm == "ln" else "per unit"
-        data["claims"].append(claim(
-            f"{norm.upper()}: loss, outputs and gradients invariant to rescaling ({group})", FIGURE,
-            "max over a of |dL|/L, max|dp|, ||a g(aw) - g(w)||/||g||, other grads' change (eps=0)",
-            0.0, worst, TOLERANCE, "theory.identities (identities 1-2)"))
+        data["claims"].append(registry.row(
+            f"invariance_{norm}", "max over a of |dL|/L, max|dp|, ||a g(aw) - g(w)||/||g||, other grads' change "
+            "(eps=0)", 0.0, worst))
         if norm != "wn":
             data["observations"].append(observation(
                 f"{norm.upper()} with eps=1e-5: invariance bends at small scales", FIGURE,

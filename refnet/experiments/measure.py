@@ -36,3 +36,15 @@ def final_accuracy(meta):
 def slope(x, y):
     """Least-squares slope of log y against log x."""
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+def window(label, spec):
+    """The name of the window a train spec's ``win/`` numbers come from: the run and its steps."""
+    start = int(round(spec["steps"] * (1 - spec.get("window", 0.5))))
+    return f"run {label}, steps {start}-{spec['steps']}"
+
+
+def hyper(**values):
+    """An ``inputs`` entry naming the hyperparameters a prediction was computed from."""
+    return "hyperparameters: " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                           for k, v in values.items())

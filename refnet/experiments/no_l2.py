@@ -19,12 +19,12 @@ import numpy as np
 
 import theory
 from refnet.experiments import config
-from refnet.experiments.claims import observation, worst
+from refnet.experiments import registry
+from refnet.experiments.claims import observation
 from refnet.experiments.measure import label, layers, median_ratio
 from refnet.experiments.runner import Runner
 
 NAME, FIGURE = "no_l2", "fig8_no_l2.png"
-TOL = 0.05
 
 
 def runs(cfg):
@@ -67,14 +67,17 @@ def analyze(cfg, results):
             run["layers"][name] = {"efflr": arrays[f"{name}/trace/efflr"].tolist(), "law": law.tolist(), "G2": Gm}
             final[(h["lam"], h["w0_scale"], name)] = float(np.median(eff_end))
         data["runs"].append(run)
+    steps = c["steps"]
     data["claims"] += [
-        worst(grow, f"SGD, no L2 (lr {lr}): lr/||w||^2 follows the growth law from each initial scale", FIGURE,
-              "median over units of measured/predicted final effective lr", TOL, "theory.sgd_growth"),
-        worst(asym, "SGD, no L2: lr/||w||^2 -> 1/sqrt(2 G2 t), whatever lr (small initial scale)", FIGURE,
-              "median over units of measured/asymptotic final effective lr", TOL,
-              "theory.sgd_growth(...).effective_lr_asymptotic"),
-        worst(eq, f"SGD + L2 (lam {lam}): lr/||w||^2 settles at the equilibrium from every initial scale", FIGURE,
-              "median over units of measured/predicted effective lr, 2nd half", TOL, "theory.sgd_l2_equilibrium")]
+        registry.worst("no_l2_growth_efflr", grow, f"median over units of measured/predicted final effective lr "
+                       f"(lr {lr:g})", inputs=["G2 and ||w0|| of the same run", f"hyperparameters: lr {lr:g}"],
+                       window=f"each no-L2 run of experiment 8, steps 0-{steps}"),
+        registry.worst("no_l2_asymptote", asym, "median over units of measured/asymptotic final effective lr",
+                       inputs=["G2 of the same run"], window=f"the no-L2 run from w0 x{small:g}, steps 0-{steps}"),
+        registry.worst("no_l2_l2_equilibrium_efflr", eq, f"median over units of measured/predicted effective lr, "
+                       f"2nd half (lr {lr:g}, lam {lam:g})", inputs=["G2 of the same window",
+                                                                    f"hyperparameters: lr {lr:g}, lam {lam:g}"],
+                       window=f"each L2 run of experiment 8, steps {steps // 2}-{steps}")]
     big = max(c["w0_scales"])
     for l2 in (0.0, lam):
         for name in names:

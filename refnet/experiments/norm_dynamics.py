@@ -18,12 +18,11 @@ import numpy as np
 
 import theory
 from refnet.experiments import config
-from refnet.experiments.claims import claim, worst
-from refnet.experiments.measure import label, layers, median_ratio, smooth
+from refnet.experiments import registry
+from refnet.experiments.measure import label, layers, median_ratio, smooth, window
 from refnet.experiments.runner import Runner
 
 NAME, FIGURE = "norm_dynamics", "fig3_norm_dynamics.png"
-TOL_EXACT, TOL_LAW = 1e-9, 0.05
 
 
 def run_specs(cfg):
@@ -76,15 +75,17 @@ def analyze(cfg, results):
         grown = np.array([theory.sgd_growth(t_end, lr, g, n0).norm ** 4 for g, n0 in
                           zip(free_arr[f"{name}/run/G2"], free_arr[f"{name}/run/norm0"])])
         grow_rows.append((1.0, median_ratio(free_arr[f"{name}/run/normT"] ** 4, grown), label(i, name)))
+    l2_spec, free_spec = run_specs(cfg)
     data["claims"] += [
-        claim("SGD: every step obeys the norm recursion (identity 4)", FIGURE,
-              "max relative residual over steps, units, layers, both runs", 0.0, max(resid),
-              TOL_EXACT, "theory.sgd_norm_recursion"),
-        worst(eq_rows, f"SGD + L2 (lr {lr}, lam {lam}): ||w||^4 settles at lr G2/(4 lam (1-lr lam))",
-              FIGURE, "median over units of measured/predicted ||w||^4, 2nd half", TOL_LAW,
-              "theory.sgd_l2_equilibrium"),
-        worst(grow_rows, f"SGD, no L2 (lr {lr}): ||w||^4 grows as ||w0||^4 + 2 lr^2 G2 t", FIGURE,
-              "median over units of measured/predicted final ||w||^4", TOL_LAW, "theory.sgd_growth")]
+        registry.row("norm_recursion", "max relative residual over steps, units, layers, both runs", 0.0, max(resid)),
+        registry.worst("sgd_l2_norm_equilibrium", eq_rows,
+                       f"median over units of measured/predicted ||w||^4, 2nd half (lr {lr:g}, lam {lam:g})",
+                       inputs=["G2 of the same window", f"hyperparameters: lr {lr:g}, lam {lam:g}"],
+                       window=window(f"norm_dynamics L2 (lr {lr:g}, lam {lam:g})", l2_spec)),
+        registry.worst("sgd_no_l2_growth_norm", grow_rows,
+                       f"median over units of measured/predicted final ||w||^4 (lr {lr:g})",
+                       inputs=["G2 and ||w0|| of the same run", f"hyperparameters: lr {lr:g}"],
+                       window=f"run norm_dynamics no L2 (lr {lr:g}), steps 0-{free_spec['steps']}")]
     return data
 
 

@@ -17,7 +17,8 @@ SHA-256 of the spec's canonical JSON, written atomically with the metadata insid
 - ``scheduler="tcp://host:8786"`` (or a ``distributed.Client``): on a Dask cluster, which
   needs the ``cluster`` extra (``pip install "refnet[cluster]"``) and the data on every worker.
 
-A tqdm bar counts finished tasks. ``runner.executed`` counts the tasks this runner computed
+A tqdm bar counts training steps (each task weighs its ``steps``), so its rate and time
+estimate mean something when tasks differ 100-fold in length; tasks start longest first. ``runner.executed`` counts the tasks this runner computed
 (cache misses), which is how the tests check that a second call retrains nothing.
 
 Ctrl-C (or any error) while tasks run: every task finished by then is in the cache, the
@@ -33,12 +34,13 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 
 from tqdm import tqdm
 
 from refnet import checkpoint
 
-FORMAT = 3  # bump when a task's output changes meaning: old cache entries are then ignored
+FORMAT = 4  # bump when a task's output changes meaning: old cache entries are then ignored
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 # keys that say where things are, not what is computed: left out of the cache key
@@ -70,7 +72,10 @@ def execute(spec):
     name = spec.get("task")
     if name not in known:
         raise ValueError(f"execute(spec['task']): got {name!r}, expected one of {sorted(known)}")
-    return known[name](spec)
+    cpu = time.process_time()  # every thread of this process (BLAS's too): the budgets are in CPU-seconds
+    arrays, meta = known[name](spec)
+    meta["cpu_seconds"] = time.process_time() - cpu
+    return arrays, meta
 
 
 def _worker_init():
@@ -149,14 +154,15 @@ class Runner:
         keys = [spec_key(s) for s in specs]
         results = {k: self._memo.get(k) or self.cache.get(k) for k in dict.fromkeys(keys)}
         todo = {k: s for k, s in zip(keys, specs) if results[k] is None}
-        bar = tqdm(total=len(results), initial=len(results) - len(todo), desc=desc, unit="run",
-                   disable=not (self.progress and todo), dynamic_ncols=True)
+        total = sum(steps(s) for s in {k: s for k, s in zip(keys, specs)}.values())
+        bar = tqdm(total=total, initial=total - sum(steps(s) for s in todo.values()), desc=desc, unit="step",
+                   unit_scale=True, disable=not (self.progress and todo), dynamic_ncols=True)
         try:
             for key, (arrays, meta) in self._run(todo):
                 self.cache.put(key, todo[key], arrays, meta)
                 results[key] = (arrays, meta)
                 self.executed += 1
-                bar.update(1)
+                bar.update(steps(todo[key]))
         finally:
             bar.close()
         self._memo.update(results)
@@ -229,8 +235,15 @@ def _stop_pool(pool):
     pool.shutdown(wait=True, cancel_futures=True)
 
 
+def steps(spec):
+    """A task's training steps: its weight in the progress bar (at least 1)."""
+    return max(1, int(spec.get("steps", 0) or spec.get("train_steps", 0) or 0))
+
+
 def _cost(spec):
-    """A rough relative cost, to start the longest tasks first."""
-    steps = spec.get("steps", 0) or spec.get("train_steps", 0)
-    width = spec.get("model", {}).get("width", 1)
-    return steps * (sum(width) if isinstance(width, list) else width)
+    """A rough relative cost, to start the longest tasks first: steps x width, float64 and the
+    per-step gradient correlations counted about twice."""
+    model = spec.get("model", {})
+    width = model.get("width", 1)
+    factor = (2.0 if model.get("dtype") == "float64" else 1.0) * (2.0 if spec.get("autocorr_lags") else 1.0)
+    return steps(spec) * (sum(width) if isinstance(width, list) else width) * factor

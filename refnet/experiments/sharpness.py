@@ -34,14 +34,32 @@ decays as ||w||^-2" (the direction's curvature held fixed) would not be a law of
 import numpy as np
 
 from theory import second_order
-from refnet.experiments import config
-from refnet.experiments.claims import observation, worst
+from refnet.experiments import config, registry
+from refnet.experiments.claims import observation
 from refnet.experiments.runner import Runner
 
 NAME, FIGURE = "sharpness", "fig10_sharpness.png"
 TOL_IDENTITY = 1e-9
 TOL_LANCZOS = 1e-8
 CNN_LAYER = "4.weight"  # the second conv (Conv-BN-ReLU-Pool blocks of four modules)
+ROUNDING = "rounding (float64)"
+registry.register(
+    *(registry.Entry(f"sharpness_euler_{net}", f"BN {net.upper()}, eps = 0: H(w) [w_G, 0] = [-g_G, 0] for every "
+                     "invariant layer and unit", "identity", f"every invariant layer of the BN {net.upper()} (as one "
+                     "group and its first units one by one), float64, one batch, training-mode BN", TOL_IDENTITY,
+                     ROUNDING, "theory.second_order.euler_hvp", FIGURE)
+      for net in ("mlp", "cnn")),
+    *(registry.Entry(f"sharpness_scaling_{net}", f"BN {net.upper()}, eps = 0: H(c w_G) = H(w)/c^2 on the group, /c "
+                     "across", "identity", f"every invariant layer of the BN {net.upper()}, every c of the preset, "
+                     "random v on the group, float64", TOL_IDENTITY, ROUNDING,
+                     "theory.second_order.hessian_scale_factor", FIGURE)
+      for net in ("mlp", "cnn")),
+    registry.Entry("sharpness_lanczos", "SGD: lr lambda_max(H(w)) = (lr/||w||^2) lambda_max(H(w_hat)) by Lanczos",
+                   "identity", "each hidden layer of the BN MLP runs with and without L2 and one CNN layer, at the "
+                   "preset's identity checkpoints; float64, eps = 0, the same Lanczos start vector at w and w_hat",
+                   TOL_LANCZOS, "rounding: the two operators differ by the exact factor ||w||^2",
+                   "theory.second_order.effective_sharpness", FIGURE),
+)
 
 
 def _identity_spec(cfg, model, batch):
@@ -87,16 +105,13 @@ def _identity_claims(data, arrays, meta, net):
                                "scaling": {label: m for _, m, label in scaling},
                                "bend_c": arrays["bend_c"].tolist(), "bend": arrays["bend"].tolist(),
                                "bend_order": arrays["bend_order"].tolist()}
+    at = f"{net.upper()} after {data['identity_steps']} SGD steps, one batch"
     data["claims"] += [
-        worst(euler, f"BN {net.upper()}, eps = 0: H(w) [w_G, 0] = [-g_G, 0] for every invariant layer and unit",
-              FIGURE, "max |H w_G + g_G| / max |g_G|, worst group", TOL_IDENTITY, "theory.second_order.euler_hvp",
-              kind="identity", inputs=["refnet.nn.curvature.hvp", "refnet.nn.curvature.gradient"],
-              note="float64, one batch, training-mode BN", tolerance_source="rounding (float64)"),
-        worst(scaling, f"BN {net.upper()}, eps = 0: H(c w_G) = H(w)/c^2 on the group, /c across",
-              FIGURE, "max entry error of c^2 H_GG(cw) v, c H_oG(cw) v vs H(w) v, relative to each block",
-              TOL_IDENTITY, "theory.second_order.hessian_scale_factor",
-              kind="identity", inputs=["refnet.nn.curvature.hvp"], note="random v on the group, float64",
-              tolerance_source="rounding (float64)")]
+        registry.worst(f"sharpness_euler_{net}", euler, "max |H w_G + g_G| / max |g_G|, worst group",
+                       inputs=["refnet.nn.curvature.hvp", "refnet.nn.curvature.gradient"], window=at),
+        registry.worst(f"sharpness_scaling_{net}", scaling,
+                       "max entry error of c^2 H_GG(cw) v, c H_oG(cw) v vs H(w) v, relative to each block",
+                       inputs=["refnet.nn.curvature.hvp"], window=at)]
     for cb, b, o in zip(arrays["bend_c"], arrays["bend"], arrays["bend_order"]):
         data["observations"].append(observation(
             f"BN {net.upper()}, eps = 1e-5: the Euler identity bends at small weight scales", FIGURE,
@@ -109,6 +124,7 @@ def analyze(cfg, results):
     c = cfg[NAME]
     lr = c["lr"]
     data = {"name": NAME, "figure": FIGURE, "lr": lr, "lam": c["lam"], "identities": {}, "tracks": {},
+            "identity_steps": c["identity_train_steps"],
             "lanczos_residuals": {}, "claims": [], "observations": []}
     lanczos = []
     for (label, spec), (arrays, meta) in zip(runs(cfg), results):
@@ -128,12 +144,10 @@ def analyze(cfg, results):
             track["layers"][n] = {"norm2": norm2.tolist(), "sharpness": (lr * lam).tolist(),
                                   "lam_hat": (norm2 * lam).tolist(), "lam_hat_measured": lam_hat.tolist()}
         data["tracks"][label.split("/", 1)[1]] = track
-    data["claims"].append(worst(
-        lanczos, f"SGD (lr {lr}): lr lambda_max(H(w)) = (lr/||w||^2) lambda_max(H(w_hat)) by Lanczos",
-        FIGURE, "relative error, worst run, layer and checkpoint", TOL_LANCZOS, "theory.second_order.effective_sharpness",
-        kind="identity", inputs=["refnet.nn.curvature.top_eigenvalues"],
-        note="float64, eps = 0, the same Lanczos start vector at w and w_hat",
-        tolerance_source="rounding: the two operators differ by the exact factor ||w||^2"))
+    data["claims"].append(registry.worst(
+        "sharpness_lanczos", lanczos, f"relative error, worst run, layer and checkpoint (lr {lr:g})",
+        inputs=["refnet.nn.curvature.top_eigenvalues"], window="checkpoints " + ", ".join(
+            f"{k}: {v['identity_step']}" for k, v in data["tracks"].items())))
     no, yes = data["tracks"]["mlp/no L2"], data["tracks"]["mlp/L2"]
     for n in no["layers"]:
         a, b = no["layers"][n], yes["layers"][n]

@@ -10,6 +10,8 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
   <name>/win/{norm,norm4,efflr,angle,G2}  (groups,): per-group means over the window, the last
                                           ``window`` fraction of the steps (angle: RMS)
   <name>/run/{norm0,normT,G2}             (groups,): the first and last norm, G2 over the run
+  <name>/win/dlogx                        (groups,): mean per step of ln(x_{t+1}/x_t) over the window,
+                                          x = ||w||^2 (when ``record_drift``)
   <name>/run/dead                         fraction of groups whose gradient is exactly 0 over
                                           the last 5% of steps (dead units: no steady state)
   <name>/resid/angle                      max over steps and groups of the relative error of the
@@ -17,7 +19,10 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
                                           (plain SGD only)
   <name>/resid/norm                       the same for identity 4 (plain SGD, no projection)
   units/<name>/{norm,G2}                  (steps, keep_units): every step of the first units
-  test_logits                             (n_test, classes) at the end, when ``keep_logits``
+  test_logits, test_labels                (n_test, classes) at the end and the labels, when
+                                          ``keep_logits`` (paired tests over the same images;
+                                          eval mode; ``"batch"``: batch statistics, batches of 1000;
+                                          ``"both"``: eval mode, plus test_logits_batch)
   <name>/autocorr                         (lags+1, groups): gradient correlations over the
                                           window, when ``autocorr_lags`` (``track_autocorr``)
   gamma/<name>                            (features,): |gamma| at the end, for every trained
@@ -28,6 +33,9 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
                                           ``v_t = p w_t - w_{t+1}`` (the move without the decay,
                                           ``p = 1 - lr wd``), ``z_t = sum_{k>=1} p^k v_{t-k}``
                                           (``track_step_correlation``)
+
+``optim["exp_lr"] = {"lam": lam}`` trains the scale-invariant weights on Li & Arora's
+exponentially growing lr instead of L2 (``exponential_lr``).
 
 with G~ = ||g|| ||w||, the gradient norm at the unit point, G2 = G~^2. meta holds the final test
 accuracy and loss, the per-epoch record, and per weight its scale group, group size d and
@@ -152,7 +160,8 @@ def summarize(history, spec, model, optimizer):
     o = spec["optim"]
     total, b = len(s["step"]), spec.get("trace_every", 10)
     start = int(round(total * (1 - spec.get("window", 0.5))))
-    plain_sgd = o["name"] == "sgd" and o.get("momentum", 0.0) == 0 and o.get("weight_decay", 0.0) == 0
+    plain_sgd = (o["name"] == "sgd" and o.get("momentum", 0.0) == 0 and o.get("weight_decay", 0.0) == 0
+                 and not o.get("exp_lr"))
     out = {"trace/step": _blocks(s["step"], b)[:, 0].astype(np.int64),
            "trace/loss": _blocks(s["loss"], b).mean(axis=1)}
     for name, info in history.params.items():
@@ -166,6 +175,8 @@ def summarize(history, spec, model, optimizer):
         out.update({f"{name}/win/norm": n[w].mean(0), f"{name}/win/norm4": (n[w] ** 4).mean(0),
                     f"{name}/win/efflr": eff[w].mean(0), f"{name}/win/angle": np.sqrt((ang[w] ** 2).mean(0)),
                     f"{name}/win/G2": g2[w].mean(0)})
+        if spec.get("record_drift") and total - start > 1:  # mean per step of ln(x_{t+1}/x_t) over the window
+            out[f"{name}/win/dlogx"] = 2 * (np.log(n[-1]) - np.log(n[start])) / (total - 1 - start)
         tail = g2[-max(1, total // 20):]
         out.update({f"{name}/run/norm0": n[0], f"{name}/run/normT": n[-1],
                     f"{name}/run/G2": g2[:-1].mean(0), f"{name}/run/dead": np.mean(np.all(tail == 0, axis=0))})
@@ -260,12 +271,42 @@ def track_step_correlation(opt, model, windows):
                     for n, w in sums.items()}
 
 
+def exponential_lr(opt, spec):
+    """Li & Arora's schedule on the scale-invariant weights (``spec["exp_lr"] = {"lam": lam}``,
+    with ``l2_scope="invariant"`` so that they are group 0 and no L2 reaches them): before step
+    ``t`` their lr is ``theory.exponential_lr_momentum(lr, lam, t, momentum)``, and with
+    momentum their buffers start at ``theory.exponential_lr_initial_buffer(...) * w_0``
+    (README section 24), so the run equals SGD + L2 ``lam`` on them to rounding (BN eps = 0)."""
+    lr, lam, mu = spec["lr"], spec["exp_lr"]["lam"], spec.get("momentum", 0.0)
+    if spec.get("l2_scope") != "invariant" or spec.get("l2", 0.0) or spec.get("name") != "sgd":
+        raise ValueError(f"exponential_lr(spec): got {spec!r}; expected plain SGD with l2 = 0 and "
+                         f"l2_scope = 'invariant' (the schedule replaces L2 on the scale-invariant weights)")
+    group, k, t, inner = opt.param_groups[0], theory.exponential_lr_initial_buffer(lr, lam, mu), [0], opt.step
+    if mu and spec["exp_lr"].get("buffer", True):  # buffer False: from zero buffers, to show they break it
+        for p in group["params"]:
+            opt.state.setdefault(p, {})["momentum_buffer"] = p.data * k
+
+    def step():
+        group["lr"] = float(theory.exponential_lr_momentum(lr, lam, t[0], mu))
+        t[0] += 1
+        inner()
+
+    opt.step = step
+
+
 def train_task(spec):
     """Train one model (see the module docstring for what comes back)."""
     backend.use(spec.get("device", "cpu"))
     data = load_data(spec["data"])
     model = build_model(spec["model"], data)
+    solved = None
+    if isinstance(spec["optim"].get("weight_decay"), dict):  # a decay solved for a target angle, here: a
+        from refnet.experiments import optimizer_angles     # Monte Carlo, cached with the run
+        solved = optimizer_angles.solve_decay(spec["optim"]["weight_decay"])
+        spec = {**spec, "optim": {**spec["optim"], "weight_decay": solved["wd"]}}
     opt = build_optimizer(spec["optim"], model)
+    if spec["optim"].get("exp_lr"):
+        exponential_lr(opt, spec["optim"])
     lags = spec.get("autocorr_lags", 0)
     if lags:
         start = int(round(spec["steps"] * (1 - spec.get("window", 0.5))))
@@ -287,16 +328,24 @@ def train_task(spec):
         if name.endswith(".weight") and p.data.ndim == 1 and p.scale_group is None:
             arrays[f"gamma/{name}"] = np.abs(backend.asnumpy(p.data)).astype(np.float64)
     if spec.get("keep_logits"):
-        model.eval()
+        # "batch": batch statistics (BN's running averages mix steps taken at different scales,
+        # which breaks the exponential-lr identity in eval mode); otherwise eval mode
         xs = [backend.to_device(np.asarray(data.x_test[i:i + 1000], dtype=model.parameters()[0].dtype))
               for i in range(0, len(data.x_test), 1000)]
+        model.train() if spec["keep_logits"] == "batch" else model.eval()
         arrays["test_logits"] = np.concatenate([backend.asnumpy(model(x)) for x in xs])
+        arrays["test_labels"] = np.asarray(data.y_test, dtype=np.int64)
+        if spec["keep_logits"] == "both":  # then batch statistics, as test_logits_batch (after: it moves
+            model.train()                  # BN's running averages, which eval mode reads)
+            arrays["test_logits_batch"] = np.concatenate([backend.asnumpy(model(x)) for x in xs])
     params = {n: {"scale_group": i["scale_group"], "n_groups": i["n_groups"],
                   "d": int(np.prod(i["shape"][1:])) if i["scale_group"] == "unit" else int(np.prod(i["shape"]))}
               for n, i in history.params.items()}
     meta = {"final": history.final, "test_accuracy": history["test_accuracy"],
             "train_loss": history["train_loss"], "params": params, "n_test": len(data.y_test),
             "seconds": time.perf_counter() - t0}
+    if solved is not None:
+        meta["solved_decay"] = solved
     return arrays, meta
 
 

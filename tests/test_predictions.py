@@ -1,0 +1,145 @@
+"""The held-out prediction experiments (cross_run, init_forgetting, schedule, adam_growth,
+momentum_S) on the tiny synthetic preset: plain data, rows of the right kind with their inputs,
+figures drawn; their verdicts can go either way (tests below make them fail)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from refnet import plots
+from refnet.experiments import config, get
+from refnet.experiments.runner import Runner
+
+NAMES = ("cross_run", "init_forgetting", "schedule", "adam_growth", "momentum_S")
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return config.make_config("tiny", data="synthetic")
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    return Runner(jobs=1, cache_dir=str(tmp_path_factory.mktemp("cache")), progress=False)
+
+
+@pytest.fixture(scope="module")
+def results(cfg, runner):
+    return {name: get(name).run(cfg, runner) for name in NAMES}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_prediction_experiment_returns_plain_data_and_draws_its_figure(results, name, tmp_path):
+    data = results[name]
+    json.dumps(data, allow_nan=True)
+    assert data["claims"] and data["name"] == name
+    assert plots.plot(data, str(tmp_path / data["figure"])).endswith(".png")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_prediction_lists_inputs_and_a_tolerance_source(results, name):
+    for row in results[name]["claims"]:
+        assert row["kind"] in ("identity", "consistency", "prediction")
+        if row["kind"] == "prediction":
+            assert row["inputs"] and all(isinstance(x, str) and x for x in row["inputs"])
+            assert row["tolerance_source"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_predictions_use_no_window_of_the_run_they_judge(results, name):
+    for row in results[name]["claims"]:
+        if row["kind"] == "prediction":
+            assert not any("same window" in x or "judged window" in x for x in row["inputs"])
+
+
+def _rows(data, text):
+    return [c for c in data["claims"] if text in c["claim"]]
+
+
+def test_cross_run_norm_ratio_fails_when_the_runs_are_mislabelled(cfg, runner):
+    from refnet.experiments import cross_run
+    res = runner.map(cross_run.specs(cfg))
+    swapped = [res[0], res[2], res[1]] + res[3:]  # lr 0.05 and lr 0.2 exchanged on the invariant net
+    rows = _rows(cross_run.analyze(cfg, swapped), "invariant net, runs sharing lr*lam")
+    norm = [r for r in rows if "||w||^2 ratio" in r["claim"]][0]
+    assert not norm["pass"] and norm["rel_error"] > 1
+
+
+def test_init_forgetting_fit_recovers_a_planted_rate_and_rejects_a_wrong_one():
+    from refnet.experiments import init_forgetting
+    step = np.arange(0, 3000, 10)
+    y = 1.0 + 50.0 * np.exp(-0.01 * step)
+    fit, late = init_forgetting.fitted_rate(step, y, 0.01, 3000)
+    assert fit == pytest.approx(0.01, rel=1e-3) and late == pytest.approx(1.0, rel=1e-6)
+    fit2, _ = init_forgetting.fitted_rate(step, 1.0 + 50.0 * np.exp(-0.02 * step), 0.01, 3000)
+    assert abs(fit2 / 0.01 - 1) > init_forgetting.TOL["sgd"]["rate"]
+
+
+def test_schedule_identity_fails_for_the_zero_buffer_run(cfg, runner):
+    from refnet.experiments import schedule
+    pairs = schedule.runs(cfg)
+    res = runner.map([s for _, s in pairs])
+    i = next(k for k, (h, _) in enumerate(pairs) if h["part"] == "identity" and h["run"] == "schedule" and h["momentum"])
+    j = next(k for k, (h, _) in enumerate(pairs) if h["part"] == "identity" and h["run"] == "zero_buffer")
+    res[i] = res[j]
+    row = [c for c in schedule.analyze(cfg, res)["claims"] if c["kind"] == "identity" and "momentum" in c["claim"]][0]
+    assert not row["pass"]
+
+
+@pytest.mark.parametrize("a, b, inside", [((1,) * 50 + (0,) * 50, (1,) * 50 + (0,) * 50, True),
+                                           ((1,) * 60 + (0,) * 40, (0,) * 60 + (1,) * 40, True),
+                                           ((1,) * 90 + (0,) * 10, (0,) * 90 + (1,) * 10, False)])
+def test_mcnemar_interval_contains_one_half_only_for_balanced_discordance(a, b, inside):
+    from refnet.experiments import schedule
+    nb, nc, p, (lo, hi) = schedule.mcnemar(np.array(a, bool), np.array(b, bool))
+    assert (lo <= 0.5 <= hi) == inside and (p >= 0.05) == inside
+
+
+def test_adam_growth_fails_when_predicted_for_another_lr(cfg, runner):
+    from refnet.experiments import adam_growth
+    res = runner.map(adam_growth.specs(cfg))
+    other = dict(cfg, adam_growth=dict(cfg["adam_growth"], lr=4 * cfg["adam_growth"]["lr"]))
+    rows = adam_growth.analyze(other, res)["claims"]
+    assert not rows[1]["pass"]  # the angle law at 4x the lr
+
+
+def test_momentum_S_fails_when_the_law_is_fed_another_lam(cfg, runner):
+    from refnet.experiments import momentum_S
+    res = runner.map(momentum_S.specs(cfg))
+    other = dict(cfg, momentum_S=dict(cfg["momentum_S"], lam=4 * cfg["momentum_S"]["lam"]))
+    assert not momentum_S.analyze(other, res)["claims"][0]["pass"]
+
+
+def test_exponential_lr_refuses_a_run_that_keeps_l2():
+    from refnet.experiments import tasks
+    with pytest.raises(ValueError, match="exponential_lr"):
+        tasks.exponential_lr(None, {"name": "sgd", "lr": 0.1, "l2": 1e-2, "l2_scope": "invariant",
+                                    "exp_lr": {"lam": 1e-2}})
+
+
+def test_batch_logits_leave_the_eval_logits_as_they_were(cfg):
+    from refnet.experiments import tasks
+    spec = config.train(cfg, config.model(cfg), config.sgd(0.1, 1e-2), 20, keep_logits=True)
+    eval_only, _ = tasks.train_task(spec)
+    both, _ = tasks.train_task(dict(spec, keep_logits="both"))
+    np.testing.assert_array_equal(eval_only["test_logits"], both["test_logits"])
+    assert both["test_logits_batch"].shape == both["test_logits"].shape
+
+
+@pytest.mark.parametrize("preset", ["default", "quick"])
+def test_earlier_windows_end_before_the_windows_they_predict(preset):
+    from refnet.experiments import adam_growth, init_forgetting
+    cfg = config.make_config(preset)
+    assert adam_growth.EARLY[1] < 1 - adam_growth.WINDOW
+    c = cfg[init_forgetting.NAME]
+    for opt in ("sgd", "adamw"):
+        fit_end = init_forgetting.FIT[1] / init_forgetting.predicted_rate(cfg, opt)
+        assert fit_end < c["steps"] * (1 - init_forgetting.WINDOW)
+
+
+def test_momentum_S_reference_run_differs_from_the_judged_one(cfg):
+    from refnet.experiments import momentum_S
+    (h0, judged), (h1, ref) = momentum_S.runs(cfg)
+    assert (h0["role"], h1["role"]) == ("judged", "reference")
+    assert judged["seed"] != ref["seed"] and judged["model"]["seed"] != ref["model"]["seed"]
