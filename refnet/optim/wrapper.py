@@ -4,8 +4,12 @@ per-scale-group bookkeeping, and state dicts that hold both.
 
 One step: remember every wrapped weight ``w`` (a parameter with a ``scale_group``), let the
 inner optimizer step with weight decay and L2 switched off for those weights (the wrapper's
-fixed norm takes decay's place), read the inner's proposal as ``u = (w - w_after) / lr``
-(the step without ``-lr``), and let the wrapper's ``_move`` set the new ``w``. Parameters
+fixed norm takes decay's place), read the inner's proposal ``u`` (the step without ``-lr``),
+and let the wrapper's ``_move`` set the new ``w``. With decay off, no inner optimizer's step
+depends on ``w`` (SGD, Adam, Lion, Muon: their moments see only the gradient), so the inner
+step runs from ``w = 0`` and ``u = -w_after / lr`` exactly: reading it as
+``(w - w_after) / lr`` would lose a small step to rounding in float32 (``w - lr u`` rounds
+to ``w``) and the wrapper would normalize the rounding residue into a full step. Parameters
 without a scale group get the inner optimizer's plain step, decay included.
 """
 
@@ -78,8 +82,15 @@ class Wrapper:
         """The inner step for every parameter, then the wrapper's move for the wrapped ones."""
         held = [p for p in self.wrapped() if p.grad is not None]
         before = {id(p): p.data.copy() for p in held}
-        with decay_off(held):
-            self.inner.step()
+        for p in held:  # the proposal from 0: see the module docstring
+            p.data[...] = 0
+        try:
+            with decay_off(held):
+                self.inner.step()
+        except BaseException:
+            for p in held:
+                p.data[...] = before[id(p)]
+            raise
         for group in self.inner.param_groups:
             for p in group["params"]:
                 if id(p) not in before:
@@ -88,7 +99,7 @@ class Wrapper:
                 if group["lr"] == 0:  # no proposal to read: stay
                     p.data[...] = w
                     continue
-                u = rows((w - p.data) / group["lr"], p.scale_group)
+                u = rows(-p.data / group["lr"], p.scale_group)
                 w = rows(w, p.scale_group)
                 state = self.state.setdefault(p, {})
                 if not state:
