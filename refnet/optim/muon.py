@@ -71,6 +71,15 @@ class Muon(Optimizer):
       ``adamw_betas`` / ``adamw_eps`` (defaults (0.9, 0.95) and 1e-10, that variant's), so
       that ``refnet train --opt muon`` trains a whole network. Put those parameters in a
       param group of their own to give them another ``lr``.
+    - A reshaped kernel's learning-rate adjustment takes the shape of the matrix that is
+      orthogonalized, ``(F, C*kh*kw)``: ``"original"`` gives ``sqrt(max(1, F / (C kh kw)))``.
+      The two references differ from it and from each other: Keller Jordan's ``muon_update``
+      scales by ``sqrt(max(1, grad.size(-2) / grad.size(-1)))`` on the 4-D gradient, i.e.
+      ``sqrt(max(1, kh / kw))`` = 1 for square kernels; ``torch.optim.Muon``'s ``_adjust_lr``
+      reads ``shape[:2] = (F, C)`` (moot, as it refuses 4-D parameters). They agree whenever
+      ``F <= C kh kw`` (most hidden convolutions); they differ on a first layer such as
+      (32, 1, 3, 3): ``sqrt(32/9) = 1.89`` here, 1 in the reference. ``"match_rms_adamw"``:
+      ``0.2 sqrt(max(F, C kh kw))``.
     - ``weight_decay`` applies only to parameters with ``p.decay`` (refnet's convention;
       PyTorch's Muon decays every parameter it holds).
 
