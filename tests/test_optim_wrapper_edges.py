@@ -33,3 +33,18 @@ def test_float32_step_direction_agrees_with_float64_for_tiny_gradients(name):
     b = _step(WRAPPERS[name], w0, 1e-7 * g, np.float32)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos.min() > 0.999, cos
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPERS))
+@pytest.mark.parametrize("bad", [0.0, np.nan])
+def test_a_unit_of_zero_or_nan_norm_raises_and_leaves_the_weights(name, bad):
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((3, 4))
+    w[1] = bad
+    p = Parameter(w.copy(), scale_group="unit")
+    opt = WRAPPERS[name]([p])
+    p.grad[...] = rng.standard_normal((3, 4))
+    with pytest.raises(FloatingPointError, match=r"\.step\(\): cannot rescale .*a scale group has norm "
+                                                 r"(0\.0|nan), expected a finite norm > 0"):
+        opt.step()
+    np.testing.assert_array_equal(p.data, w)

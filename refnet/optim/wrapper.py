@@ -81,6 +81,8 @@ class Wrapper:
     def step(self):
         """The inner step for every parameter, then the wrapper's move for the wrapped ones."""
         held = [p for p in self.wrapped() if p.grad is not None]
+        for p in held:
+            self._check_norms(p)
         before = {id(p): p.data.copy() for p in held}
         for p in held:  # the proposal from 0: see the module docstring
             p.data[...] = 0
@@ -105,6 +107,14 @@ class Wrapper:
                 if not state:
                     self._start(p, w, state)
                 self._move(p, w, u, group, state)
+
+    def _check_norms(self, p):
+        """Refuse a scale group of norm 0 or NaN before stepping (it has no direction to turn)."""
+        norms = row_norms(rows(p.data, p.scale_group))
+        if not bool((norms > 0).all()):  # also catches NaN
+            raise FloatingPointError(
+                f"{type(self).__name__}.step(): cannot rescale {p!r}: a scale group has norm "
+                f"{float(backend.asnumpy(norms).min())!r}, expected a finite norm > 0")
 
     def zero_grad(self):
         self.inner.zero_grad()
