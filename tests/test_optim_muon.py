@@ -141,6 +141,23 @@ def test_newton_schulz_runs_in_the_inputs_dtype(rng):
     assert newton_schulz(rng.standard_normal((4, 6)).astype(np.float32)).dtype == np.float32
 
 
+def test_nesterov_accepts_numpy_bools_as_sgd_does():
+    p = Parameter(np.ones((2, 2)))
+    assert Muon([p], nesterov=np.True_).param_groups[0]["nesterov"] is True
+
+
+@pytest.mark.parametrize("shape, key, expected", [
+    ((4,), "momentum_buffer", "exp_avg"),  # a 1-D parameter steps by AdamW
+    ((3, 4), "exp_avg", "momentum_buffer"),
+])
+def test_loading_state_of_the_other_update_kind_is_refused_by_name(rng, shape, key, expected):
+    p = Parameter(rng.standard_normal(shape))
+    sd = Muon([p]).state_dict()
+    sd["state"][0] = {"step": 1, key: np.zeros(shape)}
+    with pytest.raises(ValueError, match=rf"Muon.load_state_dict\(state_dict\): parameter 0 .*{key}.*{expected}"):
+        Muon([p]).load_state_dict(sd)
+
+
 @pytest.mark.parametrize("build,error,match", [
     (lambda ps: Muon(ps, lr=-1e-3), ValueError, r"Muon\(lr\): got -0.001"),
     (lambda ps: Muon(ps, momentum=1.0), ValueError, r"Muon\(momentum\)"),
