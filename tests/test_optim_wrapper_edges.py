@@ -48,3 +48,71 @@ def test_a_unit_of_zero_or_nan_norm_raises_and_leaves_the_weights(name, bad):
                                                  r"(0\.0|nan), expected a finite norm > 0"):
         opt.step()
     np.testing.assert_array_equal(p.data, w)
+
+
+OPTIONS = {  # wrapper built one way, then one option changed: the loaded state brings it back
+    "rotational-eta_r": (lambda ps: Rotational(SGD(ps, lr=0.1), eta_r=0.1),
+                         lambda ps: Rotational(SGD(ps, lr=0.1), eta_r=0.5), "eta_r", 0.1),
+    "rotational-update_norm_decay": (lambda ps: Rotational(SGD(ps, lr=0.1), eta_r=0.1, update_norm_decay=0.5),
+                                     lambda ps: Rotational(SGD(ps, lr=0.1), eta_r=0.1), "update_norm_decay", 0.5),
+    "rotational-zero_mean": (lambda ps: Rotational(SGD(ps, lr=0.1), eta_r=0.1, zero_mean=True),
+                             lambda ps: Rotational(SGD(ps, lr=0.1), eta_r=0.1), "zero_mean", True),
+    "hyperball-radius": (lambda ps: Hyperball(SGD(ps, lr=0.1), radius=2.0),
+                         lambda ps: Hyperball(SGD(ps, lr=0.1)), "radius", 2.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_wrapper_options_are_saved_and_restored_as_the_inner_hyperparameters(name):
+    saved_as, loaded_into, option, value = OPTIONS[name]
+    rng = np.random.default_rng(2)
+    p = Parameter(rng.standard_normal((3, 4)), scale_group="unit")
+    a = saved_as([p])
+    p.grad[...] = rng.standard_normal((3, 4))
+    a.step()
+    b = loaded_into([p])
+    b.load_state_dict(a.state_dict())
+    assert getattr(b, option) == value
+    p.grad[...] = rng.standard_normal((3, 4))
+    before = p.data.copy()
+    a.step()
+    after_a, p.data[...] = p.data.copy(), before
+    b.step()
+    np.testing.assert_array_equal(p.data, after_a)
+
+
+@pytest.mark.parametrize("option, value, match", [
+    ("eta_r", -1.0, r"Rotational.load_state_dict\(state_dict\).*eta_r.*got -1.0"),
+    ("update_norm_decay", 1.0, r"update_norm_decay.*got 1.0"),
+    ("zero_mean", "yes", r"zero_mean.*got 'yes'"),
+])
+def test_bad_saved_wrapper_options_are_refused_by_name(option, value, match):
+    rng = np.random.default_rng(3)
+    p = Parameter(rng.standard_normal((3, 4)), scale_group="unit")
+    opt = Rotational(SGD([p], lr=0.1), eta_r=0.1)
+    sd = opt.state_dict()
+    for group in sd["param_groups"]:
+        group["rotational_" + option] = value
+    with pytest.raises((ValueError, TypeError), match=match):
+        Rotational(SGD([p], lr=0.1), eta_r=0.1).load_state_dict(sd)
+
+
+def test_state_saved_without_wrapper_options_is_refused_by_name():
+    rng = np.random.default_rng(3)
+    p = Parameter(rng.standard_normal((3, 4)), scale_group="unit")
+    opt = Rotational(SGD([p], lr=0.1), eta_r=0.1)
+    with pytest.raises(ValueError, match=r"Rotational.load_state_dict\(state_dict\).*rotational_eta_r"):
+        opt.load_state_dict(SGD([p], lr=0.1).state_dict())
+
+
+def test_rotational_target_of_a_group_without_an_angle_is_a_clear_error_and_the_trainer_check_passes():
+    from refnet.optim import Adam
+    from refnet.train import effective_lr
+    rng = np.random.default_rng(4)
+    w = Parameter(rng.standard_normal((3, 4)), scale_group="unit")
+    bias = Parameter(np.zeros(3), decay=False)
+    opt = Rotational(Adam([{"params": [bias], "l2": 1e-3}, {"params": [w], "weight_decay": 0.1}]))
+    effective_lr(opt, opt.param_groups[0], None, 1.0)  # the Trainer's check of the kind
+    assert effective_lr(opt, opt.param_groups[1], w, 1.0) == opt.target(opt.param_groups[1]) > 0
+    with pytest.raises(ValueError, match=r"Rotational.target\(group\): group 0 has no equilibrium angle"):
+        opt.target(opt.param_groups[0])

@@ -106,21 +106,12 @@ class Rotational(Wrapper):
 
     def __init__(self, inner, eta_r=None, update_norm_decay=0.9, zero_mean=False, eps=1e-8):
         super().__init__(inner, eps)
-        where = lambda option: f"Rotational({option})"  # noqa: E731
-        self.eta_r = None if eta_r is None else check_real(where, "eta_r", eta_r)
-        self.update_norm_decay = check_real(where, "update_norm_decay", update_norm_decay, high=1.0,
-                                            high_open=True)
-        self.zero_mean = check_bool(where, "zero_mean", zero_mean)
-        if self.eta_r is None:
-            for i, group in enumerate(inner.param_groups):
-                if not any(p.scale_group is not None for p in group["params"]):
-                    continue
-                angle = equilibrium_angle(inner, group)
-                if angle is None or angle == 0:
-                    why = "depends on the gradients" if angle is None else "is 0 (no decay)"
-                    raise ValueError(f"Rotational(eta_r): None, but the equilibrium angle of "
-                                     f"{type(inner).__name__}'s group {i} {why}; give eta_r, the angle "
-                                     f"per step in radians")
+        options = self._check_options(lambda option: f"Rotational({option})",
+                                      dict(eta_r=eta_r, update_norm_decay=update_norm_decay,
+                                           zero_mean=zero_mean, eps=self.eps))
+        for k, v in options.items():
+            setattr(self, k, v)
+        self._check_after_load("Rotational")
 
         if self.zero_mean:  # Kosson et al.'s centring, at construction as theirs
             for p in self.wrapped():
@@ -128,9 +119,41 @@ class Rotational(Wrapper):
                 centred = w - w.mean(axis=1, keepdims=True)
                 p.data[...] = (centred * (row_norms(w) / row_norms(centred))).reshape(p.data.shape)
 
+    _options_saved = ("eta_r", "update_norm_decay", "zero_mean", "eps")
+
+    def _check_options(self, where, options):
+        eta_r = options["eta_r"]
+        return {"eta_r": None if eta_r is None else check_real(where, "eta_r", eta_r),
+                "update_norm_decay": check_real(where, "update_norm_decay", options["update_norm_decay"],
+                                                high=1.0, high_open=True),
+                "zero_mean": check_bool(where, "zero_mean", options["zero_mean"]),
+                "eps": check_real(where, "eps", options["eps"])}
+
+    def _check_after_load(self, name):
+        """With ``eta_r`` None, every group holding wrapped weights needs an equilibrium angle."""
+        if self.eta_r is not None:
+            return
+        for i, group in enumerate(self.inner.param_groups):
+            if not any(p.scale_group is not None for p in group["params"]):
+                continue
+            angle = equilibrium_angle(self.inner, group)
+            if angle is None or angle == 0:
+                why = "depends on the gradients" if angle is None else "is 0 (no decay)"
+                raise ValueError(f"{name}(eta_r): None, but the equilibrium angle of "
+                                 f"{type(self.inner).__name__}'s group {i} {why}; give eta_r, the angle "
+                                 f"per step in radians")
+
     def target(self, group):
         """The angle parameter ``eta_r`` for ``group`` this step."""
-        return self.eta_r if self.eta_r is not None else equilibrium_angle(self.inner, group)
+        if self.eta_r is not None:
+            return self.eta_r
+        angle = equilibrium_angle(self.inner, group)
+        if angle is None:
+            i = next((i for i, g in enumerate(self.inner.param_groups) if g is group), "?")
+            raise ValueError(f"Rotational.target(group): group {i} has no equilibrium angle "
+                             f"({type(self.inner).__name__} with these options: it depends on the "
+                             f"gradients) and eta_r is None; it holds no wrapped weight, or give eta_r")
+        return angle
 
     def _start(self, p, w, state):
         state["step"] = 0

@@ -16,7 +16,7 @@ without a scale group get the inner optimizer's plain step, decay included.
 from contextlib import contextmanager
 
 from refnet import backend
-from refnet.optim.optimizer import check_real
+from refnet.optim.optimizer import _plain, check_real
 
 
 def rows(a, scale_group):
@@ -45,12 +45,14 @@ def decay_off(params):
 
 class Wrapper:
     """Base of ``Rotational`` and ``Hyperball``. Subclasses define ``_prefix`` (the state-dict
-    key prefix), ``_state_keys`` (their per-parameter array names), ``_start(p, w, state)`` (first
+    key prefix), ``_state_keys`` (their per-parameter array names), ``_options_saved`` and
+    ``_check_options(where, options)`` (their options, checked), ``_start(p, w, state)`` (first
     step of a weight; may edit ``w``, a copy) and ``_move(p, w, u, group, state)`` (set ``p.data`` from the weight
     before the step, ``w``, and the inner's proposal ``u``, both ``(groups, entries)``)."""
 
     _prefix = ""
     _state_keys = ()
+    _options_saved = ("eps",)  # attributes saved in every param group as ``_prefix + name``
 
     def __init__(self, inner, eps):
         name = type(self).__name__
@@ -61,7 +63,7 @@ class Wrapper:
             raise ValueError(f"{name}(inner): the inner optimizer has unit_norm=True; the wrapper sets "
                              f"the norm itself, so build the inner one with unit_norm=False")
         self.inner = inner
-        self.eps = check_real(lambda option: f"{name}({option})", "eps", eps)
+        self.eps = check_real(lambda option: f"{name}({option})", "eps", eps)  # before the subclass's checks
         self.state = {}
         if not self.wrapped():
             raise ValueError(f"{name}(inner): none of the inner optimizer's parameters has a scale_group; "
@@ -127,10 +129,30 @@ class Wrapper:
             mine = {self._prefix + k: (int(v) if k == "step" else v.copy()) for k, v in entry.items()}
             out["state"].setdefault(index[id(p)], {}).update(mine)
         out["state"] = dict(sorted(out["state"].items()))
+        for group in out["param_groups"]:  # the wrapper's options ride along, as the inner's do
+            group.update({self._prefix + k: _plain(getattr(self, k)) for k in self._options_saved})
         return out
 
     def load_state_dict(self, state_dict):
+        """Restore the inner optimizer's options and state, the wrapper's per-parameter state,
+        and the wrapper's own options (saved in each param group under ``_prefix``), as the
+        base optimizers restore their hyperparameters."""
         name = f"{type(self).__name__}.load_state_dict"
+        keys = [self._prefix + k for k in self._options_saved]
+        inner_groups, saved = [], None
+        for i, group in enumerate(state_dict["param_groups"]):
+            missing = [k for k in keys if k not in group]
+            if missing:
+                raise ValueError(f"{name}(state_dict): group {i} lacks the wrapper's options {missing}; "
+                                 f"expected a state_dict of {type(self).__name__}, not of its inner optimizer")
+            mine_here = {k: group[self._prefix + k] for k in self._options_saved}
+            if saved is not None and mine_here != saved:
+                raise ValueError(f"{name}(state_dict): group {i} has wrapper options {mine_here}, "
+                                 f"group 0 {saved}; expected the same in every group")
+            saved = mine_here
+            inner_groups.append({k: v for k, v in group.items() if k not in keys})
+        options = self._check_options(lambda option: f"{name}(state_dict): {self._prefix}{option}",
+                                      dict(saved or {}))
         inner_state, mine = {}, {}
         for key, entry in state_dict["state"].items():
             inner_state[key] = {k: v for k, v in entry.items() if not k.startswith(self._prefix)}
@@ -138,7 +160,7 @@ class Wrapper:
             if ours:
                 mine[int(key)] = ours
         self.inner.load_state_dict({"state": {k: v for k, v in inner_state.items() if v},
-                                    "param_groups": state_dict["param_groups"]})
+                                    "param_groups": inner_groups})
         params = [p for g in self.inner.param_groups for p in g["params"]]
         state = {}
         for i, entry in mine.items():
@@ -159,12 +181,22 @@ class Wrapper:
                                      f"shape {tuple(v.shape)}, expected {(groups, 1)}")
                 state[p][k] = xp.array(backend.asnumpy(v), dtype=p.data.dtype)
         self.state = state
+        for k, v in options.items():
+            setattr(self, k, v)
+        self._check_after_load(name)
 
     def __repr__(self):
         return f"{type(self).__name__}({self._options()},\n inner={self.inner!r})"
 
     def _options(self):
         return f"eps={self.eps!r}"
+
+    def _check_options(self, where, options):
+        """``options`` (name -> value, the names in ``_options_saved``) checked, as the constructor does."""
+        return {"eps": check_real(where, "eps", options["eps"])}
+
+    def _check_after_load(self, name):
+        """Whatever the restored options and inner groups must satisfy together."""
 
     def _start(self, p, w, state):
         raise NotImplementedError
