@@ -60,7 +60,12 @@ def effective_lr(optimizer, group, param, sq_norm):
     """The effective learning rate of a scale-invariant ``param`` (per scale group, from its
     squared norm ``sq_norm``) in ``group`` of ``optimizer``: how far one step moves the unit
     vector ``w/||w||`` per unit of the optimizer's direction, the part of the step that does
-    not scale with ``w`` (see the module docstring). ``param`` None: only check the kind."""
+    not scale with ``w`` (see the module docstring). ``param`` None: only check the kind (None)."""
+    if not isinstance(optimizer, (Rotational, Hyperball, SGD, Adam, Lion, Muon)):
+        raise TypeError(f"Trainer(optimizer): got {type(optimizer).__name__}, expected SGD, Adam, Lion, Muon, "
+                        f"or one of them in Rotational or Hyperball (the recorded effective lr needs its kind)")
+    if param is None:  # a group without scale-invariant weights may have no angle (Rotational)
+        return None
     lr = group["lr"]
     if isinstance(optimizer, Rotational):
         return 0 * sq_norm + optimizer.target(group)
@@ -71,11 +76,8 @@ def effective_lr(optimizer, group, param, sq_norm):
     if isinstance(optimizer, (Adam, Lion)):
         return lr / sq_norm ** 0.5
     if isinstance(optimizer, Muon):
-        if param is not None:
-            lr = adjusted_lr(lr, group["adjust_lr_fn"], (param.shape[0], param.data.size // param.shape[0]))
+        lr = adjusted_lr(lr, group["adjust_lr_fn"], (param.shape[0], param.data.size // param.shape[0]))
         return lr / sq_norm ** 0.5
-    raise TypeError(f"Trainer(optimizer): got {type(optimizer).__name__}, expected SGD, Adam, Lion, Muon, "
-                    f"or one of them in Rotational or Hyperball (the recorded effective lr needs its kind)")
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -224,7 +224,7 @@ def resolve(args):
                          "--overwrite replaces it)")
     if args.steps is None and args.epochs is None:
         args.epochs = 2
-    if args.nesterov and not args.momentum:
+    if args.nesterov and not args.momentum and args.opt == "sgd":  # Muon's Nesterov blends the gradient in anyway
         raise UsageError(f"--nesterov needs --momentum > 0 (got momentum {args.momentum})")
     if args.steps is not None:
         _check_warmup(args, args.steps, f"--steps {args.steps}")

@@ -4,6 +4,8 @@ tolerance measured below), refnet's extensions (conv kernels as (out, in*k*k) ma
 for the 1-D parameters, decay only where ``p.decay``), the Newton-Schulz map itself, bad input.
 State dicts and checkpoints: tests/test_optim_resume.py. Torch through ``oracle.require_torch()``."""
 
+import math
+
 import numpy as np
 import pytest
 from oracle import require_torch
@@ -103,6 +105,20 @@ def test_conv_kernels_step_as_out_by_in_k_k_matrices(rng):
     np.testing.assert_array_equal(kernel.data.reshape(3, 18), matrix.data)
 
 
+@pytest.mark.parametrize("adjust_lr_fn, factor", [
+    (None, math.sqrt(32 / 9)),  # reference muon_update: sqrt(max(1, kh/kw)) = 1; torch's shape[:2]: sqrt(32)
+    ("match_rms_adamw", 0.2 * math.sqrt(32)),
+])
+def test_conv_kernels_adjust_lr_by_the_shape_of_the_reshaped_matrix(rng, adjust_lr_fn, factor):
+    # (F, C, k, k) = (32, 1, 3, 3): refnet's factor comes from (F, C k k) = (32, 9), not from the
+    # 4-D kernel's last two axes (the reference) nor its first two (torch's _adjust_lr)
+    kernel = Parameter(np.zeros((32, 1, 3, 3)))
+    kernel.grad[...] = rng.standard_normal((32, 1, 3, 3))
+    Muon([kernel], lr=0.01, nesterov=False, momentum=0.0, adjust_lr_fn=adjust_lr_fn).step()
+    expected = -0.01 * factor * newton_schulz(kernel.grad.reshape(32, 9))
+    np.testing.assert_allclose(kernel.data.reshape(32, 9), expected, rtol=1e-12, atol=1e-15)
+
+
 def test_decay_is_decoupled_with_the_unadjusted_lr_and_only_on_decay_parameters(rng):
     params = make_params(rng, shapes=((8, 2), (8, 2)), decay=(True, False))
     w0 = [p.data.copy() for p in params]
@@ -123,6 +139,23 @@ def test_newton_schulz_pushes_every_singular_value_near_one_and_keeps_the_vector
 
 def test_newton_schulz_runs_in_the_inputs_dtype(rng):
     assert newton_schulz(rng.standard_normal((4, 6)).astype(np.float32)).dtype == np.float32
+
+
+def test_nesterov_accepts_numpy_bools_as_sgd_does():
+    p = Parameter(np.ones((2, 2)))
+    assert Muon([p], nesterov=np.True_).param_groups[0]["nesterov"] is True
+
+
+@pytest.mark.parametrize("shape, key, expected", [
+    ((4,), "momentum_buffer", "exp_avg"),  # a 1-D parameter steps by AdamW
+    ((3, 4), "exp_avg", "momentum_buffer"),
+])
+def test_loading_state_of_the_other_update_kind_is_refused_by_name(rng, shape, key, expected):
+    p = Parameter(rng.standard_normal(shape))
+    sd = Muon([p]).state_dict()
+    sd["state"][0] = {"step": 1, key: np.zeros(shape)}
+    with pytest.raises(ValueError, match=rf"Muon.load_state_dict\(state_dict\): parameter 0 .*{key}.*{expected}"):
+        Muon([p]).load_state_dict(sd)
 
 
 @pytest.mark.parametrize("build,error,match", [

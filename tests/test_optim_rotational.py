@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import theory
 from test_optim import grad_at, train
 
 from refnet.nn import Parameter
@@ -136,14 +137,23 @@ def test_without_averaging_every_step_turns_each_unit_by_atan_eta_r(rng, eta_r):
     (lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True, l2=1e-3),
      math.sqrt(2 * 0.1 * (2 * 1e-3) / 1.9) * math.sqrt(1 + 1.8 - 2 * 0.729)),
     (lambda ps: Adam(ps, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1), math.sqrt(2e-4 * 0.1 / 1.9)),
-    (lambda ps: Lion(ps, lr=1e-4, weight_decay=1.0),
-     math.sqrt(math.pi / 2 * 2e-4 * (0.01 + 0.81 * 0.01 / 1.99))),
-], ids=["sgdm-l2", "sgd-wd", "sgdm-wd", "nesterov-l2", "adamw", "lion"])
+    (lambda ps: Lion(ps, lr=1e-4, weight_decay=1.0), theory.lion_equilibrium(1e-4, 1.0, 12).angle_small),
+    (lambda ps: Lion(ps, lr=1e-3, weight_decay=6.0), theory.lion_equilibrium(1e-3, 6.0, 12).angle_small),
+    (lambda ps: Lion(ps, lr=1e-3, betas=(0.0, 0.99), weight_decay=1.0),
+     math.sqrt(2e-3)),  # b1 = 0: independent signs, R = 1
+], ids=["sgdm-l2", "sgd-wd", "sgdm-wd", "nesterov-l2", "adamw", "lion", "lion-large-lr-wd", "lion-b1-0"])
 def test_default_target_is_the_inner_optimizers_equilibrium_angle(rng, make, expected):
     w = Parameter(rng.standard_normal((3, 4)), scale_group="unit")
     opt = Rotational(make([w]))
     assert opt.target(opt.param_groups[0]) == pytest.approx(expected, rel=1e-12)
     assert equilibrium_angle(opt.inner, opt.param_groups[0]) == opt.target(opt.param_groups[0])
+
+
+def test_default_lion_target_is_refnets_law_not_kosson_et_als_approximation(rng):
+    # theory/README.md (16.4) vs Kosson et al.'s linearized form: 16% apart at lr wd = 6e-3
+    w = Parameter(rng.standard_normal((3, 4)), scale_group="unit")
+    opt = Rotational(Lion([w], lr=1e-3, weight_decay=6.0))
+    assert opt.target(opt.param_groups[0]) / theory.lion_angle_kosson(1e-3, 6.0) - 1 > 0.1
 
 
 def test_default_target_follows_a_learning_rate_schedule_as_its_square_root(rng):

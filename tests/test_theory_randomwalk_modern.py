@@ -108,7 +108,7 @@ ROTATIONAL = {  # inner optimizer, and its equilibrium angle from theory/ (small
                     * theory.nesterov_angle_factor(0.9)),
     "adamw": (lambda ps: Adam(ps, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1),
               theory.adamw_equilibrium(1e-3, 0.1, D, (0.9, 0.99)).angle_small),
-    "lion": (lambda ps: Lion(ps, lr=1e-3, weight_decay=1.0), theory.lion_angle_kosson(1e-3, 1.0)),
+    "lion": (lambda ps: Lion(ps, lr=1e-3, weight_decay=1.0), theory.lion_equilibrium(1e-3, 1.0, D).angle_small),
 }
 
 

@@ -20,6 +20,8 @@ RUNS = {  # flags: (optimizer class recorded, param group options expected)
              {"lr": 0.02, "momentum": 0.95, "nesterov": True, "weight_decay": 0.1, "ns_steps": 4, "eps": 1e-7}),
     "muon-heavy-ball": (["--opt", "muon", "--no-nesterov", "--momentum", "0.9", "--adjust-lr-fn", "match_rms_adamw"],
                         "Muon", {"nesterov": False, "momentum": 0.9, "adjust_lr_fn": "match_rms_adamw"}),
+    "muon-no-momentum": (["--opt", "muon", "--momentum", "0"], "Muon",  # torch's Muon accepts it, nesterov or not
+                         {"momentum": 0.0, "nesterov": True}),
     "rotational-sgd": (["--momentum", "0.9", "--l2", "5e-4", "--wrapper", "rotational"], "Rotational",
                        {"lr": 0.01, "momentum": 0.9, "l2": 5e-4}),
     "rotational-adam": (["--opt", "adam", "--l2", "1e-3", "--wrapper", "rotational", "--eta-r", "0.01"],

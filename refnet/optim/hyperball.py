@@ -25,7 +25,9 @@ class Hyperball(Wrapper):
     LN-fed ones (``"tensor"``), since that is the scale the loss ignores. Parameters without
     a scale group take the inner's plain step, decay included; the inner's decay on the
     wrapped weights is not applied. ``eps`` guards the division by ``||u||`` (a zero proposal
-    leaves ``w`` where it is). State per wrapped parameter: ``hyperball_radius``, ``(groups, 1)``.
+    leaves ``w`` where it is). State per wrapped parameter: ``hyperball_radius``, ``(groups, 1)``;
+    the options ``radius`` and ``eps`` are saved in each param group (``hyperball_radius``,
+    ``hyperball_eps``) and restored by ``load_state_dict``.
     """
 
     _prefix = "hyperball_"
@@ -33,11 +35,18 @@ class Hyperball(Wrapper):
 
     def __init__(self, inner, radius=None, eps=1e-30):
         super().__init__(inner, eps)
-        self.radius = None if radius is None else check_real(lambda option: f"Hyperball({option})",
-                                                             "radius", radius)
-        if self.radius == 0:
-            raise ValueError("Hyperball(radius): got 0.0, expected a radius > 0 (or None: each "
-                             "group's initial norm)")
+        self.radius = self._check_options(lambda option: f"Hyperball({option})",
+                                          dict(radius=radius, eps=self.eps))["radius"]
+
+    _options_saved = ("radius", "eps")
+
+    def _check_options(self, where, options):
+        radius = options["radius"]
+        radius = None if radius is None else check_real(where, "radius", radius)
+        if radius == 0:
+            raise ValueError(f"{where('radius')}: got 0.0, expected a radius > 0 (or None: each "
+                             f"group's initial norm)")
+        return {"radius": radius, "eps": check_real(where, "eps", options["eps"])}
 
     def _start(self, p, w, state):
         norms = row_norms(w)

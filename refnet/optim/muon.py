@@ -6,7 +6,7 @@ import math
 from refnet import backend
 from refnet.optim.adam import Adam
 from refnet.optim.lion import check_betas
-from refnet.optim.optimizer import Optimizer, check_real
+from refnet.optim.optimizer import Optimizer, check_bool, check_real
 
 ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
 
@@ -71,6 +71,15 @@ class Muon(Optimizer):
       ``adamw_betas`` / ``adamw_eps`` (defaults (0.9, 0.95) and 1e-10, that variant's), so
       that ``refnet train --opt muon`` trains a whole network. Put those parameters in a
       param group of their own to give them another ``lr``.
+    - A reshaped kernel's learning-rate adjustment takes the shape of the matrix that is
+      orthogonalized, ``(F, C*kh*kw)``: ``"original"`` gives ``sqrt(max(1, F / (C kh kw)))``.
+      The two references differ from it and from each other: Keller Jordan's ``muon_update``
+      scales by ``sqrt(max(1, grad.size(-2) / grad.size(-1)))`` on the 4-D gradient, i.e.
+      ``sqrt(max(1, kh / kw))`` = 1 for square kernels; ``torch.optim.Muon``'s ``_adjust_lr``
+      reads ``shape[:2] = (F, C)`` (moot, as it refuses 4-D parameters). They agree whenever
+      ``F <= C kh kw`` (most hidden convolutions); they differ on a first layer such as
+      (32, 1, 3, 3): ``sqrt(32/9) = 1.89`` here, 1 in the reference. ``"match_rms_adamw"``:
+      ``0.2 sqrt(max(F, C kh kw))``.
     - ``weight_decay`` applies only to parameters with ``p.decay`` (refnet's convention;
       PyTorch's Muon decays every parameter it holds).
 
@@ -93,8 +102,7 @@ class Muon(Optimizer):
         for name in ("lr", "weight_decay", "eps", "adamw_eps"):
             group[name] = check_real(where, name, group[name])
         group["momentum"] = check_real(where, "momentum", group["momentum"], high=1.0, high_open=True)
-        if not isinstance(group["nesterov"], bool):
-            raise TypeError(f"{where('nesterov')}: got {group['nesterov']!r}, expected True or False")
+        group["nesterov"] = check_bool(where, "nesterov", group["nesterov"])
         coefficients = group["ns_coefficients"]
         if not isinstance(coefficients, (tuple, list)) or len(coefficients) != 3:
             raise ValueError(f"{where('ns_coefficients')}: got {coefficients!r}, expected three numbers (a, b, c)")
@@ -110,6 +118,15 @@ class Muon(Optimizer):
         if group["unit_norm"]:
             raise ValueError(f"{where('unit_norm')}: Muon has no unit_norm option; wrap it in "
                              f"refnet.optim.Hyperball for a fixed-norm update")
+
+    def _load_entry(self, name, i, p, entry):
+        expected = ("momentum_buffer",) if p.data.ndim >= 2 else ("exp_avg", "exp_avg_sq")
+        wrong = sorted(set(entry) & set(self._state_keys) - set(expected))
+        if wrong:
+            kind = "matrix (Muon)" if p.data.ndim >= 2 else f"{p.data.ndim}-D parameter (AdamW)"
+            raise ValueError(f"{name}(state_dict): parameter {i} is a {kind} but has state {wrong}, "
+                             f"expected {sorted(expected) + ['step']}")
+        return super()._load_entry(name, i, p, entry)
 
     def _update(self, p, group, state):
         if p.data.ndim < 2:

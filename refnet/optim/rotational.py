@@ -3,7 +3,10 @@ decay balances learning across neural networks", their Algorithm 1 and rotationa
 code): every scale group turns by a fixed angle per step, the one weight decay would have
 brought it to in equilibrium, from the first step on."""
 
+import functools
 import math
+
+import numpy as np
 
 from refnet.optim.adam import Adam
 from refnet.optim.lion import Lion
@@ -24,11 +27,13 @@ def equilibrium_angle(optimizer, group):
       Nesterov: times ``sqrt(1 + 2 mu - 2 mu^3)`` (its step adds the fresh gradient once more).
     - Adam with decoupled ``weight_decay = wd`` (AdamW): ``sqrt(2 lr wd (1 - b1) / (1 + b1))``.
       With coupled ``l2`` the angle depends on the gradient norm: None.
-    - Lion, decoupled ``wd``: Kosson et al.'s ``sqrt(pi/2) sqrt(2 lr wd) sqrt((1 - b1)^2 +
-      b1^2 (1 - b2) / (1 + b2))``, an approximation of the law theory/README.md section 16
-      derives (white Gaussian gradients): at betas (0.9, 0.99) it is 3% below it at
-      ``lr wd = 1e-3`` and 16% below at ``6e-3``, 25% above at ``b1 = 0``. For refnet's law
-      pass ``eta_r=theory.lion_equilibrium(lr, wd, d, betas).angle``.
+    - Lion, decoupled ``wd``: ``sqrt(2 lr wd / R)``, theory/README.md (16.4), with ``R``
+      (16.3) the sum of the lag correlations of Lion's signs (``lion_correlation_sum``; white
+      Gaussian gradients). Kosson et al.'s ``sqrt(pi/2) sqrt(2 lr wd) sqrt((1 - b1)^2 +
+      b1^2 (1 - b2) / (1 + b2))`` linearizes (16.4): at betas (0.9, 0.99) it is 3% below it at
+      ``lr wd = 1e-3`` and 16% below at ``6e-3``, 25% above at ``b1 = 0``. For Kosson et al.'s
+      paper value pass ``eta_r=theory.lion_angle_kosson(lr, wd, betas)`` (fixed: it does not
+      follow an lr schedule).
     - Muon and anything else: None (the orthogonalized momentum's correlation in time sets it).
     """
     lr = group["lr"]
@@ -44,10 +49,25 @@ def equilibrium_angle(optimizer, group):
         b1 = group["betas"][0]
         return math.sqrt(2 * lr * group["weight_decay"] * (1 - b1) / (1 + b1))
     if isinstance(optimizer, Lion):
-        b1, b2 = group["betas"]
-        return (math.sqrt(math.pi / 2) * math.sqrt(2 * lr * group["weight_decay"])
-                * math.sqrt((1 - b1) ** 2 + b1 * b1 * (1 - b2) / (1 + b2)))
+        wd = group["weight_decay"]
+        return math.sqrt(2 * lr * wd / lion_correlation_sum(lr * wd, *group["betas"]))
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def lion_correlation_sum(lr_wd, b1, b2):
+    """``R = 1 + (4/pi) sum_{k>=1} p^k arcsin(A b2^(k-1))``, ``p = 1 - lr wd`` (theory/README.md
+    (16.3)): Lion's momentum ``c_t = sum_j a_j g_{t-j}`` (``a_0 = 1 - b1``, ``a_j = b1 (1 - b2)
+    b2^(j-1)``) of white gradients has lag-k correlation ``A b2^(k-1)``, ``A = b1 (1 - b2) ((1 - b1)
+    + b1 b2 / (1 + b2)) / V``, ``V = sum_j a_j^2 = (1 - b1)^2 + b1^2 (1 - b2) / (1 + b2)``, and the
+    sign of Gaussian entries turns a correlation ``rho`` into ``(2/pi) arcsin(rho)`` (Sheppard).
+    The sum runs until ``(p b2)^k`` is below 1e-12."""
+    p = 1.0 - lr_wd
+    V = (1 - b1) ** 2 + b1 * b1 * (1 - b2) / (1 + b2)
+    A = b1 * (1 - b2) * ((1 - b1) + b1 * b2 / (1 + b2)) / V
+    lags = int(min(200000, max(10, math.ceil(math.log(1e-12) / math.log(max(p * b2, 1e-300))))))
+    k = np.arange(1, lags + 1, dtype=float)
+    return 1.0 + 4.0 / math.pi * float(np.sum(p ** k * np.arcsin(np.clip(A * b2 ** (k - 1), -1.0, 1.0))))
 
 
 class Rotational(Wrapper):
@@ -86,21 +106,12 @@ class Rotational(Wrapper):
 
     def __init__(self, inner, eta_r=None, update_norm_decay=0.9, zero_mean=False, eps=1e-8):
         super().__init__(inner, eps)
-        where = lambda option: f"Rotational({option})"  # noqa: E731
-        self.eta_r = None if eta_r is None else check_real(where, "eta_r", eta_r)
-        self.update_norm_decay = check_real(where, "update_norm_decay", update_norm_decay, high=1.0,
-                                            high_open=True)
-        self.zero_mean = check_bool(where, "zero_mean", zero_mean)
-        if self.eta_r is None:
-            for i, group in enumerate(inner.param_groups):
-                if not any(p.scale_group is not None for p in group["params"]):
-                    continue
-                angle = equilibrium_angle(inner, group)
-                if angle is None or angle == 0:
-                    why = "depends on the gradients" if angle is None else "is 0 (no decay)"
-                    raise ValueError(f"Rotational(eta_r): None, but the equilibrium angle of "
-                                     f"{type(inner).__name__}'s group {i} {why}; give eta_r, the angle "
-                                     f"per step in radians")
+        options = self._check_options(lambda option: f"Rotational({option})",
+                                      dict(eta_r=eta_r, update_norm_decay=update_norm_decay,
+                                           zero_mean=zero_mean, eps=self.eps))
+        for k, v in options.items():
+            setattr(self, k, v)
+        self._check_after_load("Rotational")
 
         if self.zero_mean:  # Kosson et al.'s centring, at construction as theirs
             for p in self.wrapped():
@@ -108,9 +119,41 @@ class Rotational(Wrapper):
                 centred = w - w.mean(axis=1, keepdims=True)
                 p.data[...] = (centred * (row_norms(w) / row_norms(centred))).reshape(p.data.shape)
 
+    _options_saved = ("eta_r", "update_norm_decay", "zero_mean", "eps")
+
+    def _check_options(self, where, options):
+        eta_r = options["eta_r"]
+        return {"eta_r": None if eta_r is None else check_real(where, "eta_r", eta_r),
+                "update_norm_decay": check_real(where, "update_norm_decay", options["update_norm_decay"],
+                                                high=1.0, high_open=True),
+                "zero_mean": check_bool(where, "zero_mean", options["zero_mean"]),
+                "eps": check_real(where, "eps", options["eps"])}
+
+    def _check_after_load(self, name):
+        """With ``eta_r`` None, every group holding wrapped weights needs an equilibrium angle."""
+        if self.eta_r is not None:
+            return
+        for i, group in enumerate(self.inner.param_groups):
+            if not any(p.scale_group is not None for p in group["params"]):
+                continue
+            angle = equilibrium_angle(self.inner, group)
+            if angle is None or angle == 0:
+                why = "depends on the gradients" if angle is None else "is 0 (no decay)"
+                raise ValueError(f"{name}(eta_r): None, but the equilibrium angle of "
+                                 f"{type(self.inner).__name__}'s group {i} {why}; give eta_r, the angle "
+                                 f"per step in radians")
+
     def target(self, group):
         """The angle parameter ``eta_r`` for ``group`` this step."""
-        return self.eta_r if self.eta_r is not None else equilibrium_angle(self.inner, group)
+        if self.eta_r is not None:
+            return self.eta_r
+        angle = equilibrium_angle(self.inner, group)
+        if angle is None:
+            i = next((i for i, g in enumerate(self.inner.param_groups) if g is group), "?")
+            raise ValueError(f"Rotational.target(group): group {i} has no equilibrium angle "
+                             f"({type(self.inner).__name__} with these options: it depends on the "
+                             f"gradients) and eta_r is None; it holds no wrapped weight, or give eta_r")
+        return angle
 
     def _start(self, p, w, state):
         state["step"] = 0
