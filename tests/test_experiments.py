@@ -265,6 +265,15 @@ def test_worst_reports_the_failing_member():
     assert c["kind"] == "consistency"
 
 
+@pytest.mark.parametrize("rows, closest", [
+    ([(3.0, 4.8, "a"), (3.0, 3.016, "b"), (3.0, 9.0, "c")], "b"),
+    ([(3.0, 9.0, "a"), (3.0, 4.8, "b"), (3.0, 3.5, "c")], "c")])
+def test_worst_of_passing_lower_bounds_reports_the_closest_to_its_bound(rows, closest):
+    """Every passing at_least row has error 0: the tie goes to the smallest measured/predicted."""
+    c = claims.worst(rows, "x", "f.png", "q", 0.0, "theory.f", "at_least", kind="prediction", inputs=["bound"])
+    assert c["pass"] and c["quantity"].endswith(f"[{closest}]")
+
+
 def test_worst_of_nothing_fails():
     c = claims.worst([], "x", "f.png", "q", 0.05, "theory.f", kind="identity")
     assert not c["pass"] and c["n_compared"] == 0 and "no run" in c["quantity"]
