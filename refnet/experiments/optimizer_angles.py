@@ -26,25 +26,34 @@ per hidden layer the median over units. Claims, per hidden layer (worst layer re
 
 - predictions from hyperparameters alone: SGD + momentum + L2 (both layers) and AdamW (layers fed
   by normalized units: Adam's law needs evenly scaled inputs, and the first layer sees raw
-  pixels; reported as an observation), tolerance 5%;
-- predictions whose ``R`` (the correlation in time of the steps, ``1 + 2 sum_k p^k r_k``) is
+  pixels; reported as an observation), tolerance 5%; Lion and Muon, (16.4) / (17.1) with the
+  white-gradient ``R`` (``theory.lion_R``; Muon's from ``theory.muon_R``, solved with its decay),
+  tolerance 10% fixed at registration (the walk's 1%, widened for gradients that are not white in
+  time). Real gradients are correlated in time, so these can fail; a miss's note gives the
+  measured ``R`` against the white one, per layer;
+- consistency rows: ``R`` (the correlation in time of the steps, ``1 + 2 sum_k p^k r_k``)
   measured per unit over the middle third (an earlier, disjoint window;
-  ``tasks.track_step_correlation``) and predicts each unit's angle in the last third through
-  the exact form of (16.4) / (17.1); the claim is the median over units of measured/predicted:
-  Lion 10%, Muon 3%;
-- a consistency row: the same with ``R`` of the last third itself (the law without ``R``'s drift
-  between windows), 2%;
+  ``tasks.track_step_correlation``) gives each unit's angle in the last third through the exact
+  form of (16.4) / (17.1); the median over units of measured/predicted: Lion 10%, Muon 3%. Not
+  predictions: ``R`` comes from the optimizer's own steps, and with it the angle follows for any
+  step sequence (next item), so they only check that ``R`` did not drift between the windows;
+- an identity of the decay walk: the same with ``R`` of the last third itself. For any steps
+  ``u`` under ``w <- p w - lr u`` at a steady norm, ``angle^2 ~ (1 - p^2)/R`` (white, AR,
+  lognormal and tangential-only synthetic steps give 0.998-1.006): 2%;
 - identities (the wrappers set the angle by construction): 2%;
 - Kosson's balance, a prediction of the theory: the coefficient of variation of the per-unit
   angles is at least 3 times larger for Adam + L2 (angle ~ ``G2^(-1/6)`` per unit) than for
-  every optimizer whose angle the theory makes independent of the unit's gradients (SGD +
-  momentum + L2, AdamW, the wrappers), per layer. Lion's and Muon's depend on each unit's ``R``:
-  their spreads are observations.
+  SGD + momentum + L2, AdamW, Lion and the wrappers (the issue's claim), per layer. Lion's angle
+  depends on each unit's ``R``, so the theory does not make it equalize: the narrower claim
+  without Lion, added after the claim with Lion failed on the quick run, stands beside it.
+  ``claims.worst`` reports the layer closest to the bound.
 
-Tolerances: as found by an earlier session's runs of this design (quick and default presets).
-Observations: each optimizer's test accuracy and per-layer spread, Lion's and Muon's
-hyperparameter-only prediction (white-gradient ``R``) against the measured angle, and the
-measured ``R``.
+Tolerances: the 5%, 10% (Lion), 3% (Muon) and 2% (wrappers) were set from earlier runs of this
+design on the same seed (quick and default presets); no calibration over other seeds exists for
+this experiment, which is weaker than the registry's calibrated tolerances. Each entry's
+``tolerance_source`` says so.
+Observations: each optimizer's test accuracy and per-layer spread, and Lion's and Muon's
+measured ``R`` against the white-gradient one.
 """
 
 import functools
