@@ -83,7 +83,7 @@ HYPER_TOL = 0.10
 HYPER_SOURCE = ("fixed at this entry's registration: the walk checks of (16.4) and (17.1) with white gradients hold "
                 "to 1% (theory/README.md section 20, tested to 1.5%), widened to 10% (Lion's earlier R-based "
                 "tolerance in this design) for real gradients, which are not white in time. Not tuned to the "
-                "run, but not blind either: the quick run's measured/white ratios (0.74-1.11) were known when it "
+                "run, but not blind either: the quick run's measured/white ratios (0.74-1.12) were known when it "
                 "was added. No calibration over seeds")
 IDENTITY_SOURCE = ("the decay walk's identity held to 0.2-0.6% on synthetic step sequences (white, AR(0.9), AR(0.99), "
                    "lognormal AR, tangential-only); 2% allows the norm's residual drift on real data. Same seed "
