@@ -7,6 +7,9 @@ import numpy as np
 from refnet.plots import COLORS, PLOTTERS, _figure, _save
 
 
+HYPER_ONLY = ("sgdm", "adamw")  # besides Lion and Muon, whose layers carry "predicted_hyper"
+
+
 def optimizer_angles(data, path):
     opts = list(data["optimizers"])
     names = list(next(iter(data["optimizers"].values()))["layers"])
@@ -20,9 +23,15 @@ def optimizer_angles(data, path):
             parts = ax.violinplot([angles], positions=[j], widths=0.8, showmedians=True, showextrema=False)
             for body in parts["bodies"]:
                 body.set(facecolor=COLORS[j % len(COLORS)], alpha=0.45)
-            if "predicted" in layer:
-                ax.plot([j - 0.4, j + 0.4], [layer["predicted"]] * 2, "k-", lw=2,
-                        label="predicted" if j == 0 else None)
+            hyper = layer.get("predicted_hyper", layer["predicted"] if kind in HYPER_ONLY else None)
+            if hyper is not None:
+                ax.plot([j - 0.4, j + 0.4], [hyper] * 2, "k-", lw=2,
+                        label="predicted from hyperparameters" if kind == "sgdm" else None)
+            if "predicted" in layer and hyper is None or "predicted_hyper" in layer:
+                ax.plot([j - 0.4, j + 0.4], [layer["predicted"]] * 2, color="0.45", lw=1.5,
+                        ls="--" if "predicted_hyper" in layer else "-",
+                        label="with measured R (middle third)" if kind == "lion" else
+                        "set angle (identity)" if kind == "rot_sgdm" else None)
         ax.axhline(data["theta"], color="0.5", ls=":", lw=1, label=f"target {data['theta']:g}")
         ax.set_xticks(x, [data["optimizers"][k]["title"] for k in opts], rotation=60, ha="right", fontsize=7)
         ax.set(title=name, ylabel="per-unit RMS angle per step, last third [rad]", yscale="log")
@@ -33,8 +42,10 @@ def optimizer_angles(data, path):
     acc.set_xticks(x, [data["optimizers"][k]["title"] for k in opts], rotation=60, ha="right", fontsize=7)
     low = min(data["optimizers"][k]["test_accuracy"] for k in opts)
     acc.set(title="test accuracy at the end", ylabel="accuracy", ylim=(max(0.0, low - 0.05), 1.0))
-    return _save(fig, path, "Violins: per-unit angles; black: predicted (SGD + momentum + L2, AdamW: from "
-                 "hyperparameters; Lion, Muon: with R measured in the middle third; wrappers: their set angle). "
+    return _save(fig, path, "Violins: per-unit angles; black: predicted from hyperparameters alone (SGD + "
+                 "momentum + L2, AdamW; Lion, Muon with white-gradient R); dashed grey: Lion, Muon with R "
+                 "measured in the middle third (a consistency check); solid grey: the wrappers' set angle "
+                 "(identity). "
                  "Adam + L2 (no prediction) spreads with each unit's gradient scale. "
                  "L2: lam·||w||² in the loss; wd decoupled.")
 

@@ -20,7 +20,7 @@ IDENTITIES = {  # experiment -> its identity claims (registry ids), which hold t
     "norm_dynamics": ("norm_recursion",),
     "one_knob": ("symmetry_sgd", "symmetry_adam"),
     "fix": ("projected_step",),
-    "optimizer_angles": ("opt_wrapper_angle",),
+    "optimizer_angles": ("opt_wrapper_angle", "opt_lion_muon_same_window"),
     "sharpness": ("sharpness_euler_mlp", "sharpness_euler_cnn", "sharpness_scaling_mlp", "sharpness_scaling_cnn",
                   "sharpness_lanczos"),
     "schedule": ("schedule_identity_sgd", "schedule_identity_momentum"),
@@ -263,6 +263,15 @@ def test_worst_reports_the_failing_member():
     c = claims.worst([(1.0, 1.01, "a"), (1.0, 1.2, "b")], "x", "f.png", "q", 0.05, "theory.f", kind="consistency")
     assert not c["pass"] and c["quantity"].endswith("[b]") and c["n_compared"] == 2
     assert c["kind"] == "consistency"
+
+
+@pytest.mark.parametrize("rows, closest", [
+    ([(3.0, 4.8, "a"), (3.0, 3.016, "b"), (3.0, 9.0, "c")], "b"),
+    ([(3.0, 9.0, "a"), (3.0, 4.8, "b"), (3.0, 3.5, "c")], "c")])
+def test_worst_of_passing_lower_bounds_reports_the_closest_to_its_bound(rows, closest):
+    """Every passing at_least row has error 0: the tie goes to the smallest measured/predicted."""
+    c = claims.worst(rows, "x", "f.png", "q", 0.0, "theory.f", "at_least", kind="prediction", inputs=["bound"])
+    assert c["pass"] and c["quantity"].endswith(f"[{closest}]")
 
 
 def test_worst_of_nothing_fails():

@@ -71,10 +71,19 @@ def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_
             "note": note, "tolerance_source": tolerance_source}
 
 
+def _badness(c):
+    """The largest error is the worst; among equal errors (every passing ``at_least`` row has error
+    0) the smallest measured/predicted ratio, the row closest to its bound."""
+    err = c["rel_error"] if math.isfinite(c["rel_error"]) else np.inf
+    ratio = c["measured"] / c["predicted"] if c["predicted"] else c["measured"]
+    return err, -ratio if math.isfinite(ratio) else np.inf
+
+
 def worst(rows, text, figure, quantity, tolerance, theory, error_kind=None, *, kind, inputs=None, note="",
           tolerance_source="", window=""):
     """One claim from many ``(predicted, measured, label)`` comparisons: the one with the largest
-    error, named in ``quantity``, so a claim over a grid fails if any of its runs does."""
+    error, named in ``quantity``, so a claim over a grid fails if any of its runs does; ties go to
+    the smallest measured/predicted ratio (``_badness``)."""
     common = dict(error_kind=error_kind, kind=kind, inputs=inputs, note=note, tolerance_source=tolerance_source,
                   window=window)
     if not rows:  # nothing to compare is a failure, not a pass
@@ -82,7 +91,7 @@ def worst(rows, text, figure, quantity, tolerance, theory, error_kind=None, *, k
                           theory, **common), n_compared=0)
     made = [(claim(text, figure, f"{quantity} [{label}]", p, m, tolerance, theory, **common), label)
             for p, m, label in rows]
-    row = max(made, key=lambda c: c[0]["rel_error"] if math.isfinite(c[0]["rel_error"]) else np.inf)[0]
+    row = max(made, key=lambda c: _badness(c[0]))[0]
     row["n_compared"] = len(made)
     return row
 

@@ -26,25 +26,34 @@ per hidden layer the median over units. Claims, per hidden layer (worst layer re
 
 - predictions from hyperparameters alone: SGD + momentum + L2 (both layers) and AdamW (layers fed
   by normalized units: Adam's law needs evenly scaled inputs, and the first layer sees raw
-  pixels; reported as an observation), tolerance 5%;
-- predictions whose ``R`` (the correlation in time of the steps, ``1 + 2 sum_k p^k r_k``) is
+  pixels; reported as an observation), tolerance 5%; Lion and Muon, (16.4) / (17.1) with the
+  white-gradient ``R`` (``theory.lion_R``; Muon's from ``theory.muon_R``, solved with its decay),
+  tolerance 10% fixed at registration (the walk's 1%, widened for gradients that are not white in
+  time). Real gradients are correlated in time, so these can fail; a miss's note gives the
+  measured ``R`` against the white one, per layer;
+- consistency rows: ``R`` (the correlation in time of the steps, ``1 + 2 sum_k p^k r_k``)
   measured per unit over the middle third (an earlier, disjoint window;
-  ``tasks.track_step_correlation``) and predicts each unit's angle in the last third through
-  the exact form of (16.4) / (17.1); the claim is the median over units of measured/predicted:
-  Lion 10%, Muon 3%;
-- a consistency row: the same with ``R`` of the last third itself (the law without ``R``'s drift
-  between windows), 2%;
+  ``tasks.track_step_correlation``) gives each unit's angle in the last third through the exact
+  form of (16.4) / (17.1); the median over units of measured/predicted: Lion 10%, Muon 3%. Not
+  predictions: ``R`` comes from the optimizer's own steps, and with it the angle follows for any
+  step sequence (next item), so they only check that ``R`` did not drift between the windows;
+- an identity of the decay walk: the same with ``R`` of the last third itself. For any steps
+  ``u`` under ``w <- p w - lr u`` at a steady norm, ``angle^2 ~ (1 - p^2)/R`` (white, AR,
+  lognormal and tangential-only synthetic steps give 0.998-1.006): 2%;
 - identities (the wrappers set the angle by construction): 2%;
 - Kosson's balance, a prediction of the theory: the coefficient of variation of the per-unit
   angles is at least 3 times larger for Adam + L2 (angle ~ ``G2^(-1/6)`` per unit) than for
-  every optimizer whose angle the theory makes independent of the unit's gradients (SGD +
-  momentum + L2, AdamW, the wrappers), per layer. Lion's and Muon's depend on each unit's ``R``:
-  their spreads are observations.
+  SGD + momentum + L2, AdamW, Lion and the wrappers (the issue's claim), per layer. Lion's angle
+  depends on each unit's ``R``, so the theory does not make it equalize: the narrower claim
+  without Lion, added after the claim with Lion failed on the quick run, stands beside it.
+  ``claims.worst`` reports the layer closest to the bound.
 
-Tolerances: as found by an earlier session's runs of this design (quick and default presets).
-Observations: each optimizer's test accuracy and per-layer spread, Lion's and Muon's
-hyperparameter-only prediction (white-gradient ``R``) against the measured angle, and the
-measured ``R``.
+Tolerances: the 5%, 10% (Lion), 3% (Muon) and 2% (wrappers) were set from earlier runs of this
+design on the same seed (quick and default presets); no calibration over other seeds exists for
+this experiment, which is weaker than the registry's calibrated tolerances. Each entry's
+``tolerance_source`` says so.
+Observations: each optimizer's test accuracy and per-layer spread, and Lion's and Muon's
+measured ``R`` against the white-gradient one.
 """
 
 import functools
@@ -64,7 +73,26 @@ TOL = {"sgdm": 0.05, "adamw": 0.05, "lion": 0.10, "muon": 0.03, "wrapper": 0.02}
 CONSISTENCY_TOL = 0.02  # the walk holds (16.4) and (17.1) to 1% (theory/README.md section 20)
 WINDOW = 1 / 3  # the last third is measured, the middle third gives R
 SPREAD = 3.0  # Adam + L2's coefficient of variation over the largest of the others', at least
-TOLERANCE_SOURCE = "an earlier session's quick and default runs of this design"
+TOLERANCE_SOURCE = ("set from earlier runs of this design on the same seed (0; quick and default presets); no "
+                    "calibration over other seeds exists for this experiment, so this is weaker than the "
+                    "registry's CALIBRATION-backed tolerances")
+LAW_SOURCE = ("the 5% of the paper's quasi-static laws (registry.QUASI_STATIC): over quick seeds 0-2 those laws' "
+              "angle errors in experiments 3-5 were at most 2.7% (sgd_l2_angle_grid) and 2.3% "
+              "(adamw_angle_normalized_layers); for this experiment's runs, " + TOLERANCE_SOURCE)
+HYPER_TOL = 0.10
+HYPER_SOURCE = ("fixed at this entry's registration: the walk checks of (16.4) and (17.1) with white gradients hold "
+                "to 1% (theory/README.md section 20, tested to 1.5%), widened to 10% (Lion's earlier R-based "
+                "tolerance in this design) for real gradients, which are not white in time. Not tuned to the "
+                "run, but not blind either: the quick run's measured/white ratios (0.74-1.12) were known when it "
+                "was added. No calibration over seeds")
+IDENTITY_SOURCE = ("the decay walk's identity held to 0.2-0.6% on synthetic step sequences (white, AR(0.9), AR(0.99), "
+                   "lognormal AR, tangential-only); 2% allows the norm's residual drift on real data. Same seed "
+                   "only, no calibration over seeds")
+R_NOTE = ("R is measured from the optimizer's own steps (middle third): with it the angle follows for any step "
+          "sequence (the same-window identity), so this only checks that R did not drift between the windows, "
+          "not the Lion/Muon law; the hyperparameter-only row is the prediction")
+HYPER_NOTE = ("predicted from the hyperparameters alone (the decay was set for theta from the same white-gradient "
+              "R); nothing measured goes into it. Real gradients are correlated in time, which moves R")
 SGDM = {"lr": 0.05, "momentum": 0.9}
 ADAMW = {"lr": 2e-3, "betas": (0.9, 0.99)}
 LION = {"lr": 5e-4, "betas": (0.9, 0.99)}
@@ -78,31 +106,52 @@ _HIDDEN = "both hidden layers of the BN MLP, last third of the run"
 registry.register(
     registry.Entry("opt_sgdm_angle", "SGD + momentum + L2, l2 set for the target angle: steady angle "
                    "arccos(1 - 2 lr lam/(1+mu)) from hyperparameters alone", "prediction", _HIDDEN, TOL["sgdm"],
-                   TOLERANCE_SOURCE, "theory.sgd_momentum_l2_equilibrium", FIGURE),
+                   LAW_SOURCE, "theory.sgd_momentum_l2_equilibrium", FIGURE),
     registry.Entry("opt_adamw_angle", "AdamW, wd set for the target angle: steady angle ~ sqrt(2 lr wd k) from "
                    "hyperparameters alone (layers fed by normalized units)", "prediction",
                    "hidden layer 2 of the BN MLP (fed by normalized units), last third of the run", TOL["adamw"],
-                   TOLERANCE_SOURCE, "theory.adamw_equilibrium", FIGURE),
-    registry.Entry("opt_lion_angle", "Lion: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", "prediction",
+                   LAW_SOURCE, "theory.adamw_equilibrium", FIGURE),
+    registry.Entry("opt_lion_angle", "Lion: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", "consistency",
                    _HIDDEN + "; per unit, median of measured/predicted", TOL["lion"], TOLERANCE_SOURCE,
-                   "theory.lion_equilibrium (16.4), exact form", FIGURE),
-    registry.Entry("opt_muon_angle", "Muon: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", "prediction",
+                   "theory.lion_equilibrium (16.4), exact form", FIGURE, R_NOTE),
+    registry.Entry("opt_muon_angle", "Muon: steady angle ~ sqrt(2 lr wd/R), R from an earlier window", "consistency",
                    _HIDDEN + "; per unit, median of measured/predicted", TOL["muon"], TOLERANCE_SOURCE,
-                   "theory.muon_equilibrium (17.1), exact form", FIGURE),
+                   "theory.muon_equilibrium (17.1), exact form", FIGURE, R_NOTE),
     registry.Entry("opt_lion_muon_same_window", "Lion and Muon: the steady angle is sqrt(2 lr wd/R) with R of the "
-                   "same window (the law itself, without R's drift)", "consistency",
-                   _HIDDEN + "; the Lion and Muon runs", CONSISTENCY_TOL,
-                   "the scale-invariant random walk's 1% (theory/README.md section 20), doubled",
+                   "same window (the decay walk's identity angle^2 ~ (1 - p^2)/R)", "identity",
+                   _HIDDEN + "; the Lion and Muon runs", CONSISTENCY_TOL, IDENTITY_SOURCE,
                    "theory.sign_and_orthogonal (16.4), (17.1), exact form", FIGURE,
-                   "R comes from the window it judges"),
+                   "an identity of the decay walk w <- p w - lr u at a steady norm, whatever the steps u: with R "
+                   "(1 + 2 sum_k p^k r_k) measured from the steps of the window it judges, angle^2 ~ (1 - p^2)/R "
+                   "holds for any step sequence (white, AR(0.9), AR(0.99), lognormal AR, tangential-only steps: "
+                   "measured/predicted 0.998-1.006). It checks the measurement and the steady norm, not the Lion "
+                   "or Muon law"),
+    registry.Entry("opt_lion_angle_hyper", "Lion: steady angle from hyperparameters alone, (16.4) with the "
+                   "white-gradient R of lr, wd and the betas", "prediction",
+                   _HIDDEN + "; median over units", HYPER_TOL, HYPER_SOURCE,
+                   "theory.lion_equilibrium (16.4), theory.lion_R", FIGURE, HYPER_NOTE),
+    registry.Entry("opt_muon_angle_hyper", "Muon: steady angle from hyperparameters alone, (17.1) with the "
+                   "white-gradient R of lr, wd, the momentum and the layer's shape", "prediction",
+                   _HIDDEN + "; median over units", HYPER_TOL, HYPER_SOURCE,
+                   "theory.muon_equilibrium (17.1), theory.muon_R", FIGURE, HYPER_NOTE),
     registry.Entry("opt_wrapper_angle", "Rotational and Hyperball wrappers turn every unit by their set angle "
                    "(atan(eta_r), atan(lr))", "identity", _HIDDEN + "; the four wrapper runs", TOL["wrapper"],
                    TOLERANCE_SOURCE, "theory.rotational_angle, theory.hyperball_angle", FIGURE,
                    "the wrappers set the angle by construction"),
     registry.Entry("opt_adam_l2_spread", "Adam + L2 does not equalize the angles across units; SGD + momentum + L2, "
-                   "AdamW and the wrappers do", "prediction", _HIDDEN + "; coefficient of variation over units",
-                   0.0, "the bound itself (one-sided)", "theory.adam_l2_equilibrium (6.2): angle ~ G2^(-1/6)",
-                   FIGURE, error_kind="at_least"),
+                   "AdamW, Lion and the wrappers do", "prediction", _HIDDEN + "; coefficient of variation over units",
+                   0.0, "the bound itself (one-sided), fixed with the issue's claim",
+                   "theory.adam_l2_equilibrium (6.2): angle ~ G2^(-1/6)", FIGURE,
+                   "the issue's claim, Lion included; Lion's per-unit angle depends on each unit's R (a gradient "
+                   "statistic), so the theory does not make it equalize", error_kind="at_least"),
+    registry.Entry("opt_adam_l2_spread_without_lion", "Adam + L2 does not equalize the angles across units; SGD + "
+                   "momentum + L2, AdamW and the wrappers do (Lion left out)", "prediction",
+                   _HIDDEN + "; coefficient of variation over units", 0.0,
+                   "the bound itself (one-sided), the same bound as the claim with Lion",
+                   "theory.adam_l2_equilibrium (6.2): angle ~ G2^(-1/6)", FIGURE,
+                   "narrower claim added after the claim with Lion failed on the quick run; it stands beside that "
+                   "claim, not in its place. Left out: Lion, whose angle depends on each unit's R",
+                   error_kind="at_least"),
 )
 
 
@@ -201,7 +250,7 @@ def hyper(cfg):
         "sgdm": ({**SGDM, "l2": dec["sgdm"]}, sgdm),
         "adamw": ({"lr": ADAMW["lr"], "wd": dec["adamw"]}, adamw),
         "lion": ({"lr": LION["lr"], "wd": dec["lion"]}, lion),
-        "muon": ({**MUON, "wd": None}, muon),  # wd: solved in the task (``solve_decay``), read from its meta
+        "muon": ({**MUON, "wd": None, "width": cfg["width"]}, muon),  # wd: solved in the task (``solve_decay``), read from its meta
         "rot_sgdm": ({**SGDM, "l2": dec["sgdm"], "eta_r": _small_sgdm(dec["sgdm"])},
                      dict(sgdm, wrapper={"name": "rotational"})),
         "rot_adamw": ({"lr": ADAMW["lr"], "wd": dec["adamw"], "eta_r": _small_adamw(dec["adamw"])},
@@ -285,7 +334,7 @@ def analyze(cfg, results):
     plan["muon"][0]["wd"] = solved["wd"]
     data = {"name": NAME, "figure": FIGURE, "theta": theta, "decays": dict(dec), "optimizers": {},
             "claims": [], "observations": []}
-    rows = {k: [] for k in ("sgdm", "adamw", "lion", "muon", "wrapper", "same_window")}
+    rows = {k: [] for k in ("sgdm", "adamw", "lion", "muon", "wrapper", "same_window", "lion_hyper", "muon_hyper")}
     inputs = {}
     for (kind, (h, _)), (arrays, meta) in zip(plan.items(), results):
         names = layers(meta)
@@ -310,6 +359,8 @@ def analyze(cfg, results):
                     layer["ratio_same_window"] = median_ratio(angle, same)
                     rows[kind].append((1.0, layer["ratio"], tag))
                     rows["same_window"].append((1.0, layer["ratio_same_window"], f"{label(i, name)}, {TITLES[kind]}"))
+                    layer["predicted_hyper"], inputs[f"{kind}_hyper"] = white_predicted(kind, h, dec)
+                    rows[f"{kind}_hyper"].append((layer["predicted_hyper"], layer["median"], tag))
                 elif kind != "adamw" or i > 0:  # AdamW's law needs evenly scaled inputs: not raw pixels
                     rows[group].append((layer["predicted"], layer["median"], tag))
             entry["layers"][name] = layer
@@ -323,8 +374,13 @@ def analyze(cfg, results):
     data["claims"] += _claims(rows, inputs, theta, win)
     for c in data["claims"]:
         if c["id"] in ("opt_lion_angle", "opt_muon_angle") and not c["pass"]:
-            c["note"] = _drift_note(data["optimizers"][c["id"].split("_")[1]])
-    data["claims"].append(_spread_claim(data["optimizers"], win(*BALANCED, "adam_l2")))
+            c["note"] += "; " + _drift_note(data["optimizers"][c["id"].split("_")[1]])
+        if c["id"] in ("opt_lion_angle_hyper", "opt_muon_angle_hyper") and not c["pass"]:
+            c["note"] += "; " + _white_note(data["optimizers"][c["id"].split("_")[1]], dec)
+    data["claims"].append(_spread_claim(data["optimizers"], "opt_adam_l2_spread", BALANCED + ("lion",),
+                                        win(*BALANCED, "lion", "adam_l2")))
+    data["claims"].append(_spread_claim(data["optimizers"], "opt_adam_l2_spread_without_lion", BALANCED,
+                                        win(*BALANCED, "adam_l2")))
     data["observations"] += _observations(data, dec)
     return data
 
@@ -340,16 +396,49 @@ def _claims(rows, inputs, theta, win):
         registry.worst("opt_lion_muon_same_window", rows["same_window"], per_unit,
                        inputs=["lr, wd", "R per unit over the last third (the measured window)"],
                        window=win("lion", "muon")),
+        registry.worst("opt_lion_angle_hyper", rows["lion_hyper"], quantity, inputs=inputs["lion_hyper"],
+                       window=win("lion")),
+        registry.worst("opt_muon_angle_hyper", rows["muon_hyper"], quantity, inputs=inputs["muon_hyper"],
+                       window=win("muon")),
         registry.worst("opt_wrapper_angle", rows["wrapper"], quantity,
                        inputs=["eta_r (Rotational)", "lr (Hyperball)"],
                        window=win("rot_sgdm", "rot_adamw", "rot_lion", "hyperball")),
     ]
 
 
+def white_R(kind, h, dec):
+    """The white-gradient ``R`` of Lion (``theory.lion_R``) or Muon (``dec["muon_R_white"]``, solved with
+    its decay): from the hyperparameters alone."""
+    return theory.lion_R(h["lr"], h["wd"], LION["betas"]) if kind == "lion" else dec["muon_R_white"]
+
+
+def white_predicted(kind, h, dec):
+    """Lion's or Muon's steady angle from the hyperparameters alone (white-gradient ``R``), and its inputs."""
+    if kind == "lion":
+        return _lion_angle(h["wd"]), [f"lr {h['lr']:g}", f"betas {LION['betas']}", f"wd {h['wd']:.4g}",
+                                      "R of white Gaussian gradients (theory.lion_R)"]
+    m = min(h["width"], MUON_SHAPE_CAP)
+    return angle_from_R(h["lr"], h["wd"], white_R(kind, h, dec)), \
+        [f"lr {h['lr']:g}", f"momentum {h['momentum']:g} (Nesterov)", f"wd {h['wd']:.4g}",
+         f"R of white Gaussian momenta orthogonalized as a ({m}, {m}) matrix (theory.muon_R)"]
+
+
+def _white_note(opt, dec):
+    """A failed hyperparameter-only Lion/Muon prediction's measured cause: the measured R against the
+    white-gradient R it assumed, per layer."""
+    kind = "lion" if opt["title"] == TITLES["lion"] else "muon"
+    R0 = white_R(kind, opt["hyper"], dec)
+    return f"measured cause: the steps are not white in time; R (median over units, last third) against the " \
+        f"white-gradient {R0:.3g}: " + "; ".join(
+            f"{name} {np.median(L['R_same_window']):.3g} (measured/predicted angle {L['median'] / L['predicted_hyper']:.3f}, "
+            f"sqrt(R_white/R) {math.sqrt(R0 / np.median(L['R_same_window'])):.3f})" for name, L in opt["layers"].items()) + (
+            "; Muon's R_white is for the square hidden layer, and layer 1 is (width, 784)" if kind == "muon" else "")
+
+
 def _drift_note(opt):
     """A failed Lion/Muon prediction's measured cause: how far R moved between the two windows,
     and what the law gives with the judged window's own R (the consistency row)."""
-    return "measured cause: R (median over units) moved between the windows: " + "; ".join(
+    return "R (median over units) moved between the windows: " + "; ".join(
         f"{name} {np.median(L['R']):.3g} (middle third) -> {np.median(L['R_same_window']):.3g} (last third), "
         f"measured/predicted {L['ratio']:.3f} with the earlier R, {L['ratio_same_window']:.3f} with the last "
         "third's own" for name, L in opt["layers"].items()) + (
@@ -359,21 +448,27 @@ def _drift_note(opt):
         "; the law misses with the window's own R too")
 
 
-BALANCED = ("sgdm", "adamw", "rot_sgdm", "rot_adamw", "rot_lion", "hyperball")
+BALANCED = ("sgdm", "adamw", "rot_sgdm", "rot_adamw", "rot_lion", "hyperball")  # the narrower claim's; + Lion
 
 
-def _spread_claim(opts, window):
+def _spread_claim(opts, id, balanced, window):
     """Adam + L2 does not equalize: its per-unit angles spread at least ``SPREAD`` times more
-    (coefficient of variation) than the most spread of the optimizers whose angle the theory
-    makes independent of the unit's gradients (``BALANCED``), in every hidden layer. Lion's and
-    Muon's depend on each unit's ``R``, a gradient statistic: reported as observations."""
+    (coefficient of variation) than the most spread of ``balanced``, in every hidden layer. A miss
+    names the most spread of them, and for Lion the spread of its units' ``R``."""
     rows = []
     for name, layer in opts["adam_l2"]["layers"].items():
-        others = max(opts[k]["layers"][name]["cv"] for k in BALANCED)
-        rows.append((SPREAD, layer["cv"] / others, name))
-    return registry.worst("opt_adam_l2_spread", rows, "coefficient of variation of per-unit angles, Adam + L2 over "
-                          "the largest of the others', at least", inputs=[f"Adam lr {ADAM_L2['lr']:g}, l2 "
-                          f"{ADAM_L2['l2']:g}", f"the bound {SPREAD:g}, fixed in advance"], window=window)
+        widest = max(balanced, key=lambda k: opts[k]["layers"][name]["cv"])
+        rows.append((SPREAD, layer["cv"] / opts[widest]["layers"][name]["cv"], f"{name}, widest: {TITLES[widest]}"))
+    c = registry.worst(id, rows, "coefficient of variation of per-unit angles, Adam + L2 over the largest of the "
+                       "others', at least", inputs=[f"Adam lr {ADAM_L2['lr']:g}, l2 {ADAM_L2['l2']:g}",
+                       f"the bound {SPREAD:g}, fixed in advance"], window=window)
+    if not c["pass"]:
+        c["note"] += "; measured cause: " + "; ".join(
+            f"{name}: Adam + L2 cv {layer['cv']:.3g}, widest {TITLES[w]} cv {opts[w]['layers'][name]['cv']:.3g}"
+            + (f" (cv of its units' R {cv(opts['lion']['layers'][name]['R_same_window']):.3g})" if w == "lion" else "")
+            for name, layer in opts["adam_l2"]["layers"].items()
+            for w in [max(balanced, key=lambda k: opts[k]["layers"][name]["cv"])])
+    return c
 
 
 def _observations(data, dec):
@@ -386,16 +481,12 @@ def _observations(data, dec):
     first, layer = next(iter(data["optimizers"]["adamw"]["layers"].items()))
     out.append(observation("AdamW, layer 1 (fed by raw pixels, outside the law's domain): measured over "
                            "predicted angle", FIGURE, first, layer["median"] / layer["predicted"]))
-    lion = data["optimizers"]["lion"]["hyper"]
-    white_R = {"lion": theory.lion_R(lion["lr"], lion["wd"], LION["betas"]), "muon": dec["muon_R_white"]}
-    for kind, white in (("lion", lambda h: _lion_angle(h["wd"])),
-                        ("muon", lambda h: angle_from_R(h["lr"], h["wd"], dec["muon_R_white"]))):
+    for kind in ("lion", "muon"):
         o = data["optimizers"][kind]
         for name, layer in o["layers"].items():
             out.append(observation(f"{o['title']}: measured R (median over units), earlier window", FIGURE,
-                                   name, float(np.median(layer["R"])), f"white-gradient theory: {white_R[kind]:.4g}"))
-            out.append(observation(f"{o['title']}: measured angle over the hyperparameter-only prediction "
-                                   "(white-gradient R)", FIGURE, name, layer["median"] / white(o["hyper"])))
+                                   name, float(np.median(layer["R"])),
+                                   f"white-gradient theory: {white_R(kind, o['hyper'], dec):.4g}"))
     return out
 
 
