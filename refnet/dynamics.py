@@ -31,6 +31,7 @@ import numpy as np
 import theory
 from refnet import backend
 from refnet.invariance import _rows, angular_update, group_sq_norms, row_dots
+from refnet.optim import SGD
 
 QUANTITIES = ("norm_power", "angle", "effective_lr")
 _OPTIONS = ("lr", "momentum", "dampening", "nesterov", "l2", "weight_decay", "unit_norm", "betas", "eps")
@@ -258,7 +259,6 @@ def applied_step(optimizer, group):
     "momentum" (refnet's SGD with momentum: ``w <- w - lr b``, ``b`` the momentum buffer after
     the step), "plain" (SGD without it: ``w <- w - lr (g + 2 l2 w)``), or None (any other
     optimizer or option: Nesterov, decoupled decay, unit_norm, Adam...: the step is measured)."""
-    from refnet.optim import SGD
     if (type(optimizer) is not SGD or group["nesterov"] or group["weight_decay"] != 0
             or group["unit_norm"]):
         return None
@@ -315,15 +315,15 @@ class StepAngles:
             work = token[2]
             return angular_update(work[0], p.data, p.scale_group, sq_before=x, work=work[1]), None
         xp = backend.array_module(p.data)
-        f64 = xp.float64
+        f64 = xp.float64  # few calls on purpose: at 256 groups these small ones are most of the cost
         w = _rows(p.data, p.scale_group, "StepAngles")
-        x = x.astype(f64)
         if kind == "momentum":
             lr = token[2]
             buf = _rows(self.optimizer.state[p]["momentum_buffer"], p.scale_group, "StepAngles")
             bb = row_dots(buf, buf)
-            q = lr * lr * bb.astype(f64)
-            s = -lr * row_dots(w, buf).astype(f64) - q
+            q = xp.multiply(bb, lr * lr, dtype=f64)
+            s = xp.multiply(row_dots(w, buf), -lr, dtype=f64)
+            s -= q
 
             def rows_ad(rows):
                 d = buf[rows] * -lr
@@ -338,14 +338,16 @@ class StepAngles:
             def rows_ad(rows):  # w_after = a - lr (g + 2 l2 a)
                 a = (w[rows] + lr * g[rows]) / (1 - 2 * lr * l2)
                 return a, w[rows] - a
-        perp = q - s * s / x
-        radial = perp + perp < q
+        xq, ss = x * q, s * s
+        cross = xq - ss                     # x ||d_perp||^2
+        radial = xq < ss + ss               # s^2 > x q / 2
         if bool(radial.any()):
             rows = xp.nonzero(radial)[0]
             a, d = rows_ad(rows)
             dp = d - (s[rows] / x[rows])[:, None].astype(d.dtype) * a
-            perp[rows] = row_dots(dp, dp)
-        return xp.arctan2(xp.sqrt(x * xp.maximum(perp, 0.0)), x + s), bb
+            cross[rows] = x[rows] * row_dots(dp, dp).astype(f64)
+        xp.maximum(cross, 0.0, out=cross)
+        return xp.arctan2(xp.sqrt(cross, out=cross), x + s), bb
 
 
 class Recorder:
