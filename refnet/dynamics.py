@@ -375,6 +375,7 @@ class Recorder:
                                         for g in optimizer.param_groups]}
         self._rows, self._done, self._ring, self._count = {}, {}, {}, 0
         self._angles = StepAngles(optimizer)
+        self._adam = "adam" in type(optimizer).__name__.lower()
 
     def attach(self):
         inner = self.optimizer.step
@@ -401,11 +402,11 @@ class Recorder:
         group = self.optimizer.param_groups[gi]
         lr = group["lr"]
         x, g2 = group_sq_norms(p.data, p.scale_group), group_sq_norms(p.grad, p.scale_group)
-        adam = "adam" in type(self.optimizer).__name__.lower()
+        norm = x ** 0.5
         self._add(f"lr/{n}", lr)
-        self._add(f"norm/{n}", x ** 0.5)
-        self._add(f"effective_lr/{n}", lr / (x ** 0.5 if adam else x))
-        self._add(f"grad_norm_unit/{n}", (x * g2) ** 0.5)
+        self._add(f"norm/{n}", norm)
+        self._add(f"effective_lr/{n}", lr / (norm if self._adam else x))
+        self._add(f"grad_norm_unit/{n}", norm * g2 ** 0.5)
         if self.lags:  # ring[:, m % (K+1)] holds g_m; one batched matvec gives every lag
             g = p.grad.reshape(p.shape[0] if p.scale_group == "unit" else 1, -1)
             xp = backend.array_module(g)
