@@ -30,7 +30,8 @@ import numpy as np
 
 import theory
 from refnet import backend
-from refnet.invariance import angular_update, group_sq_norms
+from refnet.invariance import _rows, angular_update, group_sq_norms, row_dots
+from refnet.optim import SGD
 
 QUANTITIES = ("norm_power", "angle", "effective_lr")
 _OPTIONS = ("lr", "momentum", "dampening", "nesterov", "l2", "weight_decay", "unit_norm", "betas", "eps")
@@ -253,6 +254,102 @@ def gradient_correlation(source, window=0.5, names=None):
     return out
 
 
+def applied_step(optimizer, group):
+    """How ``step_angles`` knows the step ``optimizer`` applies to the parameters of ``group``:
+    "momentum" (refnet's SGD with momentum: ``w <- w - lr b``, ``b`` the momentum buffer after
+    the step), "plain" (SGD without it: ``w <- w - lr (g + 2 l2 w)``), or None (any other
+    optimizer or option: Nesterov, decoupled decay, unit_norm, Adam...: the step is measured)."""
+    if (type(optimizer) is not SGD or group["nesterov"] or group["weight_decay"] != 0
+            or group["unit_norm"]):
+        return None
+    return "momentum" if group["momentum"] != 0 else "plain"
+
+
+class StepAngles:
+    """The angle each tracked parameter turns by in one optimizer step, per scale group, for a
+    Trainer's or Recorder's per-step record: ``before`` (just before ``optimizer.step()``, given
+    ``x = ||w||^2`` and ``||g||^2`` the record computes anyway), then ``after`` it.
+
+    The angle is ``atan2(||a|| ||d_perp||, x + s)`` with ``a = w`` before the step, ``d`` the step,
+    ``s = <a, d>``, ``q = ||d||^2``, ``||d_perp||^2 = q - s^2/x`` (``angular_update``'s stable
+    form). Where ``applied_step`` knows ``d`` these come from quantities the step already has,
+    with no copy of ``w`` and no pass over ``w_after - w``:
+    "momentum": ``d = -lr b`` (the buffer after the step), ``a = w_after - d``, so
+    ``q = lr^2 ||b||^2`` and ``s = -lr <w_after, b> - q``: two dot products after the step;
+    "plain": ``d = -lr (g + 2 l2 a)``, so ``s = -lr (<a, g> + 2 l2 x)`` and
+    ``q = lr^2 (||g||^2 + 4 l2 <a, g> + 4 l2^2 x)``: one dot product before the step.
+    Every sum in float64 from float32 one-pass dot products. This is the step as the optimizer
+    computed it; the stored ``w_after`` differs from ``a + d`` by its rounding, ``eps32 ||w||/2``
+    per entry, which moves the angle by about ``eps32/sqrt(d)`` relative to a step of
+    ``||d||/||w||``: about 1e-6 at 1e-3 rad. Rows whose step is mostly radial (a dead unit only
+    shrinks) take ``d_perp = d - (s/x) a`` elementwise, as ``angular_update`` does. Any other
+    optimizer: ``w`` is copied before the step (into a buffer reused between steps) and
+    ``angular_update`` measures the step.
+    """
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self._work = {}  # name -> (w before the step, the step), for a measured step
+
+    def before(self, name, p, group, x, g2):
+        """What ``after`` needs of parameter ``name`` (``p``, in param group ``group``)."""
+        kind = applied_step(self.optimizer, group)
+        if kind == "momentum":
+            return kind, x, group["lr"]
+        if kind == "plain":
+            l2 = group["l2"] if p.decay else 0.0
+            return kind, x, group["lr"], l2, g2, row_dots(_rows(p.data, p.scale_group, "StepAngles"),
+                                                          _rows(p.grad, p.scale_group, "StepAngles"))
+        xp = backend.array_module(p.data)
+        work = self._work.get(name)
+        if work is None or work[0].shape != p.data.shape or work[0].dtype != p.data.dtype:
+            work = self._work[name] = (xp.empty_like(p.data), xp.empty_like(p.data))
+        xp.copyto(work[0], p.data)
+        return None, x, work
+
+    def after(self, p, token):
+        """``(angle, ||b||^2)``: the angle per scale group (float64) and, on the "momentum"
+        path, the squared buffer norm it used (None otherwise)."""
+        kind, x = token[0], token[1]
+        if kind is None:
+            work = token[2]
+            return angular_update(work[0], p.data, p.scale_group, sq_before=x, work=work[1]), None
+        xp = backend.array_module(p.data)
+        f64 = xp.float64  # few calls on purpose: at 256 groups these small ones are most of the cost
+        w = _rows(p.data, p.scale_group, "StepAngles")
+        if kind == "momentum":
+            lr = token[2]
+            buf = _rows(self.optimizer.state[p]["momentum_buffer"], p.scale_group, "StepAngles")
+            bb = row_dots(buf, buf)
+            q = xp.multiply(bb, lr * lr, dtype=f64)
+            s = xp.multiply(row_dots(w, buf), -lr, dtype=f64)
+            s -= q
+
+            def rows_ad(rows):
+                d = buf[rows] * -lr
+                return w[rows] - d, d
+        else:
+            lr, l2, g2, wg = token[2:]
+            bb, wg = None, wg.astype(f64)
+            s = -lr * (wg + 2 * l2 * x)
+            q = lr * lr * (g2.astype(f64) + 4 * l2 * wg + 4 * l2 * l2 * x)
+            g = _rows(p.grad, p.scale_group, "StepAngles")
+
+            def rows_ad(rows):  # w_after = a - lr (g + 2 l2 a)
+                a = (w[rows] + lr * g[rows]) / (1 - 2 * lr * l2)
+                return a, w[rows] - a
+        xq, ss = x * q, s * s
+        cross = xq - ss                     # x ||d_perp||^2
+        radial = xq < ss + ss               # s^2 > x q / 2
+        if bool(radial.any()):
+            rows = xp.nonzero(radial)[0]
+            a, d = rows_ad(rows)
+            dp = d - (s[rows] / x[rows])[:, None].astype(d.dtype) * a
+            cross[rows] = x[rows] * row_dots(dp, dp).astype(f64)
+        xp.maximum(cross, 0.0, out=cross)
+        return xp.arctan2(xp.sqrt(cross, out=cross), x + s), bb
+
+
 class Recorder:
     """Record a live model + optimizer at every ``optimizer.step()``: per scale group the
     History's "norm", "angle", "grad_norm_unit", "effective_lr", and "lr", "buffer_sq" (squared
@@ -277,7 +374,8 @@ class Recorder:
                        "param_groups": [{k: v for k, v in g.items() if k != "params"}
                                         for g in optimizer.param_groups]}
         self._rows, self._done, self._ring, self._count = {}, {}, {}, 0
-        self._work = {}  # name -> (w before the step, the step) for the angle
+        self._angles = StepAngles(optimizer)
+        self._adam = "adam" in type(optimizer).__name__.lower()
 
     def attach(self):
         inner = self.optimizer.step
@@ -287,13 +385,12 @@ class Recorder:
             inner()
             self._add("step", self._count)
             self._count += 1
-            for (n, p, _), (work, x) in zip(self.tracked, before):
-                # ||w||^2 from before the step is reused for the angle
-                self._add(f"angle/{n}", angular_update(work[0], p.data, p.scale_group, sq_before=x,
-                                                       work=work[1]))
+            for (n, p, _), token in zip(self.tracked, before):
+                angle, bb = self._angles.after(p, token)
+                self._add(f"angle/{n}", angle)
                 buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
-                if buf is not None:
-                    self._add(f"buffer_sq/{n}", group_sq_norms(buf, p.scale_group))
+                if buf is not None:  # the angle's ||b||^2 where it took one
+                    self._add(f"buffer_sq/{n}", group_sq_norms(buf, p.scale_group) if bb is None else bb)
         self.optimizer.step = step
         return self
 
@@ -302,18 +399,14 @@ class Recorder:
         return self
 
     def _row_before(self, n, p, gi):
-        xp = backend.array_module(p.data)
-        work = self._work.get(n)
-        if work is None or work[0].shape != p.data.shape or work[0].dtype != p.data.dtype:
-            work = self._work[n] = (xp.empty_like(p.data), xp.empty_like(p.data))
-        xp.copyto(work[0], p.data)  # w before the step, into a buffer reused every step
-        lr = self.optimizer.param_groups[gi]["lr"]
+        group = self.optimizer.param_groups[gi]
+        lr = group["lr"]
         x, g2 = group_sq_norms(p.data, p.scale_group), group_sq_norms(p.grad, p.scale_group)
-        adam = "adam" in type(self.optimizer).__name__.lower()
+        norm = x ** 0.5
         self._add(f"lr/{n}", lr)
-        self._add(f"norm/{n}", x ** 0.5)
-        self._add(f"effective_lr/{n}", lr / (x ** 0.5 if adam else x))
-        self._add(f"grad_norm_unit/{n}", (x * g2) ** 0.5)
+        self._add(f"norm/{n}", norm)
+        self._add(f"effective_lr/{n}", lr / (norm if self._adam else x))
+        self._add(f"grad_norm_unit/{n}", norm * g2 ** 0.5)
         if self.lags:  # ring[:, m % (K+1)] holds g_m; one batched matvec gives every lag
             g = p.grad.reshape(p.shape[0] if p.scale_group == "unit" else 1, -1)
             xp = backend.array_module(g)
@@ -323,7 +416,7 @@ class Recorder:
             ring[:, slot] = g
             dots = xp.matmul(ring, g[:, :, None])[:, ::-1, 0]  # column m: lag (slot - m) mod K+1
             self._add(f"grad_dot/{n}", xp.roll(dots, slot + 1, axis=1).T)
-        return work, x
+        return self._angles.before(n, p, group, x, g2)
 
     def _add(self, key, value):
         self._rows.setdefault(key, []).append(backend.asnumpy(value) if hasattr(value, "shape") else value)

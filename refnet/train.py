@@ -45,7 +45,8 @@ from tqdm import tqdm
 from refnet import backend, checkpoint, signals
 from refnet.checkpoint import json_safe
 from refnet.data import batch_indices
-from refnet.invariance import angular_update, group_sq_norms
+from refnet.dynamics import StepAngles
+from refnet.invariance import group_sq_norms
 from refnet.ops import softmax_cross_entropy
 from refnet.ops._checks import check_int
 from refnet.optim import SGD, Adam, Hyperball, Lion, Muon, Rotational
@@ -201,7 +202,7 @@ class Trainer:
         group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
         self.tracked = [(name, p, group_of[id(p)]) for name, p in model.named_parameters()
                         if p.scale_group is not None and id(p) in group_of]
-        self._work = {}  # name -> (w before the step, the step) for the recorded angle
+        self._angles = StepAngles(optimizer)  # the recorded angle (dynamics.StepAngles)
         self.rng = np.random.default_rng(seed)
         self.step = self.epoch = self.batch_pos = 0
         self.order = None  # this epoch's list of index arrays
@@ -259,15 +260,12 @@ class Trainer:
         stats = []
         for name, p, gi in self.tracked:
             xp = backend.array_module(p.data)
-            work = self._work.get(name)
-            if work is None or work[0].shape != p.data.shape or work[0].dtype != p.data.dtype:
-                work = self._work[name] = (xp.empty_like(p.data), xp.empty_like(p.data))
-            xp.copyto(work[0], p.data)  # w before the step, into a buffer reused every step
-            sq = group_sq_norms(work[0], p.scale_group)  # the copy, while it is in cache
+            group = self.optimizer.param_groups[gi]
+            sq, g2 = group_sq_norms(p.data, p.scale_group), group_sq_norms(p.grad, p.scale_group)
             norm = xp.sqrt(sq)
-            eff = effective_lr(self.optimizer, self.optimizer.param_groups[gi], p, sq)
-            unit_grad = norm * xp.sqrt(group_sq_norms(p.grad, p.scale_group))
-            stats.append((work, sq, norm, eff, unit_grad))
+            eff = effective_lr(self.optimizer, group, p, sq)
+            # the angle reuses ||w||^2 and ||g||^2 (dynamics.StepAngles)
+            stats.append((self._angles.before(name, p, group, sq, g2), norm, eff, norm * xp.sqrt(g2)))
         return stats
 
     def _after_step(self, before, loss):
@@ -275,12 +273,10 @@ class Trainer:
         h.add_row("step", self.step)
         h.add_row("loss", loss)
         h.add_row("lr", float(self.optimizer.param_groups[0]["lr"]))
-        for (name, p, _), (work, sq, norm, eff, gunit) in zip(self.tracked, before):
+        for (name, p, _), (token, norm, eff, gunit) in zip(self.tracked, before):
             h.add_row(f"norm/{name}", norm)
             h.add_row(f"effective_lr/{name}", eff)
-            # ||w||^2 from before the step is reused: the angle needs it too
-            h.add_row(f"angle/{name}", angular_update(work[0], p.data, p.scale_group, sq_before=sq,
-                                                      work=work[1]))
+            h.add_row(f"angle/{name}", self._angles.after(p, token)[0])
             h.add_row(f"grad_norm_unit/{name}", gunit)
 
     # --- evaluation -------------------------------------------------------------------

@@ -35,7 +35,7 @@ def _run_json(tmp_path, *extra):
 def test_bench_cli_writes_every_case_with_positive_timings(tmp_path, capsys):
     result = _run_json(tmp_path, "--no-torch")
     names = [c["name"] for c in result["cases"]]
-    assert len(names) == len(bench.CONVS) + 4 + len(bench.NETS) + 1 + 3  # + MLP step, 3 recorder cases
+    assert len(names) == len(bench.CONVS) + 4 + len(bench.NETS) + 1 + 3 + 4  # + MLP step, 3 recorder, 4 hvp/gvp
     assert {"batchnorm2d (N,64,16,16)", "layernorm (N,64,16,16)", "linear 1024->1024"} <= set(names)
     for case in result["cases"]:
         assert set(case) == KEYS
@@ -124,6 +124,36 @@ def test_recorder_cases_time_a_recorded_step_against_the_same_step_unrecorded(tm
         assert case["baseline"] == "unrecorded" and case["torch_ms"] > 0
         assert case["ratio"] == pytest.approx(case["refnet_ms"] / case["torch_ms"])
     assert capsys.readouterr().out.count("per-step recording, ") == 3
+
+
+def test_second_order_cases_time_hvp_and_gvp_against_one_forward_backward(tmp_path, capsys):
+    result = _run_json(tmp_path, "--no-torch", "--only", "vp ")
+    assert [c["name"] for c in result["cases"]] == ["hvp mlp 784-256-256 (BN) @2", "gvp mlp 784-256-256 (BN) @2",
+                                                    "hvp cnn 1x28x28 @2", "gvp cnn 1x28x28 @2"]
+    for case in result["cases"]:
+        assert case["baseline"] == "forward-backward" and case["torch_ms"] > 0
+        assert case["ratio"] == pytest.approx(case["refnet_ms"] / case["torch_ms"])
+    printed = capsys.readouterr().out
+    assert printed.count("second order, ") == 4 and printed.count("(target: at most 2.5x)") == 4
+
+
+@pytest.mark.parametrize("only", ["hvp mlp", "gvp cnn"])
+def test_second_order_case_returns_a_finite_product_for_every_parameter(only):
+    (case,) = bench.make_cases(batch=2, only=only)
+    result = case.refnet_fn()
+    assert set(result) == {name for name, _ in case.model.named_parameters()}
+    assert all(np.all(np.isfinite(r)) and np.any(r != 0) for r in result.values())
+
+
+def test_torch_func_hvp_twin_matches_refnets_hvp():
+    side = torch_side.TorchSide.create("cpu")
+    if side is None:
+        require_torch()
+        pytest.fail("PyTorch imports, but TorchSide.create('cpu') returned None")
+    (case,) = bench.make_cases(batch=4, torch_side=side, only="hvp mlp 784-256-256 @4 (torch)")
+    ours, theirs = case.refnet_fn(), case.torch_fn()
+    for name, t in theirs.items():
+        np.testing.assert_allclose(ours[name], t.numpy(), rtol=2e-3, atol=2e-3 * float(abs(t).max()))
 
 
 def test_recorder_case_records_every_step_and_its_baseline_none():

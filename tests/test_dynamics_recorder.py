@@ -75,9 +75,20 @@ def test_group_sq_norms_match_float64_sums(rng, group, shape):
     np.testing.assert_allclose(group_sq_norms(w, group), want, rtol=RTOL)
 
 
-def _setup(rng, steps=4):
+# Each way the record takes the angle (dynamics.applied_step): from SGD's momentum buffer
+# (also with dampening), from the plain SGD step (with and without L2), and measured from a
+# copy of w (Nesterov, decoupled weight decay, unit_norm: the step is not SGD's plain one).
+OPTIONS = {"momentum": dict(momentum=0.9, l2=5e-4), "momentum, dampening": dict(momentum=0.9, dampening=0.5, l2=5e-4),
+           "plain": dict(l2=5e-4), "plain, no l2": dict(), "nesterov": dict(momentum=0.9, nesterov=True, l2=5e-4),
+           "weight_decay": dict(momentum=0.9, weight_decay=1e-3), "unit_norm": dict(l2=5e-4, unit_norm=True)}
+
+
+def _setup(rng, steps=4, options=OPTIONS["momentum"], dead=()):
     model = mlp(20, width=16, depth=2, norm="bn", rng=0)
-    opt = SGD(trainable_parameters(model), lr=0.1, momentum=0.9, l2=5e-4)
+    for name, p in model.named_parameters():
+        if name in ("2.weight", "5.weight"):
+            p.data[list(dead)] = 0   # BN's gamma 0: the unit's weight gets no gradient, only L2
+    opt = SGD(trainable_parameters(model), lr=0.1, **options)
     x = rng.standard_normal((steps * 8, 1, 4, 5)).astype(np.float32)
     y = rng.integers(0, 10, size=steps * 8)
     return model, opt, x, y
@@ -104,9 +115,10 @@ def _old_rows(model, opt, x, y):
     return {k: np.array(v) for k, v in rows.items()}
 
 
-def test_trainer_record_equals_the_plain_formulas(rng):
-    model, opt, x, y = _setup(rng)
-    want = _old_rows(*_setup(np.random.default_rng(0))[:2], x, y)
+@pytest.mark.parametrize("options", list(OPTIONS.values()), ids=list(OPTIONS))
+def test_trainer_record_equals_the_plain_formulas(rng, options):
+    model, opt, x, y = _setup(rng, options=options)
+    want = _old_rows(*_setup(np.random.default_rng(0), options=options)[:2], x, y)
     data = SimpleNamespace(x_train=x, y_train=y, x_test=None, name="t")
     trainer = Trainer(model, opt, data, batch_size=8, log_every=1, progress=False)
     for i in range(0, len(x), 8):
@@ -117,9 +129,10 @@ def test_trainer_record_equals_the_plain_formulas(rng):
         np.testing.assert_allclose(got[key], v, rtol=RTOL, err_msg=key)
 
 
-def test_recorder_equals_the_plain_formulas(rng):
-    model, opt, x, y = _setup(rng)
-    want = _old_rows(*_setup(np.random.default_rng(0))[:2], x, y)
+@pytest.mark.parametrize("options", list(OPTIONS.values()), ids=list(OPTIONS))
+def test_recorder_equals_the_plain_formulas(rng, options):
+    model, opt, x, y = _setup(rng, options=options)
+    want = _old_rows(*_setup(np.random.default_rng(0), options=options)[:2], x, y)
     rec = Recorder(model, opt).attach()
     _old_rows(model, opt, x, y)  # the same steps; the Recorder records them
     got = rec.detach().steps
@@ -135,3 +148,21 @@ def test_a_unit_that_only_shrinks_turns_by_its_rounding_only(rng):
     np.testing.assert_allclose(got[1::2], want[1::2], rtol=RTOL)
     np.testing.assert_allclose(got[::2], want[::2], rtol=0, atol=1e-9)
     assert np.all(got[::2] < 1e-7)
+
+
+@pytest.mark.parametrize("options", [OPTIONS[k] for k in ("momentum", "plain", "nesterov")],
+                         ids=["momentum", "plain", "nesterov"])
+def test_a_dead_unit_in_training_turns_by_rounding_only_and_the_others_as_before(rng, options):
+    dead = (0, 5)
+    model, opt, x, y = _setup(rng, options=options, dead=dead)
+    want = _old_rows(*_setup(np.random.default_rng(0), options=options, dead=dead)[:2], x, y)
+    data = SimpleNamespace(x_train=x, y_train=y, x_test=None, name="t")
+    trainer = Trainer(model, opt, data, batch_size=8, log_every=1, progress=False)
+    for i in range(0, len(x), 8):
+        trainer.train_step(x[i:i + 8], y[i:i + 8])
+    for key in ("angle/1.weight", "angle/4.weight"):
+        got, v = trainer.history.steps[key], want[key]
+        alive = [i for i in range(v.shape[1]) if i not in dead]
+        np.testing.assert_allclose(got[:, alive], v[:, alive], rtol=RTOL, err_msg=key)
+        np.testing.assert_allclose(got[:, list(dead)], v[:, list(dead)], rtol=0, atol=1e-7, err_msg=key)
+        assert np.all(got[:, list(dead)] < 1e-6) and np.all(v[:, alive] > 1e-4)

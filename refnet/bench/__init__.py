@@ -13,6 +13,9 @@ even between seconds, so the two sides are *interleaved* -- refnet, torch, refne
 the ratio is meaningful even when the absolute numbers are not. The recorder cases time a
 training step with the per-step recording ``refnet reproduce`` does against the same step
 without it (their "torch" column is the step without recording: the ratio is the overhead).
+The second-order cases time ``model.hvp`` and ``model.gvp`` against one forward-backward of
+the same model and batch (the "torch" column is that forward-backward; target: an hvp in at
+most 2.5x its time), and, with PyTorch, refnet's hvp against ``torch.func``'s jvp-of-grad.
 
 Columns: median milliseconds, the ratio refnet/PyTorch, GFLOP/s (matrix-product FLOPs of
 the forward and the two backward products; none for memory-bound ops) and its fraction of

@@ -34,7 +34,8 @@ class Case:
     """One benchmark: zero-argument callables for refnet and (maybe) a baseline, and the
     matrix-product FLOPs of one call (None for memory-bound ops). The baseline is PyTorch
     (``baseline="torch"``), or for the recorder cases the same step without recording
-    (``baseline="unrecorded"``), timed in the ``torch_fn`` slot either way."""
+    (``baseline="unrecorded"``), or for the second-order cases one forward-backward of the
+    model (``baseline="forward-backward"``), timed in the ``torch_fn`` slot in every case."""
 
     def __init__(self, name, refnet_fn, torch_fn=None, flops=None, baseline="torch"):
         self.name, self.refnet_fn, self.torch_fn, self.flops = name, refnet_fn, torch_fn, flops
@@ -113,6 +114,7 @@ def make_cases(batch=128, torch_side=None, only=None):
         cases.append(Case(name, training_step(model, xs, ys),
                           ts and ts.step(model, xs, ys), _model_flops(model, xs.shape)))
     cases += recorder_cases(batch, rng)
+    cases += curvature_cases(batch, rng, ts)
     return [cs for cs in cases if only is None or only in cs.name]
 
 
@@ -170,6 +172,42 @@ def recorder_cases(batch, rng, batches=16):
                 finally:
                     rec.detach()
             out.append(Case("record mlp 784-256-256 (Recorder)", with_recorder, bare, baseline="unrecorded"))
+    return out
+
+
+def forward_backward(model, x, y):
+    """A callable doing one forward and backward of the mean softmax cross-entropy of
+    ``model`` on ``(x, y)``, into ``.grad``: the unit a Hessian-vector product is priced in."""
+    def call():
+        model.zero_grad()
+        model.backward(softmax_cross_entropy(model(x), y)[1])
+    return call
+
+
+def curvature_cases(batch, rng, torch_side=None):
+    """``model.hvp`` and ``model.gvp`` (issue 17) against one forward-backward of the same
+    model on the same batch (``baseline="forward-backward"``; the target is an hvp in at most
+    2.5x that), for the BN MLP at ``batch`` and the default BN CNN at ``batch // 2`` (128 and
+    64 by default); and, when PyTorch is compared, refnet's hvp against ``torch.func``'s
+    (forward-mode over reverse-mode: ``jvp`` of ``grad``) on the same twin network."""
+    dev = backend.to_device
+    out = []
+    for name, model, shape, n in (("mlp 784-256-256 (BN)", mlp(784, width=256, depth=2, norm="bn", rng=0),
+                                   (1, 28, 28), batch),
+                                  ("cnn 1x28x28", cnn(1, image_size=28, widths=(32, 64), norm="bn", rng=0),
+                                   (1, 28, 28), max(2, batch // 2))):
+        x = dev(rng.standard_normal((n,) + shape).astype(np.float32))
+        y = dev(rng.integers(0, 10, size=n))
+        v = {k: dev(rng.standard_normal(p.shape).astype(p.dtype)) for k, p in model.named_parameters()}
+        unit = forward_backward(model, x, y)
+        for product in ("hvp", "gvp"):
+            fn = getattr(model, product)
+            out.append(Case(f"{product} {name} @{n}", lambda fn=fn, x=x, y=y, v=v: fn(x, y, v), unit,
+                            baseline="forward-backward"))
+            out[-1].model = model
+        if torch_side is not None:
+            out.append(Case(f"hvp {name.replace(' (BN)', '')} @{n} (torch)", lambda m=model, x=x, y=y, v=v: m.hvp(x, y, v),
+                            torch_side.hvp(model, x, y, v)))
     return out
 
 

@@ -165,6 +165,24 @@ class TorchSide:
             return loss.item(), int((logits.argmax(dim=1) == yt).sum())
         return call
 
+    def hvp(self, model, x, y, v):
+        """A callable computing H v of the mean cross-entropy of ``model``'s twin with
+        ``torch.func``: ``jvp`` of ``grad`` (forward over reverse). BatchNorm normalizes with
+        batch statistics and keeps no running ones (``replace_all_batch_norm_modules_``: a
+        transformed function may not update them in place), as refnet's training-mode hvp."""
+        from torch.func import functional_call, grad, jvp, replace_all_batch_norm_modules_
+        net = replace_all_batch_norm_modules_(self.twin(model))
+        params = {n: p.detach() for n, p in net.named_parameters()}
+        tangents = {n: self.tensor(v[n]) for n in params}
+        xt, yt = self.tensor(x), self.tensor(y)
+
+        def loss(p):
+            return self.F.cross_entropy(functional_call(net, p, (xt,)), yt)
+
+        def call():
+            return jvp(grad(loss), (params,), (tangents,))[1]
+        return call
+
     def saved_bytes(self, model, x):
         """Bytes of the distinct non-parameter storages autograd saves in a forward of the twin."""
         torch, net = self.torch, self.twin(model)
