@@ -20,7 +20,7 @@ IDENTITIES = {  # experiment -> its identity claims (registry ids), which hold t
     "norm_dynamics": ("norm_recursion",),
     "one_knob": ("symmetry_sgd", "symmetry_adam"),
     "fix": ("projected_step",),
-    "optimizer_angles": ("opt_wrapper_angle", "opt_lion_muon_same_window"),
+    "optimizer_angles": ("opt_hyperball_angle", "opt_lion_muon_same_window"),
     "sharpness": ("sharpness_euler_mlp", "sharpness_euler_cnn", "sharpness_scaling_mlp", "sharpness_scaling_cnn",
                   "sharpness_lanczos"),
     "schedule": ("schedule_identity_sgd", "schedule_identity_momentum"),

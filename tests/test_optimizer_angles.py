@@ -206,3 +206,13 @@ def test_step_correlation_sums_the_discounted_past_of_each_units_steps(wd):
             want = sum(sum(p ** k for k in range(1, t + 1)) for t in range(a, b)) * 0.01 * d
             np.testing.assert_allclose(sq, (b - a) * 0.01 * d, rtol=1e-12)
             np.testing.assert_allclose(corr, want, rtol=1e-12)
+
+
+def test_a_planted_wrong_angle_makes_the_hyperball_identity_fail(cfg, results):
+    c = _by_id(oa.analyze(cfg, _planted(cfg, results, "hyperball", 1.001)), "opt_hyperball_angle")
+    assert c["kind"] == "identity" and not c["pass"]
+
+
+def test_the_rotational_angle_is_a_prediction_from_eta_r(data):
+    c = _by_id(data, "opt_rotational_angle")
+    assert c["kind"] == "prediction" and c["inputs"] == ["eta_r (Rotational)"]
