@@ -282,9 +282,9 @@ for l2, c in curves.items():
     axes[0].plot(c[:, 0], c[:, 1], marker="o", label=label)
     axes[1].plot(c[:, 0], lr * c[:, 2], marker="o", label=label)
     axes[2].plot(c[:, 0], c[:, 1] * c[:, 2], marker="o", label=label)
-axes[0].set_title(r"$\|w\|^2$")
-axes[1].set_title(r"lr $\lambda_{\max}(H(w))$")
-axes[2].set_title(r"$\lambda_{\max}(H(\hat w)) = \|w\|^2 \lambda_{\max}(H(w))$")
+axes[0].set_title("||w||^2")
+axes[1].set_title("lr * lambda_max(H(w))")
+axes[2].set_title("lambda_max(H(w_hat)) = ||w||^2 lambda_max(H(w))")
 for ax in axes:
     ax.set_xlabel("step")
     ax.legend()
