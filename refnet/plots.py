@@ -214,7 +214,10 @@ def fix(data, path):
         if tests:
             axes[0][0].annotate(f"adj. p {min(t[-1] for t in tests):.2g}", (lr, min(accs)), textcoords="offset points",
                                 xytext=(0, -14), ha="center", fontsize=7)
-    axes[0][0].plot([], [], "k_", ms=14, mew=2, label="predicted: one accuracy per lr (projected)")
+    # the tick is the projected runs' mean accuracy at that lr, a reference level, not a predicted
+    # number: the prediction is "no lam effect", judged by the paired McNemar p beneath it
+    axes[0][0].plot([], [], "k_", ms=14, mew=2, label="mean of the projected runs at that lr (the claim: the "
+                    "McNemar p below is large)")
     axes[0][0].set(xscale="log", xlabel="lr", ylabel="test accuracy",
                    title=f"Test accuracy ({data['n_test']} test images)")
     axes[0][1].set(xscale="log", yscale="log", xlabel="lr", ylabel="steady angle [rad/step], layer 1",

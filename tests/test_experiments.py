@@ -16,11 +16,11 @@ from refnet.experiments.runner import Runner, execute, spec_key
 
 IDENTITIES = {  # experiment -> its identity claims (registry ids), which hold to rounding on any data
     "invariance": ("invariance_bn", "invariance_ln", "invariance_wn"),
-    "effective_lr": ("one_step_sgd", "one_step_adam"),
+    "effective_lr": ("one_step_sgd",),
     "norm_dynamics": ("norm_recursion",),
     "one_knob": ("symmetry_sgd", "symmetry_adam"),
     "fix": ("projected_step",),
-    "optimizer_angles": ("opt_hyperball_angle", "opt_lion_muon_same_window"),
+    "optimizer_angles": ("opt_hyperball_angle",),
     "sharpness": ("sharpness_euler_mlp", "sharpness_euler_cnn", "sharpness_scaling_mlp", "sharpness_scaling_cnn",
                   "sharpness_lanczos"),
     "schedule": ("schedule_identity_sgd", "schedule_identity_momentum"),

@@ -91,9 +91,9 @@ def test_lion_and_muon_with_R_from_an_earlier_window_are_consistency_checks(data
     assert any("earlier, disjoint window" in i for i in c["inputs"])
 
 
-def test_the_same_window_row_is_an_identity_of_the_decay_walk(data):
+def test_the_same_window_row_is_a_consistency_check_of_the_decay_walk(data):
     c = _by_id(data, "opt_lion_muon_same_window")
-    assert c["kind"] == "identity" and "any step sequence" in c["note"]
+    assert c["kind"] == "consistency" and "any step sequence" in c["note"]
 
 
 @pytest.mark.parametrize("id, kind", [("opt_lion_angle_hyper", "lion"), ("opt_muon_angle_hyper", "muon")])
@@ -118,7 +118,7 @@ def _planted(cfg, results, kind, factor):
 
 
 @pytest.mark.parametrize("kind", ["lion", "muon"])
-def test_a_planted_wrong_angle_makes_the_identity_fail(cfg, results, kind):
+def test_a_planted_wrong_angle_makes_the_same_window_check_fail(cfg, results, kind):
     c = _by_id(oa.analyze(cfg, _planted(cfg, results, kind, 1.1)), "opt_lion_muon_same_window")
     assert not c["pass"] and c["rel_error"] == pytest.approx(0.1, abs=0.03)
 

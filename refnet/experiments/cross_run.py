@@ -42,13 +42,17 @@ TEXTS = {"norm2": ("||w||^2 ratio to the first run = sqrt((lr/lam)/(lr0/lam0))",
                    "median over units of ||w||^2 / ||w||^2 of the first run, last third"),
          "efflr": ("steady lr/||w||^2 is the same", "median over units of lr/||w||^2 over that of the first run"),
          "angle": ("steady angle per step is the same", "median over units of RMS angle over that of the first run")}
+EFFLR_NOTE = ("not counted as a prediction: lr/||w||^2 over the first run's is the ||w||^2 ratio "
+              "divided by the known lr ratio, so it restates the norm prediction beside it")
 ORDINARY_NOTE = ("ordinary net: gamma, beta and head train at each run's lr, unregularized, so G2 may differ "
                  "between runs")
 registry.register(*(
-    registry.Entry(f"cross_run_{key}_{net}", f"SGD + L2, {net} net, runs sharing lr*lam: {what}", "prediction",
+    registry.Entry(f"cross_run_{key}_{net}", f"SGD + L2, {net} net, runs sharing lr*lam: {what}",
+                   "consistency" if key == "efflr" else "prediction",
                    f"every hidden layer of the {net} BN MLP, each pair's run against the first pair's, unit by unit, "
                    "last third", TOLS[net][key], CALIBRATION, "theory.sgd_l2_equilibrium", FIGURE,
-                   "" if net == "invariant" else ORDINARY_NOTE)
+                   "; ".join(n for n in ("" if net == "invariant" else ORDINARY_NOTE,
+                                         EFFLR_NOTE if key == "efflr" else "") if n))
     for net in NETS for key, (what, _) in TEXTS.items()))
 
 

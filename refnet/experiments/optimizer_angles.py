@@ -37,7 +37,8 @@ per hidden layer the median over units. Claims, per hidden layer (worst layer re
   form of (16.4) / (17.1); the median over units of measured/predicted: Lion 10%, Muon 3%. Not
   predictions: ``R`` comes from the optimizer's own steps, and with it the angle follows for any
   step sequence (next item), so they only check that ``R`` did not drift between the windows;
-- an identity of the decay walk: the same with ``R`` of the last third itself. For any steps
+- a consistency check (the decay walk's law, not an identity: it holds only at a steady norm,
+  so it is not held to rounding): the same with ``R`` of the last third itself. For any steps
   ``u`` under ``w <- p w - lr u`` at a steady norm, ``angle^2 ~ (1 - p^2)/R`` (white, AR,
   lognormal and tangential-only synthetic steps give 0.998-1.006): 2%;
 - Hyperball sets tan(angle) = lr exactly: an identity (1e-5, float32 rounding); the Rotational
@@ -120,10 +121,10 @@ registry.register(
                    _HIDDEN + "; per unit, median of measured/predicted", TOL["muon"], TOLERANCE_SOURCE,
                    "theory.muon_equilibrium (17.1), exact form", FIGURE, R_NOTE),
     registry.Entry("opt_lion_muon_same_window", "Lion and Muon: the steady angle is sqrt(2 lr wd/R) with R of the "
-                   "same window (the decay walk's identity angle^2 ~ (1 - p^2)/R)", "identity",
+                   "same window (the decay walk's law angle^2 ~ (1 - p^2)/R)", "consistency",
                    _HIDDEN + "; the Lion and Muon runs", CONSISTENCY_TOL, IDENTITY_SOURCE,
                    "theory.sign_and_orthogonal (16.4), (17.1), exact form", FIGURE,
-                   "an identity of the decay walk w <- p w - lr u at a steady norm, whatever the steps u: with R "
+                   "a law of the decay walk w <- p w - lr u at a steady norm, whatever the steps u (approximate: not an identity, which would be held to rounding): with R "
                    "(1 + 2 sum_k p^k r_k) measured from the steps of the window it judges, angle^2 ~ (1 - p^2)/R "
                    "holds for any step sequence (white, AR(0.9), AR(0.99), lognormal AR, tangential-only steps: "
                    "measured/predicted 0.998-1.006). It checks the measurement and the steady norm, not the Lion "
