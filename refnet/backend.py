@@ -42,6 +42,12 @@ def gpu_status():
     return True, "ok"
 
 
+def cupy_version():
+    """CuPy's version string, or None when it cannot be imported (for reports)."""
+    cupy = _cupy()
+    return None if cupy is None else cupy.__version__
+
+
 def gpu_available():
     """True when CuPy is installed and sees a CUDA device."""
     return gpu_status()[0]

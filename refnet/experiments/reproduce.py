@@ -91,8 +91,7 @@ def _versions(device):
     out = {"refnet": refnet.__version__, "python": platform.python_version(), "numpy": np.__version__,
            "matplotlib": matplotlib.__version__, "platform": platform.platform()}
     if device == "gpu":
-        import cupy  # the GPU was checked usable before this is called
-        out["cupy"] = cupy.__version__
+        out["cupy"] = backend.cupy_version()  # the GPU was checked usable before this is called
     return out
 
 
