@@ -198,10 +198,3 @@ def test_bench_runs_on_the_gpu_and_restores_the_numpy_backend(tmp_path):
     assert result["device"] == "gpu"
     assert all(c["refnet_ms"] > 0 and c["peak_mem_mb"] >= 0 for c in result["cases"])
     assert backend.default_name() == "numpy"
-
-
-def test_cupy_version_is_none_without_cupy_and_the_version_with_it(monkeypatch):
-    monkeypatch.setattr(backend, "_cupy", lambda: None)
-    assert backend.cupy_version() is None
-    monkeypatch.setattr(backend, "_cupy", lambda: type("FakeCupy", (), {"__version__": "13.0.0"}))
-    assert backend.cupy_version() == "13.0.0"

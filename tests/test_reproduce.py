@@ -148,3 +148,11 @@ def test_exit_status_fails_only_on_a_failed_identity(tmp_path, monkeypatch, caps
     assert ("FAILED" in text) == (kind != "consistency")  # a failed prediction is reported, with its note
     assert ("planted failure" in text) == (kind != "consistency")
     assert [c["pass"] for c in _report(tmp_path)["claims"] if c["claim"] == "planted"] == [False]
+
+
+def test_cupy_version_is_none_without_cupy_and_the_version_with_it(monkeypatch):
+    from refnet import backend
+    monkeypatch.setattr(backend, "_cupy", lambda: None)
+    assert backend.cupy_version() is None
+    monkeypatch.setattr(backend, "_cupy", lambda: type("FakeCupy", (), {"__version__": "13.0.0"}))
+    assert backend.cupy_version() == "13.0.0"
