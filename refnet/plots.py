@@ -192,46 +192,49 @@ def one_knob(data, path):
 
 
 def fix(data, path):
-    fig, axes = _figure(1, 2, f"Exp. 6 — The fix: with ||w|| = 1 after every step, lam drops out "
-                        f"(both arms {data.get('dtype', 'float32')})")
-    for k, (key, ls, mk) in enumerate((("projected", "-", "o"), ("l2", "--", "s"))):
-        runs = data[key]
-        for i, lam in enumerate(sorted({r["lam"] for r in runs})):
-            rs = sorted((r for r in runs if r["lam"] == lam), key=lambda r: r["lr"])
-            lab = f"{'projected' if k == 0 else 'L2 only'}, lam {lam:g}"
-            first = next(iter(rs[0]["angle"]))
-            axes[0][0].plot([r["lr"] for r in rs], [r["accuracy"] for r in rs], mk + ls, color=COLORS[i],
-                            mfc="none" if k else COLORS[i], label=lab)
-            axes[0][1].plot([r["lr"] for r in rs], [r["angle"][first] for r in rs], mk + ls, color=COLORS[i],
-                            mfc="none" if k else COLORS[i], label=lab)
-            if k == 1:  # L2 alone: the steady angle is predicted from lr*lam
-                axes[0][1].plot([r["lr"] for r in rs], [np.arccos(1 - 2 * r["lr"] * r["lam"]) for r in rs], "_",
-                                color="k", ms=14, mew=2, label="predicted arccos(1 − 2 lr lam)" if i == 0 else None)
-    for lr in sorted({r["lr"] for r in data["projected"]}):  # the prediction: no lam effect at each lr
-        tests = [t for t in data.get("mcnemar", {}).get("projected", []) if t[0] == lr]
-        accs = [r["accuracy"] for r in data["projected"] if r["lr"] == lr]
-        axes[0][0].plot([lr], [np.mean(accs)], "k_", ms=22, mew=2)
-        if tests:
-            axes[0][0].annotate(f"adj. p {min(t[-1] for t in tests):.2g}", (lr, min(accs)), textcoords="offset points",
-                                xytext=(0, -14), ha="center", fontsize=7)
-    # the tick is the projected runs' mean accuracy at that lr, a reference level, not a predicted
-    # number: the prediction is "no lam effect", judged by the paired McNemar p beneath it
-    axes[0][0].plot([], [], "k_", ms=14, mew=2, label="mean of the projected runs at that lr (the claim: the "
-                    "McNemar p below is large)")
-    axes[0][0].set(xscale="log", xlabel="lr", ylabel="test accuracy",
-                   title=f"Test accuracy ({data['n_test']} test images)")
-    axes[0][1].set(xscale="log", yscale="log", xlabel="lr", ylabel="steady angle [rad/step], layer 1",
-                   title="Steady angle: projected runs depend on lr only")
-    lo, hi = axes[0][0].get_ylim()
-    axes[0][0].set_ylim(lo - 0.6 * (hi - lo), hi)  # room for the legend below the curves
-    lo, hi = axes[0][1].get_ylim()
-    axes[0][1].set_ylim(lo / (hi / lo) ** 0.6, hi)
-    for ax in axes[0]:
-        ax.legend(fontsize=7, ncol=2, loc="lower left")
-    return _save(fig, path, "SGD on the BN MLP; projected: every scale-invariant weight rescaled to norm 1 per unit "
-                 "after each step. adj. p: exact McNemar test between the lam values at that lr, over the same test images, "
-                 "Bonferroni-adjusted; the accuracy claim holds when every adjusted p ≥ "
-                 f"{data.get('alpha', 0.05):g}. " + L2_NOTE)
+    lams, S = data["lam"], len(data["seeds"])
+    seeds = f"seeds {data['seeds'][0]}-{data['seeds'][-1]}" if S > 1 else f"seed {data['seeds'][0]}"
+    fig, axes = _figure(1, 2, f"Exp. 6 — The fix: SGD lr {data['lr']:g}, {data['steps']} steps, {data['dtype']} "
+                        f"(both arms), {seeds} per lam; projected ||w|| = 1 vs L2 only")
+    arms = (("projected", "projected (||w|| = 1)", "o", COLORS[0]), ("l2", "L2 only", "s", COLORS[1]))
+    ax = axes[0][0]
+    for k, (arm, name, mk, color) in enumerate(arms):
+        t = data["tests"][arm]
+        acc = np.asarray(t["accuracy"])  # (lam, seed)
+        x = np.asarray(lams) * (1.06 if k else 1 / 1.06)  # the arms side by side
+        for s in range(S):
+            ax.plot(x, acc[:, s], mk, color=color, mfc="none", ms=4, alpha=0.7)
+        # half the Tukey half-width either side: two lam values differ where their bars do not overlap
+        ax.errorbar(x, acc.mean(1), yerr=t["half_width"] / 2, fmt=mk + "-", color=color, ms=7, capsize=4, lw=1.6,
+                    label=f"{name}: mean over seeds ± half the interval; {t['verdict']} "
+                          f"(ratio {t['ratio']:.2g})")
+    ax.plot([], [], "o", color="0.4", mfc="none", ms=4, label="one seed")
+    ax.set(xscale="log", xlabel="lam", ylabel="test accuracy",
+           title=f"Test accuracy on {data['n_test']} images (projected: predicted flat)")
+    ax.set_xticks(lams, [f"{v:g}" for v in lams])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo - 0.45 * (hi - lo), hi)  # room for the legend below the points
+    ax.legend(fontsize=7, loc="lower left")
+    ax = axes[0][1]
+    grid = np.geomspace(min(lams), max(lams), 50)
+    ax.plot(grid, np.arccos(1 - 2 * data["lr"] * grid), "k--", lw=1, label="L2 only, predicted arccos(1 − 2 lr lam)")
+    for arm, name, mk, color in arms:
+        runs = data["runs"][arm]
+        first = list(runs[0]["angle"])[min(1, len(runs[0]["angle"]) - 1)]  # layer 2: fed by normalized units
+        ang = np.array([[r["angle"][first] for r in runs if r["lam"] == lam] for lam in lams])
+        ax.plot(lams, ang.mean(1), mk + "-", color=color, label=f"{name}, measured ({first})")
+    ax.set(xscale="log", yscale="log", xlabel="lam", ylabel="steady angle per step [rad] (median unit)",
+           title="Steady angle over the second half")
+    ax.set_xticks(lams, [f"{v:g}" for v in lams])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=7)
+    r = data["predicted_efflr_ratio"]
+    return _save(fig, path, f"L2 on the scale-invariant weights only. Across the lam grid theory moves the effective "
+                 f"lr {r['l2']:.1f}x under L2 (equilibrium, equal G2) and {r['projected']:.3f}x projected "
+                 f"(1/(1 − 2 lr lam)). Interval: Tukey HSD, simultaneous {1 - data['alpha']:.0%}, its width from the "
+                 "spread between seeds at equal lam; ratio: largest difference of means over the half-width "
+                 "(> 1: differ). " + L2_NOTE)
 
 
 def balance(data, path):
