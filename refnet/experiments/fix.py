@@ -135,11 +135,11 @@ def _table(pairs, results):
             for (h, _), (a, m) in zip(pairs, results)]
 
 
-def _efflr_ratio(table, lams):
-    """Median over layers of (mean effective lr at the largest lam) / (at the smallest)."""
+def _ratio(table, lams, key):
+    """Median over layers of (the seeds' mean ``key`` at the largest lam) / (at the smallest)."""
     def at(lam, name):
-        return np.mean([r["efflr"][name] for r in table if r["lam"] == lam])
-    return float(np.median([at(max(lams), n) / at(min(lams), n) for n in table[0]["efflr"]]))
+        return np.mean([r[key][name] for r in table if r["lam"] == lam])
+    return float(np.median([at(max(lams), n) / at(min(lams), n) for n in table[0][key]]))
 
 
 def analyze(cfg, results):
@@ -190,21 +190,30 @@ def analyze(cfg, results):
                      window=f"the final predictions of the SGD + L2 runs on {n_test} test images",
                      note=e_l2.note + (f". {no_power}" if powerless else "")),
     ]
-    measured = {arm: _efflr_ratio(tables[arm], lams) for arm in ARMS}
-    observations = [
-        observation(f"{name}: effective lr lr/||w||^2 at lam {max(lams):g} over lam {min(lams):g} (median over layers "
-                    "of the seed means; window: second half)", FIGURE, "ratio", measured[arm],
-                    f"theory: {pred:.3g}" + (" at equal G2" if arm == "l2" else ""))
-        for arm, name, pred in (("projected", "projected", proj_ratio), ("l2", "SGD + L2", l2_ratio))]
-    observations += [observation(f"{'projected' if arm == 'projected' else 'SGD + L2'}: mean test accuracy at lam "
-                                 f"{lam:g} ({S} seeds)", FIGURE, "accuracy", float(np.mean(tests[arm]["accuracy"][i])),
-                                 "per seed: " + ", ".join(f"{v:.4f}" for v in tests[arm]["accuracy"][i]))
-                     for arm in ARMS for i, lam in enumerate(lams)]
+    measured = {arm: {k: _ratio(tables[arm], lams, k) for k in ("efflr", "angle")} for arm in ARMS}
+    angle_ratio = {"projected": proj_ratio,  # tan(angle) = lr G~/(1 - 2 lr lam), at equal G~
+                   "l2": float(np.arccos(1 - 2 * lr * max(lams)) / np.arccos(1 - 2 * lr * min(lams)))}
+    names = {"projected": "projected", "l2": "SGD + L2"}
+    observations = []
+    for arm in ARMS:
+        observations += [
+            observation(f"{names[arm]}: steady angle per step at lam {max(lams):g} over lam {min(lams):g} (median over "
+                        "layers of the seed means; window: second half)", FIGURE, "ratio", measured[arm]["angle"],
+                        f"theory: {angle_ratio[arm]:.3g}" + (" at equal G2" if arm == "projected" else
+                                                             " at equilibrium, from lr and lam alone")),
+            observation(f"{names[arm]}: effective lr lr/||w||^2 at lam {max(lams):g} over lam {min(lams):g}", FIGURE,
+                        "ratio", measured[arm]["efflr"],
+                        f"theory: 1 (||w|| = 1; lam's factor {proj_ratio:.3g} is in the angle)" if arm == "projected"
+                        else f"theory: {l2_ratio:.3g} at equilibrium and equal G2"),
+            observation(f"{names[arm]}: range of the mean test accuracy over lam ({S} seeds each)", FIGURE,
+                        "accuracy", float(np.ptp(np.mean(tests[arm]["accuracy"], axis=1))),
+                        "; ".join(f"lam {lam:g}: " + ", ".join(f"{v:.4f}" for v in tests[arm]["accuracy"][i])
+                                  for i, lam in enumerate(lams)))]
     return {"name": NAME, "figure": FIGURE, "lr": lr, "lam": lams, "seeds": [cfg["seed"] + k for k in range(S)],
             "steps": c["steps"], "dtype": c["dtype"], "n_test": n_test, "alpha": ALPHA,
             "runs": tables, "tests": tests,
             "predicted_efflr_ratio": {"projected": proj_ratio, "l2": l2_ratio},
-            "measured_efflr_ratio": measured, "claims": claims, "observations": observations}
+            "predicted_angle_ratio": angle_ratio, "measured_ratio": measured, "claims": claims, "observations": observations}
 
 
 def run(cfg=None, runner=None):
