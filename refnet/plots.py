@@ -208,6 +208,11 @@ def fix(data, path):
         ax.errorbar(x, acc.mean(1), yerr=t["half_width"] / 2, fmt=mk + "-", color=color, ms=7, capsize=4, lw=1.6,
                     label=f"{name}: mean over seeds ± half the interval; {t['verdict']} "
                           f"(ratio {t['ratio']:.2g})")
+    chk = data["lr_check"]  # the projected runs at a larger lr: does the accuracy depend on lr here at all?
+    ax.plot([chk["lam"]] * len(chk["accuracy"]), chk["accuracy"], "D", color=COLORS[2], mfc="none", ms=4, alpha=0.7)
+    ax.plot([chk["lam"]], [np.mean(chk["accuracy"])], "D", color=COLORS[2], ms=7,
+            label=f"projected at lr {chk['lr']:g} (a lr check, not a claim): {chk['verdict']} with lr {data['lr']:g} "
+                  f"(ratio {chk['ratio']:.2g})")
     ax.plot([], [], "o", color="0.4", mfc="none", ms=4, label="one seed")
     ax.set(xscale="log", xlabel="lam", ylabel="test accuracy",
            title=f"Test accuracy on {data['n_test']} images (projected: predicted flat)")

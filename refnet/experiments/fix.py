@@ -89,8 +89,18 @@ def identity_run(cfg):
             config.train(cfg, config.model(cfg, dtype="float64", eps=0.0), opt, c["identity_steps"]))
 
 
+def lr_runs(cfg):
+    """The projected runs at the middle lam again, at ``lr_factor`` times the lr: does the accuracy
+    move with the effective lr here at all? (A lam effect acting through the effective lr could
+    only show where it does.)"""
+    c = cfg[NAME]
+    lam, f = c["lam"][len(c["lam"]) // 2], c["lr_factor"]
+    return [({**h, "lr": h["lr"] * f}, {**spec, "optim": {**spec["optim"], "lr": spec["optim"]["lr"] * f}})
+            for h, spec in runs(cfg, "projected") if h["lam"] == lam]
+
+
 def specs(cfg):
-    return [s for arm in ARMS for _, s in runs(cfg, arm)] + [identity_run(cfg)[1]]
+    return [s for arm in ARMS for _, s in runs(cfg, arm)] + [identity_run(cfg)[1]] + [s for _, s in lr_runs(cfg)]
 
 
 def compare(correct, alpha=ALPHA):
@@ -149,6 +159,10 @@ def analyze(cfg, results):
     n = len(lams) * S
     arm_res = {arm: results[i * n:(i + 1) * n] for i, arm in enumerate(ARMS)}
     id_arrays, id_meta = results[len(ARMS) * n]
+    mid = len(lams) // 2
+    lr_res = results[len(ARMS) * n + 1:]
+    sens = compare(np.stack([[_correct(a) for a, _ in arm_res["projected"][mid * S:(mid + 1) * S]],
+                             [_correct(a) for a, _ in lr_res]]))
     tables = {arm: _table(arm_pairs[arm], arm_res[arm]) for arm in ARMS}
     tests = {arm: compare(np.stack([_correct(a) for a, _ in arm_res[arm]]).reshape(len(lams), S, -1))
              for arm in ARMS}
@@ -171,10 +185,13 @@ def analyze(cfg, results):
              for name in layers(id_meta)]
     e_proj, e_l2 = registry.entry("projected_accuracy_lr_alone"), registry.entry("l2_accuracy_depends_on_lam")
     powerless = tests["l2"]["verdict"] == "agree"
-    no_power = (f"the control failed: the L2 runs, whose equilibrium effective lr differs {l2_ratio:.1f}-fold across "
+    no_power = (f"The control failed: the L2 runs, whose equilibrium effective lr differs {l2_ratio:.1f}-fold across "
                 f"this grid, did not differ beyond the seed noise either (ratio {tests['l2']['ratio']:.2f}); with "
                 f"{S} seeds the test lacks the power to tell, so the projected runs' agreement shows little")
-    proj_note = e_proj.note + (f". {no_power}" if powerless else "") + (
+    flat = (f". At this lr the projected accuracy does not move with a {c['lr_factor']:g}x change of lr either "
+            f"(lam {lams[mid]:g}: {sens['worst'][2]:+.4f}, ratio {sens['ratio']:.2f}): a lam effect acting through the "
+            "effective lr would not show here; what the row tests is that nothing else depends on lam")
+    proj_note = e_proj.note + (f". {no_power}" if powerless else "") + (flat if sens["verdict"] == "agree" else "") + (
         "" if tests["projected"]["verdict"] == "agree" else
         f". Failed: theory predicts the projected runs' effective lr to move by {proj_ratio:.3f}x across the grid, "
         "and a difference beyond the seed noise says something else depends on lam")
@@ -194,7 +211,11 @@ def analyze(cfg, results):
     angle_ratio = {"projected": proj_ratio,  # tan(angle) = lr G~/(1 - 2 lr lam), at equal G~
                    "l2": float(np.arccos(1 - 2 * lr * max(lams)) / np.arccos(1 - 2 * lr * min(lams)))}
     names = {"projected": "projected", "l2": "SGD + L2"}
-    observations = []
+    observations = [observation(
+        f"projected, lam {lams[mid]:g}: does the accuracy move with lr? lr {lr * c['lr_factor']:g} against lr {lr:g} "
+        f"({S} seeds each, the same test)", FIGURE, "accuracy difference", -sens["worst"][2],
+        f"{sens['verdict']} (ratio {sens['ratio']:.2f}, half-width {sens['half_width']:.4f}); a lam effect through the "
+        "effective lr could only show where the accuracy depends on lr")]
     for arm in ARMS:
         observations += [
             observation(f"{names[arm]}: steady angle per step at lam {max(lams):g} over lam {min(lams):g} (median over "
@@ -213,6 +234,8 @@ def analyze(cfg, results):
             "steps": c["steps"], "dtype": c["dtype"], "n_test": n_test, "alpha": ALPHA,
             "runs": tables, "tests": tests,
             "predicted_efflr_ratio": {"projected": proj_ratio, "l2": l2_ratio},
+            "lr_check": {"lr": lr * c["lr_factor"], "lam": lams[mid], "accuracy": sens["accuracy"][1],
+                         "verdict": sens["verdict"], "ratio": sens["ratio"]},
             "predicted_angle_ratio": angle_ratio, "measured_ratio": measured, "claims": claims, "observations": observations}
 
 
