@@ -189,7 +189,8 @@ def analyze(cfg, results):
                 f"this grid, did not differ beyond the seed noise either (ratio {tests['l2']['ratio']:.2f}); with "
                 f"{S} seeds the test lacks the power to tell, so the projected runs' agreement shows little")
     flat = (f". At this lr the projected accuracy does not move with a {c['lr_factor']:g}x change of lr either "
-            f"(lam {lams[mid]:g}: {sens['worst'][2]:+.4f}, ratio {sens['ratio']:.2f}): a lam effect acting through the "
+            f"(lam {lams[mid]:g}, lr {lr * c['lr_factor']:g} minus lr {lr:g}: {-sens['worst'][2]:+.4f}, ratio "
+            f"{sens['ratio']:.2f}): a lam effect acting through the "
             "effective lr would not show here; what the row tests is that nothing else depends on lam")
     proj_note = e_proj.note + (f". {no_power}" if powerless else "") + (flat if sens["verdict"] == "agree" else "") + (
         "" if tests["projected"]["verdict"] == "agree" else
