@@ -191,55 +191,70 @@ def one_knob(data, path):
                  "which the law takes as steady. " + L2_NOTE)
 
 
+def _fix_arm(ax, data, arm, name, mk, color, shift=1.0):
+    """One arm of fig 6: every seed's accuracy, and the mean with half the Tukey half-width either
+    side, so that two lam values differ where their bars do not overlap."""
+    t, S = data["tests"][arm], len(data["seeds"])
+    acc = np.asarray(t["accuracy"])  # (lam, seed)
+    x = np.asarray(data["lam"]) * shift
+    for s in range(S):
+        ax.plot(x, acc[:, s], mk, color=color, mfc="none", ms=4, alpha=0.7)
+    ax.errorbar(x, acc.mean(1), yerr=t["half_width"] / 2, fmt=mk + "-", color=color, ms=7, capsize=4, lw=1.6,
+                label=f"{name}: mean ± half the interval; {t['verdict']} (ratio {t['ratio']:.2g})")
+
+
+def _lam_axis(ax, lams):
+    ax.set_xscale("log")
+    ax.set_xticks(lams, [f"{v:g}" for v in lams])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def fix(data, path):
-    lams, S = data["lam"], len(data["seeds"])
+    lams, S, lr = data["lam"], len(data["seeds"]), data["lr"]
     seeds = f"seeds {data['seeds'][0]}-{data['seeds'][-1]}" if S > 1 else f"seed {data['seeds'][0]}"
-    fig, axes = _figure(1, 2, f"Exp. 6 — The fix: SGD lr {data['lr']:g}, {data['steps']} steps, {data['dtype']} "
-                        f"(both arms), {seeds} per lam; projected ||w|| = 1 vs L2 only")
-    arms = (("projected", "projected (||w|| = 1)", "o", COLORS[0]), ("l2", "L2 only", "s", COLORS[1]))
+    fig, axes = _figure(1, 3, f"Exp. 6 — The fix: SGD lr {lr:g}, {data['steps']} steps, {data['dtype']} (both arms), "
+                        f"{seeds} at each lam; projected (||w|| = 1) vs L2 only", width=4.8)
+    proj = ("projected", "projected", "o", COLORS[0])
     ax = axes[0][0]
-    for k, (arm, name, mk, color) in enumerate(arms):
-        t = data["tests"][arm]
-        acc = np.asarray(t["accuracy"])  # (lam, seed)
-        x = np.asarray(lams) * (1.06 if k else 1 / 1.06)  # the arms side by side
-        for s in range(S):
-            ax.plot(x, acc[:, s], mk, color=color, mfc="none", ms=4, alpha=0.7)
-        # half the Tukey half-width either side: two lam values differ where their bars do not overlap
-        ax.errorbar(x, acc.mean(1), yerr=t["half_width"] / 2, fmt=mk + "-", color=color, ms=7, capsize=4, lw=1.6,
-                    label=f"{name}: mean over seeds ± half the interval; {t['verdict']} "
-                          f"(ratio {t['ratio']:.2g})")
-    chk = data["lr_check"]  # the projected runs at a larger lr: does the accuracy depend on lr here at all?
-    ax.plot([chk["lam"]] * len(chk["accuracy"]), chk["accuracy"], "D", color=COLORS[2], mfc="none", ms=4, alpha=0.7)
-    ax.plot([chk["lam"]], [np.mean(chk["accuracy"])], "D", color=COLORS[2], ms=7,
-            label=f"projected at lr {chk['lr']:g} (a lr check, not a claim): {chk['verdict']} with lr {data['lr']:g} "
-                  f"(ratio {chk['ratio']:.2g})")
+    _fix_arm(ax, data, *proj, shift=1 / 1.06)
+    _fix_arm(ax, data, "l2", "L2 only", "s", COLORS[1], shift=1.06)
     ax.plot([], [], "o", color="0.4", mfc="none", ms=4, label="one seed")
-    ax.set(xscale="log", xlabel="lam", ylabel="test accuracy",
-           title=f"Test accuracy on {data['n_test']} images (projected: predicted flat)")
-    ax.set_xticks(lams, [f"{v:g}" for v in lams])
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set(xlabel="lam", ylabel="test accuracy", title=f"Both arms ({data['n_test']} test images)")
+    _lam_axis(ax, lams)
     lo, hi = ax.get_ylim()
-    ax.set_ylim(lo - 0.45 * (hi - lo), hi)  # room for the legend below the points
+    ax.set_ylim(lo - 0.3 * (hi - lo), hi)  # room for the legend below the points
     ax.legend(fontsize=7, loc="lower left")
-    ax = axes[0][1]
+    ax = axes[0][1]  # the projected arm alone, on a scale where its interval shows
+    _fix_arm(ax, data, *proj)
+    chk = data["lr_check"]  # the same runs at a larger lr: does the accuracy depend on lr here at all?
+    ax.plot([chk["lam"] * 1.1] * len(chk["accuracy"]), chk["accuracy"], "D", color=COLORS[2], mfc="none", ms=4)
+    ax.plot([chk["lam"] * 1.1], [np.mean(chk["accuracy"])], "D", color=COLORS[2], ms=7,
+            label=f"projected at lr {chk['lr']:g} (a check, not a claim): {chk['verdict']} with lr {lr:g} "
+                  f"(ratio {chk['ratio']:.2g})")
+    ax.set(xlabel="lam", ylabel="test accuracy", title="The prediction: projected, flat in lam")
+    _lam_axis(ax, lams)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo - 0.5 * (hi - lo), hi)
+    ax.legend(fontsize=7, loc="lower left")
+    ax = axes[0][2]
     grid = np.geomspace(min(lams), max(lams), 50)
-    ax.plot(grid, np.arccos(1 - 2 * data["lr"] * grid), "k--", lw=1, label="L2 only, predicted arccos(1 − 2 lr lam)")
-    for arm, name, mk, color in arms:
+    ax.plot(grid, np.arccos(1 - 2 * lr * grid), "k--", lw=1, label="L2 only, predicted arccos(1 − 2 lr lam)")
+    for arm, name, mk, color in (proj, ("l2", "L2 only", "s", COLORS[1])):
         runs = data["runs"][arm]
-        first = list(runs[0]["angle"])[min(1, len(runs[0]["angle"]) - 1)]  # layer 2: fed by normalized units
-        ang = np.array([[r["angle"][first] for r in runs if r["lam"] == lam] for lam in lams])
-        ax.plot(lams, ang.mean(1), mk + "-", color=color, label=f"{name}, measured ({first})")
-    ax.set(xscale="log", yscale="log", xlabel="lam", ylabel="steady angle per step [rad] (median unit)",
-           title="Steady angle over the second half")
-    ax.set_xticks(lams, [f"{v:g}" for v in lams])
-    ax.xaxis.set_minor_formatter(NullFormatter())
+        layer = list(runs[0]["angle"])[min(1, len(runs[0]["angle"]) - 1)]  # layer 2: fed by normalized units
+        ang = np.array([[r["angle"][layer] for r in runs if r["lam"] == lam] for lam in lams])
+        ax.plot(lams, ang.mean(1), mk + "-", color=color, label=f"{name}, measured ({layer}, mean over seeds)")
+    ax.set(yscale="log", xlabel="lam", ylabel="steady angle per step [rad] (median unit)",
+           title="Steady angle, second half of each run")
+    _lam_axis(ax, lams)
     ax.legend(fontsize=7)
     r = data["predicted_efflr_ratio"]
     return _save(fig, path, f"L2 on the scale-invariant weights only. Across the lam grid theory moves the effective "
-                 f"lr {r['l2']:.1f}x under L2 (equilibrium, equal G2) and {r['projected']:.3f}x projected "
-                 f"(1/(1 − 2 lr lam)). Interval: Tukey HSD, simultaneous {1 - data['alpha']:.0%}, its width from the "
-                 "spread between seeds at equal lam; ratio: largest difference of means over the half-width "
-                 "(> 1: differ). " + L2_NOTE)
+                 f"lr {r['l2']:.1f}x under L2 (at equilibrium, equal G2) and {r['projected']:.3f}x projected "
+                 f"(1/(1 − 2 lr lam)); at the smallest lam the L2 runs are still shrinking from their initial norm "
+                 f"(below the dashed line). Interval: Tukey HSD over the lam values, simultaneous "
+                 f"{1 - data['alpha']:.0%}, its width from the spread between seeds at equal lam; ratio: largest "
+                 "difference of means over the half-width (> 1: differ). " + L2_NOTE)
 
 
 def balance(data, path):
