@@ -252,8 +252,8 @@ def fix(data, path):
     return _save(fig, path, f"L2 on the scale-invariant weights only. Across the lam grid theory moves the effective "
                  f"lr {r['l2']:.1f}x under L2 (at equilibrium, equal G2) and {r['projected']:.3f}x projected "
                  f"(1/(1 − 2 lr lam)); at the smallest lam the L2 runs are still shrinking from their initial norm "
-                 f"(below the dashed line). Interval: Tukey HSD over the lam values, simultaneous "
-                 f"{1 - data['alpha']:.0%}, its width from the spread between seeds at equal lam; ratio: largest "
+                 f"(below the dashed line). Interval: Tukey HSD over the lam values, seeds as blocks, simultaneous "
+                 f"{1 - data['alpha']:.0%}, its width from how much the lam differences vary between seeds; ratio: largest "
                  "difference of means over the half-width (> 1: differ). " + L2_NOTE)
 
 

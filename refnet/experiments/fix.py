@@ -11,13 +11,15 @@ at most 3.3% (lr 0.1, lam 0.16). Both arms run in the same dtype (float32), from
 inits and batch orders, several seeds per lam (seed k: init and batch order k; the test images
 are the same for every run).
 
-The accuracy test (Tukey's HSD over seeds): per arm, the runs' test accuracies grouped by lam;
-every pair of lam values is compared with a simultaneous 95% interval for the difference of
-their mean accuracies, its width set by the spread between seeds at equal lam (pooled over lam,
-``L (S - 1)`` degrees of freedom; studentized range). Training noise (another init, another
-batch order) is what the interval is made of, which an exact McNemar test on two fixed models
-leaves out. It treats the runs as independent, so it is conservative where runs sharing a seed
-are correlated; the L2 arm, judged by the same test, shows whether it can see a difference at all.
+The accuracy test (Tukey's HSD in a randomized block design): per arm, the runs' test accuracies
+in a table lam x seed. A seed is a block: one init and one batch order, shared by every lam, so
+an init that does well at every lam is not a lam effect. Every pair of lam values gets a
+simultaneous 95% interval for the difference of their mean accuracies, its width set by how much
+the lam differences change from seed to seed (the lam x seed residual of the additive model,
+``(L - 1)(S - 1)`` degrees of freedom; studentized range). For two lam values it is the paired
+t-test over seeds. Training noise (another init, another batch order) is what the interval is
+made of, which an exact McNemar test on two fixed models leaves out. The L2 arm, judged by the
+same test, shows whether it can see a difference at all.
 Claims:
 - identity: every step of a float64 projected run (BN eps = 0, the largest lam) obeys
   ``tan(angle) = lr ||g~|| / (1 - 2 lr lam)``, largest relative residual, 1e-9 (rounding);
@@ -43,10 +45,10 @@ NAME, FIGURE = "fix", "fig6_fix.png"
 ARMS = ("projected", "l2")
 ALPHA = registry.ALPHA
 _TOLERANCE_SOURCE = (f"simultaneous {1 - ALPHA:.0%} Tukey HSD intervals (studentized range) over the pairs of lam "
-                     "values, their width from the spread between seeds at equal lam (fixed in advance): the ratio "
-                     "1 is the edge of the interval. Chosen over an exact McNemar test, which on quick seeds 0-2 "
-                     "gave -log10 p 2.3, 0.26, 0.0 for the old design: it compares two fixed models and leaves out "
-                     "the training noise that a second seed shows")
+                     "values, seeds as blocks, their width from how much the lam differences vary between seeds "
+                     "(fixed in advance): the ratio 1 is the edge of the interval. Chosen over an exact McNemar "
+                     "test, which on quick seeds 0-2 gave -log10 p 2.3, 0.26, 0.0 for the old design: it compares "
+                     "two fixed models and leaves out the training noise that a second seed shows")
 registry.register(
     registry.Entry("projected_accuracy_lr_alone", "Projected SGD: at fixed lr the test accuracy does not depend on lam "
                    "(lam only rescales lr by 1/(1 - 2 lr lam))", "prediction",
@@ -104,21 +106,26 @@ def specs(cfg):
 
 
 def compare(correct, alpha=ALPHA):
-    """Tukey's HSD on test accuracies grouped by lam. ``correct``: (L, S, n_test) booleans, run
-    (lam l, seed s) right on image i. Every pair (a, b) of lam values gets the simultaneous
-    ``1 - alpha`` interval ``D_ab +- q * sqrt(s_w^2 / S)``, with ``D_ab`` the difference of the mean
-    accuracies, ``s_w^2`` the variance between seeds at equal lam pooled over lam
-    (``L (S - 1)`` degrees of freedom) and ``q`` the studentized range quantile. Returns the
-    accuracies, the half-width, the pairs ``(a, b, D, p)`` and ``ratio``, the largest ``|D|``
-    over the half-width: "differ" when it exceeds 1."""
+    """Tukey's HSD on test accuracies, lam values the treatments and seeds the blocks.
+
+    ``correct``: (L, S, n_test) booleans, run (lam l, seed s) right on image i; ``acc`` (L, S) their
+    means. The additive model ``acc[l, s] = m + a_l + b_s + e`` leaves the residual
+    ``e = acc - row means - column means + grand mean``, whose mean square ``s_e^2`` over
+    ``(L - 1)(S - 1)`` degrees of freedom says how much a lam difference changes from seed to seed.
+    Every pair (a, b) gets the simultaneous ``1 - alpha`` interval ``D_ab +- q sqrt(s_e^2 / S)``,
+    ``D_ab`` the difference of the mean accuracies, ``q`` the studentized range quantile for L
+    means (for L = 2 this is the paired t-test over seeds). Returns the accuracies, the
+    half-width, the pairs ``(a, b, D, p)`` and ``ratio``, the largest ``|D|`` over the half-width:
+    "differ" when it exceeds 1."""
     correct = np.asarray(correct, dtype=bool)
     if correct.ndim != 3 or correct.shape[0] < 2 or correct.shape[1] < 2:
         raise ValueError(f"fix.compare(correct): got shape {correct.shape}, expected (lam values >= 2, seeds >= 2, "
                          "test images)")
     acc = correct.mean(axis=2)
     L, S = acc.shape
-    df = L * (S - 1)
-    se = math.sqrt(float(np.sum((acc - acc.mean(axis=1, keepdims=True)) ** 2)) / df / S)
+    df = (L - 1) * (S - 1)
+    resid = acc - acc.mean(axis=1, keepdims=True) - acc.mean(axis=0, keepdims=True) + acc.mean()
+    se = math.sqrt(float(np.sum(resid ** 2)) / df / S)
     half = float(studentized_range.ppf(1 - alpha, L, df)) * se
     pairs = []
     for a, b in itertools.combinations(range(L), 2):
@@ -128,7 +135,7 @@ def compare(correct, alpha=ALPHA):
     worst = max(pairs, key=lambda r: abs(r[2]))
     if half > 0:
         ratio = abs(worst[2]) / half
-    else:  # no spread between seeds: any difference is beyond it (1e12, finite for JSON)
+    else:  # the lam differences are the same at every seed: any difference is beyond the noise (1e12: JSON)
         ratio = 1e12 if worst[2] else 0.0
     return {"accuracy": acc.tolist(), "half_width": half, "df": df, "pairs": pairs, "worst": worst,
             "ratio": ratio, "verdict": "differ" if ratio > 1 else "agree"}
@@ -177,7 +184,8 @@ def analyze(cfg, results):
     def quantity(arm):
         t = tests[arm]
         a, b, d, p = t["worst"]
-        return (f"largest |difference of mean accuracies| between lam values / its Tukey HSD half-width "
+        return (f"largest |difference of mean accuracies| between lam values / its Tukey HSD half-width (seeds as "
+                f"blocks) "
                 f"[lam {lams[a]:g} vs {lams[b]:g}: {d:+.4f}, half-width {t['half_width']:.4f}, p {p:.3g}]")
 
     h_id, _ = identity_run(cfg)
