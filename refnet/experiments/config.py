@@ -127,7 +127,7 @@ _SIZES = {
                      "adam_lr": [2e-3, 4e-3], "adam_lam": [4e-3, 1.6e-2],
                      "adamw_lr": [2e-3, 4e-3], "adamw_wd": [4.0, 8.0],
                      "sym_steps": 400, "sym_c": [2.0, 3.0]},
-        "fix": {"lr": 0.1, "lam": [1e-2, 4e-2, 1.6e-1], "seeds": 4, "steps": 400, "identity_steps": 100,
+        "fix": {"lr": 0.1, "lam": [1e-2, 4e-2, 1.6e-1], "seeds": 4, "steps": 300, "identity_steps": 100,
                 "lr_factor": 4, "dtype": "float32"},
         "no_l2": {"steps": 1500, "lr": 0.1, "lam": 4e-2, "w0_scales": [0.25, 4.0]},
         "sharpness": {"checkpoints": [0, 100, 200, 400], "identity_at": [0, 400],
