@@ -253,8 +253,8 @@ def fix(data, path):
                  f"lr {r['l2']:.1f}x under L2 (at equilibrium, equal G2) and {r['projected']:.3f}x projected "
                  f"(1/(1 − 2 lr lam)); at the smallest lam the L2 runs are still shrinking from their initial norm "
                  f"(below the dashed line). Interval: Tukey HSD over the lam values, seeds as blocks, simultaneous "
-                 f"{1 - data['alpha']:.0%}, its width from how much the lam differences vary between seeds; ratio: largest "
-                 "difference of means over the half-width (> 1: differ). " + L2_NOTE)
+                 f"{1 - data['alpha']:.0%}, its width from how much the lam differences vary between seeds; ratio: "
+                 "largest difference of means over the half-width (> 1: differ). " + L2_NOTE)
 
 
 def balance(data, path):

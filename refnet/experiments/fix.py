@@ -256,7 +256,8 @@ def analyze(cfg, results):
             "predicted_efflr_ratio": {"projected": proj_ratio, "l2": l2_ratio},
             "lr_check": {"lr": lr * c["lr_factor"], "lam": lams[mid], "accuracy": sens["accuracy"][1],
                          "verdict": sens["verdict"], "ratio": sens["ratio"]},
-            "predicted_angle_ratio": angle_ratio, "measured_ratio": measured, "claims": claims, "observations": observations}
+            "predicted_angle_ratio": angle_ratio, "measured_ratio": measured, "claims": claims,
+            "observations": observations}
 
 
 def run(cfg=None, runner=None):
