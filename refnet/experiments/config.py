@@ -17,7 +17,7 @@ over its tasks (``meta["cpu_seconds"]``; a task shared with an earlier experimen
     norm_dynamics         8.8        71        estimate (x8.0)
     lr_dynamics        (shared)      36        estimate: its momentum run, half norm_dynamics' cost
     one_knob             47.0       378        estimate (x8.0)
-    fix                  14.8        95        measured (--only fix; its runs no longer shared with one_knob)
+    fix                  14.0       145        measured (--only fix; its runs no longer shared with one_knob)
     balance              18.8        75        estimate (x4.0)
     no_l2                 9.3        47        estimate (x5.0)
     optimizer_angles     27.2       ~60        estimate (x2.0 steps x width, x2.3 real width cost)
