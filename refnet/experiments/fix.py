@@ -205,6 +205,8 @@ def analyze(cfg, results):
     no_power = (f"The control failed: the L2 runs, whose equilibrium effective lr differs {l2_ratio:.1f}-fold across "
                 f"this grid, did not differ beyond the seed noise either (ratio {tests['l2']['ratio']:.2f}); with "
                 f"{S} seeds the test lacks the power to tell, so the projected runs' agreement shows little")
+    # what theory's own factor 1/(1 - 2 lr lam) should do to the projected accuracy, at the lr check's slope
+    implied = -sens["worst"][2] / math.log(c["lr_factor"]) * math.log(proj_ratio)
     check = (f"lam {lams[mid]:g}, lr {lr * c['lr_factor']:g} minus lr {lr:g}: {-sens['worst'][2]:+.4f}, ratio "
              f"{sens['ratio']:.2f}")
     if sens["verdict"] == "agree":
@@ -216,8 +218,9 @@ def analyze(cfg, results):
                  "a lam effect acting through the effective lr as under L2 would show here")
     proj_note = e_proj.note + (f". {no_power}" if powerless else "") + check + (
         "" if tests["projected"]["verdict"] == "agree" else
-        f". Failed: theory predicts the projected runs' effective lr to move by {proj_ratio:.3f}x across the grid, "
-        "and a difference beyond the seed noise says something else depends on lam")
+        f". Failed: theory moves the projected runs' effective lr by {proj_ratio:.3f}x across the grid, which at the "
+        f"lr check's slope changes the accuracy by {implied:+.4f} (half-width {tests['projected']['half_width']:.4f}); "
+        "a difference beyond the seed noise larger than that says something else depends on lam")
     claims = [
         registry.worst("projected_step", resid, "max relative residual over steps and units"),
         registry.row("projected_accuracy_lr_alone", quantity("projected"), 0.0, tests["projected"]["ratio"],
@@ -239,8 +242,6 @@ def analyze(cfg, results):
         f"({S} seeds each, the same test)", FIGURE, "accuracy difference", -sens["worst"][2],
         f"{sens['verdict']} (ratio {sens['ratio']:.2f}, half-width {sens['half_width']:.4f}); a lam effect through the "
         "effective lr could only show where the accuracy depends on lr")]
-    # what theory's own factor 1/(1 - 2 lr lam) should do to the projected accuracy, at the lr check's slope
-    implied = -sens["worst"][2] / math.log(c["lr_factor"]) * math.log(proj_ratio)
     observations.append(observation(
         f"projected: accuracy change implied by lam's factor {proj_ratio:.3f} on lr across the grid (the lr check's "
         "slope per e-fold of lr, times ln of the factor)", FIGURE, "accuracy difference", implied,
