@@ -17,7 +17,7 @@ over its tasks (``meta["cpu_seconds"]``; a task shared with an earlier experimen
     norm_dynamics         8.8        71        estimate (x8.0)
     lr_dynamics        (shared)      36        estimate: its momentum run, half norm_dynamics' cost
     one_knob             47.0       378        estimate (x8.0)
-    fix                   9.4       133        estimate (x14.2)
+    fix                  14.0       145        measured (--only fix; its runs no longer shared with one_knob)
     balance              18.8        75        estimate (x4.0)
     no_l2                 9.3        47        estimate (x5.0)
     optimizer_angles     27.2       ~60        estimate (x2.0 steps x width, x2.3 real width cost)
@@ -74,6 +74,8 @@ _SIZES = {
                      "adam_lr": [1e-3, 2e-3, 4e-3], "adam_lam": [1e-3, 4e-3, 1.6e-2],
                      "adamw_lr": [1e-3, 2e-3, 4e-3], "adamw_wd": [2.0, 4.0, 8.0],
                      "sym_steps": 1500, "sym_c": [0.5, 2.0, 3.0]},
+        "fix": {"lr": 0.025, "lam": [4e-2, 1.6e-1, 6.4e-1], "seeds": 6, "steps": 1000, "identity_steps": 100,
+                "lr_factor": 4, "dtype": "float32"},
         "no_l2": {"steps": 3000, "lr": 0.1, "lam": 2e-2, "w0_scales": [0.25, 1.0, 4.0]},
         "sharpness": {"checkpoints": [0, 100, 200, 400, 800], "identity_at": [800],
                       "lr": 0.1, "lam": 4e-2, "curvature_batch": 512, "lanczos_tol": 1e-6,
@@ -100,6 +102,8 @@ _SIZES = {
                      "adam_lr": [1e-3, 2e-3, 4e-3], "adam_lam": [1e-3, 4e-3, 1.6e-2],
                      "adamw_lr": [1e-3, 2e-3, 4e-3], "adamw_wd": [2.0, 4.0, 8.0],
                      "sym_steps": 800, "sym_c": [0.5, 2.0, 3.0]},
+        "fix": {"lr": 0.025, "lam": [4e-2, 1.6e-1, 6.4e-1], "seeds": 6, "steps": 1000, "identity_steps": 100,
+                "lr_factor": 4, "dtype": "float32"},
         "no_l2": {"steps": 2500, "lr": 0.1, "lam": 2e-2, "w0_scales": [0.25, 1.0, 4.0]},
         "sharpness": {"checkpoints": [0, 100, 200, 400, 800], "identity_at": [800],
                       "lr": 0.1, "lam": 4e-2, "curvature_batch": 512, "lanczos_tol": 1e-6,
@@ -123,6 +127,8 @@ _SIZES = {
                      "adam_lr": [2e-3, 4e-3], "adam_lam": [4e-3, 1.6e-2],
                      "adamw_lr": [2e-3, 4e-3], "adamw_wd": [4.0, 8.0],
                      "sym_steps": 400, "sym_c": [2.0, 3.0]},
+        "fix": {"lr": 0.025, "lam": [4e-2, 1.6e-1, 6.4e-1], "seeds": 4, "steps": 300, "identity_steps": 100,
+                "lr_factor": 4, "dtype": "float32"},
         "no_l2": {"steps": 1500, "lr": 0.1, "lam": 4e-2, "w0_scales": [0.25, 4.0]},
         "sharpness": {"checkpoints": [0, 100, 200, 400], "identity_at": [0, 400],
                       "lr": 0.1, "lam": 4e-2, "curvature_batch": 256, "lanczos_tol": 1e-6,
@@ -146,6 +152,8 @@ _SIZES = {
                      "adam_lr": [2e-3, 4e-3], "adam_lam": [4e-3, 1.6e-2],
                      "adamw_lr": [2e-3, 4e-3], "adamw_wd": [4.0, 8.0],
                      "sym_steps": 300, "sym_c": [2.0, 3.0]},
+        "fix": {"lr": 0.025, "lam": [4e-2, 1.6e-1, 6.4e-1], "seeds": 2, "steps": 100, "identity_steps": 20,
+                "lr_factor": 4, "dtype": "float32"},
         "no_l2": {"steps": 200, "lr": 0.1, "lam": 4e-2, "w0_scales": [0.25, 4.0]},
         "sharpness": {"checkpoints": [0, 30, 60], "identity_at": [0, 60],
                       "lr": 0.1, "lam": 4e-2, "curvature_batch": 128, "lanczos_tol": 1e-8,

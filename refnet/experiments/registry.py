@@ -233,11 +233,4 @@ register(
           "layers 2 and 3 (d = 4w and w) of the fully invariant [4w, w, w] MLP, middle of the grid", 0.05,
           QUASI_STATIC, "theory.steady_angle", F7,
           "the AdamW angle does not depend on d or G2: the ratio 1 is predicted from nothing measured"),
-    Entry("projected_accuracy_lr_alone", "Projected SGD: test accuracy depends on lr alone, lam drops out",
-          "prediction", "every lr of the projected SGD grid: each pair of lam values, the same test images",
-          -math.log10(ALPHA), f"significance level {ALPHA} of an exact McNemar test on the discordant test images, "
-          "Bonferroni over the pairs compared (fixed in advance)", "theory.projected_sgd_equilibrium", F6,
-          "the measured number is -log10 of the smallest Bonferroni-adjusted p-value: it holds when every p >= "
-          f"{ALPHA}. lam only rescales the projected step by 1/(1 - 2 lr lam) here, a few percent: a weak test of "
-          "the fix"),
 )
