@@ -7,10 +7,11 @@
 ``refnet reproduce`` judges seed 0 by default; this runs the same experiments (the same task
 specs and task cache: a task's cache key contains its seed) at other seeds, keeps every claim
 row, and merges into ``refnet/experiments/calibration.json`` one record per claim id: the preset,
-seeds, date, code commit, each seed's judged error, every comparison's signed error per seed and
-their spread. The registry (``refnet.experiments.registry``) turns the spread into the claim's
-tolerance by its one rule; ``--only`` replaces the records of those experiments' claims and keeps
-every other record, so an experiment changed later is re-calibrated alone.
+seeds, date, code commit, each seed's judged error, every comparison's signed error per seed,
+their spread and, for the record, the largest seed-mean error (the systematic part). The registry
+(``refnet.experiments.registry``) turns the spread into the claim's tolerance by its one rule.
+``--only`` replaces the records of those experiments' claims and keeps every other record, so an
+experiment changed later is re-calibrated alone.
 
 The spread: a claim compares one or more (label, predicted, measured) pairs (a layer, a run of a
 grid); each pair's signed error is ``(measured - predicted) / |predicted|`` (``measured -
@@ -87,8 +88,14 @@ def record(rows_by_seed, preset, commit, date):
             "error_kind": rows_by_seed[seeds[0]].get("error_kind", "relative"),
             "judged_error": {str(s): rows_by_seed[s]["rel_error"] for s in seeds},
             "labels": [label for label, _ in per[0]], "signed_errors": errors,
-            "mean_error": float(np.mean(errors)) if finite else None,
+            "mean_error": _largest_mean(errors) if finite else None,
             "spread": spread(errors) if finite else None}
+
+
+def _largest_mean(errors):
+    """The systematic part: the seed-mean error of the comparison whose mean is largest in size."""
+    means = np.mean(np.asarray(errors, dtype=float), axis=1)
+    return float(means[np.argmax(np.abs(means))])
 
 
 def commit_id():
@@ -182,7 +189,7 @@ def run(args):
           f"({runner.executed} tasks run) into {args.file}")
     for i, r in new.items():
         tol = registry.rule(i, r)
-        print(f"  {i}: spread {r['spread']:.3g}, mean error {r['mean_error']:+.3g}"
+        print(f"  {i}: spread {r['spread']:.3g}, largest mean error {r['mean_error']:+.3g}"
               + (f" -> tolerance {tol:.3g}" if tol is not None else " (not calibrated: an exception)")
               if r["spread"] is not None else f"  {i}: not finite")
     return 0

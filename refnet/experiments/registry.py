@@ -40,7 +40,7 @@ the run it judges, never computed from that run.
   claim stricter than the law itself. The noise of the quick preset is applied to every preset:
   the default runs are longer and wider, and their windows' noise no larger.
   The row's ``tolerance_source`` says it all: "calibration over quick seeds 1-4 (commit X, date):
-  spread s, K = 3, floor f -> tolerance t; mean error m (not in the tolerance)".
+  spread s, K = 3, floor f -> tolerance t; largest mean error m (not in the tolerance)".
 - A claim with no record in ``calibration.json`` yet keeps the literal tolerance of its entry and
   its source says "not yet calibrated: ..." (a new claim, until ``refnet calibrate --only
   EXPERIMENT`` is run: the run merges its records into the file and keeps the others).
@@ -107,7 +107,7 @@ def calibrated(id, floor=None, records=None):
     mean = rec.get("mean_error")
     return tol, (f"{CALIBRATED}{rec['preset']} seeds {_seeds(rec['seeds'])} (commit {rec['commit']}, "
                  f"{rec['date']}): spread {rec['spread']:.3g}, K = {K:g}, floor {floor:g} -> tolerance {tol:.3g}"
-                 + (f"; mean error {mean:+.3g} (not in the tolerance)" if mean is not None else ""))
+                 + (f"; largest mean error {mean:+.3g} (not in the tolerance)" if mean is not None else ""))
 
 
 def rule(id, rec):
