@@ -1,0 +1,110 @@
+"""A prediction's inputs are what its row says, by perturbation: each experiment's ``analyze`` is run
+on a tiny run's results and on copies with some measured arrays scaled. Scaling the judged window
+moves the measured values and leaves every predicted value where it was; scaling the input window
+(an earlier window of the run, or another run) moves the predicted values. The comparisons are
+those ``claims.worst`` keeps (``row["comparisons"]``), so the worst one changing does not hide
+anything."""
+
+import numpy as np
+import pytest
+
+from refnet.experiments import config, get
+from refnet.experiments.runner import Runner
+
+SCALE = 1.5
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return config.make_config("tiny", data="synthetic")
+
+
+@pytest.fixture(scope="module")
+def tiny(cfg, tmp_path_factory):
+    runner = Runner(jobs=1, cache_dir=str(tmp_path_factory.mktemp("cache")), progress=False)
+    return {n: runner.map(get(n).specs(cfg)) for n in ("momentum_S", "adam_growth", "cross_run", "init_forgetting")}
+
+
+def perturbed(results, runs, suffix, steps=None, ramp=False):
+    """A copy of ``results`` whose runs ``runs`` have every array ending in ``suffix`` (a string or a
+    tuple) scaled by SCALE (only the trace rows with ``steps[0] <= step <= steps[1]`` when ``steps``
+    is given, and by ``SCALE * (1 + step/T)`` along a trace when ``ramp``)."""
+    out = []
+    for i, (arrays, meta) in enumerate(results):
+        arrays = {k: np.array(v, copy=True) for k, v in arrays.items()}
+        if i in runs:
+            step = arrays["trace/step"].astype(float)
+            for k in arrays:
+                if not k.endswith(suffix) or k == "trace/step" or arrays[k].dtype.kind != "f":
+                    continue
+                if "/trace/" in k and (steps is not None or ramp):
+                    f = np.where((step >= steps[0]) & (step <= steps[1]), SCALE, 1.0) if steps is not None \
+                        else SCALE * (1 + step / step.max())
+                    arrays[k] = arrays[k] * f.reshape((-1,) + (1,) * (arrays[k].ndim - 1))
+                else:
+                    arrays[k] = arrays[k] * SCALE
+        out.append((arrays, meta))
+    return out
+
+
+def pairs(data, id):
+    """``(predicted, measured)`` arrays of every comparison of claim ``id``."""
+    row, = [c for c in data["claims"] if c["id"] == id]
+    comp = row.get("comparisons") or [[row["quantity"], row["predicted"], row["measured"]]]
+    return np.array([c[1] for c in comp]), np.array([c[2] for c in comp])
+
+
+def _moved(a, b):
+    return not np.allclose(a, b, rtol=1e-9, atol=0)
+
+
+def _judge(cfg, name, results, changed, id):
+    mod = get(name)
+    (p0, m0), (p1, m1) = pairs(mod.analyze(cfg, results), id), pairs(mod.analyze(cfg, changed), id)
+    return _moved(p0, p1), _moved(m0, m1)
+
+
+# (experiment, claim, runs perturbed, array suffix, trace steps as fractions of the run or None,
+#  predicted moves, measured moves)
+CASES = [
+    # S predicted from the reference run (index 1), judged on run 0
+    ("momentum_S", "momentum_S_other_run", {0}, "/win/norm4", None, False, True),
+    ("momentum_S", "momentum_S_other_run", {0}, "/autocorr", None, False, False),  # the judged run's own c_m: unused
+    ("momentum_S", "momentum_S_other_run", {1}, "/autocorr", None, True, False),
+    ("momentum_S", "momentum_S_other_run", {1}, "/win/norm4", None, False, False),
+    # the growth rate of an earlier window (steps 0.2-0.4 T) predicts the last third
+    ("adam_growth", "adam_growth_window", {0}, "/trace/norm", (2 / 3, 1.0), False, True),
+    ("adam_growth", "adam_growth_window", {0}, "/trace/norm", (0.2, 0.4), True, False),
+    # the angle law: from the hyperparameters, d and the initial norm only
+    ("adam_growth", "adam_growth_angle", {0}, "/win/angle", None, False, True),
+    ("adam_growth", "adam_growth_angle", {0}, "/run/norm0", None, True, False),
+    ("adam_growth", "adam_growth_norm", {0}, "/run/normT", None, False, True),
+]
+
+
+@pytest.mark.parametrize("name,id,runs,suffix,steps,pred_moves,meas_moves", CASES,
+                         ids=[f"{c[1]}-run{sorted(c[2])}-{c[3].strip('/')}{'-' + str(c[4]) if c[4] else ''}"
+                              for c in CASES])
+def test_a_perturbed_window_moves_only_what_the_row_says_it_feeds(cfg, tiny, name, id, runs, suffix, steps,
+                                                                   pred_moves, meas_moves):
+    span = None if steps is None else (steps[0] * cfg[name]["steps"], steps[1] * cfg[name]["steps"])
+    changed = perturbed(tiny[name], runs, suffix, steps=span)
+    assert _judge(cfg, name, tiny[name], changed, id) == (pred_moves, meas_moves)
+
+
+# predictions from hyperparameters alone: nothing measured in any run moves them
+HYPER_ONLY = {"cross_run": ("cross_run_norm2_invariant", "cross_run_angle_invariant", "cross_run_norm2_ordinary",
+                            "cross_run_angle_ordinary"),
+              "init_forgetting": ("init_sgd_efflr", "init_sgd_angle", "init_adamw_efflr", "init_adamw_angle")}
+
+
+MEASURED = tuple(f"/{w}/{q}" for w in ("win", "trace") for q in ("norm", "norm4", "angle", "efflr", "G2")) + ("/run/normT",)
+
+
+@pytest.mark.parametrize("name,id", [(n, i) for n, ids in HYPER_ONLY.items() for i in ids])
+def test_a_prediction_from_hyperparameters_moves_with_no_measurement(cfg, tiny, name, id):
+    """One run of each group of three (each net, each optimizer), not the first (the reference of the
+    cross-run ratios), scaled along its traces and windows: the measured values move, the predicted
+    ones do not."""
+    changed = perturbed(tiny[name], {1, 4}, MEASURED, ramp=True)
+    assert _judge(cfg, name, tiny[name], changed, id) == (False, True)
