@@ -142,8 +142,8 @@ def load(path=FILE):
 def calibrate(names, seeds, runner, path=FILE, preset="quick", data="fashion-mnist", data_dir=None):
     """Measure ``names`` at ``seeds`` and merge their claims' records into ``path``; returns the
     new records ``{id: record}``."""
+    commit, date = commit_id(), datetime.date.today().isoformat()  # the code that runs, before it runs
     found = collect(names, seeds, runner, preset, data, data_dir)
-    commit, date = commit_id(), datetime.date.today().isoformat()
     new = {i: record(rows, preset, commit, date) for i, rows in sorted(found.items())}
     doc = load(path)
     doc["about"] = ("per claim: the seed-to-seed noise of its errors (refnet calibrate; "
