@@ -41,6 +41,9 @@ the run it judges, never computed from that run.
   the default runs are longer and wider, and their windows' noise no larger.
   The row's ``tolerance_source`` says it all: "calibration over quick seeds 1-4 (commit X, date):
   spread s, K = 3, floor f -> tolerance t; largest mean error m (not in the tolerance)".
+- A tolerance of ``UNRESOLVED`` (50%) or more says so in its source: the noise is of the size of
+  the effect, and the claim, kept, can only catch gross misses (a longer window is the cure, not
+  a tighter number).
 - A claim with no record in ``calibration.json`` yet keeps the literal tolerance of its entry and
   its source says "not yet calibrated: ..." (a new claim, until ``refnet calibrate --only
   EXPERIMENT`` is run: the run merges its records into the file and keeps the others).
@@ -65,6 +68,7 @@ ALPHA = 0.05
 
 K = 3.0  # tolerance = max(floor, K * spread): see the module docstring
 FLOOR = 0.01
+UNRESOLVED = 0.5  # a calibrated tolerance this large says so in its source: the claim hardly tests anything
 CALIBRATION_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "calibration.json")
 CALIBRATED, PENDING = "calibration over ", "not yet calibrated: "
 # claims judged by a level or a bound, not by an error against a law: they keep their tolerance
@@ -107,7 +111,9 @@ def calibrated(id, floor=None, records=None):
     mean = rec.get("mean_error")
     return tol, (f"{CALIBRATED}{rec['preset']} seeds {_seeds(rec['seeds'])} (commit {rec['commit']}, "
                  f"{rec['date']}): spread {rec['spread']:.3g}, K = {K:g}, floor {floor:g} -> tolerance {tol:.3g}"
-                 + (f"; largest mean error {mean:+.3g} (not in the tolerance)" if mean is not None else ""))
+                 + (f"; largest mean error {mean:+.3g} (not in the tolerance)" if mean is not None else "")
+                 + (f"; the noise is of the size of the effect (tolerance >= {UNRESOLVED:g}): a run this short "
+                    "cannot test the law, only gross misses fail" if tol >= UNRESOLVED else ""))
 
 
 def rule(id, rec):
