@@ -37,8 +37,9 @@ the run it judges, never computed from that run.
   resolution the laws are stated to: they are leading-order (quasi-static) laws whose neglected
   terms are of order lr lam, 1e-3 to 1e-2 in the grids, and THEORY.md's controlled simulations
   confirmed them to 1%; a spread below that (a nearly noise-free quantity) does not make a
-  claim stricter than the law itself. The noise of the quick preset is applied to every preset:
-  the default runs are longer and wider, and their windows' noise no larger.
+  claim stricter than the law itself. A record names its preset; the quick preset's noise is
+  applied to every preset, on the assumption (not measured) that the default's longer, wider runs
+  are no noisier; ``refnet calibrate --preset default --only EXPERIMENT`` measures it instead.
   The row's ``tolerance_source`` says it all: "calibration over quick seeds 1-4 (commit X, date):
   spread s, K = 3, floor f -> tolerance t; largest mean error m (not in the tolerance)".
 - A tolerance of ``UNRESOLVED`` (50%) or more says so in its source: the noise is of the size of
