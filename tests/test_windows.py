@@ -12,6 +12,7 @@ from refnet.experiments import config, get
 from refnet.experiments.runner import Runner
 
 SCALE = 1.5
+_GROWTH = get("adam_growth")
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +73,9 @@ CASES = [
     ("momentum_S", "momentum_S_other_run", {0}, "/autocorr", None, False, False),  # the judged run's own c_m: unused
     ("momentum_S", "momentum_S_other_run", {1}, "/autocorr", None, True, False),
     ("momentum_S", "momentum_S_other_run", {1}, "/win/norm4", None, False, False),
-    # the growth rate of an earlier window (steps 0.2-0.4 T) predicts the last third
-    ("adam_growth", "adam_growth_window", {0}, "/trace/norm", (2 / 3, 1.0), False, True),
-    ("adam_growth", "adam_growth_window", {0}, "/trace/norm", (0.2, 0.4), True, False),
+    # the growth rate of an earlier window (steps EARLY of the run) predicts the last third (WINDOW)
+    ("adam_growth", "adam_growth_window", {0}, "/trace/norm", (1 - _GROWTH.WINDOW, 1.0), False, True),
+    ("adam_growth", "adam_growth_window", {0}, "/trace/norm", _GROWTH.EARLY, True, False),
     # the angle law: from the hyperparameters, d and the initial norm only
     ("adam_growth", "adam_growth_angle", {0}, "/win/angle", None, False, True),
     ("adam_growth", "adam_growth_angle", {0}, "/run/norm0", None, True, False),
