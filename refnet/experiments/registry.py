@@ -39,7 +39,9 @@ the run it judges, never computed from that run.
   confirmed them to 1%; a spread below that (a nearly noise-free quantity) does not make a
   claim stricter than the law itself. A record names its preset; the quick preset's noise is
   applied to every preset, on the assumption (not measured) that the default's longer, wider runs
-  are no noisier; ``refnet calibrate --preset default --only EXPERIMENT`` measures it instead.
+  are no noisier; ``refnet calibrate --preset default --only EXPERIMENT`` measures it instead
+  (done for ``lr_dynamics``, whose momentum run the quick preset lacks: there the default's
+  spread came out 4x below quick's for the same SGD + L2 angle claim).
   The row's ``tolerance_source`` says it all: "calibration over quick seeds 1-4 (commit X, date):
   spread s, K = 3, floor f -> tolerance t; largest mean error m (not in the tolerance)".
 - A tolerance of ``UNRESOLVED`` (50%) or more says so in its source: the noise is of the size of
