@@ -23,12 +23,13 @@ def cfg():
 @pytest.fixture(scope="module")
 def tiny(cfg, tmp_path_factory):
     runner = Runner(jobs=1, cache_dir=str(tmp_path_factory.mktemp("cache")), progress=False)
-    return {n: runner.map(get(n).specs(cfg)) for n in ("momentum_S", "adam_growth", "cross_run", "init_forgetting")}
+    return {n: runner.map(get(n).specs(cfg))
+            for n in ("momentum_S", "adam_growth", "cross_run", "init_forgetting", "lr_dynamics", "balance")}
 
 
-def perturbed(results, runs, suffix, steps=None, ramp=False):
+def perturbed(results, runs, suffix, steps=None, ramp=False, prefix=""):
     """A copy of ``results`` whose runs ``runs`` have every array ending in ``suffix`` (a string or a
-    tuple) scaled by SCALE (only the trace rows with ``steps[0] <= step <= steps[1]`` when ``steps``
+    tuple) and starting with ``prefix`` scaled by SCALE (only the trace rows with ``steps[0] <= step <= steps[1]`` when ``steps``
     is given, and by ``SCALE * (1 + step/T)`` along a trace when ``ramp``)."""
     out = []
     for i, (arrays, meta) in enumerate(results):
@@ -36,7 +37,7 @@ def perturbed(results, runs, suffix, steps=None, ramp=False):
         if i in runs:
             step = arrays["trace/step"].astype(float)
             for k in arrays:
-                if not k.endswith(suffix) or k == "trace/step" or arrays[k].dtype.kind != "f":
+                if not (k.startswith(prefix) and k.endswith(suffix)) or k == "trace/step" or arrays[k].dtype.kind != "f":
                     continue
                 if "/trace/" in k and (steps is not None or ramp):
                     f = np.where((step >= steps[0]) & (step <= steps[1]), SCALE, 1.0) if steps is not None \
@@ -96,16 +97,32 @@ def test_a_perturbed_window_moves_only_what_the_row_says_it_feeds(cfg, tiny, nam
 # predictions from hyperparameters alone: nothing measured in any run moves them
 HYPER_ONLY = {"cross_run": ("cross_run_norm2_invariant", "cross_run_angle_invariant", "cross_run_norm2_ordinary",
                             "cross_run_angle_ordinary"),
-              "init_forgetting": ("init_sgd_efflr", "init_sgd_angle", "init_adamw_efflr", "init_adamw_angle")}
-
-
+              "init_forgetting": ("init_sgd_efflr", "init_sgd_angle", "init_adamw_efflr", "init_adamw_angle"),
+              "lr_dynamics": ("sgd_l2_angle", "sgd_momentum_angle")}
+# the runs scaled: one of each group of three (each net, each optimizer) but not the first, the
+# reference of the cross-run ratios; every run where there are no ratios between runs
+RUNS = {"cross_run": {1, 4}, "init_forgetting": {1, 4}, "lr_dynamics": {0, 1}}
 MEASURED = tuple(f"/{w}/{q}" for w in ("win", "trace") for q in ("norm", "norm4", "angle", "efflr", "G2")) + ("/run/normT",)
 
 
 @pytest.mark.parametrize("name,id", [(n, i) for n, ids in HYPER_ONLY.items() for i in ids])
 def test_a_prediction_from_hyperparameters_moves_with_no_measurement(cfg, tiny, name, id):
-    """One run of each group of three (each net, each optimizer), not the first (the reference of the
-    cross-run ratios), scaled along its traces and windows: the measured values move, the predicted
-    ones do not."""
-    changed = perturbed(tiny[name], {1, 4}, MEASURED, ramp=True)
+    """Runs scaled along their traces and windows: the measured values move, the predicted ones do not."""
+    changed = perturbed(tiny[name], RUNS[name], MEASURED, ramp=True)
     assert _judge(cfg, name, tiny[name], changed, id) == (False, True)
+
+
+def test_the_adamw_balance_is_predicted_from_nothing_measured(cfg, tiny):
+    """The AdamW angle ratio across layers is predicted without G2 or any window: scaling the last
+    layer's windows in every run moves the measured ratio only."""
+    last = list(tiny["balance"][0][1]["params"])[-1]
+    changed = perturbed(tiny["balance"], set(range(len(tiny["balance"]))), MEASURED, prefix=last + "/")
+    assert _judge(cfg, "balance", tiny["balance"], changed, "balance_adamw") == (False, True)
+
+
+def test_the_adam_l2_balance_uses_the_window_it_judges(cfg, tiny):
+    """The contrast: the Adam + L2 ratio is fed each layer's G2 from the judged window (a consistency
+    check, so labelled): the same perturbation moves its predicted ratio too."""
+    last = list(tiny["balance"][0][1]["params"])[-1]
+    changed = perturbed(tiny["balance"], set(range(len(tiny["balance"]))), MEASURED, prefix=last + "/")
+    assert _judge(cfg, "balance", tiny["balance"], changed, "balance_adam") == (True, True)
