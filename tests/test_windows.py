@@ -24,17 +24,17 @@ def cfg():
 def tiny(cfg, tmp_path_factory):
     runner = Runner(jobs=1, cache_dir=str(tmp_path_factory.mktemp("cache")), progress=False)
     return {n: runner.map(get(n).specs(cfg))
-            for n in ("momentum_S", "adam_growth", "cross_run", "init_forgetting", "lr_dynamics", "balance")}
+            for n in ("momentum_S", "adam_growth", "cross_run", "init_forgetting", "lr_dynamics", "balance", "one_knob")}
 
 
 def perturbed(results, runs, suffix, steps=None, ramp=False, prefix=""):
-    """A copy of ``results`` whose runs ``runs`` have every array ending in ``suffix`` (a string or a
+    """A copy of ``results`` whose runs ``runs`` (None: all) have every array ending in ``suffix`` (a string or a
     tuple) and starting with ``prefix`` scaled by SCALE (only the trace rows with ``steps[0] <= step <= steps[1]`` when ``steps``
     is given, and by ``SCALE * (1 + step/T)`` along a trace when ``ramp``)."""
     out = []
     for i, (arrays, meta) in enumerate(results):
         arrays = {k: np.array(v, copy=True) for k, v in arrays.items()}
-        if i in runs:
+        if runs is None or i in runs:
             step = arrays["trace/step"].astype(float)
             for k in arrays:
                 if not (k.startswith(prefix) and k.endswith(suffix)) or k == "trace/step" or arrays[k].dtype.kind != "f":
@@ -98,10 +98,11 @@ def test_a_perturbed_window_moves_only_what_the_row_says_it_feeds(cfg, tiny, nam
 HYPER_ONLY = {"cross_run": ("cross_run_norm2_invariant", "cross_run_angle_invariant", "cross_run_norm2_ordinary",
                             "cross_run_angle_ordinary"),
               "init_forgetting": ("init_sgd_efflr", "init_sgd_angle", "init_adamw_efflr", "init_adamw_angle"),
-              "lr_dynamics": ("sgd_l2_angle", "sgd_momentum_angle")}
+              "lr_dynamics": ("sgd_l2_angle", "sgd_momentum_angle"),
+              "one_knob": ("sgd_l2_angle_grid", "adamw_angle_every_layer", "adamw_angle_normalized_layers")}
 # the runs scaled: one of each group of three (each net, each optimizer) but not the first, the
 # reference of the cross-run ratios; every run where there are no ratios between runs
-RUNS = {"cross_run": {1, 4}, "init_forgetting": {1, 4}, "lr_dynamics": {0, 1}}
+RUNS = {"cross_run": {1, 4}, "init_forgetting": {1, 4}, "lr_dynamics": {0, 1}, "one_knob": None}
 MEASURED = tuple(f"/{w}/{q}" for w in ("win", "trace") for q in ("norm", "norm4", "angle", "efflr", "G2")) + ("/run/normT",)
 
 
@@ -116,7 +117,7 @@ def test_the_adamw_balance_is_predicted_from_nothing_measured(cfg, tiny):
     """The AdamW angle ratio across layers is predicted without G2 or any window: scaling the last
     layer's windows in every run moves the measured ratio only."""
     last = list(tiny["balance"][0][1]["params"])[-1]
-    changed = perturbed(tiny["balance"], set(range(len(tiny["balance"]))), MEASURED, prefix=last + "/")
+    changed = perturbed(tiny["balance"], None, MEASURED, prefix=last + "/")
     assert _judge(cfg, "balance", tiny["balance"], changed, "balance_adamw") == (False, True)
 
 
@@ -124,5 +125,5 @@ def test_the_adam_l2_balance_uses_the_window_it_judges(cfg, tiny):
     """The contrast: the Adam + L2 ratio is fed each layer's G2 from the judged window (a consistency
     check, so labelled): the same perturbation moves its predicted ratio too."""
     last = list(tiny["balance"][0][1]["params"])[-1]
-    changed = perturbed(tiny["balance"], set(range(len(tiny["balance"]))), MEASURED, prefix=last + "/")
+    changed = perturbed(tiny["balance"], None, MEASURED, prefix=last + "/")
     assert _judge(cfg, "balance", tiny["balance"], changed, "balance_adam") == (True, True)
