@@ -28,9 +28,10 @@ def tiny(cfg, tmp_path_factory):
 
 
 def perturbed(results, runs, suffix, steps=None, ramp=False, prefix=""):
-    """A copy of ``results`` whose runs ``runs`` (None: all) have every array ending in ``suffix`` (a string or a
-    tuple) and starting with ``prefix`` scaled by SCALE (only the trace rows with ``steps[0] <= step <= steps[1]`` when ``steps``
-    is given, and by ``SCALE * (1 + step/T)`` along a trace when ``ramp``)."""
+    """A copy of ``results`` in which, in the runs ``runs`` (None: all), every float array whose key
+    starts with ``prefix`` and ends with ``suffix`` (a string or a tuple) is scaled by SCALE: along a
+    trace only its rows with ``steps[0] <= step <= steps[1]`` when ``steps`` is given, or by
+    ``SCALE * (1 + step/T)`` when ``ramp``."""
     out = []
     for i, (arrays, meta) in enumerate(results):
         arrays = {k: np.array(v, copy=True) for k, v in arrays.items()}
