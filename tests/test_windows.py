@@ -23,8 +23,8 @@ def cfg():
 @pytest.fixture(scope="module")
 def tiny(cfg, tmp_path_factory):
     runner = Runner(jobs=1, cache_dir=str(tmp_path_factory.mktemp("cache")), progress=False)
-    return {n: runner.map(get(n).specs(cfg))
-            for n in ("momentum_S", "adam_growth", "cross_run", "init_forgetting", "lr_dynamics", "balance", "one_knob")}
+    names = ("momentum_S", "adam_growth", "cross_run", "init_forgetting", "lr_dynamics", "balance", "one_knob")
+    return {n: runner.map(get(n).specs(cfg)) for n in names}
 
 
 def perturbed(results, runs, suffix, steps=None, ramp=False, prefix=""):
@@ -38,7 +38,8 @@ def perturbed(results, runs, suffix, steps=None, ramp=False, prefix=""):
         if runs is None or i in runs:
             step = arrays["trace/step"].astype(float)
             for k in arrays:
-                if not (k.startswith(prefix) and k.endswith(suffix)) or k == "trace/step" or arrays[k].dtype.kind != "f":
+                if not (k.startswith(prefix) and k.endswith(suffix)) or k == "trace/step" \
+                        or arrays[k].dtype.kind != "f":
                     continue
                 if "/trace/" in k and (steps is not None or ramp):
                     f = np.where((step >= steps[0]) & (step <= steps[1]), SCALE, 1.0) if steps is not None \
@@ -104,7 +105,8 @@ HYPER_ONLY = {"cross_run": ("cross_run_norm2_invariant", "cross_run_angle_invari
 # the runs scaled: one of each group of three (each net, each optimizer) but not the first, the
 # reference of the cross-run ratios; every run where there are no ratios between runs
 RUNS = {"cross_run": {1, 4}, "init_forgetting": {1, 4}, "lr_dynamics": {0, 1}, "one_knob": None}
-MEASURED = tuple(f"/{w}/{q}" for w in ("win", "trace") for q in ("norm", "norm4", "angle", "efflr", "G2")) + ("/run/normT",)
+MEASURED = tuple(f"/{w}/{q}" for w in ("win", "trace") for q in ("norm", "norm4", "angle", "efflr", "G2"))
+MEASURED += ("/run/normT",)
 
 
 @pytest.mark.parametrize("name,id", [(n, i) for n, ids in HYPER_ONLY.items() for i in ids])
