@@ -20,7 +20,7 @@ for _name in NAMES:  # every experiment registers its claims at import
 # predictions without a calibration record yet: `refnet calibrate --only EXPERIMENT` calibrates
 # them (the lead does, after merging a changed experiment) and empties this list
 PENDING = set()
-JUDGED_SEED = 0  # refnet reproduce's default --seed
+JUDGED_SEED = calibrate.JUDGED_SEED
 
 
 def _record(errors, preset="quick"):
@@ -113,7 +113,7 @@ def test_seeds_argument_takes_lists_and_ranges(text, want):
     assert calibrate.seeds_arg(text) == want
 
 
-@pytest.mark.parametrize("text", ["1", "1,1", "a", "-1,2", ""])
+@pytest.mark.parametrize("text", ["1", "1,1", "a", "-1,2", "", "0-3"])
 def test_seeds_argument_refuses_fewer_than_two_seeds(text, capsys):
     assert main(["calibrate", "--seeds", text]) == 2
     assert "--seeds" in capsys.readouterr().err

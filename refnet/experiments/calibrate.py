@@ -38,6 +38,7 @@ from refnet.experiments.runner import Runner
 
 FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "calibration.json")
 DEFAULT_SEEDS = (1, 2, 3, 4)
+JUDGED_SEED = 0  # refnet reproduce's default --seed: its noise must not set its own tolerances
 
 
 def seeds_arg(text):
@@ -176,10 +177,13 @@ def add_arguments(parser):
 
 def run(args):
     try:
-        names = selected(args.only)
-        locate_dataset(args.data, args.data_dir)
+        if JUDGED_SEED in args.seeds:
+            raise ValueError(f"--seeds: got {args.seeds}, which include {JUDGED_SEED}, the seed refnet reproduce "
+                             "judges; expected other seeds (a tolerance is not measured on the run it judges)")
         if args.preset == "tiny" and args.data != "synthetic":
             raise ValueError("--preset tiny runs on --data synthetic only")
+        names = selected(args.only)
+        locate_dataset(args.data, args.data_dir)
     except (ValueError, DatasetError) as err:
         print(f"refnet calibrate: {err}", file=sys.stderr)
         return 2
