@@ -77,7 +77,8 @@ CALIBRATED, PENDING = "calibration over ", "not yet calibrated: "
 # claims judged by a level or a bound, not by an error against a law: they keep their tolerance
 UNCALIBRATED = {
     "one_step_adam": "a bound on one step from a fresh state (eps and the radial part), derived, not a noisy law",
-    "projected_accuracy_lr_alone": f"a significance level: exact McNemar test at alpha {ALPHA}, Bonferroni",
+    "projected_accuracy_lr_alone": "a significance level: Tukey HSD over seeds (blocked), simultaneous 95% intervals",
+    "l2_accuracy_depends_on_lam": "a significance level: Tukey HSD over seeds (blocked), simultaneous 95% intervals",
     "schedule_accuracy_sgd": "a significance level: exact paired test at the 95% level",
     "schedule_accuracy_momentum": "a significance level: exact paired test at the 95% level",
     "opt_adam_l2_spread": "a one-sided bound (at_least), fixed with the claim",
