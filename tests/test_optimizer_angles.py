@@ -332,3 +332,16 @@ def test_the_figure_draws_a_row_for_the_cnn(cnn_cfg, results, tmp_path):
     from refnet import plots
     both = oa.analyze(cnn_cfg, list(results) + list(results))
     assert os.path.getsize(plots.plot(both, str(tmp_path / "fig9.png"))) > 0
+
+
+def test_a_failed_row_names_the_runs_that_lost_units(cfg, results):
+    """Dead units (zero gradient at the end) turn by 0 under a decay: a row they make fail says so."""
+    i = list(oa.runs(cfg)).index("sgdm")
+    arrays, meta = results[i]
+    name = list(meta["params"])[-1]
+    planted = dict(arrays)
+    planted[f"{name}/run/dead"] = np.float64(0.875)
+    planted[f"{name}/win/angle"] = np.where(np.arange(len(arrays[f"{name}/win/angle"])) % 8, 1e-9,
+                                            arrays[f"{name}/win/angle"])
+    c = _by_id(oa.analyze(cfg, [(planted, meta) if j == i else r for j, r in enumerate(results)]), "opt_sgdm_angle")
+    assert not c["pass"] and f"SGD + momentum + L2 {name} 87.5%" in c["note"]
