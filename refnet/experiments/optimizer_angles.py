@@ -230,7 +230,8 @@ def _analyze(theta, steps, plan, got, sfx=""):
         for i, name in enumerate(names):
             angle = arrays[f"{name}/win/angle"]
             layer = {"angles": angle.tolist(), "median": float(np.median(angle)), "cv": cv(angle),
-                     "dead": float(arrays[f"{name}/run/dead"])}
+                     "dead": float(arrays[f"{name}/run/dead"]),
+                     "shape": [meta["params"][name]["n_groups"], meta["params"][name]["d"]]}
             tag = label(i, name)
             if kind == "adam_l2":  # per unit, from G2 of the middle third: the median of per-unit ratios
                 pred, layer["G2_earlier"] = adam_l2_predicted(h, arrays, name, meta["params"][name]["d"], middle)
@@ -345,7 +346,9 @@ def _white_note(opt, dec):
         f"white-gradient {R0:.3g}: " + "; ".join(
             f"{name} {np.median(L['R_same_window']):.3g} (measured/predicted angle {L['median'] / L['predicted_hyper']:.3f}, "
             f"sqrt(R_white/R) {math.sqrt(R0 / np.median(L['R_same_window'])):.3f})" for name, L in opt["layers"].items()) + (
-            "; Muon's R_white is for the square hidden layer, and layer 1 is (width, 784)" if kind == "muon" else "")
+            f"; Muon's R_white is for a square ({min(opt['hyper']['width'], MUON_SHAPE_CAP)}, "
+            f"{min(opt['hyper']['width'], MUON_SHAPE_CAP)}) matrix; the layers are " + ", ".join(
+                f"{name} {tuple(L['shape'])}" for name, L in opt["layers"].items()) if kind == "muon" else "")
 
 
 def _drift_note(opt):
