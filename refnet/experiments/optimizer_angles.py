@@ -286,21 +286,21 @@ def _analyze(theta, steps, plan, got, sfx=""):
                                        win(*BALANCED, "lion", "adam_l2")))
     data["claims"].append(spread_claim(data["optimizers"], "opt_adam_l2_spread_without_lion" + sfx, BALANCED,
                                        win(*BALANCED, "adam_l2")))
-    dead = _dead_note(data["optimizers"])
     for c in data["claims"]:
+        dead = _dead_note(data["optimizers"], c["window"])
         if not c["pass"] and dead:
             c["note"] += "; " + dead
     data["observations"] += _observations(data, dec, " (BN CNN)" if sfx else "")
     return data
 
 
-def _dead_note(opts):
-    """Which runs lost units (zero gradient over the last 5% of the steps: no steady state; under a
-    decay such a unit only shrinks, so its angle is 0), or "" when none did."""
+def _dead_note(opts, window):
+    """Which of the runs named in a row's ``window`` lost units (zero gradient over the last 5% of the
+    steps: no steady state; under a decay such a unit only shrinks, so its angle is 0), or ""."""
     dead = [f"{o['title']} {name} {L['dead']:.1%}" for o in opts.values() for name, L in o["layers"].items()
-            if L["dead"] > 0]
-    return ("measured: dead units in this network's runs (zero gradient over the last 5% of the steps, no steady "
-            "state, angle 0 under a decay): " + ", ".join(dead)) if dead else ""
+            if L["dead"] > 0 and f" {o['title']}," in window]
+    return ("measured: dead units (zero gradient over the last 5% of the steps, no steady state, angle 0 under a "
+            "decay): " + ", ".join(dead)) if dead else ""
 
 
 def arrays_of(got):
