@@ -35,10 +35,13 @@ machine under load (load average 9: CPU-seconds there run somewhat slower than i
 minutes wall there, so about 95 s on two idle cores. The default estimates scale the quick
 CPU-seconds by ``runner._cost`` (steps x width), which matched the eight original experiments'
 measured 760 CPU-seconds; the lead's default run replaces them. Muon's decay (a Monte Carlo of
-about 20 CPU-seconds at width 128) is solved inside its training task and cached with it.
-``full`` differs from the default in one_knob (symmetry runs 1500 steps: about 436 CPU-seconds)
-and no_l2 (3000 steps: about 56), about 1040 in all (same estimate). Every preset keeps every
-claim: the presets change sizes only.
+about 20 CPU-seconds at width 128) is solved inside its training task and cached with it, and
+so is Adam + L2's ``l2`` (a pilot run of ``pilot_steps``; measured on the loaded machine: its
+task 1.7 -> 2.5 CPU-seconds on quick).
+``full`` differs from the default in one_knob (symmetry runs 1500 steps: about 436 CPU-seconds),
+no_l2 (3000 steps: about 56), about 1040 in all (same estimate), and in optimizer_angles' BN CNN
+runs (measured: 540 CPU-seconds for its nine tasks, loaded machine). Every preset keeps every
+claim but the BN CNN's (``full`` only): the presets change sizes only.
 
 Why these numbers: a steady state is only measured after the norm has relaxed, i.e. after
 several times ``1/(8 lr lam)`` steps for SGD (``1/(2 lr wd)`` for AdamW), so the grids use
