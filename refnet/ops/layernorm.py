@@ -96,67 +96,72 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     n = x.shape[0]
     d = math.prod(x.shape[1:])
     x2 = x.reshape(n, d)
-    ones = xp.ones(d, dtype=x.dtype)
+    mu = x2 @ xp.ones(d, dtype=x.dtype) / d
+    var = _row_dots(x2, x2, xp) / d - mu * mu              # one pass: see the module docstring
+    shift = mu
+    bad = ~(mu * mu <= var)
+    if bool(bad.any()):                                    # cancellation: centre those rows
+        x2 = x2 - xp.where(bad, mu, 0)[:, None]
+        shift = xp.where(bad, 0, mu).astype(x.dtype)
+        var = xp.where(bad, _row_dots(x2, x2, xp) / d, var)
+    inv_std = 1 / xp.sqrt(var + eps)
     y = xp.empty_like(x2)
-    mean, inv_std = xp.empty(n, dtype=x.dtype), xp.empty(n, dtype=x.dtype)
+    shift_col, s_col = shift[:, None], inv_std[:, None]
     for r in _blocks(n, d, xp)[0]:
-        xb, yb = x2[r], y[r]
-        mu = (xb @ ones) / d
-        var = _row_dots(xb, xb, xp) / d - mu * mu          # one pass: see the module docstring
-        xp.subtract(xb, mu[:, None], out=yb)
-        if not bool((mu * mu <= var).all()):               # cancellation: the two-pass variance
-            var = _row_dots(yb, yb, xp) / d
-        s = 1 / xp.sqrt(var + eps)
-        yb *= s[:, None]                                   # xhat
+        yb = y[r]
+        xp.subtract(x2[r], shift_col[r], out=yb)
+        yb *= s_col[r]                                     # xhat
         if gamma is not None:
             yb *= gamma.reshape(d)
         if beta is not None:
             yb += beta.reshape(d)
-        mean[r], inv_std[r] = mu, s
-    return y.reshape(x.shape), {"x": x2, "mean": mean, "inv_std": inv_std, "gamma": gamma,
+    return y.reshape(x.shape), {"x": x2, "shift": shift, "inv_std": inv_std, "gamma": gamma,
                                 "beta": beta, "shape": x.shape}
 
 
 def layernorm_backward(dy, cache):
     """Gradients of ``layernorm_forward``: ``(dx, dgamma, dbeta)`` (None where gamma/beta were None)."""
-    x2, mean, inv_std, gamma, beta, shape = (cache[k] for k in ("x", "mean", "inv_std", "gamma", "beta",
-                                                                "shape"))
+    x2, c, s, gamma, beta, shape = (cache[k] for k in ("x", "shift", "inv_std", "gamma", "beta", "shape"))
     check_shape("dy", dy, shape, "layernorm_backward")
     check_dtype("dy", dy, "the forward's x", x2, "layernorm_backward")
     xp = backend.array_module(dy, x2)
     n, d = x2.shape
     dy2 = dy.reshape(n, d)
     blocks, rows = _blocks(n, d, xp)
-    g = None if gamma is None else gamma.reshape(d)
-    dgamma = None if gamma is None else xp.zeros(d, dtype=dy.dtype)
-    dbeta = None if beta is None else xp.zeros(d, dtype=dy.dtype)
-    ones_n, ones_d = xp.ones(rows, dtype=dy.dtype), xp.ones(d, dtype=dy.dtype)
-    scratch = xp.empty((2, rows, d), dtype=dy.dtype)      # a block of xhat and of dxhat
+    g = xp.ones(d, dtype=dy.dtype) if gamma is None else gamma.reshape(d)
+    sum_dxhat, sum_dxhat_x = xp.empty(n, dtype=dy.dtype), xp.empty(n, dtype=dy.dtype)
+    col_sums = xp.empty((len(blocks), d), dtype=dy.dtype)   # per block: sum_n s_n dy_nj x_nj
+    scratch = xp.empty((rows, d), dtype=dy.dtype)
+    # pass 1, the sums: A = dy @ gamma, dy*x @ gamma and s @ (dy*x) per block
+    for k, r in enumerate(blocks):
+        p = xp.multiply(dy2[r], x2[r], out=scratch[:r.stop - r.start])
+        xp.matmul(dy2[r], g, out=sum_dxhat[r])
+        xp.matmul(p, g, out=sum_dxhat_x[r])
+        if gamma is not None:
+            xp.matmul(s[r], p, out=col_sums[k])
+    dgamma = None if gamma is None else col_sums.sum(axis=0) - (c * s) @ dy2
+    dbeta = None if beta is None else xp.ones(n, dtype=dy.dtype) @ dy2
+    # dx = s * dxhat - u * x + v per row, with B = s (sum dxhat x - c A), u = s^2 B / D
+    u = (sum_dxhat_x - c * sum_dxhat) * (s * s * s / d)
+    v = (u * c - s * sum_dxhat / d)[:, None]
+    u, s_col = u[:, None], s[:, None]
     dx = xp.empty_like(dy2)
     for r in blocks:
-        m = r.stop - r.start
-        xhat, dyb, dxb = scratch[0, :m], dy2[r], dx[r]
-        xp.subtract(x2[r], mean[r, None], out=xhat)
-        xhat *= inv_std[r, None]
-        if gamma is not None:
-            dgamma += xp.einsum("nd,nd->d", dyb, xhat)
-        if beta is not None:
-            dbeta += ones_n[:m] @ dyb
-        dxhat = dyb if gamma is None else xp.multiply(dyb, g, out=scratch[1, :m])
-        sum_dxhat = dyb @ (ones_d if gamma is None else g)
-        sum_dxhat_xhat = _row_dots(dxhat, xhat, xp)
-        # dx = s * (dxhat + xhat * (-B/D) + (-A/D)), built in dx's block
-        xp.multiply(xhat, (-sum_dxhat_xhat / d)[:, None], out=dxb)
-        dxb += (-sum_dxhat / d)[:, None]
-        dxb += dxhat
-        dxb *= inv_std[r, None]
+        dxb, p = dx[r], scratch[:r.stop - r.start]
+        if gamma is None:
+            xp.multiply(dy2[r], s_col[r], out=dxb)
+        else:
+            xp.multiply(dy2[r], g, out=dxb)
+            dxb *= s_col[r]
+        dxb -= xp.multiply(x2[r], u[r], out=p)
+        dxb += v[r]
     return (dx.reshape(shape), None if dgamma is None else dgamma.reshape(shape[1:]),
             None if dbeta is None else dbeta.reshape(shape[1:]))
 
 
 def _xhat(cache):
-    """xhat (N, D) rebuilt from the cache (which keeps x, mu and s, not xhat)."""
-    return (cache["x"] - cache["mean"][:, None]) * cache["inv_std"][:, None]
+    """xhat (N, D) rebuilt from the cache (which keeps x, its shift and s, not xhat)."""
+    return (cache["x"] - cache["shift"][:, None]) * cache["inv_std"][:, None]
 
 
 def _row_mean(a):
