@@ -34,29 +34,31 @@ mean E over a sample's D values instead of a channel's, and parameter sums over 
 
 How the code computes this (the same ideas as ``batchnorm.py``, with the reduction over
 every axis but 0). LN is memory-bound: the time goes to passes over x-sized arrays, so
-  * The work runs over blocks of rows (``_BLOCK`` values each, about 1 MB in float32): a
-    block's statistics, its xhat and its output (or its gradient terms) are computed while
-    the block stays in the core's cache, so x, y, dy and dx cross memory about once each.
   * Row sums are matrix-vector products (``x @ 1``, ``dy @ gamma``) and row dot products
     ``vecdot``: BLAS and a fused loop, two to three times faster than ``sum(axis=1)`` and
-    ``einsum``; column sums likewise (``1 @ dy``).
-  * Statistics in one pass where it is safe: var = mean(x^2) - mu^2, used when mu^2 <= var
-    in every row of the block (at most a factor 2 lost to cancellation, the rounding of the
-    two-pass sum); otherwise the two-pass variance of the centred rows.
-  * The cache holds x (the previous layer's output, alive anyway), mu and s, not xhat: the
-    backward rebuilds a block of xhat in a scratch buffer, cheaper than storing and
-    re-reading an x-sized array.
-  * Backward with the per-sample sums folded before touching a big array: with
-    A_n = sum_k dxhat_nk and B_n = sum_k dxhat_nk xhat_nk,
+    ``einsum``; column sums likewise (``s @ P``, ``1 @ dy``).
+  * Statistics in one pass where it is safe, over the whole array: var = mean(x^2) - mu^2,
+    used for the rows where mu^2 <= var (at most a factor 2 lost to cancellation, the
+    rounding of the two-pass sum); the other rows are centred (x - mu, shift 0) and get the
+    two-pass variance. The cache holds that x, the per-row shift c (mu, or 0 where centred)
+    and s, not xhat: xhat = (x - c) s.
+  * The normalization and the backward run over blocks of rows (``_BLOCK`` values each,
+    about 1 MB in float32): a block's output (or its gradient terms) is built while the
+    block stays in the core's cache.
+  * Backward with the per-sample sums taken from x itself, P = dy * x (one product, in dx's
+    block until dx is built): with A_n = sum_k dxhat_nk = (dy @ gamma)_n and
+    B_n = sum_k dxhat_nk xhat_nk = s_n ((P @ gamma)_n - c_n A_n),
 
-        dx_n = s_n * (dxhat_n + xhat_n * (-B_n / D) + (-A_n / D))
+        dx_n = s_n dxhat_n - u_n x_n + v_n,   u_n = s_n^2 B_n / D,   v_n = u_n c_n - s_n A_n / D
 
-    built in place in dx's block.
+    (the formula above with xhat = (x - c) s expanded), and dgamma = s @ P - (c s) @ dy:
+    five passes over a block for dx besides the four for the sums. c_n is nonzero only where
+    |mu_n| <= std_n, so the subtractions lose at most a factor 2, as in the statistics.
 On the bench shape (128, 64, 16, 16), forward+backward went from 1.8x to 1.4-1.5x PyTorch
-CPU's time (one thread each, side by side, a loaded 2-core AVX-512 machine; blocks of 2^16,
-2^17, 2^18, 2^19 values gave 1.54, 1.42, 1.38, 1.46x), and its peak memory from 24 to 10 MB.
-What is left is NumPy's one operation per pass: about 14 passes over blocks where
-PyTorch's fused kernel makes about 5.
+CPU's time with the row blocks, and to 1.3-1.4x with the whole-array statistics and the
+sums from P (one thread each, side by side, a loaded 2-core AVX-512 machine); peak memory
+about 10 MB. What is left is NumPy's one operation per pass: about 15 passes where
+PyTorch's fused kernels make about 5.
 """
 
 import math
@@ -129,32 +131,27 @@ def layernorm_backward(dy, cache):
     dy2 = dy.reshape(n, d)
     blocks, rows = _blocks(n, d, xp)
     g = xp.ones(d, dtype=dy.dtype) if gamma is None else gamma.reshape(d)
-    sum_dxhat, sum_dxhat_x = xp.empty(n, dtype=dy.dtype), xp.empty(n, dtype=dy.dtype)
+    sum_dxhat, u = xp.empty(n, dtype=dy.dtype), xp.empty(n, dtype=dy.dtype)
     col_sums = xp.empty((len(blocks), d), dtype=dy.dtype)   # per block: sum_n s_n dy_nj x_nj
     scratch = xp.empty((rows, d), dtype=dy.dtype)
-    # pass 1, the sums: A = dy @ gamma, dy*x @ gamma and s @ (dy*x) per block
+    s3_d, s_d = s * s * s / d, s / d
+    dx = xp.empty_like(dy2)
     for k, r in enumerate(blocks):
-        p = xp.multiply(dy2[r], x2[r], out=scratch[:r.stop - r.start])
-        xp.matmul(dy2[r], g, out=sum_dxhat[r])
-        xp.matmul(p, g, out=sum_dxhat_x[r])
+        dyb, xb, dxb, sb, cb = dy2[r], x2[r], dx[r], s[r], c[r]
+        p = xp.multiply(dyb, xb, out=dxb)                 # dy * x, in dx's block until dx is built
+        a = xp.matmul(dyb, g, out=sum_dxhat[r])           # A
+        ub = xp.matmul(p, g, out=u[r])                    # sum dxhat x
         if gamma is not None:
-            xp.matmul(s[r], p, out=col_sums[k])
+            xp.matmul(sb, p, out=col_sums[k])
+        ub -= cb * a                                      # B / s
+        ub *= s3_d[r]                                     # u = s^2 B / D
+        q = xp.multiply(xb, ub[:, None], out=scratch[:r.stop - r.start])
+        xp.multiply(dyb, g, out=dxb)
+        dxb *= sb[:, None]
+        dxb -= q
+        dxb += (ub * cb - a * s_d[r])[:, None]            # v
     dgamma = None if gamma is None else col_sums.sum(axis=0) - (c * s) @ dy2
     dbeta = None if beta is None else xp.ones(n, dtype=dy.dtype) @ dy2
-    # dx = s * dxhat - u * x + v per row, with B = s (sum dxhat x - c A), u = s^2 B / D
-    u = (sum_dxhat_x - c * sum_dxhat) * (s * s * s / d)
-    v = (u * c - s * sum_dxhat / d)[:, None]
-    u, s_col = u[:, None], s[:, None]
-    dx = xp.empty_like(dy2)
-    for r in blocks:
-        dxb, p = dx[r], scratch[:r.stop - r.start]
-        if gamma is None:
-            xp.multiply(dy2[r], s_col[r], out=dxb)
-        else:
-            xp.multiply(dy2[r], g, out=dxb)
-            dxb *= s_col[r]
-        dxb -= xp.multiply(x2[r], u[r], out=p)
-        dxb += v[r]
     return (dx.reshape(shape), None if dgamma is None else dgamma.reshape(shape[1:]),
             None if dbeta is None else dbeta.reshape(shape[1:]))
 
