@@ -447,16 +447,11 @@ class Recorder:
         inner = self.optimizer.step
 
         def step():
-            before = [self._row_before(n, p, gi) for n, p, gi in self.tracked]
+            before = self._before()
             inner()
             self._add("step", self._count)
             self._count += 1
-            for (n, p, _), token in zip(self.tracked, before):
-                angle, bb = self._angles.after(p, token)
-                self._add(f"angle/{n}", angle)
-                buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
-                if buf is not None:  # the angle's ||b||^2 where it took one
-                    self._add(f"buffer_sq/{n}", group_sq_norms(buf, p.scale_group) if bb is None else bb)
+            self._after(before)
         self.optimizer.step = step
         return self
 
@@ -464,25 +459,50 @@ class Recorder:
         self.optimizer.__dict__.pop("step", None)
         return self
 
-    def _row_before(self, n, p, gi):
-        group = self.optimizer.param_groups[gi]
-        lr = group["lr"]
-        x, g2 = group_sq_norms(p.data, p.scale_group), group_sq_norms(p.grad, p.scale_group)
-        norm = x ** 0.5
-        self._add(f"lr/{n}", lr)
-        self._add(f"norm/{n}", norm)
-        self._add(f"effective_lr/{n}", lr / (norm if self._adam else x))
-        self._add(f"grad_norm_unit/{n}", norm * g2 ** 0.5)
-        if self.lags:  # ring[:, m % (K+1)] holds g_m; one batched matvec gives every lag
-            g = p.grad.reshape(p.shape[0] if p.scale_group == "unit" else 1, -1)
-            xp = backend.array_module(g)
-            if n not in self._ring:
-                self._ring[n] = xp.zeros((g.shape[0], self.lags + 1, g.shape[1]), dtype=g.dtype)
-            ring, slot = self._ring[n], self._count % (self.lags + 1)
-            ring[:, slot] = g
-            dots = xp.matmul(ring, g[:, :, None])[:, ::-1, 0]  # column m: lag (slot - m) mod K+1
-            self._add(f"grad_dot/{n}", xp.roll(dots, slot + 1, axis=1).T)
-        return self._angles.before(n, p, group, x, g2)
+    def _before(self):
+        """||w||^2 and ||g||^2 of every tracked group in two arrays, the per-parameter rows,
+        the gradient ring (lags) and each parameter's angle token."""
+        if not self.tracked:
+            return None
+        xp = backend.array_module(self.tracked[0][1].data)
+        sizes = [p.shape[0] if p.scale_group == "unit" else 1 for _, p, _ in self.tracked]
+        x, g2 = xp.empty(sum(sizes), dtype=self.tracked[0][1].dtype), xp.empty(sum(sizes), dtype=self.tracked[0][1].dtype)
+        tokens, start = [], 0
+        for (n, p, gi), size in zip(self.tracked, sizes):
+            rows = slice(start, start + size)
+            start += size
+            w, g = _rows(p.data, p.scale_group, "Recorder"), _rows(p.grad, p.scale_group, "Recorder")
+            _dots_into(w, w, x[rows])
+            _dots_into(g, g, g2[rows])
+            group = self.optimizer.param_groups[gi]
+            self._add(f"lr/{n}", group["lr"])
+            if self.lags:  # ring[:, m % (K+1)] holds g_m; one batched matvec gives every lag
+                if n not in self._ring:
+                    self._ring[n] = xp.zeros((g.shape[0], self.lags + 1, g.shape[1]), dtype=g.dtype)
+                ring, slot = self._ring[n], self._count % (self.lags + 1)
+                ring[:, slot] = g
+                dots = xp.matmul(ring, g[:, :, None])[:, ::-1, 0]  # column m: lag (slot - m) mod K+1
+                self._add(f"grad_dot/{n}", xp.roll(dots, slot + 1, axis=1).T)
+            tokens.append((rows, self._angles.before(n, p, group, x[rows], g2[rows])))
+        return tokens, x, g2
+
+    def _after(self, before):
+        if before is None:
+            return
+        tokens, x, g2 = before
+        xp = backend.array_module(x)
+        angles = self._angles.after_all([p for _, p, _ in self.tracked], [t for _, t in tokens], x=x)
+        norm = xp.sqrt(x)
+        gunit = norm * xp.sqrt(g2)
+        lr_over = norm if self._adam else x
+        for (n, p, gi), (rows, _), (angle, bb) in zip(self.tracked, tokens, angles):
+            self._add(f"norm/{n}", norm[rows])
+            self._add(f"effective_lr/{n}", self.optimizer.param_groups[gi]["lr"] / lr_over[rows])
+            self._add(f"grad_norm_unit/{n}", gunit[rows])
+            self._add(f"angle/{n}", angle)
+            buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:  # the angle's ||b||^2 where it took one
+                self._add(f"buffer_sq/{n}", group_sq_norms(buf, p.scale_group) if bb is None else bb)
 
     def _add(self, key, value):
         self._rows.setdefault(key, []).append(backend.asnumpy(value) if hasattr(value, "shape") else value)
