@@ -289,8 +289,9 @@ class Trainer:
         norm = xp.sqrt(sq)
         gunit = norm * xp.sqrt(g2)
         for (name, p, gi), rows, (angle, _) in zip(self.tracked, self._group_rows, angles):
+            group = self.optimizer.param_groups[gi]
             h.add_row(f"norm/{name}", norm[rows])
-            h.add_row(f"effective_lr/{name}", effective_lr(self.optimizer, self.optimizer.param_groups[gi], p, sq[rows]))
+            h.add_row(f"effective_lr/{name}", effective_lr(self.optimizer, group, p, sq[rows]))
             h.add_row(f"angle/{name}", angle)
             h.add_row(f"grad_norm_unit/{name}", gunit[rows])
 
