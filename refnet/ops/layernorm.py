@@ -51,14 +51,15 @@ every axis but 0). LN is memory-bound: the time goes to passes over x-sized arra
 
         dx_n = s_n dxhat_n - u_n x_n + v_n,   u_n = s_n^2 B_n / D,   v_n = u_n c_n - s_n A_n / D
 
-    (the formula above with xhat = (x - c) s expanded), and dgamma = s @ P - (c s) @ dy:
-    five passes over a block for dx besides the four for the sums. c_n is nonzero only where
-    |mu_n| <= std_n, so the subtractions lose at most a factor 2, as in the statistics.
+    (the formula above with xhat = (x - c) s expanded), dgamma = s @ P - (c s) @ dy and
+    dbeta = 1 @ dy: five passes over a block for dx besides the six for the sums, all while
+    the block is in cache. c_n is nonzero only where |mu_n| <= std_n, so the subtractions
+    lose at most a factor 2, as in the statistics.
 On the bench shape (128, 64, 16, 16), forward+backward went from 1.8x to 1.4-1.5x PyTorch
-CPU's time with the row blocks, and to 1.3-1.4x with the whole-array statistics and the
-sums from P (one thread each, side by side, a loaded 2-core AVX-512 machine); peak memory
-about 10 MB. What is left is NumPy's one operation per pass: about 15 passes where
-PyTorch's fused kernels make about 5.
+CPU's time with the row blocks, and to 1.25-1.3x with the whole-array statistics and the
+sums from P (one thread each, side by side, CPU clock, a loaded 2-core AVX-512 machine);
+peak memory about 10 MB. What is left is NumPy's one operation per pass: about 17 passes
+over x-sized data where PyTorch's fused kernels make about 5.
 """
 
 import math
@@ -132,26 +133,31 @@ def layernorm_backward(dy, cache):
     blocks, rows = _blocks(n, d, xp)
     g = xp.ones(d, dtype=dy.dtype) if gamma is None else gamma.reshape(d)
     sum_dxhat, u = xp.empty(n, dtype=dy.dtype), xp.empty(n, dtype=dy.dtype)
-    col_sums = xp.empty((len(blocks), d), dtype=dy.dtype)   # per block: sum_n s_n dy_nj x_nj
+    # per block: sum_n s_n dy_nj x_nj, -sum_n c_n s_n dy_nj and sum_n dy_nj (dgamma and dbeta)
+    col_sums = xp.zeros((3, len(blocks), d), dtype=dy.dtype)
     scratch = xp.empty((rows, d), dtype=dy.dtype)
-    s3_d, s_d = s * s * s / d, s / d
+    s3_d, s_d, minus_cs, ones = s * s * s / d, s / d, -c * s, xp.ones(rows, dtype=dy.dtype)
     dx = xp.empty_like(dy2)
     for k, r in enumerate(blocks):
-        dyb, xb, dxb, sb, cb = dy2[r], x2[r], dx[r], s[r], c[r]
+        dyb, xb, dxb, sb, cb, m = dy2[r], x2[r], dx[r], s[r], c[r], r.stop - r.start
         p = xp.multiply(dyb, xb, out=dxb)                 # dy * x, in dx's block until dx is built
         a = xp.matmul(dyb, g, out=sum_dxhat[r])           # A
         ub = xp.matmul(p, g, out=u[r])                    # sum dxhat x
         if gamma is not None:
-            xp.matmul(sb, p, out=col_sums[k])
+            xp.matmul(sb, p, out=col_sums[0, k])
+            xp.matmul(minus_cs[r], dyb, out=col_sums[1, k])
+        if beta is not None:
+            xp.matmul(ones[:m], dyb, out=col_sums[2, k])
         ub -= cb * a                                      # B / s
         ub *= s3_d[r]                                     # u = s^2 B / D
-        q = xp.multiply(xb, ub[:, None], out=scratch[:r.stop - r.start])
+        q = xp.multiply(xb, ub[:, None], out=scratch[:m])
         xp.multiply(dyb, g, out=dxb)
         dxb *= sb[:, None]
         dxb -= q
         dxb += (ub * cb - a * s_d[r])[:, None]            # v
-    dgamma = None if gamma is None else col_sums.sum(axis=0) - (c * s) @ dy2
-    dbeta = None if beta is None else xp.ones(n, dtype=dy.dtype) @ dy2
+    col_sums = col_sums.sum(axis=1)
+    dgamma = None if gamma is None else col_sums[0] + col_sums[1]
+    dbeta = None if beta is None else col_sums[2]
     return (dx.reshape(shape), None if dgamma is None else dgamma.reshape(shape[1:]),
             None if dbeta is None else dbeta.reshape(shape[1:]))
 
