@@ -265,15 +265,6 @@ def applied_step(optimizer, group):
     return "momentum" if group["momentum"] != 0 else "plain"
 
 
-def _dots_into(a, b, out):
-    """``row_dots(a, b)`` written into ``out`` (a slice of a larger array: no concatenation after)."""
-    vecdot = getattr(backend.array_module(a, b), "vecdot", None)
-    if vecdot is not None:
-        return vecdot(a, b, out=out)
-    out[...] = row_dots(a, b)
-    return out
-
-
 class StepAngles:
     """The angle each tracked parameter turns by in one optimizer step, per scale group, for a
     Trainer's or Recorder's per-step record: ``before`` (just before ``optimizer.step()``, given
@@ -294,13 +285,6 @@ class StepAngles:
     shrinks) take ``d_perp = d - (s/x) a`` elementwise, as ``angular_update`` does. Any other
     optimizer: ``w`` is copied before the step (into a buffer reused between steps) and
     ``angular_update`` measures the step.
-
-    What a record costs (``refnet bench``'s recorder cases): four one-pass dot products per
-    weight and step on the "momentum" path (||w||^2, ||g||^2 before; ||b||^2, <w_after, b>
-    after), the least these quantities allow without a fused kernel, and NumPy calls on arrays
-    of one value per group. Those calls cost a few microseconds each right after a step (the
-    step's passes have evicted NumPy's own code and data from the caches), so ``after_all``
-    and the callers take them once over every tracked parameter's groups, not per parameter.
     """
 
     def __init__(self, optimizer):
@@ -326,101 +310,44 @@ class StepAngles:
     def after(self, p, token):
         """``(angle, ||b||^2)``: the angle per scale group (float64) and, on the "momentum"
         path, the squared buffer norm it used (None otherwise)."""
-        return self.after_all([p], [token])[0]
-
-    def after_all(self, params, tokens, x=None):
-        """``after`` for several parameters at once, a list of ``(angle, ||b||^2)``: each
-        parameter's dot products, then the angle's per-group arithmetic once over all their
-        groups (a training step records a few weights of a few hundred groups each, where
-        every NumPy call costs more than its arithmetic: the step has just pushed NumPy's own
-        code and data out of the caches). ``x``: the ``x`` of every token concatenated, when
-        the caller has it (the tokens' are then views of it)."""
-        out, parts = [None] * len(params), []
-        for i, (p, token) in enumerate(zip(params, tokens)):
-            if token[0] is None:
-                work = token[2]
-                out[i] = angular_update(work[0], p.data, p.scale_group, sq_before=token[1], work=work[1]), None
-            else:
-                parts.append((i, p, token))
-        if not parts:
-            return out
-        xp = backend.array_module(parts[0][1].data)
-        f64 = xp.float64
-        sizes = [token[1].shape[0] for _, _, token in parts]
-        if x is None or len(parts) < len(params):
-            x = xp.concatenate([token[1] for _, _, token in parts]) if len(parts) > 1 else parts[0][2][1]
-        x = x.astype(f64)
-        lrs = {token[2] for _, _, token in parts}
-        if all(token[0] == "momentum" for _, _, token in parts) and len(lrs) == 1:
-            # every step is -lr b: the buffers' sums into two arrays, one set of calls for all
-            lr, n = lrs.pop(), sum(sizes)
-            bb, wb = xp.empty(n, dtype=parts[0][1].dtype), xp.empty(n, dtype=parts[0][1].dtype)
-            start = 0
-            for (_, p, _), size in zip(parts, sizes):
-                w = _rows(p.data, p.scale_group, "StepAngles")
-                buf = _rows(self.optimizer.state[p]["momentum_buffer"], p.scale_group, "StepAngles")
-                _dots_into(buf, buf, bb[start:start + size])
-                _dots_into(w, buf, wb[start:start + size])
-                start += size
-            q = xp.multiply(bb, lr * lr, dtype=f64)
-            s = xp.multiply(wb, -lr, dtype=f64)
-            s -= q
-        else:
-            sums = [self._sums(p, token) for _, p, token in parts]
-            s, q = ((xp.concatenate([v[k] for v in sums]) if len(sums) > 1 else sums[0][k]) for k in (0, 1))
-            bb = [v[2] for v in sums]
-        ss = s * s
-        cross = x * q
-        cross -= ss                         # x ||d_perp||^2
-        radial = cross < ss                 # s^2 > x q / 2
-        if bool(radial.any()):
-            start = 0
-            for (_, p, token), size in zip(parts, sizes):
-                rows = xp.nonzero(radial[start:start + size])[0]
-                if rows.shape[0]:
-                    a, d = self._rows_ad(p, token, rows)
-                    at = start + rows
-                    dp = d - (s[at] / x[at])[:, None].astype(d.dtype) * a
-                    cross[at] = x[at] * row_dots(dp, dp).astype(f64)
-                start += size
-        xp.maximum(cross, 0.0, out=cross)
-        angle = xp.arctan2(xp.sqrt(cross, out=cross), x + s)
-        start = 0
-        for k, ((i, _, _), size) in enumerate(zip(parts, sizes)):
-            out[i] = angle[start:start + size], (bb[k] if isinstance(bb, list) else bb[start:start + size])
-            start += size
-        return out
-
-    def _sums(self, p, token):
-        """``(s, q, ||b||^2 or None)``, s and q in float64, for a step ``applied_step`` knows."""
+        kind, x = token[0], token[1]
+        if kind is None:
+            work = token[2]
+            return angular_update(work[0], p.data, p.scale_group, sq_before=x, work=work[1]), None
         xp = backend.array_module(p.data)
-        f64 = xp.float64
-        kind, x, lr = token[:3]
+        f64 = xp.float64  # few calls on purpose: at 256 groups these small ones are most of the cost
         w = _rows(p.data, p.scale_group, "StepAngles")
         if kind == "momentum":
+            lr = token[2]
             buf = _rows(self.optimizer.state[p]["momentum_buffer"], p.scale_group, "StepAngles")
             bb = row_dots(buf, buf)
             q = xp.multiply(bb, lr * lr, dtype=f64)
             s = xp.multiply(row_dots(w, buf), -lr, dtype=f64)
             s -= q
-            return s, q, bb
-        l2, g2, wg = token[3:]
-        x, wg = x.astype(f64), wg.astype(f64)
-        s = -lr * (wg + 2 * l2 * x)
-        q = lr * lr * (g2.astype(f64) + 4 * l2 * wg + 4 * l2 * l2 * x)
-        return s, q, None
 
-    def _rows_ad(self, p, token, rows):
-        """(a, d) of the given groups: w before the step and the step, rebuilt from w after it."""
-        kind, lr = token[0], token[2]
-        w = _rows(p.data, p.scale_group, "StepAngles")
-        if kind == "momentum":
-            d = _rows(self.optimizer.state[p]["momentum_buffer"], p.scale_group, "StepAngles")[rows] * -lr
-            return w[rows] - d, d
-        l2 = token[3]
-        g = _rows(p.grad, p.scale_group, "StepAngles")
-        a = (w[rows] + lr * g[rows]) / (1 - 2 * lr * l2)   # w_after = a - lr (g + 2 l2 a)
-        return a, w[rows] - a
+            def rows_ad(rows):
+                d = buf[rows] * -lr
+                return w[rows] - d, d
+        else:
+            lr, l2, g2, wg = token[2:]
+            bb, wg = None, wg.astype(f64)
+            s = -lr * (wg + 2 * l2 * x)
+            q = lr * lr * (g2.astype(f64) + 4 * l2 * wg + 4 * l2 * l2 * x)
+            g = _rows(p.grad, p.scale_group, "StepAngles")
+
+            def rows_ad(rows):  # w_after = a - lr (g + 2 l2 a)
+                a = (w[rows] + lr * g[rows]) / (1 - 2 * lr * l2)
+                return a, w[rows] - a
+        xq, ss = x * q, s * s
+        cross = xq - ss                     # x ||d_perp||^2
+        radial = xq < ss + ss               # s^2 > x q / 2
+        if bool(radial.any()):
+            rows = xp.nonzero(radial)[0]
+            a, d = rows_ad(rows)
+            dp = d - (s[rows] / x[rows])[:, None].astype(d.dtype) * a
+            cross[rows] = x[rows] * row_dots(dp, dp).astype(f64)
+        xp.maximum(cross, 0.0, out=cross)
+        return xp.arctan2(xp.sqrt(cross, out=cross), x + s), bb
 
 
 class Recorder:
@@ -454,11 +381,16 @@ class Recorder:
         inner = self.optimizer.step
 
         def step():
-            before = self._before()
+            before = [self._row_before(n, p, gi) for n, p, gi in self.tracked]
             inner()
             self._add("step", self._count)
             self._count += 1
-            self._after(before)
+            for (n, p, _), token in zip(self.tracked, before):
+                angle, bb = self._angles.after(p, token)
+                self._add(f"angle/{n}", angle)
+                buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:  # the angle's ||b||^2 where it took one
+                    self._add(f"buffer_sq/{n}", group_sq_norms(buf, p.scale_group) if bb is None else bb)
         self.optimizer.step = step
         return self
 
@@ -466,51 +398,25 @@ class Recorder:
         self.optimizer.__dict__.pop("step", None)
         return self
 
-    def _before(self):
-        """||w||^2 and ||g||^2 of every tracked group in two arrays, the per-parameter rows,
-        the gradient ring (lags) and each parameter's angle token."""
-        if not self.tracked:
-            return None
-        xp = backend.array_module(self.tracked[0][1].data)
-        sizes = [p.shape[0] if p.scale_group == "unit" else 1 for _, p, _ in self.tracked]
-        dtype = self.tracked[0][1].dtype
-        x, g2 = xp.empty(sum(sizes), dtype=dtype), xp.empty(sum(sizes), dtype=dtype)
-        tokens, start = [], 0
-        for (n, p, gi), size in zip(self.tracked, sizes):
-            rows = slice(start, start + size)
-            start += size
-            w, g = _rows(p.data, p.scale_group, "Recorder"), _rows(p.grad, p.scale_group, "Recorder")
-            _dots_into(w, w, x[rows])
-            _dots_into(g, g, g2[rows])
-            group = self.optimizer.param_groups[gi]
-            self._add(f"lr/{n}", group["lr"])
-            if self.lags:  # ring[:, m % (K+1)] holds g_m; one batched matvec gives every lag
-                if n not in self._ring:
-                    self._ring[n] = xp.zeros((g.shape[0], self.lags + 1, g.shape[1]), dtype=g.dtype)
-                ring, slot = self._ring[n], self._count % (self.lags + 1)
-                ring[:, slot] = g
-                dots = xp.matmul(ring, g[:, :, None])[:, ::-1, 0]  # column m: lag (slot - m) mod K+1
-                self._add(f"grad_dot/{n}", xp.roll(dots, slot + 1, axis=1).T)
-            tokens.append((rows, self._angles.before(n, p, group, x[rows], g2[rows])))
-        return tokens, x, g2
-
-    def _after(self, before):
-        if before is None:
-            return
-        tokens, x, g2 = before
-        xp = backend.array_module(x)
-        angles = self._angles.after_all([p for _, p, _ in self.tracked], [t for _, t in tokens], x=x)
-        norm = xp.sqrt(x)
-        gunit = norm * xp.sqrt(g2)
-        lr_over = norm if self._adam else x
-        for (n, p, gi), (rows, _), (angle, bb) in zip(self.tracked, tokens, angles):
-            self._add(f"norm/{n}", norm[rows])
-            self._add(f"effective_lr/{n}", self.optimizer.param_groups[gi]["lr"] / lr_over[rows])
-            self._add(f"grad_norm_unit/{n}", gunit[rows])
-            self._add(f"angle/{n}", angle)
-            buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:  # the angle's ||b||^2 where it took one
-                self._add(f"buffer_sq/{n}", group_sq_norms(buf, p.scale_group) if bb is None else bb)
+    def _row_before(self, n, p, gi):
+        group = self.optimizer.param_groups[gi]
+        lr = group["lr"]
+        x, g2 = group_sq_norms(p.data, p.scale_group), group_sq_norms(p.grad, p.scale_group)
+        norm = x ** 0.5
+        self._add(f"lr/{n}", lr)
+        self._add(f"norm/{n}", norm)
+        self._add(f"effective_lr/{n}", lr / (norm if self._adam else x))
+        self._add(f"grad_norm_unit/{n}", norm * g2 ** 0.5)
+        if self.lags:  # ring[:, m % (K+1)] holds g_m; one batched matvec gives every lag
+            g = p.grad.reshape(p.shape[0] if p.scale_group == "unit" else 1, -1)
+            xp = backend.array_module(g)
+            if n not in self._ring:
+                self._ring[n] = xp.zeros((g.shape[0], self.lags + 1, g.shape[1]), dtype=g.dtype)
+            ring, slot = self._ring[n], self._count % (self.lags + 1)
+            ring[:, slot] = g
+            dots = xp.matmul(ring, g[:, :, None])[:, ::-1, 0]  # column m: lag (slot - m) mod K+1
+            self._add(f"grad_dot/{n}", xp.roll(dots, slot + 1, axis=1).T)
+        return self._angles.before(n, p, group, x, g2)
 
     def _add(self, key, value):
         self._rows.setdefault(key, []).append(backend.asnumpy(value) if hasattr(value, "shape") else value)

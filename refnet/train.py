@@ -45,8 +45,8 @@ from tqdm import tqdm
 from refnet import backend, checkpoint, signals
 from refnet.checkpoint import json_safe
 from refnet.data import batch_indices
-from refnet.dynamics import StepAngles, _dots_into
-from refnet.invariance import _rows
+from refnet.dynamics import StepAngles
+from refnet.invariance import group_sq_norms
 from refnet.ops import softmax_cross_entropy
 from refnet.ops._checks import check_int
 from refnet.optim import SGD, Adam, Hyperball, Lion, Muon, Rotational
@@ -203,10 +203,6 @@ class Trainer:
         self.tracked = [(name, p, group_of[id(p)]) for name, p in model.named_parameters()
                         if p.scale_group is not None and id(p) in group_of]
         self._angles = StepAngles(optimizer)  # the recorded angle (dynamics.StepAngles)
-        sizes = [p.shape[0] if p.scale_group == "unit" else 1 for _, p, _ in self.tracked]
-        ends = np.cumsum([0] + sizes)
-        self._group_rows = [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:])]  # rows of each tracked
-        self._n_groups = int(ends[-1])
         self.rng = np.random.default_rng(seed)
         self.step = self.epoch = self.batch_pos = 0
         self.order = None  # this epoch's list of index arrays
@@ -261,39 +257,27 @@ class Trainer:
         return loss, int((logits.argmax(axis=1) == y).sum())
 
     def _before_step(self):
-        """What the record needs from before the step: ||w||^2 and ||g||^2 of every scale
-        group of the tracked parameters, in two arrays (one row per group, parameter after
-        parameter), and each parameter's angle token (which reuses them: dynamics.StepAngles)."""
-        if not self.tracked:
-            return None
-        xp = backend.array_module(self.tracked[0][1].data)
-        sq, g2 = xp.empty(self._n_groups, dtype=self.dtype), xp.empty(self._n_groups, dtype=self.dtype)
-        tokens = []
-        for (name, p, gi), rows in zip(self.tracked, self._group_rows):
-            w, g = _rows(p.data, p.scale_group, "Trainer"), _rows(p.grad, p.scale_group, "Trainer")
-            _dots_into(w, w, sq[rows])
-            _dots_into(g, g, g2[rows])
-            tokens.append(self._angles.before(name, p, self.optimizer.param_groups[gi], sq[rows], g2[rows]))
-        return tokens, sq, g2
+        stats = []
+        for name, p, gi in self.tracked:
+            xp = backend.array_module(p.data)
+            group = self.optimizer.param_groups[gi]
+            sq, g2 = group_sq_norms(p.data, p.scale_group), group_sq_norms(p.grad, p.scale_group)
+            norm = xp.sqrt(sq)
+            eff = effective_lr(self.optimizer, group, p, sq)
+            # the angle reuses ||w||^2 and ||g||^2 (dynamics.StepAngles)
+            stats.append((self._angles.before(name, p, group, sq, g2), norm, eff, norm * xp.sqrt(g2)))
+        return stats
 
     def _after_step(self, before, loss):
         h = self.history
         h.add_row("step", self.step)
         h.add_row("loss", loss)
         h.add_row("lr", float(self.optimizer.param_groups[0]["lr"]))
-        if before is None:
-            return
-        tokens, sq, g2 = before
-        angles = self._angles.after_all([p for _, p, _ in self.tracked], tokens, x=sq)
-        xp = backend.array_module(sq)
-        norm = xp.sqrt(sq)
-        gunit = norm * xp.sqrt(g2)
-        for (name, p, gi), rows, (angle, _) in zip(self.tracked, self._group_rows, angles):
-            group = self.optimizer.param_groups[gi]
-            h.add_row(f"norm/{name}", norm[rows])
-            h.add_row(f"effective_lr/{name}", effective_lr(self.optimizer, group, p, sq[rows]))
-            h.add_row(f"angle/{name}", angle)
-            h.add_row(f"grad_norm_unit/{name}", gunit[rows])
+        for (name, p, _), (token, norm, eff, gunit) in zip(self.tracked, before):
+            h.add_row(f"norm/{name}", norm)
+            h.add_row(f"effective_lr/{name}", eff)
+            h.add_row(f"angle/{name}", self._angles.after(p, token)[0])
+            h.add_row(f"grad_norm_unit/{name}", gunit)
 
     # --- evaluation -------------------------------------------------------------------
     def evaluate(self, x=None, y=None):
