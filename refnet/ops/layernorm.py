@@ -68,9 +68,10 @@ from refnet import backend
 from refnet.ops._checks import check_dtype, check_float, check_shape
 
 _OP = "layernorm_forward"
-# values per block of rows, 2 MB of float32: on the bench shape, alternating with PyTorch,
-# blocks of 2^16 .. 2^21 values gave 1.54, 1.37, 1.31, 1.25, 1.46, 1.64x (2^19 the best in
-# four runs); fewer blocks, fewer NumPy calls, while a block's x, dy, dx still stay in L2+L3
+# values per block of rows, 2 MB of float32: on the bench shape, alternating with PyTorch on
+# a loaded machine, 2^19 was the best of 2^16 .. 2^23 in each of four runs (1.24-1.41x vs
+# 1.30-1.45x at 2^18; 2^16: 1.54x; 2^20 and up: 1.46x and more): fewer blocks, fewer NumPy
+# calls, while a block's x, dy and dx still come back from L2 and L3
 _BLOCK = 2 ** 19
 
 
