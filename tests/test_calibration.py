@@ -219,3 +219,45 @@ def test_a_row_of_a_calibrated_claim_is_judged_by_the_calibrated_tolerance():
 def test_the_calibration_file_is_in_the_package():
     assert os.path.dirname(registry.CALIBRATION_FILE) == os.path.dirname(calibrate.__file__)
     assert registry.CALIBRATION_FILE == calibrate.FILE
+
+
+def _registered(tolerance, id="x_claim", kind="prediction", source=None):
+    base = registry.entry("sgd_l2_angle")
+    e = replace(base, id=id, kind=kind, tolerance=tolerance,
+                tolerance_source=source or registry.CALIBRATED + "a test's own record")
+    registry.REGISTRY[id] = e
+    return e
+
+
+@pytest.mark.parametrize("error", [0.0, 0.1, 0.4])
+def test_a_prediction_whose_tolerance_is_as_large_as_the_effect_never_holds(error):
+    _registered(registry.UNRESOLVED)
+    try:
+        r = registry.row("x_claim", "q", 1.0, 1.0 + error, inputs=["lr"])
+        assert r["pass"] is False and r["note"].startswith("inconclusive")
+    finally:
+        registry.REGISTRY.pop("x_claim", None)
+
+
+def test_a_prediction_just_below_the_unresolved_tolerance_is_judged_as_usual():
+    _registered(0.99 * registry.UNRESOLVED)
+    try:
+        assert registry.row("x_claim", "q", 1.0, 1.1, inputs=["lr"])["pass"] is True
+    finally:
+        registry.REGISTRY.pop("x_claim", None)
+
+
+def test_a_failed_row_without_a_diagnosis_gets_the_calibrations(monkeypatch):
+    rec = {"preset": "quick", "seeds": [1, 2, 3, 4], "mean_error": -0.07, "spread": 0.005}
+    monkeypatch.setattr(registry, "calibration_records", lambda path=None: {"x_claim": rec})
+    _registered(0.015)
+    try:
+        failed = registry.row("x_claim", "q", 1.0, 0.93, inputs=["lr"])
+        assert not failed["pass"] and "-7.0%" in failed["note"] and "systematic" in failed["note"]
+        assert failed["note"].startswith(registry.entry("x_claim").note)
+        held = registry.row("x_claim", "q", 1.0, 0.99, inputs=["lr"])
+        assert held["pass"] and held["note"] == registry.entry("x_claim").note
+        diagnosed = registry.row("x_claim", "q", 1.0, 0.93, inputs=["lr"], note="the cause")
+        assert diagnosed["note"] == "the cause"
+    finally:
+        registry.REGISTRY.pop("x_claim", None)

@@ -179,8 +179,31 @@ def entry(id):
     return REGISTRY[id]
 
 
+INCONCLUSIVE = ("inconclusive, counted as not holding: the calibration's seed-to-seed noise gives this claim a "
+                "tolerance of {tol:.0%}, as large as the effect, so a pass would confirm nothing")
+
+
+def _systematic(e):
+    """Why a failed row missed, as far as the calibration tells: the law's average miss at the
+    calibration seeds against their spread (a miss several spreads wide is the law's, not noise)."""
+    rec = calibration_records().get(e.id) or {}
+    m, s = rec.get("mean_error"), rec.get("spread")
+    if m is None or not s:
+        return ""
+    what = "a systematic miss of the law, not noise" if abs(m) > K * s else "within the seeds' noise there"
+    return (f"at {rec['preset']} seeds {_seeds(rec['seeds'])} the law missed by {m:+.1%} on average, spread "
+            f"{s:.1%}: {what}")
+
+
 def _tagged(r, e):
+    """Tag a row with its entry's id and domain; a prediction whose tolerance is as large as the
+    effect never passes, and a failed row with no diagnosis gets the calibration's."""
     r["id"], r["domain"] = e.id, e.domain
+    if e.kind != "identity" and e.id not in UNCALIBRATED and e.tolerance >= UNRESOLVED:
+        r["pass"] = False
+        r["note"] = "; ".join(x for x in (INCONCLUSIVE.format(tol=e.tolerance), r["note"]) if x)
+    elif not r["pass"] and (r["note"] or "").strip() in ("", e.note.strip()):
+        r["note"] = "; ".join(x for x in (r["note"], _systematic(e)) if x)
     return r
 
 
