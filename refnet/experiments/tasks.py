@@ -34,6 +34,9 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
                                           ``p = 1 - lr wd``), ``z_t = sum_{k>=1} p^k v_{t-k}``
                                           (``track_step_correlation``)
 
+``rescale = {"at": T, "factor": c}`` rescales the scale-invariant weights (and the optimizer's
+state with them) at step ``T`` (``rescale_at``).
+
 ``optim["exp_lr"] = {"lam": lam}`` trains the scale-invariant weights on Li & Arora's
 exponentially growing lr instead of L2 (``exponential_lr``).
 
@@ -294,6 +297,36 @@ def exponential_lr(opt, spec):
     opt.step = step
 
 
+def rescale_at(opt, model, spec):
+    """``spec["rescale"] = {"at": T, "factor": c}``: at the start of optimizer step ``T`` (0-based,
+    after that step's record), multiply every scale-invariant weight by ``c`` and carry the
+    optimizer's state along the same symmetry, so the run continues from the rescaled network as
+    if it had always been there: the gradient (already computed) by ``1/c``, Adam's ``exp_avg`` by
+    ``1/c`` and ``exp_avg_sq`` by ``1/c^2`` (they hold gradients only: AdamW or no decay). The
+    function does not change. Plain SGD or Adam without coupled L2 only (a momentum buffer mixes
+    the L2 term, which scales as ``c``, with gradients, which scale as ``1/c``)."""
+    o, at, c = spec["optim"], int(spec["rescale"]["at"]), float(spec["rescale"]["factor"])
+    if not (o["name"] == "sgd" and o.get("momentum", 0.0) == 0) and not (o["name"] == "adam" and not o.get("l2")):
+        raise ValueError(f"rescale_at(spec['optim']): got {o!r}; expected plain SGD or Adam without coupled L2")
+    if not c > 0 or at < 0:
+        raise ValueError(f"rescale_at(spec['rescale']): got {spec['rescale']!r}; expected factor > 0, at >= 0")
+    params, t, inner = [p for p in model.parameters() if p.scale_group is not None], [0], opt.step
+
+    def step():
+        if t[0] == at:
+            for p in params:
+                p.data *= c
+                p.grad /= c
+                st = opt.state.get(p, {})
+                if "exp_avg" in st:
+                    st["exp_avg"] /= c
+                    st["exp_avg_sq"] /= c * c
+        t[0] += 1
+        inner()
+
+    opt.step = step
+
+
 def train_task(spec):
     """Train one model (see the module docstring for what comes back)."""
     backend.use(spec.get("device", "cpu"))
@@ -307,6 +340,8 @@ def train_task(spec):
     opt = build_optimizer(spec["optim"], model)
     if spec["optim"].get("exp_lr"):
         exponential_lr(opt, spec["optim"])
+    if spec.get("rescale"):
+        rescale_at(opt, model, spec)
     lags = spec.get("autocorr_lags", 0)
     if lags:
         start = int(round(spec["steps"] * (1 - spec.get("window", 0.5))))
