@@ -64,6 +64,27 @@ registry.register(*(e for opt, (name, what, theo) in OPTS.items() for e in (
                    "prediction", f"{_NET}; the x0.25 and x4 runs over the x1 run, unit by unit, last third",
                    TOL[opt]["angle"], CALIBRATION, theo, FIGURE))))
 
+# The return after a rescale (issue 15, item 3): a settled run's scale-invariant weights (and its
+# optimizer state) multiplied by c at step T; the half-way time of the return of y = ||w||^p / y*.
+RESCALE_PRE = 0.2  # the equilibrium level y*: steps [(1 - RESCALE_PRE) T, T), before the rescale
+# Chosen in advance (not calibrated yet: the lead's calibration over seeds replaces it): the
+# half-way time is read off per-step medians over units, where G2's drift over one relaxation
+# time moves it by a few percent (the x4 consistency rows: < 1%; the steady ratios: up to 7%).
+TOL_RETURN = 0.1
+TOL_RETURN_SOURCE = ("fixed in advance, not yet calibrated over seeds: 10% for a half-way time read off a per-step "
+                     "median over units, where G2 drifts by a few percent over one relaxation time")
+RETURN = {"sgd": ("SGD + L2", "||w||^4", "y_k/y* = u_k^2, u_(k+1) = q^2 u_k + (1 - q^2)/u_k, u_0 = c^2, "
+                  "q = 1 - 2 lr lam (identity 4 with G2 held at its settled value; ~ 1 + (c^4 - 1) exp(-8 lr lam k))"),
+          "adamw": ("AdamW", "||w||^2", "u_(k+1) = p^2 u_k + (1 - p^2)/(u_k a_k), a_k = b2 a_(k-1) + (1 - b2)/u_k, "
+                    "u_0 = c^2, a_(-1) = 1/c^2, p = 1 - lr wd (the step's mean square follows v, which lags "
+                    "1/(1 - b2) steps: theory/README.md section 14)")}
+registry.register(*(
+    registry.Entry(f"init_{opt}_return_{side}", f"{name}, fully invariant net, settled run rescaled x{c} at step T: "
+                   f"the half-way time of the return of {what} to its equilibrium, predicted from the hyperparameters",
+                   "prediction", f"{_NET}; one settled run (w0 x1, T steps) rescaled x{c} with its optimizer state",
+                   TOL_RETURN, TOL_RETURN_SOURCE, f"{law}; refnet.experiments.init_forgetting.return_curve", FIGURE)
+    for opt, (name, what, law) in RETURN.items() for side, c in (("above", "2"), ("below", "1/2"))))
+
 
 def runs(cfg, seed=None):
     c = cfg[NAME]
@@ -75,6 +96,15 @@ def runs(cfg, seed=None):
             o = (config.sgd(c["sgd_lr"], c["sgd_lam"], l2_scope="invariant") if opt == "sgd" else
                  config.adam(cfg, c["adamw_lr"], weight_decay=c["adamw_wd"], l2_scope="invariant"))
             out.append(({"opt": opt, "scale": s}, config.train(cfg, m, o, c["steps"], window=WINDOW, seed=seed)))
+    T, K = c["rescale_at"], c["rescale_steps"]
+    for opt in ("sgd", "adamw"):  # the same first T steps as the x1 run (same seed: same batches)
+        for f in c["rescale"]:
+            m = config.model(cfg, width=c["width"], seed=seed, affine=False, train_head=False)
+            o = (config.sgd(c["sgd_lr"], c["sgd_lam"], l2_scope="invariant") if opt == "sgd" else
+                 config.adam(cfg, c["adamw_lr"], weight_decay=c["adamw_wd"], l2_scope="invariant"))
+            out.append(({"opt": opt, "scale": 1.0, "rescale": f},
+                        config.train(cfg, m, o, T + K, window=K / (T + K), seed=seed, trace_every=1,
+                                     rescale={"at": T, "factor": f})))
     return out
 
 
@@ -87,6 +117,59 @@ def predicted_rate(cfg, opt):
     if opt == "sgd":
         return theory.sgd_l2_equilibrium(c["sgd_lr"], c["sgd_lam"], 1.0).relaxation_rate
     return theory.adamw_equilibrium(c["adamw_lr"], c["adamw_wd"], 1, tuple(cfg["adam_betas"])).relaxation_rate
+
+
+def return_curve(cfg, opt, c, n):
+    """Predicted ``y_k / y*`` for ``k = 0..n`` updates after the scale-invariant weights (and the
+    optimizer state) are multiplied by ``c`` at equilibrium: ``y = ||w||^4`` (SGD + L2) or
+    ``||w||^2`` (AdamW); see the module docstring. Hyperparameters only."""
+    h = cfg[NAME]
+    u, out = c * c, np.empty(n + 1)
+    out[0] = u * u if opt == "sgd" else u
+    if opt == "sgd":
+        q2 = (1 - 2 * h["sgd_lr"] * h["sgd_lam"]) ** 2
+        for k in range(n):
+            u = q2 * u + (1 - q2) / u
+            out[k + 1] = u * u
+        return out
+    p2, b2, a = (1 - h["adamw_lr"] * h["adamw_wd"]) ** 2, cfg["adam_betas"][1], 1 / (c * c)
+    for k in range(n):
+        a = b2 * a + (1 - b2) / u
+        u = p2 * u + (1 - p2) / (u * a)
+        out[k + 1] = u
+    return out
+
+
+def half_time(y, start, mid):
+    """Steps until a curve first reaches ``mid``, interpolated linearly between steps: ``start``
+    its value after 0 steps, ``y[j]`` after ``j + 1``. NaN if it never does."""
+    y = np.asarray(y, dtype=float)
+    side = np.sign(start - mid)
+    past = np.flatnonzero((y - mid) * side <= 0)
+    if not past.size:
+        return float("nan")
+    k = past[0]
+    prev = start if k == 0 else y[k - 1]
+    return float(k + (prev - mid) / (prev - y[k]))
+
+
+def return_rows(cfg, arrays, meta, opt, c):
+    """Measured and predicted half-way times of the return after the rescale, per layer, and the
+    curves (``y/y*`` per step after it) for the figure."""
+    h = cfg[NAME]
+    T, K, power = h["rescale_at"], h["rescale_steps"], 4 if opt == "sgd" else 2
+    step = np.asarray(arrays["trace/step"])
+    pred = return_curve(cfg, opt, c, K)
+    start, mid = pred[0], 1 + (pred[0] - 1) / 2
+    t_pred = half_time(pred[1:], start, mid)
+    out = []
+    for i, name in enumerate(layers(meta)):
+        y = arrays[f"{name}/trace/norm"][:, 1] ** power
+        ystar = float(y[(step >= (1 - RESCALE_PRE) * T) & (step < T)].mean())
+        post = y[step > T] / ystar  # the record of step T + k holds w after k updates from c w_T
+        out.append({"layer": label(i, name), "ystar": ystar, "measured": post.tolist(), "t_pred": t_pred,
+                    "t_meas": half_time(post, start, mid)})
+    return out, pred.tolist()
 
 
 def fitted_rate(step, y, rate, total):
@@ -104,12 +187,14 @@ def analyze(cfg, results):
     c = cfg[NAME]
     data = {"name": NAME, "figure": FIGURE, "scales": c["scales"], "steps": c["steps"], "fit": list(FIT),
             "runs": {"sgd": [], "adamw": []}, "claims": [], "observations": []}
-    base = {}
-    for (h, _), (arrays, meta) in zip(runs(cfg), results):
+    base, pairs = {}, list(zip(runs(cfg), results))
+    rescaled = [(h, r) for (h, _), r in pairs if "rescale" in h]
+    pairs = [p for p in pairs if "rescale" not in p[0][0]]
+    for (h, _), (arrays, meta) in pairs:
         if h["scale"] == 1.0:
             base[h["opt"]] = arrays
     rows = {(o, k): [] for o in ("sgd", "adamw") for k in ("rate", "rate_above", "efflr", "angle")}
-    for (h, spec), (arrays, meta) in zip(runs(cfg), results):
+    for (h, spec), (arrays, meta) in pairs:
         opt, power = h["opt"], 4 if h["opt"] == "sgd" else 2
         rate = predicted_rate(cfg, opt)
         step = arrays["trace/step"]
@@ -153,7 +238,38 @@ def analyze(cfg, results):
             registry.worst(f"init_{opt}_angle", rows[(opt, "angle")], steady, inputs=hyper[opt],
                            window=f"runs {NAME} {opt} x0.25, x1 and x4, {late}")]
     data["rate"] = {o: predicted_rate(cfg, o) for o in ("sgd", "adamw")}
+    data["claims"] += rescale_claims(cfg, rescaled, data, hyper)
     return data
+
+
+def rescale_claims(cfg, rescaled, data, hyper):
+    """The return after the rescale: one prediction per optimizer and direction, worst layer."""
+    c = cfg[NAME]
+    T, K = c["rescale_at"], c["rescale_steps"]
+    data["rescale"] = {"at": T, "steps": K, "pre": RESCALE_PRE, "runs": []}
+    claims = []
+    for (h, (arrays, meta)) in rescaled:
+        opt, f = h["opt"], h["rescale"]
+        per_layer, pred = return_rows(cfg, arrays, meta, opt, f)
+        data["rescale"]["runs"].append({"opt": opt, "factor": f, "predicted": pred, "layers": per_layer,
+                                        "linear": linear_curve(cfg, opt, f, K)})
+        side = "above" if f > 1 else "below"
+        pre = f"y* = the median unit's {RETURN[opt][1]} over steps {int(round((1 - RESCALE_PRE) * T))}-{T} " \
+              "of the same run, before the rescale (an earlier, disjoint window; it sets the half-way level only)"
+        rows = [(r["t_pred"], r["t_meas"], f"{r['layer']}, x{f:g}") for r in per_layer]
+        claims.append(registry.worst(f"init_{opt}_return_{side}", rows, "half-way time of the return (steps)",
+                                     inputs=hyper[opt] + [f"rescale x{f:g} at step {T}", pre],
+                                     window=f"run {NAME} {opt} rescaled x{f:g}, steps {T + 1}-{T + K}"))
+    return claims
+
+
+def linear_curve(cfg, opt, c, n):
+    """The one-variable law (no lag, G2 fixed): ``y_k/y* = 1 + (c^p - 1) r^k``, ``r = q^4`` (SGD) or
+    ``p^2`` (AdamW: the 2 lr wd law, which assumes v keeps up)."""
+    h, k = cfg[NAME], np.arange(n + 1)
+    if opt == "sgd":
+        return (1 + (c ** 4 - 1) * (1 - 2 * h["sgd_lr"] * h["sgd_lam"]) ** (4 * k)).tolist()
+    return (1 + (c * c - 1) * (1 - h["adamw_lr"] * h["adamw_wd"]) ** (2 * k)).tolist()
 
 
 def run(cfg=None, runner=None):
