@@ -20,8 +20,56 @@ Claims (kind "prediction", inputs: the hyperparameters):
   (starting 30-250,000x above the equilibrium).
 - steady state: over the last third, median over units of lr/||w||^2 (SGD) or lr/||w|| (AdamW) and of
   the RMS angle, x0.25 and x4 runs over the x1 run (unit by unit) = 1; worst layer and run.
-Tolerances: calibrated on the quick preset, seeds 1-3 (not the judged seed 0); see CALIBRATION.
+- return after a rescale (added beside the relaxation claim, which stays failed; the referee's
+  test): one x1 run per optimizer settles for ``T = rescale_at`` steps; at step ``T`` its
+  scale-invariant weights are multiplied by ``c`` (2 and 1/2) together with the optimizer state
+  (``tasks.rescale_at``), so the function does not change and the run goes on from the settled
+  network, rescaled. Measured: the half-way time of the return of ``y/y*`` (``y`` the median
+  unit's ``||w||^4``, SGD, or ``||w||^2``, AdamW, per step; ``y*`` its mean over steps
+  ``[(1 - RESCALE_PRE) T, T)``, before the rescale: an earlier, disjoint window that only sets the
+  half-way level); predicted: the same time on ``return_curve`` (hyperparameters and ``c`` only);
+  worst layer. One claim per optimizer and direction.
+Tolerances: calibrated on the quick preset, seeds 1-3 (not the judged seed 0); see CALIBRATION
+(the return claims: fixed in advance, ``TOL_RETURN``).
 CPU-seconds per preset: the table in ``refnet.experiments.config``.
+
+The return after a rescale, derived (the paper's convention: L2 adds ``lam ||w||^2`` to the loss,
+gradient ``2 lam w``; AdamW's ``wd`` is decoupled). ``x = ||w||^2``, ``k`` steps after the rescale.
+
+SGD + L2: ``w' = q w - lr g``, ``q = 1 - 2 lr lam``, ``g`` orthogonal to ``w``, so exactly
+(identity 4) ``x' = q^2 x + lr^2 G~/x``, ``G~ = ||g||^2 x`` the squared gradient at the unit point.
+Rescaling does not change ``w/||w||``, hence not ``G~``: hold it at its settled mean ``G2``, whose
+fixed point ``x*`` has ``x*^2 (1 - q^2) = lr^2 G2``. In ``u = x/x*``:
+
+    u' = q^2 u + (1 - q^2)/u,   u_0 = c^2.
+
+For ``y = u^2 = ||w||^4/||w*||^4`` the growth term is constant: ``y' = q^4 y + 2 q^2 (1 - q^2)
++ (1 - q^2)^2/y``, and in continuous time ``dy/dt = -2 (1 - q^2)(y - 1)`` exactly, so
+``y = 1 + (c^4 - 1) exp(-8 lr lam (1 - lr lam) k)`` from either side and for any ``c`` (the
+half-way time ``ln 2/(8 lr lam)``, 43 steps at ``lr lam = 2e-3``). The last, discrete term is
+``2 lr lam / y`` of the growth term (6% at the first step from ``c = 1/2``); ``return_curve``
+iterates the exact map and keeps it. What can break it: ``G~`` moving after the rescale (a
+rescale by ``c`` changes the effective lr by ``1/c^2``, and the network responds to that).
+
+AdamW: ``w' = p w - s``, ``p = 1 - lr wd``, ``s = lr m_hat/(sqrt(v_hat) + eps)``. With the state
+carried along the symmetry (``m -> m/c``, ``v -> v/c^2``) ``s`` does not change at the rescale,
+and ``x' = p^2 x + B``, ``B = -2 p <w, s> + ||s||^2`` (theory/README.md section 7; ``<w, m>`` is
+invariant), ``B = (1 - p^2) x*`` at equilibrium. If ``v`` kept up, ``B`` would not depend on
+``x`` (Adam's step is scale-free): ``u = 1 + (c^2 - 1) p^(2k)``, rate ``2 lr wd`` (the law in
+OPTS). But ``||s||^2`` scales as ``g^2/v``, ``g^2 ~ 1/x``, and ``v`` follows ``g^2`` over
+``1/(1 - b2)`` steps (100 at ``b2 = 0.99``), longer than ``1/(2 lr wd)`` (62 here). Mean field
+(as ``theory.adam_growth``), ``a`` the EMA of ``1/u`` that ``v`` holds, in units of its settled value:
+
+    a_k = b2 a_(k-1) + (1 - b2)/u_k,   u_(k+1) = p^2 u_k + (1 - p^2)/(u_k a_k),   u_0 = c^2, a_(-1) = 1/c^2.
+
+Linearized, the slow rate is ``((4 e + b) - sqrt(16 e^2 + b^2))/2``, ``e = lr wd``, ``b = 1 - b2``
+(theory/README.md section 14): 0.0042 per step here, not 0.016. Nonlinear, the two directions
+differ (half-way 50 steps from ``c = 2``, 158 from ``c = 1/2``). ``m``'s own lag (``1/(1 - b1)``,
+10 steps) is left out.
+
+Momentum (not run here): the buffer mixes the L2 term, which scales as ``c``, with gradients,
+which scale as ``1/c``, so no state carries along exactly; the rate ``8 lr lam/(1 - mu)``
+(theory/README.md section 5) is for a buffer at equilibrium.
 """
 
 import numpy as np
