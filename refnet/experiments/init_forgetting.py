@@ -315,8 +315,8 @@ def rescale_claims(cfg, rescaled, data, hyper):
             g2 = ", ".join(f"{r['layer'].split(' (')[0]}: {r['G2_after']:.2f}" for r in per_layer)
             row["note"] = ("measured cause: the law holds G2 (the gradient at the unit point) at its settled value, "
                            "but over the first two predicted half-way times after the rescale it was " + g2 +
-                           " times its mean before: the effective lr changed by 1/c^2 and the network's gradients "
-                           "answered within tens of steps" + (" (SGD's equilibrium ||w||^4 is proportional to G2; "
+                           " times its mean before: the effective lr changed by " + ("1/c^2" if opt == "sgd" else "1/c") +
+                           " and the network's gradients answered within tens of steps" + (" (SGD's equilibrium ||w||^4 is proportional to G2; "
                            "AdamW's does not depend on it)" if opt == "sgd" else ""))
         claims.append(row)
     return claims
