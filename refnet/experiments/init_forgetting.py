@@ -27,7 +27,7 @@ Claims (kind "prediction", inputs: the hyperparameters):
   network, rescaled. Measured: the half-way time of the return of ``y/y*`` (``y`` the median
   unit's ``||w||^4``, SGD, or ``||w||^2``, AdamW, per step; ``y*`` its mean over steps
   ``[(1 - RESCALE_PRE) T, T)``, before the rescale: an earlier, disjoint window that only sets the
-  half-way level); predicted: the same time on ``return_curve`` (hyperparameters and ``c`` only);
+  half-way level, with the start ``c^p y_T``); predicted: the same time on ``return_curve`` (hyperparameters and ``c`` only);
   worst layer. One claim per optimizer and direction.
 Tolerances: calibrated on the quick preset, seeds 1-3 (not the judged seed 0); see CALIBRATION
 (the return claims: fixed in advance, ``TOL_RETURN``).
@@ -203,7 +203,9 @@ def half_time(y, start, mid):
 
 def return_rows(cfg, arrays, meta, opt, c):
     """Measured and predicted half-way times of the return after the rescale, per layer, and the
-    curves (``y/y*`` per step after it) for the figure."""
+    curves (``y/y*`` per step after it) for the figure. Measured: from where the layer started
+    (``c^p`` times its record at step T, which fluctuates about ``y*``) to half-way to ``y*``;
+    predicted: the same on ``return_curve``, which starts at ``c^p``."""
     h = cfg[NAME]
     T, K, power = h["rescale_at"], h["rescale_steps"], 4 if opt == "sgd" else 2
     step = np.asarray(arrays["trace/step"])
@@ -215,10 +217,11 @@ def return_rows(cfg, arrays, meta, opt, c):
         y = arrays[f"{name}/trace/norm"][:, 1] ** power
         ystar = float(y[(step >= (1 - RESCALE_PRE) * T) & (step < T)].mean())
         post = y[step > T] / ystar  # the record of step T + k holds w after k updates from c w_T
+        y0 = c ** power * float(y[step == T][0]) / ystar  # where it started: c^p times the rescaled record
         g2 = arrays[f"{name}/trace/G2"][:, 1]
         first = (step > T) & (step <= T + 2 * t_pred)  # G2 over the return's first two half-way times
         out.append({"layer": label(i, name), "ystar": ystar, "measured": post.tolist(), "t_pred": t_pred,
-                    "t_meas": half_time(post, start, mid),
+                    "start": y0, "t_meas": half_time(post, y0, 1 + (y0 - 1) / 2),
                     "G2_after": float(g2[first].mean() / g2[(step >= (1 - RESCALE_PRE) * T) & (step < T)].mean())})
     return out, pred.tolist()
 
