@@ -135,7 +135,7 @@ _SIZES = {
         "cross_run": {"width": 128, "steps": 1000, "pairs": [[0.1, 2e-2], [0.05, 4e-2], [0.2, 1e-2]]},
         "init_forgetting": {"width": 128, "steps": 1500, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
                             "adamw_lr": 2e-3, "adamw_wd": 4.0,
-                            "rescale": [2.0, 0.5], "rescale_at": 750, "rescale_steps": 300},
+                            "rescale": [2.0, 0.5], "rescale_at": 1000, "rescale_steps": 300},
         "schedule": {"width": 128, "identity_steps": 150, "steps": 1000, "sgd": [0.1, 1e-2], "momentum": [0.01, 1e-2]},
         "adam_growth": {"width": 128, "steps": 1500, "lr": 2e-3},
         "momentum_S": {"width": 128, "steps": 1500, "lr": 0.01, "lam": 1e-2},
