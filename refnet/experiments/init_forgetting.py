@@ -162,11 +162,14 @@ def specs(cfg):
     return [s for _, s in runs(cfg)]
 
 
-LAG_NOTE = {"sgd": "; the return of a settled run after a rescale is judged beside it (init_sgd_return_*)",
-            "adamw": "; besides, 2 lr wd is the rate only while v keeps up (2 lr wd << 1 - b2), and here "
-                     "2 lr wd = 0.016 > 1 - b2 = 0.01: theory/README.md section 14 puts the approach at the "
-                     "lag-limited rate ((4 e + b) - sqrt(16 e^2 + b^2))/2 = 0.0042; the return of a settled run "
-                     "after a rescale, with the lag, is judged beside it (init_adamw_return_*)"}
+def lag_note(cfg, opt):
+    if opt == "sgd":
+        return "; the return of a settled run after a rescale is judged beside it (init_sgd_return_*)"
+    e, b = cfg[NAME]["adamw_lr"] * cfg[NAME]["adamw_wd"], 1 - cfg["adam_betas"][1]
+    return (f"; besides, 2 lr wd is the rate only while v keeps up (2 lr wd << 1 - b2), and here 2 lr wd = {2 * e:.3g}, "
+            f"1 - b2 = {b:.3g}: theory/README.md section 14 puts the approach at the lag-limited rate "
+            f"((4 e + b) - sqrt(16 e^2 + b^2))/2 = {((4 * e + b) - np.sqrt(16 * e * e + b * b)) / 2:.2g}; the return "
+            "of a settled run after a rescale, with the lag, is judged beside it (init_adamw_return_*)")
 
 
 def predicted_rate(cfg, opt):
@@ -290,7 +293,7 @@ def analyze(cfg, results):
         if not broad["pass"]:
             starts = ", ".join(f"{k.split(', ', 1)[1]}: {v:.3g}" for k, v in data["start"].items() if k.startswith(opt))
             broad["note"] = ("measured cause: the start y_0/y_late was " + starts + "; near the equilibrium (x0.25) the "
-                             "distance follows G2's drift while the network learns, not the relaxation" + LAG_NOTE[opt])
+                             "distance follows G2's drift while the network learns, not the relaxation" + lag_note(cfg, opt))
         steady = "median over units of the ratio to the x1 run, last third"
         data["claims"] += [
             broad,
