@@ -27,8 +27,8 @@ Claims (kind "prediction", inputs: the hyperparameters):
   network, rescaled. Measured: the half-way time of the return of ``y/y*`` (``y`` the median
   unit's ``||w||^4``, SGD, or ``||w||^2``, AdamW, per step; ``y*`` its mean over steps
   ``[(1 - RESCALE_PRE) T, T)``, before the rescale: an earlier, disjoint window that only sets the
-  half-way level, with the start ``c^p y_T``); predicted: the same time on ``return_curve`` (hyperparameters and ``c`` only);
-  worst layer. One claim per optimizer and direction.
+  half-way level, with the start ``c^p y_T``); predicted: the same time on ``return_curve``
+  (hyperparameters and ``c`` only); worst layer. One claim per optimizer and direction.
 Tolerances: calibrated on the quick preset, seeds 1-3 (not the judged seed 0); see CALIBRATION
 (the return claims: fixed in advance, ``TOL_RETURN``).
 CPU-seconds per preset: the table in ``refnet.experiments.config``.
@@ -166,8 +166,8 @@ def lag_note(cfg, opt):
     if opt == "sgd":
         return "; the return of a settled run after a rescale is judged beside it (init_sgd_return_*)"
     e, b = cfg[NAME]["adamw_lr"] * cfg[NAME]["adamw_wd"], 1 - cfg["adam_betas"][1]
-    return (f"; besides, 2 lr wd is the rate only while v keeps up (2 lr wd << 1 - b2), and here 2 lr wd = {2 * e:.3g}, "
-            f"1 - b2 = {b:.3g}: theory/README.md section 14 puts the approach at the lag-limited rate "
+    return (f"; besides, 2 lr wd is the rate only while v keeps up (2 lr wd << 1 - b2), and here "
+            f"2 lr wd = {2 * e:.3g}, 1 - b2 = {b:.3g}: theory/README.md section 14 puts the approach at the lag-limited rate "
             f"((4 e + b) - sqrt(16 e^2 + b^2))/2 = {((4 * e + b) - np.sqrt(16 * e * e + b * b)) / 2:.2g}; the return "
             "of a settled run after a rescale, with the lag, is judged beside it (init_adamw_return_*)")
 
@@ -293,7 +293,8 @@ def analyze(cfg, results):
         if not broad["pass"]:
             starts = ", ".join(f"{k.split(', ', 1)[1]}: {v:.3g}" for k, v in data["start"].items() if k.startswith(opt))
             broad["note"] = ("measured cause: the start y_0/y_late was " + starts + "; near the equilibrium (x0.25) the "
-                             "distance follows G2's drift while the network learns, not the relaxation" + lag_note(cfg, opt))
+                             "distance follows G2's drift while the network learns, not the relaxation"
+                             + lag_note(cfg, opt))
         steady = "median over units of the ratio to the x1 run, last third"
         data["claims"] += [
             broad,
@@ -328,11 +329,11 @@ def rescale_claims(cfg, rescaled, data, hyper):
                              window=f"run {NAME} {opt} rescaled x{f:g}, steps {T + 1}-{T + K}")
         if not row["pass"]:
             g2 = ", ".join(f"{r['layer'].split(' (')[0]}: {r['G2_after']:.2f}" for r in per_layer)
+            why = ("1/c^2, and SGD's equilibrium ||w||^4 is proportional to G2 (AdamW's does not depend on it)"
+                   if opt == "sgd" else "1/c")
             row["note"] = ("measured cause: the law holds G2 (the gradient at the unit point) at its settled value, "
-                           "but over the first two predicted half-way times after the rescale it was " + g2 +
-                           " times its mean before: the effective lr changed by " + ("1/c^2" if opt == "sgd" else "1/c") +
-                           " and the network's gradients answered within tens of steps" + (" (SGD's equilibrium ||w||^4 is proportional to G2; "
-                           "AdamW's does not depend on it)" if opt == "sgd" else ""))
+                           f"but over the first two predicted half-way times after the rescale it was {g2} times "
+                           f"its mean before; the network's gradients answer the effective lr, which changed by {why}")
         claims.append(row)
     return claims
 
