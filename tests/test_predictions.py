@@ -189,6 +189,7 @@ def test_adamw_return_near_equilibrium_decays_at_the_lag_limited_rate(cfg):
     h = cfg[init_forgetting.NAME]
     e, b = h["adamw_lr"] * h["adamw_wd"], 1 - cfg["adam_betas"][1]
     slow = ((4 * e + b) - np.sqrt(16 * e * e + b * b)) / 2  # theory/README.md section 14
+    assert init_forgetting.slow_rate(cfg, "adamw") == pytest.approx(slow, rel=1e-12)
     u = init_forgetting.return_curve(cfg, "adamw", 1.001, 1500)
     k = np.arange(600, 1500)
     fitted = -np.polyfit(k, np.log(np.abs(u[k] - 1)), 1)[0]
@@ -235,3 +236,17 @@ def test_rescale_refuses_what_it_cannot_carry(optim, rescale):
     from refnet.experiments import tasks
     with pytest.raises(ValueError, match="rescale_at"):
         tasks.rescale_at(None, None, {"optim": optim, "rescale": rescale})
+
+
+@pytest.mark.parametrize("preset", ["default", "quick"])
+def test_rescale_runs_outlast_the_predicted_return_and_settle_before_it(preset):
+    from refnet.experiments import init_forgetting
+    cfg = config.make_config(preset)
+    c = cfg[init_forgetting.NAME]
+    for opt in ("sgd", "adamw"):
+        settle = 1 / init_forgetting.slow_rate(cfg, opt)  # AdamW: lag-limited
+        assert (1 - init_forgetting.RESCALE_PRE) * c["rescale_at"] > 3 * settle  # y* read after the x1 run settled
+        for f in c["rescale"]:
+            pred = init_forgetting.return_curve(cfg, opt, f, c["rescale_steps"])
+            t = init_forgetting.half_time(pred[1:], pred[0], 1 + (pred[0] - 1) / 2)
+            assert 1.5 * t < c["rescale_steps"]  # room for a measured half-way time 50% late

@@ -162,14 +162,24 @@ def specs(cfg):
     return [s for _, s in runs(cfg)]
 
 
+def slow_rate(cfg, opt):
+    """The slowest linearized rate of the return (per step): SGD ``8 lr lam``; AdamW the
+    lag-limited ``((4 e + b) - sqrt(16 e^2 + b^2))/2``, ``e = lr wd``, ``b = 1 - b2`` (theory/README.md
+    section 14), which is ``2 lr wd`` only while ``2 lr wd << 1 - b2``."""
+    if opt == "sgd":
+        return predicted_rate(cfg, opt)
+    e, b = cfg[NAME]["adamw_lr"] * cfg[NAME]["adamw_wd"], 1 - cfg["adam_betas"][1]
+    return float(((4 * e + b) - np.sqrt(16 * e * e + b * b)) / 2)
+
+
 def lag_note(cfg, opt):
     if opt == "sgd":
         return "; the return of a settled run after a rescale is judged beside it (init_sgd_return_*)"
     e, b = cfg[NAME]["adamw_lr"] * cfg[NAME]["adamw_wd"], 1 - cfg["adam_betas"][1]
     return (f"; besides, 2 lr wd is the rate only while v keeps up (2 lr wd << 1 - b2), and here "
-            f"2 lr wd = {2 * e:.3g}, 1 - b2 = {b:.3g}: theory/README.md section 14 puts the approach at the lag-limited rate "
-            f"((4 e + b) - sqrt(16 e^2 + b^2))/2 = {((4 * e + b) - np.sqrt(16 * e * e + b * b)) / 2:.2g}; the return "
-            "of a settled run after a rescale, with the lag, is judged beside it (init_adamw_return_*)")
+            f"2 lr wd = {2 * e:.3g}, 1 - b2 = {b:.3g}: theory/README.md section 14 puts the approach at the lag-limited "
+            f"rate {slow_rate(cfg, opt):.2g}; the return of a settled run after a rescale, with the lag, is judged "
+            "beside it (init_adamw_return_*)")
 
 
 def predicted_rate(cfg, opt):
