@@ -177,8 +177,8 @@ def lag_note(cfg, opt):
         return "; the return of a settled run after a rescale is judged beside it (init_sgd_return_*)"
     e, b = cfg[NAME]["adamw_lr"] * cfg[NAME]["adamw_wd"], 1 - cfg["adam_betas"][1]
     return (f"; besides, 2 lr wd is the rate only while v keeps up (2 lr wd << 1 - b2), and here "
-            f"2 lr wd = {2 * e:.3g}, 1 - b2 = {b:.3g}: theory/README.md section 14 puts the approach at the lag-limited "
-            f"rate {slow_rate(cfg, opt):.2g}; the return of a settled run after a rescale, with the lag, is judged "
+            f"2 lr wd = {2 * e:.3g}, 1 - b2 = {b:.3g}: theory/README.md section 14 puts the approach at the "
+            f"lag-limited rate {slow_rate(cfg, opt):.2g}; the return of a settled run after a rescale, with the lag, is judged "
             "beside it (init_adamw_return_*)")
 
 
