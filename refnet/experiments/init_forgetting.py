@@ -30,7 +30,7 @@ Claims (kind "prediction", inputs: the hyperparameters):
   half-way level, with the start ``c^p y_T``); predicted: the same time on ``return_curve``
   (hyperparameters and ``c`` only); worst layer. One claim per optimizer and direction.
 Tolerances: calibrated on the quick preset, seeds 1-3 (not the judged seed 0); see CALIBRATION
-(the return claims: fixed in advance, ``TOL_RETURN``).
+(the return claims: quick seeds 1-3, ``TOL_RETURN``).
 CPU-seconds per preset: the table in ``refnet.experiments.config``.
 
 The return after a rescale, derived (the paper's convention: L2 adds ``lam ||w||^2`` to the loss,
@@ -117,12 +117,18 @@ registry.register(*(e for opt, (name, what, theo) in OPTS.items() for e in (
 RESCALE_PRE = 0.2  # the equilibrium level y*: steps [(1 - RESCALE_PRE) T, T), before the rescale; the run has settled
 # by then (x1 runs from step 0.8 T on: AdamW within 1-4% of its late level, SGD within 1-14%, its
 # layer 1 following G2's drift)
-# Chosen in advance (not calibrated yet: the lead's calibration over seeds replaces it): the
-# half-way time is read off per-step medians over units, where G2's drift over one relaxation
-# time moves it by a few percent (the x4 consistency rows: < 1%; the steady ratios: up to 7%).
-TOL_RETURN = 0.1
-TOL_RETURN_SOURCE = ("fixed in advance, not yet calibrated over seeds: 10% for a half-way time read off a per-step "
-                     "median over units, where G2 drifts by a few percent over one relaxation time")
+# Calibration (quick preset, T 1000, K 300, seeds 1-3 = other inits and batch orders, 2026-12-07):
+# the worst layer's measured half-way time, in steps (predicted: SGD 43.2 / 42.5, AdamW 49.5 / 158):
+#   SGD x2 44.0, 41.0, 42.1; SGD x1/2 105, 103, 91; AdamW x2 57.7, 53.9, 57.8; AdamW x1/2 197, 186, 113.
+# Tolerance = 1.5x the largest change between seeds: x2 7.2% (SGD), 7.1% (AdamW) -> 0.11; SGD x1/2 15%
+# -> 0.23. AdamW x1/2: 19% between seeds 1 and 2, 74% with seed 3, whose layer 2 saw G2 rise 15% after
+# the rescale (v's lag turns that into larger steps); 1.5x 74% = 1.1 would not tell the lag-limited law
+# from the one-variable one (half-way 43 steps: error 0.73), so 0.3 (1.5x 19%) is held, and seed 3
+# would fail it. The lead's calibration replaces these.
+TOL_RETURN = {("sgd", "above"): 0.11, ("sgd", "below"): 0.23, ("adamw", "above"): 0.11, ("adamw", "below"): 0.3}
+TOL_RETURN_SOURCE = ("1.5x the largest change of the worst layer's half-way time between quick seeds 1-3 "
+                     "(SGD x2 7.2%, x1/2 15%; AdamW x2 7.1%, x1/2 19% without seed 3, 74% with it: seed 3 "
+                     "would fail the 0.3 held here)")
 RETURN = {"sgd": ("SGD + L2", "||w||^4", "y_k/y* = u_k^2, u_(k+1) = q^2 u_k + (1 - q^2)/u_k, u_0 = c^2, "
                   "q = 1 - 2 lr lam (identity 4 with G2 held at its settled value; ~ 1 + (c^4 - 1) exp(-8 lr lam k))"),
           "adamw": ("AdamW", "||w||^2", "u_(k+1) = p^2 u_k + (1 - p^2)/(u_k a_k), a_k = b2 a_(k-1) + (1 - b2)/u_k, "
@@ -132,7 +138,8 @@ registry.register(*(
     registry.Entry(f"init_{opt}_return_{side}", f"{name}, fully invariant net, settled run rescaled x{c} at step T: "
                    f"the half-way time of the return of {what} to its equilibrium, predicted from the hyperparameters",
                    "prediction", f"{_NET}; one settled run (w0 x1, T steps) rescaled x{c} with its optimizer state",
-                   TOL_RETURN, TOL_RETURN_SOURCE, f"{law}; refnet.experiments.init_forgetting.return_curve", FIGURE)
+                   TOL_RETURN[(opt, side)], TOL_RETURN_SOURCE, f"{law}; refnet.experiments.init_forgetting.return_curve",
+                   FIGURE)
     for opt, (name, what, law) in RETURN.items() for side, c in (("above", "2"), ("below", "1/2"))))
 
 
