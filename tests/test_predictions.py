@@ -156,7 +156,7 @@ def _rescaled_result(cfg, opt, c, curve):
     y = np.concatenate([np.ones(T + 1), np.asarray(curve)[1:h["rescale_steps"]]])
     norm = np.repeat((y ** (1 / power))[:, None], 3, axis=1)
     arrays = {"trace/step": np.arange(y.size)}
-    arrays.update({f"{n}/trace/{k}": v for n in ("1.weight", "4.weight") for k, v in (("norm", norm), ("G2", norm))})
+    arrays.update({f"{n}/trace/{k}": norm for n in ("1.weight", "4.weight") for k in ("norm", "G2", "angle")})
     return ({"opt": opt, "scale": 1.0, "rescale": c}, (arrays, {"params": {"1.weight": {}, "4.weight": {}}}))
 
 

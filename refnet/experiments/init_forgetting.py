@@ -217,6 +217,18 @@ def return_curve(cfg, opt, c, n):
     return out
 
 
+def step2_predicted(cfg, opt, pred, n):
+    """The predicted mean square of the step's tangential part over updates ``1..n`` after the
+    rescale, relative to the settled one: SGD ``lr^2 G2/x`` gives ``1/u``; AdamW's ``B_k/B* =
+    1/(u_k a_k)``, read back from the curve as ``(u_(k+1) - p^2 u_k)/(1 - p^2)``."""
+    h, u = cfg[NAME], np.asarray(pred, dtype=float)
+    n = max(1, min(int(n), u.size - 1))
+    if opt == "sgd":
+        return float(np.mean(1 / np.sqrt(u[:n])))
+    p2 = (1 - h["adamw_lr"] * h["adamw_wd"]) ** 2
+    return float(np.mean((u[1:n + 1] - p2 * u[:n]) / (1 - p2)))
+
+
 def half_time(y, start, mid):
     """Steps until a curve first reaches ``mid``, interpolated linearly between steps: ``start``
     its value after 0 steps, ``y[j]`` after ``j + 1``. NaN if it never does."""
@@ -248,10 +260,15 @@ def return_rows(cfg, arrays, meta, opt, c):
         post = y[step > T] / ystar  # the record of step T + k holds w after k updates from c w_T
         y0 = c ** power * float(y[step == T][0]) / ystar  # where it started: c^p times the rescaled record
         g2 = arrays[f"{name}/trace/G2"][:, 1]
-        first = (step > T) & (step <= T + 2 * t_pred)  # G2 over the return's first two half-way times
+        # the step's tangential mean square, (angle ||w||)^2: what the laws take from the settled run
+        s2 = (arrays[f"{name}/trace/angle"][:, 1] * arrays[f"{name}/trace/norm"][:, 1]) ** 2
+        first = (step > T) & (step <= T + 2 * t_pred)  # the return's first two half-way times
+        before = (step >= (1 - RESCALE_PRE) * T) & (step < T)
         out.append({"layer": label(i, name), "ystar": ystar, "measured": post.tolist(), "t_pred": t_pred,
                     "start": y0, "t_meas": half_time(post, y0, 1 + (y0 - 1) / 2),
-                    "G2_after": float(g2[first].mean() / g2[(step >= (1 - RESCALE_PRE) * T) & (step < T)].mean())})
+                    "G2_after": float(g2[first].mean() / g2[before].mean()),
+                    "step2_after": float(s2[first].mean() / s2[before].mean()),
+                    "step2_pred": step2_predicted(cfg, opt, pred, int(2 * t_pred))})
     return out, pred.tolist()
 
 
@@ -348,9 +365,13 @@ def rescale_claims(cfg, rescaled, data, hyper):
             g2 = ", ".join(f"{r['layer'].split(' (')[0]}: {r['G2_after']:.2f}" for r in per_layer)
             why = ("1/c^2, and SGD's equilibrium ||w||^4 is proportional to G2 (AdamW's does not depend on it)"
                    if opt == "sgd" else "1/c")
+            st = ", ".join(f"{r['layer'].split(' (')[0]}: {r['step2_after']:.2f}" for r in per_layer)
             row["note"] = ("measured cause: the law holds G2 (the gradient at the unit point) at its settled value, "
                            f"but over the first two predicted half-way times after the rescale it was {g2} times "
-                           f"its mean before; the network's gradients answer the effective lr, which changed by {why}")
+                           f"its mean before, and the step's tangential mean square {st} (predicted "
+                           f"{per_layer[0]['step2_pred']:.2f}); the network's gradients answer the effective lr, "
+                           f"which changed by {why}" + ("" if opt == "sgd" else "; with a slower (faster) turn, "
+                           "successive gradients correlate more (less), and Adam's momentum adds them up"))
         claims.append(row)
     return claims
 
