@@ -72,7 +72,7 @@ def _return_panel(ax, runs, opt, ylab, at):
     ax.set(yscale="log", xlabel=f"steps after the rescale at step {at}",
            ylabel=f"{ylab} / y* (median unit; y*: before the rescale)",
            title=("SGD + L2" if opt == "sgd" else "AdamW") + ": return after rescaling a settled run")
-    ax.legend(fontsize=6.5)
+    ax.legend(fontsize=6.5, loc="upper right")
 
 
 def init_forgetting(data, path):
