@@ -250,3 +250,17 @@ def test_rescale_runs_outlast_the_predicted_return_and_settle_before_it(preset):
             pred = init_forgetting.return_curve(cfg, opt, f, c["rescale_steps"])
             t = init_forgetting.half_time(pred[1:], pred[0], 1 + (pred[0] - 1) / 2)
             assert 1.5 * t < c["rescale_steps"]  # room for a measured half-way time 50% late
+
+
+@pytest.mark.parametrize("optim", ["sgd", "adamw"])
+def test_rescale_branches_are_the_separate_rescaled_runs_bit_for_bit(cfg, optim):
+    from refnet.experiments import tasks
+    o = (config.sgd(0.1, 2e-2, l2_scope="invariant") if optim == "sgd" else
+         config.adam(cfg, 2e-3, weight_decay=4.0, l2_scope="invariant"))
+    base = config.train(cfg, config.model(cfg, affine=False, train_head=False), o, 40, trace_every=1)
+    branched, _ = tasks.train_task(dict(base, rescale={"at": 17, "factors": [2.0, 0.5]}))  # 17: mid-epoch
+    for i, c in enumerate((2.0, 0.5)):
+        alone, _ = tasks.train_task(dict(base, rescale={"at": 17, "factor": c}))
+        assert alone and all(np.array_equal(v, branched[f"branch{i}/{k}"]) for k, v in alone.items())
+    plain, _ = tasks.train_task(base)
+    assert not np.array_equal(plain["1.weight/trace/norm"], branched["branch0/1.weight/trace/norm"])  # it rescaled

@@ -24,7 +24,8 @@ Claims (kind "prediction", inputs: the hyperparameters):
   test): one x1 run per optimizer settles for ``T = rescale_at`` steps; at step ``T`` its
   scale-invariant weights are multiplied by ``c`` (2 and 1/2) together with the optimizer state
   (``tasks.rescale_at``), so the function does not change and the run goes on from the settled
-  network, rescaled. Measured: the half-way time of the return of ``y/y*`` (``y`` the median
+  network, rescaled; one task per optimizer trains the first ``T`` steps once and branches
+  (``tasks.rescale_branches``). Measured: the half-way time of the return of ``y/y*`` (``y`` the median
   unit's ``||w||^4``, SGD, or ``||w||^2``, AdamW, per step; ``y*`` its mean over steps
   ``[(1 - RESCALE_PRE) T, T)``, before the rescale: an earlier, disjoint window that only sets the
   half-way level, with the start ``c^p y_T``); predicted: the same time on ``return_curve``
@@ -159,15 +160,21 @@ def runs(cfg, seed=None):
                  config.adam(cfg, c["adamw_lr"], weight_decay=c["adamw_wd"], l2_scope="invariant"))
             out.append(({"opt": opt, "scale": s}, config.train(cfg, m, o, c["steps"], window=WINDOW, seed=seed)))
     T, K = c["rescale_at"], c["rescale_steps"]
-    for opt in ("sgd", "adamw"):  # the same first T steps as the x1 run (same seed: same batches)
-        for f in c["rescale"]:
-            m = config.model(cfg, width=c["width"], seed=seed, affine=False, train_head=False)
-            o = (config.sgd(c["sgd_lr"], c["sgd_lam"], l2_scope="invariant") if opt == "sgd" else
-                 config.adam(cfg, c["adamw_lr"], weight_decay=c["adamw_wd"], l2_scope="invariant"))
-            out.append(({"opt": opt, "scale": 1.0, "rescale": f},
-                        config.train(cfg, m, o, T + K, window=K / (T + K), seed=seed, trace_every=1,
-                                     rescale={"at": T, "factor": f})))
+    for opt in ("sgd", "adamw"):  # the same first T steps as the x1 run (same seed: same batches),
+        m = config.model(cfg, width=c["width"], seed=seed, affine=False, train_head=False)  # trained once,
+        o = (config.sgd(c["sgd_lr"], c["sgd_lam"], l2_scope="invariant") if opt == "sgd" else  # then one
+             config.adam(cfg, c["adamw_lr"], weight_decay=c["adamw_wd"], l2_scope="invariant"))  # branch per c
+        out.append(({"opt": opt, "scale": 1.0, "rescale": list(c["rescale"])},
+                    config.train(cfg, m, o, T + K, window=K / (T + K), seed=seed, trace_every=1,
+                                 rescale={"at": T, "factors": list(c["rescale"])})))
     return out
+
+
+def branches(h, result):
+    """A ``rescale_branches`` result as one ``(header, (arrays, meta))`` per factor."""
+    arrays, meta = result
+    return [(dict(h, rescale=f), ({k[len(f"branch{i}/"):]: v for k, v in arrays.items()
+                                   if k.startswith(f"branch{i}/")}, meta)) for i, f in enumerate(h["rescale"])]
 
 
 def specs(cfg):
@@ -293,7 +300,7 @@ def analyze(cfg, results):
     data = {"name": NAME, "figure": FIGURE, "scales": c["scales"], "steps": c["steps"], "fit": list(FIT),
             "runs": {"sgd": [], "adamw": []}, "claims": [], "observations": []}
     base, pairs = {}, list(zip(runs(cfg), results))
-    rescaled = [(h, r) for (h, _), r in pairs if "rescale" in h]
+    rescaled = [b for (h, _), r in pairs if "rescale" in h for b in branches(h, r)]
     pairs = [p for p in pairs if "rescale" not in p[0][0]]
     for (h, _), (arrays, meta) in pairs:
         if h["scale"] == 1.0:

@@ -35,7 +35,9 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
                                           (``track_step_correlation``)
 
 ``rescale = {"at": T, "factor": c}`` rescales the scale-invariant weights (and the optimizer's
-state with them) at step ``T`` (``rescale_at``).
+state with them) at step ``T`` (``rescale_at``); ``{"at": T, "factors": [...]}`` trains the first
+``T`` steps once and branches there, one rescaled run per factor (``rescale_branches``: the arrays
+above under ``branch<i>/``).
 
 ``optim["exp_lr"] = {"lam": lam}`` trains the scale-invariant weights on Li & Arora's
 exponentially growing lr instead of L2 (``exponential_lr``).
@@ -327,8 +329,53 @@ def rescale_at(opt, model, spec):
     opt.step = step
 
 
+def rescale_branches(spec):
+    """``spec["rescale"] = {"at": T, "factors": [c1, c2, ...]}``: train ``T`` steps once, then, from
+    that state (checkpointed: the model, BN's running averages, the optimizer, the batch order), one
+    branch per factor to ``spec["steps"]``, rescaled at step ``T`` as by ``rescale_at``. Each branch
+    is the run ``{"at": T, "factor": c}`` would give, bit for bit, without training the shared first
+    ``T`` steps again. Returns the branches' arrays under ``branch<i>/`` and the last branch's meta."""
+    import copy
+    import tempfile
+    T, factors = int(spec["rescale"]["at"]), [float(c) for c in spec["rescale"]["factors"]]
+    if not 0 <= T <= spec["steps"] or not factors:
+        raise ValueError(f"rescale_branches(spec['rescale']): got {spec['rescale']!r}; expected 0 <= at <= steps "
+                         f"({spec['steps']}) and a non-empty list of factors")
+    backend.use(spec.get("device", "cpu"))
+    data = load_data(spec["data"])
+    t0 = time.perf_counter()
+
+    def trainer(steps):
+        model = build_model(spec["model"], data)
+        opt = build_optimizer(spec["optim"], model)
+        return model, opt, Trainer(model, opt, data, batch_size=spec.get("batch_size", 128), steps=steps,
+                                   seed=spec.get("seed", 0), log_every=1, progress=False)
+
+    arrays, meta = {}, None
+    with tempfile.TemporaryDirectory() as tmp:
+        _, _, first = trainer(T)
+        first.fit()
+        path = first.save_checkpoint(f"{tmp}/at.npz")
+        for i, c in enumerate(factors):
+            model, opt, tr = trainer(spec["steps"])
+            tr.load_checkpoint(path)
+            branch = copy.deepcopy(spec)
+            branch["rescale"] = {"at": 0, "factor": c}  # rescale_at counts the steps it sees, from T here
+            rescale_at(opt, model, branch)
+            history = tr.fit()
+            arrays.update({f"branch{i}/{k}": v for k, v in summarize(history, spec, model, opt).items()})
+            params = {n: {"scale_group": v["scale_group"], "n_groups": v["n_groups"],
+                          "d": int(np.prod(v["shape"][1:])) if v["scale_group"] == "unit" else int(np.prod(v["shape"]))}
+                      for n, v in history.params.items()}
+            meta = {"final": history.final, "params": params, "factors": factors,
+                    "seconds": time.perf_counter() - t0}
+    return arrays, meta
+
+
 def train_task(spec):
     """Train one model (see the module docstring for what comes back)."""
+    if "factors" in (spec.get("rescale") or {}):
+        return rescale_branches(spec)
     backend.use(spec.get("device", "cpu"))
     data = load_data(spec["data"])
     model = build_model(spec["model"], data)
