@@ -229,7 +229,7 @@ def test_rescale_carries_adam_state_so_the_step_does_not_change(c):
     np.testing.assert_allclose(st_b["exp_avg_sq"], st_a["exp_avg_sq"] / c ** 2, rtol=1e-12)
 
 
-@pytest.mark.parametrize("optim, rescale", [({"name": "sgd", "momentum": 0.9}, {"at": 1, "factor": 2.0}),
+@pytest.mark.parametrize("optim, rescale", [({"name": "sgd", "nesterov": True}, {"at": 1, "factor": 2.0}),
                                             ({"name": "adam", "l2": 1e-2}, {"at": 1, "factor": 2.0}),
                                             ({"name": "sgd"}, {"at": 1, "factor": -2.0})])
 def test_rescale_refuses_what_it_cannot_carry(optim, rescale):
@@ -264,3 +264,28 @@ def test_rescale_branches_are_the_separate_rescaled_runs_bit_for_bit(cfg, optim)
         assert alone and all(np.array_equal(v, branched[f"branch{i}/{k}"]) for k, v in alone.items())
     plain, _ = tasks.train_task(base)
     assert not np.array_equal(plain["1.weight/trace/norm"], branched["branch0/1.weight/trace/norm"])  # it rescaled
+
+
+@pytest.mark.parametrize("c", [3.0, 0.25])
+def test_rescale_splits_a_momentum_buffer_into_radial_times_c_and_the_rest_over_c(c):
+    from refnet.experiments import tasks
+    from refnet.nn.module import Parameter
+    from refnet.optim import SGD
+
+    class Net:
+        parameters = None
+
+    rng = np.random.default_rng(1)
+    w, g, buf = rng.standard_normal((3, 5)), rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    p = Parameter(w.copy(), scale_group="unit")
+    opt = SGD([p], lr=0.0, momentum=0.9)  # lr 0: the step leaves w as rescaled, the buffer shows the split
+    opt.state[p] = {"momentum_buffer": buf.copy(), "step": 5}
+    net = Net()
+    net.parameters = lambda: [p]
+    tasks.rescale_at(opt, net, {"optim": {"name": "sgd", "momentum": 0.9}, "rescale": {"at": 0, "factor": c}})
+    p.grad[...] = g
+    opt.step()
+    radial = w * ((buf * w).sum(axis=1, keepdims=True) / (w * w).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(p.data, c * w, rtol=1e-12)
+    np.testing.assert_allclose(opt.state[p]["momentum_buffer"], 0.9 * (c * radial + (buf - radial) / c) + g / c,
+                               rtol=1e-12)

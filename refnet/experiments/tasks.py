@@ -305,11 +305,15 @@ def rescale_at(opt, model, spec):
     optimizer's state along the same symmetry, so the run continues from the rescaled network as
     if it had always been there: the gradient (already computed) by ``1/c``, Adam's ``exp_avg`` by
     ``1/c`` and ``exp_avg_sq`` by ``1/c^2`` (they hold gradients only: AdamW or no decay). The
-    function does not change. Plain SGD or Adam without coupled L2 only (a momentum buffer mixes
-    the L2 term, which scales as ``c``, with gradients, which scale as ``1/c``)."""
+    function does not change. A heavy-ball buffer mixes the L2 term, which scales as ``c``, with
+    gradients, which scale as ``1/c``: per scale group its part along ``w`` (the L2 term's
+    direction) is multiplied by ``c`` and the rest by ``1/c`` (approximate: the L2 term's small
+    tangential part and past gradients' small radial part go the wrong way; a transient of about
+    ``1/(1 - momentum)`` steps). SGD (no Nesterov) or Adam without coupled L2."""
     o, at, c = spec["optim"], int(spec["rescale"]["at"]), float(spec["rescale"]["factor"])
-    if not (o["name"] == "sgd" and o.get("momentum", 0.0) == 0) and not (o["name"] == "adam" and not o.get("l2")):
-        raise ValueError(f"rescale_at(spec['optim']): got {o!r}; expected plain SGD or Adam without coupled L2")
+    if not (o["name"] == "sgd" and not o.get("nesterov")) and not (o["name"] == "adam" and not o.get("l2")):
+        raise ValueError(f"rescale_at(spec['optim']): got {o!r}; expected SGD without Nesterov or Adam without "
+                         "coupled L2")
     if not c > 0 or at < 0:
         raise ValueError(f"rescale_at(spec['rescale']): got {spec['rescale']!r}; expected factor > 0, at >= 0")
     params, t, inner = [p for p in model.parameters() if p.scale_group is not None], [0], opt.step
@@ -323,6 +327,11 @@ def rescale_at(opt, model, spec):
                 if "exp_avg" in st:
                     st["exp_avg"] /= c
                     st["exp_avg_sq"] /= c * c
+                if st.get("momentum_buffer") is not None:  # p.data already rescaled: radial part x c, rest / c
+                    b, w = st["momentum_buffer"], p.data
+                    axes = tuple(range(1, w.ndim)) if p.scale_group == "unit" else tuple(range(w.ndim))
+                    radial = w * ((b * w).sum(axis=axes, keepdims=True) / (w * w).sum(axis=axes, keepdims=True))
+                    b[...] = c * radial + (b - radial) / c
         t[0] += 1
         inner()
 
