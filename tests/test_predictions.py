@@ -152,7 +152,7 @@ def _rescaled_result(cfg, opt, c, curve):
     ``curve`` (y/y*, one value per step after the rescale)."""
     from refnet.experiments import init_forgetting
     h = cfg[init_forgetting.NAME]
-    T, power = h["rescale_at"], 4 if opt == "sgd" else 2
+    T, power = h["rescale_at"], 2 if opt == "adamw" else 4
     y = np.concatenate([np.ones(T + 1), np.asarray(curve)[1:h["rescale_steps"]]])
     norm = np.repeat((y ** (1 / power))[:, None], 3, axis=1)
     arrays = {"trace/step": np.arange(y.size)}
@@ -160,7 +160,16 @@ def _rescaled_result(cfg, opt, c, curve):
     return ({"opt": opt, "scale": 1.0, "rescale": c}, (arrays, {"params": {"1.weight": {}, "4.weight": {}}}))
 
 
-@pytest.mark.parametrize("opt", ["sgd", "adamw"])
+def test_momentum_return_relaxes_at_8_lr_lam_over_1_minus_mu(cfg):
+    from refnet.experiments import init_forgetting
+    h = cfg[init_forgetting.NAME]
+    rate = 8 * h["momentum_lr"] * h["sgd_lam"] / (1 - h["momentum"])
+    y = init_forgetting.return_curve(cfg, "momentum", 1.01, 400)
+    fitted = -np.polyfit(np.arange(100, 400), np.log(y[100:400] - 1), 1)[0]
+    assert fitted == pytest.approx(rate, rel=0.02)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adamw", "momentum"])
 @pytest.mark.parametrize("c", [2.0, 0.5])
 @pytest.mark.parametrize("speed, holds", [(1.0, True), (2.0, False), (0.6, False)])
 def test_return_claim_holds_on_the_predicted_curve_and_fails_at_another_speed(cfg, opt, c, speed, holds):
@@ -243,7 +252,7 @@ def test_rescale_runs_outlast_the_predicted_return_and_settle_before_it(preset):
     from refnet.experiments import init_forgetting
     cfg = config.make_config(preset)
     c = cfg[init_forgetting.NAME]
-    for opt in ("sgd", "adamw"):
+    for opt in ("sgd", "adamw", "momentum"):
         settle = 1 / init_forgetting.slow_rate(cfg, opt)  # AdamW: lag-limited
         assert (1 - init_forgetting.RESCALE_PRE) * c["rescale_at"] > 3 * settle  # y* read after the x1 run settled
         for f in c["rescale"]:
