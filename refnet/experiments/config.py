@@ -23,8 +23,8 @@ over its tasks (``meta["cpu_seconds"]``; a task shared with an earlier experimen
     optimizer_angles     27.2       ~60        estimate (x2.0 steps x width, x2.3 real width cost)
     sharpness            12.3       ~65        estimate (batch x2, width x2, more checkpoints)
     cross_run            10.6        21        estimate (x2.0)
-    init_forgetting      18.5        24        measured 2026-12-07 (load 2-4): 13.9 / 18.8 from init, plus the
-                                             two rescale tasks (T steps, then K per factor) 4.6 / 5.5
+    init_forgetting      19.8        28        measured 2026-12-07 (load 4-5): 13.2 / 20.2 from init, plus the
+                                             three rescale tasks (T steps, then K per factor) 6.6 / 7.9
     schedule              9.9        17        estimate (x1.7)
     adam_growth           2.7         5        estimate (x2.0)
     momentum_S            5.6        11        estimate (x2.0)
