@@ -402,12 +402,15 @@ def rescale_claims(cfg, rescaled, data, hyper):
             why = ("1/c^2, and SGD's equilibrium ||w||^4 is proportional to G2 (AdamW's does not depend on it)"
                    if opt != "adamw" else "1/c")
             st = ", ".join(f"{r['layer'].split(' (')[0]}: {r['step2_after']:.2f}" for r in per_layer)
-            row["note"] = ("measured cause: the law holds G2 (the gradient at the unit point) at its settled value, "
-                           f"but over the first two predicted half-way times after the rescale it was {g2} times "
-                           f"its mean before, and the step's tangential mean square {st} (predicted "
-                           f"{per_layer[0]['step2_pred']:.2f}); the network's gradients answer the effective lr, "
-                           f"which changed by {why}" + ("" if opt == "sgd" else "; with a slower (faster) turn, "
-                           "successive gradients correlate more (less), and momentum adds them up"))
+            row["note"] = ("measured: the law holds G2 (the gradient at the unit point) and the step's statistics at "
+                           "their settled values; over the first two predicted half-way times after the rescale G2 was "
+                           f"{g2} times its mean before, and the step's tangential mean square {st} (predicted "
+                           f"{per_layer[0]['step2_pred']:.2f}). Where these moved, the network's gradients answered the "
+                           f"effective lr, which changed by {why}"
+                           + ("" if opt == "sgd" else "; with a slower (faster) turn, successive gradients correlate "
+                              "more (less), and momentum adds them up")
+                           + ("; where they did not, the radial part of the update (lam/(1 - mu)) is what missed"
+                              if opt == "momentum" else ""))
         claims.append(row)
     return claims
 
