@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "gradcheck": ("refnet.gradcheck.command", "check every built-in op and module against numerical gradients"),
     "train": ("refnet.train_cli", "train a model and record norms, effective lr and angular updates"),
     "reproduce": ("refnet.experiments.reproduce", "reproduce the paper's claims as figures and a report"),
+    "calibrate": ("refnet.experiments.calibrate", "measure the claims' seed-to-seed noise that sets their tolerances"),
     "bench": ("refnet.bench", "time forward+backward of the ops and a training step"),
     "docs": ("refnet.docs_cli", "store the lessons' executed notebooks for the site; --screenshots"),
 }

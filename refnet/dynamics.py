@@ -338,15 +338,16 @@ class StepAngles:
             def rows_ad(rows):  # w_after = a - lr (g + 2 l2 a)
                 a = (w[rows] + lr * g[rows]) / (1 - 2 * lr * l2)
                 return a, w[rows] - a
-        xq, ss = x * q, s * s
-        cross = xq - ss                     # x ||d_perp||^2
-        radial = xq < ss + ss               # s^2 > x q / 2
+        ss = s * s
+        cross = x * q
+        cross -= ss                         # x ||d_perp||^2
+        radial = cross < ss                 # s^2 > x q / 2
         if bool(radial.any()):
             rows = xp.nonzero(radial)[0]
             a, d = rows_ad(rows)
             dp = d - (s[rows] / x[rows])[:, None].astype(d.dtype) * a
             cross[rows] = x[rows] * row_dots(dp, dp).astype(f64)
-        xp.maximum(cross, 0.0, out=cross)
+        # cross >= s^2 >= 0 on the other rows (NaN stays NaN): no clipping needed before sqrt
         return xp.arctan2(xp.sqrt(cross, out=cross), x + s), bb
 
 

@@ -191,47 +191,70 @@ def one_knob(data, path):
                  "which the law takes as steady. " + L2_NOTE)
 
 
+def _fix_arm(ax, data, arm, name, mk, color, shift=1.0):
+    """One arm of fig 6: every seed's accuracy, and the mean with half the Tukey half-width either
+    side, so that two lam values differ where their bars do not overlap."""
+    t, S = data["tests"][arm], len(data["seeds"])
+    acc = np.asarray(t["accuracy"])  # (lam, seed)
+    x = np.asarray(data["lam"]) * shift
+    for s in range(S):
+        ax.plot(x, acc[:, s], mk, color=color, mfc="none", ms=4, alpha=0.7)
+    ax.errorbar(x, acc.mean(1), yerr=t["half_width"] / 2, fmt=mk + "-", color=color, ms=7, capsize=4, lw=1.6,
+                label=f"{name}: mean ± half the interval; {t['verdict']} (ratio {t['ratio']:.2g})")
+
+
+def _lam_axis(ax, lams):
+    ax.set_xscale("log")
+    ax.set_xticks(lams, [f"{v:g}" for v in lams])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def fix(data, path):
-    fig, axes = _figure(1, 2, f"Exp. 6 — The fix: with ||w|| = 1 after every step, lam drops out "
-                        f"(both arms {data.get('dtype', 'float32')})")
-    for k, (key, ls, mk) in enumerate((("projected", "-", "o"), ("l2", "--", "s"))):
-        runs = data[key]
-        for i, lam in enumerate(sorted({r["lam"] for r in runs})):
-            rs = sorted((r for r in runs if r["lam"] == lam), key=lambda r: r["lr"])
-            lab = f"{'projected' if k == 0 else 'L2 only'}, lam {lam:g}"
-            first = next(iter(rs[0]["angle"]))
-            axes[0][0].plot([r["lr"] for r in rs], [r["accuracy"] for r in rs], mk + ls, color=COLORS[i],
-                            mfc="none" if k else COLORS[i], label=lab)
-            axes[0][1].plot([r["lr"] for r in rs], [r["angle"][first] for r in rs], mk + ls, color=COLORS[i],
-                            mfc="none" if k else COLORS[i], label=lab)
-            if k == 1:  # L2 alone: the steady angle is predicted from lr*lam
-                axes[0][1].plot([r["lr"] for r in rs], [np.arccos(1 - 2 * r["lr"] * r["lam"]) for r in rs], "_",
-                                color="k", ms=14, mew=2, label="predicted arccos(1 − 2 lr lam)" if i == 0 else None)
-    for lr in sorted({r["lr"] for r in data["projected"]}):  # the prediction: no lam effect at each lr
-        tests = [t for t in data.get("mcnemar", {}).get("projected", []) if t[0] == lr]
-        accs = [r["accuracy"] for r in data["projected"] if r["lr"] == lr]
-        axes[0][0].plot([lr], [np.mean(accs)], "k_", ms=22, mew=2)
-        if tests:
-            axes[0][0].annotate(f"adj. p {min(t[-1] for t in tests):.2g}", (lr, min(accs)), textcoords="offset points",
-                                xytext=(0, -14), ha="center", fontsize=7)
-    # the tick is the projected runs' mean accuracy at that lr, a reference level, not a predicted
-    # number: the prediction is "no lam effect", judged by the paired McNemar p beneath it
-    axes[0][0].plot([], [], "k_", ms=14, mew=2, label="mean of the projected runs at that lr (the claim: the "
-                    "McNemar p below is large)")
-    axes[0][0].set(xscale="log", xlabel="lr", ylabel="test accuracy",
-                   title=f"Test accuracy ({data['n_test']} test images)")
-    axes[0][1].set(xscale="log", yscale="log", xlabel="lr", ylabel="steady angle [rad/step], layer 1",
-                   title="Steady angle: projected runs depend on lr only")
-    lo, hi = axes[0][0].get_ylim()
-    axes[0][0].set_ylim(lo - 0.6 * (hi - lo), hi)  # room for the legend below the curves
-    lo, hi = axes[0][1].get_ylim()
-    axes[0][1].set_ylim(lo / (hi / lo) ** 0.6, hi)
-    for ax in axes[0]:
-        ax.legend(fontsize=7, ncol=2, loc="lower left")
-    return _save(fig, path, "SGD on the BN MLP; projected: every scale-invariant weight rescaled to norm 1 per unit "
-                 "after each step. adj. p: exact McNemar test between the lam values at that lr, over the same test images, "
-                 "Bonferroni-adjusted; the accuracy claim holds when every adjusted p ≥ "
-                 f"{data.get('alpha', 0.05):g}. " + L2_NOTE)
+    lams, S, lr = data["lam"], len(data["seeds"]), data["lr"]
+    seeds = f"seeds {data['seeds'][0]}-{data['seeds'][-1]}" if S > 1 else f"seed {data['seeds'][0]}"
+    fig, axes = _figure(1, 3, f"Exp. 6 — The fix: SGD lr {lr:g}, {data['steps']} steps, {data['dtype']} (both arms), "
+                        f"{seeds} at each lam; projected (||w|| = 1) vs L2 only", width=4.8)
+    proj = ("projected", "projected", "o", COLORS[0])
+    ax = axes[0][0]
+    _fix_arm(ax, data, *proj, shift=1 / 1.06)
+    _fix_arm(ax, data, "l2", "L2 only", "s", COLORS[1], shift=1.06)
+    ax.plot([], [], "o", color="0.4", mfc="none", ms=4, label="one seed")
+    ax.set(xlabel="lam", ylabel="test accuracy", title=f"Both arms ({data['n_test']} test images)")
+    _lam_axis(ax, lams)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo - 0.3 * (hi - lo), hi)  # room for the legend below the points
+    ax.legend(fontsize=7, loc="lower left")
+    ax = axes[0][1]  # the projected arm alone, on a scale where its interval shows
+    _fix_arm(ax, data, *proj)
+    chk = data["lr_check"]  # the same runs at a larger lr: does the accuracy depend on lr here at all?
+    ax.plot([chk["lam"] * 1.1] * len(chk["accuracy"]), chk["accuracy"], "D", color=COLORS[2], mfc="none", ms=4)
+    ax.plot([chk["lam"] * 1.1], [np.mean(chk["accuracy"])], "D", color=COLORS[2], ms=7,
+            label=f"projected at lr {chk['lr']:g} (a check, not a claim): {chk['verdict']} with lr {lr:g} "
+                  f"(ratio {chk['ratio']:.2g})")
+    ax.set(xlabel="lam", ylabel="test accuracy", title="The prediction: projected, flat in lam")
+    _lam_axis(ax, lams)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo - 0.5 * (hi - lo), hi)
+    ax.legend(fontsize=7, loc="lower left")
+    ax = axes[0][2]
+    grid = np.geomspace(min(lams), max(lams), 50)
+    ax.plot(grid, np.arccos(1 - 2 * lr * grid), "k--", lw=1, label="L2 only, predicted arccos(1 − 2 lr lam)")
+    for arm, name, mk, color in (proj, ("l2", "L2 only", "s", COLORS[1])):
+        runs = data["runs"][arm]
+        layer = list(runs[0]["angle"])[min(1, len(runs[0]["angle"]) - 1)]  # layer 2: fed by normalized units
+        ang = np.array([[r["angle"][layer] for r in runs if r["lam"] == lam] for lam in lams])
+        ax.plot(lams, ang.mean(1), mk + "-", color=color, label=f"{name}, measured ({layer}, mean over seeds)")
+    ax.set(yscale="log", xlabel="lam", ylabel="steady angle per step [rad] (median unit)",
+           title="Steady angle, second half of each run")
+    _lam_axis(ax, lams)
+    ax.legend(fontsize=7)
+    r = data["predicted_efflr_ratio"]
+    return _save(fig, path, f"L2 on the scale-invariant weights only. Across the lam grid theory moves the effective "
+                 f"lr {r['l2']:.1f}x under L2 (at equilibrium, equal G2) and {r['projected']:.3f}x projected "
+                 f"(1/(1 − 2 lr lam)); at the smallest lam the L2 runs are still shrinking from their initial norm "
+                 f"(below the dashed line). Interval: Tukey HSD over the lam values, seeds as blocks, simultaneous "
+                 f"{1 - data['alpha']:.0%}, its width from how much the lam differences vary between seeds; ratio: "
+                 "largest difference of means over the half-width (> 1: differ). " + L2_NOTE)
 
 
 def balance(data, path):

@@ -165,6 +165,27 @@ def test_recorder_case_records_every_step_and_its_baseline_none():
     assert without.history.steps == {}
 
 
+def test_recorder_cases_draw_fresh_labels_on_every_pass_so_the_net_cannot_fit_them():
+    # fixed labels: the MLP fits its 16 batches within ~150 steps and every step turns into
+    # pure decay (the record's slow radial path), which is not what a training run records
+    from refnet.bench.cases import _cycling
+    seen = []
+    x, y = np.arange(12, dtype=np.float32).reshape(6, 2), np.zeros(6, dtype=np.int64)
+    call = _cycling(lambda xb, yb: seen.append((xb.copy(), yb.copy())), x, y, batch=2, seed=0)
+    for _ in range(9):
+        call()
+    passes = [seen[i:i + 3] for i in (0, 3, 6)]
+    for p in passes[1:]:   # the same inputs in the same order, new labels
+        assert all(np.array_equal(a[0], b[0]) for a, b in zip(p, passes[0]))
+    labels = [np.concatenate([yb for _, yb in p]) for p in passes]
+    assert not np.array_equal(labels[0], labels[1]) and not np.array_equal(labels[1], labels[2])
+    fixed = []
+    call = _cycling(lambda xb, yb: fixed.append(yb.copy()), x, y, batch=2)
+    for _ in range(6):
+        call()
+    assert np.array_equal(np.concatenate(fixed[:3]), np.concatenate(fixed[3:]))
+
+
 def test_bench_only_filters_cases_and_cpu_clock_is_recorded(tmp_path):
     result = _run_json(tmp_path, "--no-torch", "--only", "maxpool", "--clock", "cpu")
     assert [c["name"] for c in result["cases"]] == ["maxpool2d 2x2 (N,32,32,32)"]

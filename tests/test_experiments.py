@@ -91,14 +91,6 @@ def test_one_knob_grids_have_every_combination(results, cfg):
     assert {r["knob"] for r in grids["adam"]} == {a * a * b for a in c["adam_lr"] for b in c["adam_lam"]}
 
 
-def test_fix_projected_runs_keep_unit_norm(cfg, runner):
-    from refnet.experiments import fix
-    (hyper, spec), = fix.projected(cfg)[:1]
-    arrays, meta = runner.map([spec])[0]
-    for name in meta["params"]:
-        np.testing.assert_allclose(arrays[f"{name}/win/norm"], 1.0, rtol=1e-6)  # float32
-
-
 def test_balance_runs_on_uneven_hidden_widths_and_compares_the_hidden_layers(results, cfg):
     w = cfg["width"]
     for kind, v in results["balance"]["optimizers"].items():
@@ -395,26 +387,6 @@ def test_full_preset_runs_at_least_as_long_as_the_default():
     for name in ("norm_dynamics", "no_l2"):
         assert full[name]["steps"] >= default[name]["steps"]
     assert full["one_knob"]["sym_steps"] >= default["one_knob"]["sym_steps"]
-
-
-@pytest.mark.parametrize("b, c, p", [(0, 0, 1.0), (10, 0, 2 * 0.5 ** 10), (5, 5, 1.0), (0, 3, 0.25)])
-def test_mcnemar_is_the_exact_binomial_test_on_discordant_images(b, c, p):
-    from refnet.experiments.fix import mcnemar
-    same = 20  # images both runs get right (or wrong) do not count
-    a = np.array([True] * b + [False] * c + [True] * same)
-    bb = np.array([False] * b + [True] * c + [True] * same)
-    assert mcnemar(a, bb)[0] == pytest.approx(p) and mcnemar(a, bb)[1:] == (b, c)
-
-
-def test_projected_accuracy_claim_fails_when_lam_changes_the_predictions(cfg, runner):
-    from refnet.experiments import fix
-    results = runner.map(fix.specs(cfg))
-    first = results[0][0]
-    k = first["test_logits"].shape[1]
-    wrong = dict(first, test_logits=np.eye(k)[(first["test_labels"] + 1) % k])  # every prediction wrong
-    row, = [c for c in fix.analyze(cfg, [(wrong, results[0][1])] + results[1:])["claims"]
-            if c["id"] == "projected_accuracy_lr_alone"]
-    assert not row["pass"] and "Control" in row["note"]
 
 
 def test_a_row_made_directly_is_tagged_by_its_registry_text():

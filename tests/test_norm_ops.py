@@ -83,6 +83,25 @@ def test_layernorm_in_row_blocks_gives_the_one_block_results_and_gradients(rng, 
     assert_gradcheck(check_op(layernorm_forward, layernorm_backward, (x, gamma, beta), rtol=RTOL))
 
 
+@pytest.mark.parametrize("offset", [0.0, 0.9, 3.0, 100.0])
+def test_layernorm_float32_stays_within_float32_rounding_of_float64(rng, offset):
+    # offset in units of each row's std: 0.9 takes the one-pass statistics and the sums from
+    # x at their worst (mean just below std), 3 and 100 the centred rows
+    x = rng.standard_normal((16, 4, 8, 8)) * rng.uniform(0.5, 2, (16, 1, 1, 1))
+    x += offset * x.std(axis=(1, 2, 3), keepdims=True)
+    s = x.shape[1:]
+    gamma, beta, dy = rng.standard_normal(s), rng.standard_normal(s), rng.standard_normal(x.shape)
+    y64, c64 = layernorm_forward(x, gamma, beta)
+    y32, c32 = layernorm_forward(*(a.astype(np.float32) for a in (x, gamma, beta)))
+    got = (y32,) + layernorm_backward(dy.astype(np.float32), c32)
+    want = (y64,) + layernorm_backward(dy, c64)
+    for g, w in zip(got, want):
+        assert g.dtype == np.float32
+        # 2e-5 of the largest value: rows 100 std off zero lose 100 * 6e-8 to rounding x itself
+        # to float32 (measured 5e-6); the others stay near 2e-7
+        np.testing.assert_allclose(g, w, rtol=0, atol=2e-5 * np.abs(w).max())
+
+
 @pytest.mark.parametrize("shape", [(2, 3), (5, 4), (7, 1), (3, 2, 3, 3), (6, 1, 2, 2)])
 def test_weightnorm_gradients_match_finite_differences(rng, shape):
     v, g = rng.standard_normal(shape), rng.standard_normal(shape[0])

@@ -8,12 +8,13 @@ real data, ``refnet reproduce``)."""
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
 
 import theory
-from refnet.experiments import config
+from refnet.experiments import config, registry
 from refnet.experiments import optimizer_angles as oa
 from refnet.experiments.runner import Runner
 from refnet.experiments.tasks import track_step_correlation
@@ -216,3 +217,131 @@ def test_a_planted_wrong_angle_makes_the_hyperball_identity_fail(cfg, results):
 def test_the_rotational_angle_is_a_prediction_from_eta_r(data):
     c = _by_id(data, "opt_rotational_angle")
     assert c["kind"] == "prediction" and c["inputs"] == ["eta_r (Rotational)"]
+
+
+# --- Adam + L2 at the matched angle: l2 from a pilot's G2, the angle from G2 of an earlier window ---
+
+def test_adam_l2s_l2_is_solved_so_that_the_pilots_G2_predicts_theta(data):
+    """The pilot's median G2 on the layer fed by normalized units, put into (6.2)'s exact form with
+    the solved l2, gives the target angle: l2 is set before the run, like the other decays."""
+    p = data["adam_l2_pilot"]
+    h = data["optimizers"]["adam_l2"]["hyper"]
+    assert h["l2"] == p["l2"] == data["decays"]["adam_l2"]
+    angle = theory.adam_l2_equilibrium(h["lr"], p["l2"], p["G2"], p["d"], tuple(h["betas"]), 1e-8).angle
+    assert angle == pytest.approx(THETA, rel=1e-9)
+    assert p["pilot_window"][1] == p["pilot_steps"] and p["pilot_l2"] != p["l2"]
+
+
+def test_adam_l2s_angle_is_a_prediction_from_g2_of_an_earlier_disjoint_window(cfg, data):
+    c = _by_id(data, "opt_adam_l2_angle")
+    assert c["kind"] == "prediction" and c["predicted"] == 1.0
+    (middle_start, middle_stop), (start, stop) = oa.windows(cfg[oa.NAME]["steps"])
+    assert middle_stop <= start and f"steps {start}-{stop}" in c["window"]
+    text = " ".join(c["inputs"])
+    assert f"steps {middle_start}-{middle_stop}" in text and "pilot" in text and "earlier, disjoint window" in text
+
+
+def test_adam_l2s_prediction_is_the_median_of_per_unit_ratios_on_the_normalized_layers(cfg, results, data):
+    """Layer 1 (raw pixels) is left out a priori, as for AdamW; the row is layer 2's median of
+    measured/predicted, the prediction recomputed here from the kept per-unit G2."""
+    arrays, meta = results[list(oa.runs(cfg)).index("adam_l2")]
+    h = data["optimizers"]["adam_l2"]["hyper"]
+    name = list(meta["params"])[-1]
+    a, b = oa.windows(cfg[oa.NAME]["steps"])[0]
+    G2 = arrays[f"units/{name}/G2"][a:b].mean(axis=0)
+    pred = [theory.adam_l2_equilibrium(h["lr"], h["l2"], g, meta["params"][name]["d"], tuple(h["betas"])).angle
+            for g in G2]
+    want = np.median(arrays[f"{name}/win/angle"] / np.array(pred))
+    assert _by_id(data, "opt_adam_l2_angle")["measured"] == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("factor", [0.8, 1.25])
+def test_a_planted_wrong_angle_makes_the_adam_l2_prediction_fail(cfg, results, factor):
+    c = _by_id(oa.analyze(cfg, _planted(cfg, results, "adam_l2", factor)), "opt_adam_l2_angle")
+    assert not c["pass"] and "measured cause" in c["note"] and "G2" in c["note"]
+
+
+def test_a_planted_g2_drift_in_the_earlier_window_moves_the_adam_l2_prediction(cfg, results, data):
+    """G2 x 64 in the middle third only: the predicted angle falls by 64^(1/6) = 2 (small form), so
+    measured/predicted doubles and the row fails: the prediction reads that window, not the judged one."""
+    i = list(oa.runs(cfg)).index("adam_l2")
+    arrays, meta = results[i]
+    a, b = oa.windows(cfg[oa.NAME]["steps"])[0]
+
+    def drift(k, v):
+        if not k.startswith("units/") or not k.endswith("/G2"):
+            return v
+        v = np.array(v)
+        v[a:b] *= 64
+        return v
+
+    planted = dict(results[i][0])
+    planted = {k: drift(k, v) for k, v in planted.items()}
+    c = _by_id(oa.analyze(cfg, [(planted, meta) if j == i else r for j, r in enumerate(results)]),
+               "opt_adam_l2_angle")
+    assert c["measured"] == pytest.approx(2 * _by_id(data, "opt_adam_l2_angle")["measured"], rel=0.02)
+    assert not c["pass"]
+
+
+def test_solve_decay_names_the_keys_it_expects():
+    with pytest.raises(ValueError, match="adam_l2_angle"):
+        oa.solve_decay({"adam_l2_angle": 0.02})
+
+
+# --- the BN CNN (full preset only) ---
+
+def test_only_the_full_preset_runs_the_cnn():
+    for preset in ("default", "quick"):
+        assert not any(k.startswith("cnn/") for k in oa.runs(config.make_config(preset)))
+    full = oa.runs(config.make_config("full"))
+    cnn = [k for k in full if k.startswith("cnn/")]
+    assert [k[4:] for k in cnn] == [k for k in full if not k.startswith("cnn/")]
+    assert all(full[k][1]["model"]["arch"] == "cnn" for k in cnn)
+
+
+@pytest.fixture(scope="module")
+def cnn_cfg(cfg):
+    """The tiny preset with a CNN part whose results are stood in for by the MLP's (the analysis
+    reads per-layer arrays only): it checks the CNN rows' plumbing, not the CNN."""
+    c = json.loads(json.dumps(cfg))
+    c[oa.NAME]["cnn"] = {"widths": [4, 8], "steps": c[oa.NAME]["steps"], "theta": THETA, "pilot_steps": 300}
+    return c
+
+
+def test_the_cnn_rows_are_the_mlps_claims_under_ids_ending_in_cnn(cnn_cfg, results, data):
+    both = oa.analyze(cnn_cfg, list(results) + list(results))
+    ids = [c["id"] for c in data["claims"]]
+    assert [c["id"] for c in both["claims"]] == ids + [i + "_cnn" for i in ids]
+    for c in both["claims"][len(ids):]:
+        assert "(BN CNN)" in c["claim"] and "(BN CNN)" in c["window"]
+        assert "BN CNN" in registry.entry(c["id"]).domain
+    assert set(both["cnn"]["optimizers"]) == set(oa.TITLES)
+    json.dumps(both)
+
+
+def test_a_planted_wrong_angle_fails_the_cnn_row_and_not_the_mlps(cnn_cfg, results, data):
+    i = list(oa.runs(cnn_cfg)).index("adam_l2")
+    arrays, meta = results[i]
+    planted = {k: (np.asarray(v) * 1.5 if k.endswith("/win/angle") else v) for k, v in dict(arrays).items()}
+    both = oa.analyze(cnn_cfg, list(results) + [(planted, meta) if j == i else r for j, r in enumerate(results)])
+    assert not _by_id(both, "opt_adam_l2_angle_cnn")["pass"]
+    assert _by_id(both, "opt_adam_l2_angle") == _by_id(data, "opt_adam_l2_angle")
+
+
+def test_the_figure_draws_a_row_for_the_cnn(cnn_cfg, results, tmp_path):
+    from refnet import plots
+    both = oa.analyze(cnn_cfg, list(results) + list(results))
+    assert os.path.getsize(plots.plot(both, str(tmp_path / "fig9.png"))) > 0
+
+
+def test_a_failed_row_names_the_runs_that_lost_units(cfg, results):
+    """Dead units (zero gradient at the end) turn by 0 under a decay: a row they make fail says so."""
+    i = list(oa.runs(cfg)).index("sgdm")
+    arrays, meta = results[i]
+    name = list(meta["params"])[-1]
+    planted = dict(arrays)
+    planted[f"{name}/run/dead"] = np.float64(0.875)
+    planted[f"{name}/win/angle"] = np.where(np.arange(len(arrays[f"{name}/win/angle"])) % 8, 1e-9,
+                                            arrays[f"{name}/win/angle"])
+    c = _by_id(oa.analyze(cfg, [(planted, meta) if j == i else r for j, r in enumerate(results)]), "opt_sgdm_angle")
+    assert not c["pass"] and f"SGD + momentum + L2 {name} 87.5%" in c["note"]

@@ -83,7 +83,8 @@ def worst(rows, text, figure, quantity, tolerance, theory, error_kind=None, *, k
           tolerance_source="", window=""):
     """One claim from many ``(predicted, measured, label)`` comparisons: the one with the largest
     error, named in ``quantity``, so a claim over a grid fails if any of its runs does; ties go to
-    the smallest measured/predicted ratio (``_badness``)."""
+    the smallest measured/predicted ratio (``_badness``). ``comparisons`` keeps every
+    ``[label, predicted, measured]``."""
     common = dict(error_kind=error_kind, kind=kind, inputs=inputs, note=note, tolerance_source=tolerance_source,
                   window=window)
     if not rows:  # nothing to compare is a failure, not a pass
@@ -93,6 +94,9 @@ def worst(rows, text, figure, quantity, tolerance, theory, error_kind=None, *, k
             for p, m, label in rows]
     row = max(made, key=lambda c: _badness(c[0]))[0]
     row["n_compared"] = len(made)
+    # every comparison, not only the worst: the calibration (refnet.experiments.calibrate) takes the
+    # seed-to-seed spread of each one's error
+    row["comparisons"] = [[label, c["predicted"], c["measured"]] for c, label in made]
     return row
 
 

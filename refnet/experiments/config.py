@@ -17,7 +17,7 @@ over its tasks (``meta["cpu_seconds"]``; a task shared with an earlier experimen
     norm_dynamics         8.8        71        estimate (x8.0)
     lr_dynamics        (shared)      36        estimate: its momentum run, half norm_dynamics' cost
     one_knob             47.0       378        estimate (x8.0)
-    fix                   9.4       133        estimate (x14.2)
+    fix                  14.0       145        measured (--only fix; its runs no longer shared with one_knob)
     balance              18.8        75        estimate (x4.0)
     no_l2                 9.3        47        estimate (x5.0)
     optimizer_angles     27.2       ~60        estimate (x2.0 steps x width, x2.3 real width cost)
@@ -36,10 +36,13 @@ machine under load (load average 9: CPU-seconds there run somewhat slower than i
 minutes wall there, so about 95 s on two idle cores. The default estimates scale the quick
 CPU-seconds by ``runner._cost`` (steps x width), which matched the eight original experiments'
 measured 760 CPU-seconds; the lead's default run replaces them. Muon's decay (a Monte Carlo of
-about 20 CPU-seconds at width 128) is solved inside its training task and cached with it.
-``full`` differs from the default in one_knob (symmetry runs 1500 steps: about 436 CPU-seconds)
-and no_l2 (3000 steps: about 56), about 1040 in all (same estimate). Every preset keeps every
-claim: the presets change sizes only.
+about 20 CPU-seconds at width 128) is solved inside its training task and cached with it, and
+so is Adam + L2's ``l2`` (a pilot run of ``pilot_steps``; measured on the loaded machine: its
+task 1.7 -> 2.5 CPU-seconds on quick).
+``full`` differs from the default in one_knob (symmetry runs 1500 steps: about 436 CPU-seconds),
+no_l2 (3000 steps: about 56), about 1040 in all (same estimate), and in optimizer_angles' BN CNN
+runs (measured: 540 CPU-seconds for its nine tasks, loaded machine). Every preset keeps every
+claim but the BN CNN's (``full`` only): the presets change sizes only.
 
 Why these numbers: a steady state is only measured after the norm has relaxed, i.e. after
 several times ``1/(8 lr lam)`` steps for SGD (``1/(2 lr wd)`` for AdamW), so the grids use
@@ -75,13 +78,17 @@ _SIZES = {
                      "adam_lr": [1e-3, 2e-3, 4e-3], "adam_lam": [1e-3, 4e-3, 1.6e-2],
                      "adamw_lr": [1e-3, 2e-3, 4e-3], "adamw_wd": [2.0, 4.0, 8.0],
                      "sym_steps": 1500, "sym_c": [0.5, 2.0, 3.0]},
+        "fix": {"lr": 0.025, "lam": [4e-2, 1.6e-1, 6.4e-1], "seeds": 6, "steps": 1000, "identity_steps": 100,
+                "lr_factor": 4, "dtype": "float32"},
         "no_l2": {"steps": 3000, "lr": 0.1, "lam": 2e-2, "w0_scales": [0.25, 1.0, 4.0]},
         "sharpness": {"checkpoints": [0, 100, 200, 400, 800], "identity_at": [800],
                       "lr": 0.1, "lam": 4e-2, "curvature_batch": 512, "lanczos_tol": 1e-6,
                       "identity_train_steps": 100, "identity_batch": 256, "units": 2, "c": [0.01, 0.1, 10.0, 100.0],
                       "bend_c": [1.0, 0.1, 0.01], "cnn_widths": [8, 16], "cnn_checkpoints": [0, 100, 200],
                       "cnn_batch": 128},
-        "optimizer_angles": {"steps": 1200, "theta": 0.02},
+        "optimizer_angles": {"steps": 1200, "theta": 0.02, "pilot_steps": 400,
+                             # the BN CNN (full only): a CNN step costs ~10x an MLP step here
+                             "cnn": {"widths": [32, 64], "steps": 600, "theta": 0.04, "pilot_steps": 200}},
         "cross_run": {"width": 128, "steps": 2000, "pairs": [[0.1, 2e-2], [0.05, 4e-2], [0.2, 1e-2]]},
         "init_forgetting": {"width": 128, "steps": 2000, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
                             "adamw_lr": 2e-3, "adamw_wd": 4.0,
@@ -103,13 +110,15 @@ _SIZES = {
                      "adam_lr": [1e-3, 2e-3, 4e-3], "adam_lam": [1e-3, 4e-3, 1.6e-2],
                      "adamw_lr": [1e-3, 2e-3, 4e-3], "adamw_wd": [2.0, 4.0, 8.0],
                      "sym_steps": 800, "sym_c": [0.5, 2.0, 3.0]},
+        "fix": {"lr": 0.025, "lam": [4e-2, 1.6e-1, 6.4e-1], "seeds": 6, "steps": 1000, "identity_steps": 100,
+                "lr_factor": 4, "dtype": "float32"},
         "no_l2": {"steps": 2500, "lr": 0.1, "lam": 2e-2, "w0_scales": [0.25, 1.0, 4.0]},
         "sharpness": {"checkpoints": [0, 100, 200, 400, 800], "identity_at": [800],
                       "lr": 0.1, "lam": 4e-2, "curvature_batch": 512, "lanczos_tol": 1e-6,
                       "identity_train_steps": 100, "identity_batch": 256, "units": 2, "c": [0.01, 0.1, 10.0, 100.0],
                       "bend_c": [1.0, 0.1, 0.01], "cnn_widths": [8, 16], "cnn_checkpoints": [0, 100, 200],
                       "cnn_batch": 128},
-        "optimizer_angles": {"steps": 1200, "theta": 0.02},
+        "optimizer_angles": {"steps": 1200, "theta": 0.02, "pilot_steps": 400},
         "cross_run": {"width": 128, "steps": 2000, "pairs": [[0.1, 2e-2], [0.05, 4e-2], [0.2, 1e-2]]},
         "init_forgetting": {"width": 128, "steps": 2000, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
                             "adamw_lr": 2e-3, "adamw_wd": 4.0,
@@ -128,13 +137,15 @@ _SIZES = {
                      "adam_lr": [2e-3, 4e-3], "adam_lam": [4e-3, 1.6e-2],
                      "adamw_lr": [2e-3, 4e-3], "adamw_wd": [4.0, 8.0],
                      "sym_steps": 400, "sym_c": [2.0, 3.0]},
+        "fix": {"lr": 0.025, "lam": [4e-2, 1.6e-1, 6.4e-1], "seeds": 4, "steps": 300, "identity_steps": 100,
+                "lr_factor": 4, "dtype": "float32"},
         "no_l2": {"steps": 1500, "lr": 0.1, "lam": 4e-2, "w0_scales": [0.25, 4.0]},
         "sharpness": {"checkpoints": [0, 100, 200, 400], "identity_at": [0, 400],
                       "lr": 0.1, "lam": 4e-2, "curvature_batch": 256, "lanczos_tol": 1e-6,
                       "identity_train_steps": 30, "identity_batch": 128, "units": 1, "c": [0.1, 10.0],
                       "bend_c": [1.0, 0.1, 0.01], "cnn_widths": [8, 16], "cnn_checkpoints": [0, 50],
                       "cnn_batch": 64},
-        "optimizer_angles": {"steps": 1200, "theta": 0.02},
+        "optimizer_angles": {"steps": 1200, "theta": 0.02, "pilot_steps": 400},
         "cross_run": {"width": 128, "steps": 1000, "pairs": [[0.1, 2e-2], [0.05, 4e-2], [0.2, 1e-2]]},
         "init_forgetting": {"width": 128, "steps": 1500, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
                             "adamw_lr": 2e-3, "adamw_wd": 4.0,
@@ -153,13 +164,15 @@ _SIZES = {
                      "adam_lr": [2e-3, 4e-3], "adam_lam": [4e-3, 1.6e-2],
                      "adamw_lr": [2e-3, 4e-3], "adamw_wd": [4.0, 8.0],
                      "sym_steps": 300, "sym_c": [2.0, 3.0]},
+        "fix": {"lr": 0.025, "lam": [4e-2, 1.6e-1, 6.4e-1], "seeds": 2, "steps": 100, "identity_steps": 20,
+                "lr_factor": 4, "dtype": "float32"},
         "no_l2": {"steps": 200, "lr": 0.1, "lam": 4e-2, "w0_scales": [0.25, 4.0]},
         "sharpness": {"checkpoints": [0, 30, 60], "identity_at": [0, 60],
                       "lr": 0.1, "lam": 4e-2, "curvature_batch": 128, "lanczos_tol": 1e-8,
                       "identity_train_steps": 10, "identity_batch": 64, "units": 2, "c": [0.1, 10.0],
                       "bend_c": [1.0, 0.01], "cnn_widths": [4, 8], "cnn_checkpoints": [0, 30],
                       "cnn_batch": 32},
-        "optimizer_angles": {"steps": 900, "theta": 0.02},
+        "optimizer_angles": {"steps": 900, "theta": 0.02, "pilot_steps": 300},
         "cross_run": {"width": 16, "steps": 150, "pairs": [[0.1, 2e-2], [0.05, 4e-2], [0.2, 1e-2]]},
         "init_forgetting": {"width": 16, "steps": 200, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
                             "adamw_lr": 2e-3, "adamw_wd": 4.0,

@@ -109,7 +109,8 @@ def compare(cfg, results):
 def analyze(cfg, results):
     c = cfg[NAME]
     (lr0, lam0) = c["pairs"][0]
-    data = {"name": NAME, "figure": FIGURE, "pairs": c["pairs"], "traces": {}, "ratios": compare(cfg, results), "tol": TOLS,
+    data = {"name": NAME, "figure": FIGURE, "pairs": c["pairs"], "traces": {}, "ratios": compare(cfg, results),
+            "tol": {net: {k: registry.entry(f"{NAME}_{k}_{net}").tolerance for k in TEXTS} for net in NETS},
             "claims": [], "observations": []}
     for (h, _), (arrays, meta) in zip(runs(cfg), results):
         name = layers(meta)[-1]

@@ -65,8 +65,8 @@ def predicted_S(arrays, name):
 def analyze(cfg, results):
     c = cfg[NAME]
     (judged, jm), (ref, _) = results
-    data = {"name": NAME, "figure": FIGURE, "lr": c["lr"], "lam": c["lam"], "mu": MU, "tol": TOL, "layers": {}, "claims": [],
-            "observations": []}
+    data = {"name": NAME, "figure": FIGURE, "lr": c["lr"], "lam": c["lam"], "mu": MU,
+            "tol": registry.entry("momentum_S_other_run").tolerance, "layers": {}, "claims": [], "observations": []}
     rows = []
     for i, name in enumerate(layers(jm)):
         s_pred, s_meas, s_own = predicted_S(ref, name), measured_S(judged, name, c["lr"], c["lam"]), predicted_S(judged, name)

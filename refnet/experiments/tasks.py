@@ -389,10 +389,11 @@ def train_task(spec):
     data = load_data(spec["data"])
     model = build_model(spec["model"], data)
     solved = None
-    if isinstance(spec["optim"].get("weight_decay"), dict):  # a decay solved for a target angle, here: a
-        from refnet.experiments import optimizer_angles     # Monte Carlo, cached with the run
-        solved = optimizer_angles.solve_decay(spec["optim"]["weight_decay"])
-        spec = {**spec, "optim": {**spec["optim"], "weight_decay": solved["wd"]}}
+    for key, out in (("weight_decay", "wd"), ("l2", "l2")):  # a decay solved for a target angle, here (a
+        if isinstance(spec["optim"].get(key), dict):          # Monte Carlo, a pilot run): cached with the run
+            from refnet.experiments import optimizer_angles
+            solved = optimizer_angles.solve_decay(spec["optim"][key], spec)
+            spec = {**spec, "optim": {**spec["optim"], key: solved[out]}}
     opt = build_optimizer(spec["optim"], model)
     if spec["optim"].get("exp_lr"):
         exponential_lr(opt, spec["optim"])
@@ -434,7 +435,7 @@ def train_task(spec):
               for n, i in history.params.items()}
     meta = {"final": history.final, "test_accuracy": history["test_accuracy"],
             "train_loss": history["train_loss"], "params": params, "n_test": len(data.y_test),
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0 + (solved or {}).get("seconds", 0.0)}  # a pilot's own time
     if solved is not None:
         meta["solved_decay"] = solved
     return arrays, meta

@@ -34,29 +34,32 @@ mean E over a sample's D values instead of a channel's, and parameter sums over 
 
 How the code computes this (the same ideas as ``batchnorm.py``, with the reduction over
 every axis but 0). LN is memory-bound: the time goes to passes over x-sized arrays, so
-  * The work runs over blocks of rows (``_BLOCK`` values each, about 1 MB in float32): a
-    block's statistics, its xhat and its output (or its gradient terms) are computed while
-    the block stays in the core's cache, so x, y, dy and dx cross memory about once each.
   * Row sums are matrix-vector products (``x @ 1``, ``dy @ gamma``) and row dot products
     ``vecdot``: BLAS and a fused loop, two to three times faster than ``sum(axis=1)`` and
-    ``einsum``; column sums likewise (``1 @ dy``).
-  * Statistics in one pass where it is safe: var = mean(x^2) - mu^2, used when mu^2 <= var
-    in every row of the block (at most a factor 2 lost to cancellation, the rounding of the
-    two-pass sum); otherwise the two-pass variance of the centred rows.
-  * The cache holds x (the previous layer's output, alive anyway), mu and s, not xhat: the
-    backward rebuilds a block of xhat in a scratch buffer, cheaper than storing and
-    re-reading an x-sized array.
-  * Backward with the per-sample sums folded before touching a big array: with
-    A_n = sum_k dxhat_nk and B_n = sum_k dxhat_nk xhat_nk,
+    ``einsum``; column sums likewise (``s @ P``, ``1 @ dy``).
+  * Statistics in one pass where it is safe, over the whole array: var = mean(x^2) - mu^2,
+    used for the rows where mu^2 <= var (at most a factor 2 lost to cancellation, the
+    rounding of the two-pass sum); the other rows are centred (x - mu, shift 0) and get the
+    two-pass variance. The cache holds that x, the per-row shift c (mu, or 0 where centred)
+    and s, not xhat: xhat = (x - c) s.
+  * The normalization and the backward run over blocks of rows (``_BLOCK`` values each,
+    2 MB in float32): a block's output (or its gradient terms) is built while the block
+    stays in cache.
+  * Backward with the per-sample sums taken from x itself, P = dy * x (one product, in dx's
+    block until dx is built): with A_n = sum_k dxhat_nk = (dy @ gamma)_n and
+    B_n = sum_k dxhat_nk xhat_nk = s_n ((P @ gamma)_n - c_n A_n),
 
-        dx_n = s_n * (dxhat_n + xhat_n * (-B_n / D) + (-A_n / D))
+        dx_n = s_n dxhat_n - u_n x_n + v_n,   u_n = s_n^2 B_n / D,   v_n = u_n c_n - s_n A_n / D
 
-    built in place in dx's block.
+    (the formula above with xhat = (x - c) s expanded), dgamma = s @ P - (c s) @ dy and
+    dbeta = 1 @ dy: five passes over a block for dx besides the six for the sums, all while
+    the block is in cache. c_n is nonzero only where |mu_n| <= std_n, so the subtractions
+    lose at most a factor 2, as in the statistics.
 On the bench shape (128, 64, 16, 16), forward+backward went from 1.8x to 1.4-1.5x PyTorch
-CPU's time (one thread each, side by side, a loaded 2-core AVX-512 machine; blocks of 2^16,
-2^17, 2^18, 2^19 values gave 1.54, 1.42, 1.38, 1.46x), and its peak memory from 24 to 10 MB.
-What is left is NumPy's one operation per pass: about 14 passes over blocks where
-PyTorch's fused kernel makes about 5.
+CPU's time with the row blocks, and to 1.25-1.3x with the whole-array statistics and the
+sums from P (one thread each, side by side, CPU clock, a loaded 2-core AVX-512 machine);
+peak memory about 10 MB. What is left is NumPy's one operation per pass: about 17 passes
+over x-sized data where PyTorch's fused kernels make about 5.
 """
 
 import math
@@ -65,7 +68,11 @@ from refnet import backend
 from refnet.ops._checks import check_dtype, check_float, check_shape
 
 _OP = "layernorm_forward"
-_BLOCK = 2 ** 18   # values per block of rows: 1 MB of float32, the size of a core's L2 cache
+# values per block of rows, 2 MB of float32: on the bench shape, alternating with PyTorch on
+# a loaded machine, 2^19 was the best of 2^16 .. 2^23 in each of four runs (1.24-1.41x vs
+# 1.30-1.45x at 2^18; 2^16: 1.54x; 2^20 and up: 1.46x and more): fewer blocks, fewer NumPy
+# calls, while a block's x, dy and dx still come back from L2 and L3
+_BLOCK = 2 ** 19
 
 
 def _blocks(n, d, xp):
@@ -96,67 +103,72 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     n = x.shape[0]
     d = math.prod(x.shape[1:])
     x2 = x.reshape(n, d)
-    ones = xp.ones(d, dtype=x.dtype)
+    mu = x2 @ xp.ones(d, dtype=x.dtype) / d
+    var = _row_dots(x2, x2, xp) / d - mu * mu              # one pass: see the module docstring
+    shift = mu
+    bad = ~(mu * mu <= var)
+    if bool(bad.any()):                                    # cancellation: centre those rows
+        x2 = x2 - xp.where(bad, mu, 0)[:, None]
+        shift = xp.where(bad, 0, mu).astype(x.dtype)
+        var = xp.where(bad, _row_dots(x2, x2, xp) / d, var)
+    inv_std = 1 / xp.sqrt(var + eps)
     y = xp.empty_like(x2)
-    mean, inv_std = xp.empty(n, dtype=x.dtype), xp.empty(n, dtype=x.dtype)
+    shift_col, s_col = shift[:, None], inv_std[:, None]
     for r in _blocks(n, d, xp)[0]:
-        xb, yb = x2[r], y[r]
-        mu = (xb @ ones) / d
-        var = _row_dots(xb, xb, xp) / d - mu * mu          # one pass: see the module docstring
-        xp.subtract(xb, mu[:, None], out=yb)
-        if not bool((mu * mu <= var).all()):               # cancellation: the two-pass variance
-            var = _row_dots(yb, yb, xp) / d
-        s = 1 / xp.sqrt(var + eps)
-        yb *= s[:, None]                                   # xhat
+        yb = y[r]
+        xp.subtract(x2[r], shift_col[r], out=yb)
+        yb *= s_col[r]                                     # xhat
         if gamma is not None:
             yb *= gamma.reshape(d)
         if beta is not None:
             yb += beta.reshape(d)
-        mean[r], inv_std[r] = mu, s
-    return y.reshape(x.shape), {"x": x2, "mean": mean, "inv_std": inv_std, "gamma": gamma,
+    return y.reshape(x.shape), {"x": x2, "shift": shift, "inv_std": inv_std, "gamma": gamma,
                                 "beta": beta, "shape": x.shape}
 
 
 def layernorm_backward(dy, cache):
     """Gradients of ``layernorm_forward``: ``(dx, dgamma, dbeta)`` (None where gamma/beta were None)."""
-    x2, mean, inv_std, gamma, beta, shape = (cache[k] for k in ("x", "mean", "inv_std", "gamma", "beta",
-                                                                "shape"))
+    x2, c, s, gamma, beta, shape = (cache[k] for k in ("x", "shift", "inv_std", "gamma", "beta", "shape"))
     check_shape("dy", dy, shape, "layernorm_backward")
     check_dtype("dy", dy, "the forward's x", x2, "layernorm_backward")
     xp = backend.array_module(dy, x2)
     n, d = x2.shape
     dy2 = dy.reshape(n, d)
     blocks, rows = _blocks(n, d, xp)
-    g = None if gamma is None else gamma.reshape(d)
-    dgamma = None if gamma is None else xp.zeros(d, dtype=dy.dtype)
-    dbeta = None if beta is None else xp.zeros(d, dtype=dy.dtype)
-    ones_n, ones_d = xp.ones(rows, dtype=dy.dtype), xp.ones(d, dtype=dy.dtype)
-    scratch = xp.empty((2, rows, d), dtype=dy.dtype)      # a block of xhat and of dxhat
+    g = xp.ones(d, dtype=dy.dtype) if gamma is None else gamma.reshape(d)
+    sum_dxhat, u = xp.empty(n, dtype=dy.dtype), xp.empty(n, dtype=dy.dtype)
+    # per block: sum_n s_n dy_nj x_nj, -sum_n c_n s_n dy_nj and sum_n dy_nj (dgamma and dbeta)
+    col_sums = xp.zeros((3, len(blocks), d), dtype=dy.dtype)
+    scratch = xp.empty((rows, d), dtype=dy.dtype)
+    s3_d, s_d, minus_cs, ones = s * s * s / d, s / d, -c * s, xp.ones(rows, dtype=dy.dtype)
     dx = xp.empty_like(dy2)
-    for r in blocks:
-        m = r.stop - r.start
-        xhat, dyb, dxb = scratch[0, :m], dy2[r], dx[r]
-        xp.subtract(x2[r], mean[r, None], out=xhat)
-        xhat *= inv_std[r, None]
+    for k, r in enumerate(blocks):
+        dyb, xb, dxb, sb, cb, m = dy2[r], x2[r], dx[r], s[r], c[r], r.stop - r.start
+        p = xp.multiply(dyb, xb, out=dxb)                 # dy * x, in dx's block until dx is built
+        a = xp.matmul(dyb, g, out=sum_dxhat[r])           # A
+        ub = xp.matmul(p, g, out=u[r])                    # sum dxhat x
         if gamma is not None:
-            dgamma += xp.einsum("nd,nd->d", dyb, xhat)
+            xp.matmul(sb, p, out=col_sums[0, k])
+            xp.matmul(minus_cs[r], dyb, out=col_sums[1, k])
         if beta is not None:
-            dbeta += ones_n[:m] @ dyb
-        dxhat = dyb if gamma is None else xp.multiply(dyb, g, out=scratch[1, :m])
-        sum_dxhat = dyb @ (ones_d if gamma is None else g)
-        sum_dxhat_xhat = _row_dots(dxhat, xhat, xp)
-        # dx = s * (dxhat + xhat * (-B/D) + (-A/D)), built in dx's block
-        xp.multiply(xhat, (-sum_dxhat_xhat / d)[:, None], out=dxb)
-        dxb += (-sum_dxhat / d)[:, None]
-        dxb += dxhat
-        dxb *= inv_std[r, None]
+            xp.matmul(ones[:m], dyb, out=col_sums[2, k])
+        ub -= cb * a                                      # B / s
+        ub *= s3_d[r]                                     # u = s^2 B / D
+        q = xp.multiply(xb, ub[:, None], out=scratch[:m])
+        xp.multiply(dyb, g, out=dxb)
+        dxb *= sb[:, None]
+        dxb -= q
+        dxb += (ub * cb - a * s_d[r])[:, None]            # v
+    col_sums = col_sums.sum(axis=1)
+    dgamma = None if gamma is None else col_sums[0] + col_sums[1]
+    dbeta = None if beta is None else col_sums[2]
     return (dx.reshape(shape), None if dgamma is None else dgamma.reshape(shape[1:]),
             None if dbeta is None else dbeta.reshape(shape[1:]))
 
 
 def _xhat(cache):
-    """xhat (N, D) rebuilt from the cache (which keeps x, mu and s, not xhat)."""
-    return (cache["x"] - cache["mean"][:, None]) * cache["inv_std"][:, None]
+    """xhat (N, D) rebuilt from the cache (which keeps x, its shift and s, not xhat)."""
+    return (cache["x"] - cache["shift"][:, None]) * cache["inv_std"][:, None]
 
 
 def _row_mean(a):
