@@ -46,9 +46,42 @@ def cross_run(data, path):
                  + L2_NOTE)
 
 
+def _return_panel(ax, runs, opt, ylab, at):
+    """The return after the rescale: predicted y/y* (black, drawn first; the one-variable law
+    dotted), then the measured curves per layer, with the half-way times marked."""
+    for j, r in enumerate(r for r in runs if r["opt"] == opt):
+        k = np.arange(len(r["predicted"]))
+        ax.plot(k, r["predicted"], "k-", lw=2.2, zorder=1,
+                label="predicted (hyperparameters; half-way: |)" if j == 0 else None)
+        ax.plot(k, r["linear"], ":", color="0.4", lw=1.4, zorder=1,
+                label=("one-variable law, rate " + {"sgd": "8 lr lam", "momentum": "8 lr lam/(1−μ)",
+                                                     "adamw": "2 lr wd (no v lag)"}[opt])
+                if j == 0 else None)
+        t = r["layers"][0]["t_pred"]
+        if np.isfinite(t):
+            ax.plot([t, t], [np.interp(t, k, r["predicted"]) * 0.8, np.interp(t, k, r["predicted"]) * 1.25],
+                    "k-", lw=2, zorder=1)
+        for i, L in enumerate(r["layers"]):
+            m = np.asarray(L["measured"])
+            ax.plot(np.arange(1, m.size + 1), m, color=COLORS[2 * i + j], lw=1.2, zorder=2,
+                    label=f"x{r['factor']:g}, {L['layer'].split(' (')[0]}: half-way {L['t_meas']:.0f} "
+                          f"(pred. {L['t_pred']:.0f})")
+            if np.isfinite(L["t_meas"]):
+                ax.plot(L["t_meas"], np.interp(L["t_meas"], np.arange(1, m.size + 1), m), "o", color=COLORS[2 * i + j],
+                        ms=5, zorder=3)
+    ax.axhline(1.0, color="0.6", lw=0.8, zorder=0)
+    ax.set(yscale="log", xlabel=f"steps after the rescale at step {at}",
+           ylabel=f"{ylab} / y* (median unit; y*: before the rescale)",
+           title={"sgd": "SGD + L2", "adamw": "AdamW", "momentum": "SGD + momentum + L2"}[opt]
+           + ": return after rescaling a settled run")
+    ax.legend(fontsize=6.5, loc="upper right")
+
+
 def init_forgetting(data, path):
-    fig, axes = _figure(2, 2, "Prediction — the equilibrium forgets the initial scale, at the predicted "
-                        "relaxation rate")
+    rescale = data.get("rescale")
+    momentum = bool(rescale) and any(r["opt"] == "momentum" for r in rescale["runs"])
+    fig, axes = _figure(2 + bool(rescale) + momentum, 2, "Prediction — the equilibrium forgets the initial scale, "
+                        "at the predicted relaxation rate")
     for k, (opt, ylab) in enumerate((("sgd", "||w||⁴"), ("adamw", "||w||²"))):
         rate = data["rate"][opt]
         name = list(data["runs"][opt][0]["layers"])[-1]
@@ -74,9 +107,18 @@ def init_forgetting(data, path):
         ax.set(yscale="log", xlabel="step", ylabel="effective lr, median unit",
                title="effective lr (SGD lr/||w||², AdamW lr/||w||)")
         ax.legend(fontsize=7)
+    if rescale:
+        for k, (opt, ylab) in enumerate((("sgd", "||w||⁴"), ("adamw", "||w||²"))):
+            _return_panel(axes[2][k], rescale["runs"], opt, ylab, rescale["at"])
+        if momentum:
+            _return_panel(axes[3][0], rescale["runs"], "momentum", "||w||⁴", rescale["at"])
+            axes[3][1].axis("off")
     return _save(fig, path, "Look at: the x4 curves on the dashed slopes (predicted from lr·lam, lr·wd) over the "
                  "shaded fit window; the x0.25 runs start near (SGD) or at (AdamW) their equilibrium and do not follow "
-                 "them (that claim fails); the effective lr curves merge. Fully invariant BN MLP. " + L2_NOTE)
+                 "them (that claim fails); the effective lr curves merge. Bottom rows: a settled run rescaled x2 and x1/2 "
+                 "(weights and optimizer state) at step T; the coloured curves should lie on the black predicted ones "
+                 "(AdamW's includes v's 1/(1−β2) lag; the dotted one-variable law leaves it out), the dots on the "
+                 "| marks. Fully invariant BN MLP. " + L2_NOTE)
 
 
 def schedule(data, path):

@@ -19,7 +19,7 @@ for _name in NAMES:  # every experiment registers its claims at import
 
 # predictions without a calibration record yet: `refnet calibrate --only EXPERIMENT` calibrates
 # them (the lead does, after merging a changed experiment) and empties this list
-PENDING = set()
+PENDING = {f"init_{opt}_return_{side}" for opt in ("sgd", "adamw", "momentum") for side in ("above", "below")}
 JUDGED_SEED = calibrate.JUDGED_SEED
 
 

@@ -23,7 +23,8 @@ over its tasks (``meta["cpu_seconds"]``; a task shared with an earlier experimen
     optimizer_angles     27.2       ~60        estimate (x2.0 steps x width, x2.3 real width cost)
     sharpness            12.3       ~65        estimate (batch x2, width x2, more checkpoints)
     cross_run            10.6        21        estimate (x2.0)
-    init_forgetting      14.6        19        estimate (x1.3)
+    init_forgetting      19.8        28        measured 2026-12-07 (load 4-5): 13.2 / 20.2 from init, plus the
+                                             three rescale tasks (T steps, then K per factor) 6.6 / 7.9
     schedule              9.9        17        estimate (x1.7)
     adam_growth           2.7         5        estimate (x2.0)
     momentum_S            5.6        11        estimate (x2.0)
@@ -90,7 +91,9 @@ _SIZES = {
                              "cnn": {"widths": [32, 64], "steps": 600, "theta": 0.04, "pilot_steps": 200}},
         "cross_run": {"width": 128, "steps": 2000, "pairs": [[0.1, 2e-2], [0.05, 4e-2], [0.2, 1e-2]]},
         "init_forgetting": {"width": 128, "steps": 2000, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
-                            "adamw_lr": 2e-3, "adamw_wd": 4.0},
+                            "adamw_lr": 2e-3, "adamw_wd": 4.0,
+                            "momentum_lr": 0.01, "momentum": 0.9,
+                            "rescale": [2.0, 0.5], "rescale_at": 1000, "rescale_steps": 400},
         "schedule": {"width": 128, "identity_steps": 150, "steps": 2000, "sgd": [0.1, 1e-2], "momentum": [0.01, 1e-2]},
         "adam_growth": {"width": 128, "steps": 3000, "lr": 2e-3},
         "momentum_S": {"width": 128, "steps": 3000, "lr": 0.01, "lam": 1e-2},
@@ -118,7 +121,9 @@ _SIZES = {
         "optimizer_angles": {"steps": 1200, "theta": 0.02, "pilot_steps": 400},
         "cross_run": {"width": 128, "steps": 2000, "pairs": [[0.1, 2e-2], [0.05, 4e-2], [0.2, 1e-2]]},
         "init_forgetting": {"width": 128, "steps": 2000, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
-                            "adamw_lr": 2e-3, "adamw_wd": 4.0},
+                            "adamw_lr": 2e-3, "adamw_wd": 4.0,
+                            "momentum_lr": 0.01, "momentum": 0.9,
+                            "rescale": [2.0, 0.5], "rescale_at": 1000, "rescale_steps": 400},
         "schedule": {"width": 128, "identity_steps": 150, "steps": 2000, "sgd": [0.1, 1e-2], "momentum": [0.01, 1e-2]},
         "adam_growth": {"width": 128, "steps": 3000, "lr": 2e-3},
         "momentum_S": {"width": 128, "steps": 3000, "lr": 0.01, "lam": 1e-2},
@@ -143,7 +148,9 @@ _SIZES = {
         "optimizer_angles": {"steps": 1200, "theta": 0.02, "pilot_steps": 400},
         "cross_run": {"width": 128, "steps": 1000, "pairs": [[0.1, 2e-2], [0.05, 4e-2], [0.2, 1e-2]]},
         "init_forgetting": {"width": 128, "steps": 1500, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
-                            "adamw_lr": 2e-3, "adamw_wd": 4.0},
+                            "adamw_lr": 2e-3, "adamw_wd": 4.0,
+                            "momentum_lr": 0.01, "momentum": 0.9,
+                            "rescale": [2.0, 0.5], "rescale_at": 1000, "rescale_steps": 300},
         "schedule": {"width": 128, "identity_steps": 150, "steps": 1000, "sgd": [0.1, 1e-2], "momentum": [0.01, 1e-2]},
         "adam_growth": {"width": 128, "steps": 1500, "lr": 2e-3},
         "momentum_S": {"width": 128, "steps": 1500, "lr": 0.01, "lam": 1e-2},
@@ -168,7 +175,9 @@ _SIZES = {
         "optimizer_angles": {"steps": 900, "theta": 0.02, "pilot_steps": 300},
         "cross_run": {"width": 16, "steps": 150, "pairs": [[0.1, 2e-2], [0.05, 4e-2], [0.2, 1e-2]]},
         "init_forgetting": {"width": 16, "steps": 200, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
-                            "adamw_lr": 2e-3, "adamw_wd": 4.0},
+                            "adamw_lr": 2e-3, "adamw_wd": 4.0,
+                            "momentum_lr": 0.01, "momentum": 0.9,
+                            "rescale": [2.0, 0.5], "rescale_at": 100, "rescale_steps": 300},
         "schedule": {"width": 16, "identity_steps": 40, "steps": 150, "sgd": [0.1, 1e-2], "momentum": [0.01, 1e-2]},
         "adam_growth": {"width": 16, "steps": 200, "lr": 2e-3},
         "momentum_S": {"width": 16, "steps": 200, "lr": 0.01, "lam": 1e-2},

@@ -34,6 +34,11 @@ of every scale-invariant weight (one row per scale group: a unit, or the whole L
                                           ``p = 1 - lr wd``), ``z_t = sum_{k>=1} p^k v_{t-k}``
                                           (``track_step_correlation``)
 
+``rescale = {"at": T, "factor": c}`` rescales the scale-invariant weights (and the optimizer's
+state with them) at step ``T`` (``rescale_at``); ``{"at": T, "factors": [...]}`` trains the first
+``T`` steps once and branches there, one rescaled run per factor (``rescale_branches``: the arrays
+above under ``branch<i>/``).
+
 ``optim["exp_lr"] = {"lam": lam}`` trains the scale-invariant weights on Li & Arora's
 exponentially growing lr instead of L2 (``exponential_lr``).
 
@@ -294,8 +299,92 @@ def exponential_lr(opt, spec):
     opt.step = step
 
 
+def rescale_at(opt, model, spec):
+    """``spec["rescale"] = {"at": T, "factor": c}``: at the start of optimizer step ``T`` (0-based,
+    after that step's record), multiply every scale-invariant weight by ``c`` and carry the
+    optimizer's state along the same symmetry, so the run continues from the rescaled network as
+    if it had always been there: the gradient (already computed) by ``1/c``, Adam's ``exp_avg`` by
+    ``1/c`` and ``exp_avg_sq`` by ``1/c^2`` (they hold gradients only: AdamW or no decay). The
+    function does not change. A heavy-ball buffer mixes the L2 term, which scales as ``c``, with
+    gradients, which scale as ``1/c``: per scale group its part along ``w`` (the L2 term's
+    direction) is multiplied by ``c`` and the rest by ``1/c`` (approximate: the L2 term's small
+    tangential part and past gradients' small radial part go the wrong way; a transient of about
+    ``1/(1 - momentum)`` steps). SGD (no Nesterov) or Adam without coupled L2."""
+    o, at, c = spec["optim"], int(spec["rescale"]["at"]), float(spec["rescale"]["factor"])
+    if not (o["name"] == "sgd" and not o.get("nesterov")) and not (o["name"] == "adam" and not o.get("l2")):
+        raise ValueError(f"rescale_at(spec['optim']): got {o!r}; expected SGD without Nesterov or Adam without "
+                         "coupled L2")
+    if not c > 0 or at < 0:
+        raise ValueError(f"rescale_at(spec['rescale']): got {spec['rescale']!r}; expected factor > 0, at >= 0")
+    params, t, inner = [p for p in model.parameters() if p.scale_group is not None], [0], opt.step
+
+    def step():
+        if t[0] == at:
+            for p in params:
+                p.data *= c
+                p.grad /= c
+                st = opt.state.get(p, {})
+                if "exp_avg" in st:
+                    st["exp_avg"] /= c
+                    st["exp_avg_sq"] /= c * c
+                if st.get("momentum_buffer") is not None:  # p.data already rescaled: radial part x c, rest / c
+                    b, w = st["momentum_buffer"], p.data
+                    axes = tuple(range(1, w.ndim)) if p.scale_group == "unit" else tuple(range(w.ndim))
+                    radial = w * ((b * w).sum(axis=axes, keepdims=True) / (w * w).sum(axis=axes, keepdims=True))
+                    b[...] = c * radial + (b - radial) / c
+        t[0] += 1
+        inner()
+
+    opt.step = step
+
+
+def rescale_branches(spec):
+    """``spec["rescale"] = {"at": T, "factors": [c1, c2, ...]}``: train ``T`` steps once, then, from
+    that state (checkpointed: the model, BN's running averages, the optimizer, the batch order), one
+    branch per factor to ``spec["steps"]``, rescaled at step ``T`` as by ``rescale_at``. Each branch
+    is the run ``{"at": T, "factor": c}`` would give, bit for bit, without training the shared first
+    ``T`` steps again. Returns the branches' arrays under ``branch<i>/`` and the last branch's meta."""
+    import copy
+    import tempfile
+    T, factors = int(spec["rescale"]["at"]), [float(c) for c in spec["rescale"]["factors"]]
+    if not 0 <= T <= spec["steps"] or not factors:
+        raise ValueError(f"rescale_branches(spec['rescale']): got {spec['rescale']!r}; expected 0 <= at <= steps "
+                         f"({spec['steps']}) and a non-empty list of factors")
+    backend.use(spec.get("device", "cpu"))
+    data = load_data(spec["data"])
+    t0 = time.perf_counter()
+
+    def trainer(steps):
+        model = build_model(spec["model"], data)
+        opt = build_optimizer(spec["optim"], model)
+        return model, opt, Trainer(model, opt, data, batch_size=spec.get("batch_size", 128), steps=steps,
+                                   seed=spec.get("seed", 0), log_every=1, progress=False)
+
+    arrays, meta = {}, None
+    with tempfile.TemporaryDirectory() as tmp:
+        _, _, first = trainer(T)
+        first.fit()
+        path = first.save_checkpoint(f"{tmp}/at.npz")
+        for i, c in enumerate(factors):
+            model, opt, tr = trainer(spec["steps"])
+            tr.load_checkpoint(path)
+            branch = copy.deepcopy(spec)
+            branch["rescale"] = {"at": 0, "factor": c}  # rescale_at counts the steps it sees, from T here
+            rescale_at(opt, model, branch)
+            history = tr.fit()
+            arrays.update({f"branch{i}/{k}": v for k, v in summarize(history, spec, model, opt).items()})
+            params = {n: {"scale_group": v["scale_group"], "n_groups": v["n_groups"],
+                          "d": int(np.prod(v["shape"][1:])) if v["scale_group"] == "unit" else int(np.prod(v["shape"]))}
+                      for n, v in history.params.items()}
+            meta = {"final": history.final, "params": params, "factors": factors,
+                    "seconds": time.perf_counter() - t0}
+    return arrays, meta
+
+
 def train_task(spec):
     """Train one model (see the module docstring for what comes back)."""
+    if "factors" in (spec.get("rescale") or {}):
+        return rescale_branches(spec)
     backend.use(spec.get("device", "cpu"))
     data = load_data(spec["data"])
     model = build_model(spec["model"], data)
@@ -308,6 +397,8 @@ def train_task(spec):
     opt = build_optimizer(spec["optim"], model)
     if spec["optim"].get("exp_lr"):
         exponential_lr(opt, spec["optim"])
+    if spec.get("rescale"):
+        rescale_at(opt, model, spec)
     lags = spec.get("autocorr_lags", 0)
     if lags:
         start = int(round(spec["steps"] * (1 - spec.get("window", 0.5))))
