@@ -42,7 +42,8 @@ registry.register(
                    "theory.adam_growth", FIGURE),
     registry.Entry("adam_growth_window", "Adam, no L2: the growth rate lr^2 E||u||^2 of an earlier window predicts "
                    "the later ||w||^2", "prediction", _DOMAIN + "; the median unit, mean ||w||^2 over the last third",
-                   TOL["window"], CALIBRATION, "theory.adam_growth (small form: linear growth)", FIGURE))
+                   TOL["window"], CALIBRATION, "theory.adam_growth (small form: linear growth)", FIGURE,
+                   narrows="adam_growth_norm"))
 
 
 def runs(cfg, seed=None):

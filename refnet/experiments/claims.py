@@ -27,7 +27,7 @@ import numpy as np
 from refnet import checkpoint
 
 CLAIM_KEYS = ("claim", "figure", "quantity", "predicted", "measured", "rel_error", "tolerance", "pass",
-              "kind", "inputs", "note", "tolerance_source")
+              "kind", "inputs", "note", "tolerance_source", "narrows")
 KINDS = ("identity", "consistency", "prediction")
 ERROR_KINDS = ("relative", "absolute", "at_least")
 
@@ -68,7 +68,7 @@ def claim(text, figure, quantity, predicted, measured, tolerance, theory, error_
     return {"claim": text, "figure": figure, "quantity": quantity, "predicted": predicted,
             "measured": measured, "rel_error": err, "tolerance": float(tolerance), "pass": ok,
             "error_kind": how, "theory": theory, "kind": kind, "inputs": inputs, "window": window,
-            "note": note, "tolerance_source": tolerance_source}
+            "note": note, "tolerance_source": tolerance_source, "narrows": None}
 
 
 def _badness(c):
@@ -101,17 +101,27 @@ def worst(rows, text, figure, quantity, tolerance, theory, error_kind=None, *, k
 
 
 def counts(claims):
-    """``{kind: (n_pass, n)}`` over the claim rows."""
-    return {k: (sum(c["pass"] for c in claims if c["kind"] == k), sum(c["kind"] == k for c in claims))
-            for k in KINDS}
+    """``{kind: (n_pass, n)}`` over the claim rows, and ``narrowed``: the predictions added beside a
+    failed wider one (a row with ``narrows``), counted apart from ``prediction`` so that narrowing
+    a claim after it failed cannot raise the headline."""
+    def tally(rows):
+        return sum(c["pass"] for c in rows), len(rows)
+    out = {k: tally([c for c in claims if c["kind"] == k and not (k == "prediction" and c.get("narrows"))])
+           for k in KINDS}
+    out["narrowed"] = tally([c for c in claims if c["kind"] == "prediction" and c.get("narrows")])
+    return out
 
 
 def summary(claims):
-    """The one-line verdict: predictions, identities and consistency checks counted apart."""
+    """The one-line verdict: predictions, identities and consistency checks counted apart, and the
+    narrowed predictions after them."""
     n = counts(claims)
-    (p_ok, p), (i_ok, i), (c_ok, c) = n["prediction"], n["identity"], n["consistency"]
-    return (f"{p_ok} of {p} predictions hold; {i_ok} of {i} identities hold; {c} consistency checks "
+    (p_ok, p), (i_ok, i), (c_ok, c), (n_ok, nn) = n["prediction"], n["identity"], n["consistency"], n["narrowed"]
+    line = (f"{p_ok} of {p} predictions hold; {i_ok} of {i} identities hold; {c} consistency checks "
             f"({c_ok} within tolerance; not counted as reproduction)")
+    if nn:
+        line += f"; {n_ok} of {nn} narrowed predictions (added beside failed ones, not counted above) hold"
+    return line
 
 
 def observation(text, figure, quantity, value, note=""):

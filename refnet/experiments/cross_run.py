@@ -44,15 +44,20 @@ TEXTS = {"norm2": ("||w||^2 ratio to the first run = sqrt((lr/lam)/(lr0/lam0))",
          "angle": ("steady angle per step is the same", "median over units of RMS angle over that of the first run")}
 EFFLR_NOTE = ("not counted as a prediction: lr/||w||^2 over the first run's is the ||w||^2 ratio "
               "divided by the known lr ratio, so it restates the norm prediction beside it")
+SYMMETRY_NOTE = ("not counted as a prediction: on the fully invariant net the run (lr', lam') from w0 is the "
+                 "symmetry map (identity symmetry_sgd) of the run (lr, lam) from w0/c, c^2 = lr'/lr, so this is "
+                 "that identity plus the equilibrium forgetting its initial scale (experiment 12)")
 ORDINARY_NOTE = ("ordinary net: gamma, beta and head train at each run's lr, unregularized, so G2 may differ "
                  "between runs")
 registry.register(*(
     registry.Entry(f"cross_run_{key}_{net}", f"SGD + L2, {net} net, runs sharing lr*lam: {what}",
-                   "consistency" if key == "efflr" else "prediction",
+                   "prediction" if (net, key) == ("ordinary", "norm2") else "consistency",
                    f"every hidden layer of the {net} BN MLP, each pair's run against the first pair's, unit by unit, "
                    "last third", TOLS[net][key], CALIBRATION, "theory.sgd_l2_equilibrium", FIGURE,
                    "; ".join(n for n in ("" if net == "invariant" else ORDINARY_NOTE,
-                                         EFFLR_NOTE if key == "efflr" else "") if n))
+                                         EFFLR_NOTE if key == "efflr" else "",
+                                         registry.STATIONARY if key == "angle" else "",
+                                         SYMMETRY_NOTE if (net, key) == ("invariant", "norm2") else "") if n))
     for net in NETS for key, (what, _) in TEXTS.items()))
 
 

@@ -121,8 +121,9 @@ registry.register(*(e for opt, (name, what, theo) in OPTS.items() for e in (
                    "(x0.25, x4 vs x1)", "prediction", f"{_NET}; the x0.25 and x4 runs over the x1 run, unit by unit, last third",
                    TOL[opt]["efflr"], CALIBRATION, theo, FIGURE),
     registry.Entry(f"init_{opt}_angle", f"{name}, fully invariant net: the steady angle forgets w0 (x0.25, x4 vs x1)",
-                   "prediction", f"{_NET}; the x0.25 and x4 runs over the x1 run, unit by unit, last third",
-                   TOL[opt]["angle"], CALIBRATION, theo, FIGURE))))
+                   "consistency" if opt == "sgd" else "prediction",
+                   f"{_NET}; the x0.25 and x4 runs over the x1 run, unit by unit, last third",
+                   TOL[opt]["angle"], CALIBRATION, theo, FIGURE, registry.STATIONARY if opt == "sgd" else ""))))
 
 # The return after a rescale (issue 15, item 3): a settled run's scale-invariant weights (and its
 # optimizer state) multiplied by c at step T; the half-way time of the return of y = ||w||^p / y*.
@@ -152,12 +153,15 @@ RETURN = {"sgd": ("SGD + L2", "||w||^4", "y_k/y* = u_k^2, u_(k+1) = q^2 u_k + (1
           "adamw": ("AdamW", "||w||^2", "u_(k+1) = p^2 u_k + (1 - p^2)/(u_k a_k), a_k = b2 a_(k-1) + (1 - b2)/u_k, "
                     "u_0 = c^2, a_(-1) = 1/c^2, p = 1 - lr wd (the step's mean square follows v, which lags "
                     "1/(1 - b2) steps: theory/README.md section 14)")}
+RETURN_THEORY = {"sgd": "theory.sgd_l2_equilibrium", "momentum": "theory.sgd_momentum_l2_equilibrium",
+                 "adamw": "theory.adam_growth"}
 registry.register(*(
     registry.Entry(f"init_{opt}_return_{side}", f"{name}, fully invariant net, settled run rescaled x{c} at step T: "
                    f"the half-way time of the return of {what} to its equilibrium, predicted from the hyperparameters",
                    "prediction", f"{_NET}; one settled run (w0 x1, T steps) rescaled x{c} with its optimizer state",
-                   TOL_RETURN[(opt, side)], TOL_RETURN_SOURCE, f"{law}; refnet.experiments.init_forgetting.return_curve",
-                   FIGURE)
+                   TOL_RETURN[(opt, side)], TOL_RETURN_SOURCE, RETURN_THEORY[opt] + f" (the return: {law}; "
+                   "refnet.experiments.init_forgetting.return_curve)",
+                   FIGURE, narrows=f"init_{opt}_rate" if opt in OPTS else None)
     for opt, (name, what, law) in RETURN.items() for side, c in (("above", "2"), ("below", "1/2"))))
 
 
