@@ -64,11 +64,12 @@ def spec_key(spec):
 
 def execute(spec):
     """Run one task in this process; returns ``(arrays, meta)``."""
-    from refnet.experiments import probes, tasks  # here: a spawned worker imports them lazily
+    from refnet.experiments import probes, tasks, tasks_curvature  # here: a spawned worker imports them lazily
 
     known = {"train": tasks.train_task, "invariance": probes.invariance_task,
              "one_step": probes.one_step_task}
-    known.update(curvature_identities=tasks.curvature_identities_task, sharpness=tasks.sharpness_task)
+    known.update(curvature_identities=tasks_curvature.curvature_identities_task,
+                 sharpness=tasks_curvature.sharpness_task)
     name = spec.get("task")
     if name not in known:
         raise ValueError(f"execute(spec['task']): got {name!r}, expected one of {sorted(known)}")
