@@ -102,6 +102,18 @@ def pre_rescale(c):
     return (1 - get("init_forgetting").RESCALE_PRE) * c["rescale_at"], c["rescale_at"] - 1
 
 
+def middle_third(c):
+    """optimizer_angles' input window, ``[start, stop)`` as the experiment cuts it."""
+    start, stop = _ANGLES.windows(c["steps"])[0]
+    return start, stop - 1
+
+
+def last_third(c):
+    """optimizer_angles' judged window."""
+    start, stop = _ANGLES.windows(c["steps"])[1]
+    return start, stop - 1
+
+
 _RESCALED = {"sgd": 6, "adamw": 7, "momentum": 8}  # init_forgetting's rescale tasks (both factors as branches)
 _ADAM_L2 = 8  # optimizer_angles' Adam + L2 run
 
@@ -121,8 +133,8 @@ CASES = [
     ("adam_growth", "adam_growth_angle", {0}, "/run/norm0", None, True, False),
     ("adam_growth", "adam_growth_norm", {0}, "/run/normT", None, False, True),
     # Adam + L2's angle per unit from its G2 over the middle third; the last third is judged
-    ("optimizer_angles", "opt_adam_l2_angle", {_ADAM_L2}, "/G2", (1 - _ANGLES.WINDOW, 1.0), False, False),
-    ("optimizer_angles", "opt_adam_l2_angle", {_ADAM_L2}, "/G2", (1 / 3, 2 / 3), True, False),
+    ("optimizer_angles", "opt_adam_l2_angle", {_ADAM_L2}, "/G2", last_third, False, False),
+    ("optimizer_angles", "opt_adam_l2_angle", {_ADAM_L2}, "/G2", middle_third, True, False),
     ("optimizer_angles", "opt_adam_l2_angle", {_ADAM_L2}, "/win/angle", None, False, True),
 ]
 
