@@ -283,7 +283,8 @@ def analyze(cfg, results):
                         "accuracy", float(np.ptp(np.mean(tests[arm]["accuracy"], axis=1))),
                         "; ".join(f"lam {lam:g}: " + ", ".join(f"{v:.4f}" for v in tests[arm]["accuracy"][i])
                                   for i, lam in enumerate(lams)))]
-    return {"name": NAME, "figure": FIGURE, "lr": lr, "lam": lams, "seeds": [h["seed"] for h, _ in arm_pairs["projected"][:S]],
+    return {"name": NAME, "figure": FIGURE, "lr": lr, "lam": lams,
+            "seeds": [h["seed"] for h, _ in arm_pairs["projected"][:S]],
             "steps": c["steps"], "dtype": c["dtype"], "n_test": n_test, "alpha": ALPHA,
             "runs": tables, "tests": tests,
             "predicted_efflr_ratio": {"projected": proj_ratio, "l2": l2_ratio},

@@ -10,10 +10,10 @@ Writes ``<out>/fig*.png``, ``<out>/report.json`` and ``<out>/report.md``; task r
 cached in ``<out>/.cache`` (keyed by a hash of each task's configuration), so a second call
 only redraws. Exit status: 0 when the run completed and every identity holds, whatever the
 predictions' verdicts (a failed prediction is a finding, reported with its note); 1 when an
-identity fails (a bug in the code); 2 on a usage error
-(a ``--seed`` among the calibration seeds included: the tolerances were measured there, so a run
-judged on one would not be held out) or missing data (checked before any task runs), 130 when stopped by Ctrl-C or SIGTERM
-(every finished task stays in the cache, so running the command again goes on from there).
+identity fails (a bug in the code); 2 on a usage error or missing data (checked before any task
+runs; a ``--seed`` among the calibration seeds is one: the tolerances were measured on it, so a run
+judged there would not be held out), 130 when stopped by Ctrl-C or SIGTERM (every finished task
+stays in the cache, so running the command again goes on from there).
 """
 
 import os
@@ -145,9 +145,9 @@ def run(args):
             raise ValueError(f"--jobs: got {args.jobs}, expected a positive integer")
         held = calibration_seeds()
         if args.seed in held:
-            raise ValueError(f"--seed: got {args.seed}, one of the calibration seeds ({', '.join(map(str, held))}): the "
-                             "tolerances were measured on it, so judging it would not be held out; expected another "
-                             f"seed, e.g. 0 (the default) or {max(held) + 1}")
+            raise ValueError(f"--seed: got {args.seed}, one of the calibration seeds ({', '.join(map(str, held))}): "
+                             "the tolerances were measured on it, so judging it would not be held out; expected "
+                             f"another seed, e.g. 0 (the default) or {max(held) + 1}")
         if args.quick and args.preset not in (None, "quick"):
             raise ValueError(f"--quick and --preset {args.preset}: give one (--quick is --preset quick)")
         if args.data == "synthetic" and args.data_dir is not None:
