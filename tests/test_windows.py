@@ -14,11 +14,12 @@ from refnet.experiments.runner import Runner
 SCALE = 1.5
 _GROWTH = get("adam_growth")
 _ANGLES = get("optimizer_angles")
+_TINY = config.make_config("tiny", data="synthetic")
 
 
 @pytest.fixture(scope="module")
 def cfg():
-    return config.make_config("tiny", data="synthetic")
+    return _TINY
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,8 @@ def perturbed(results, runs, suffix, steps=None, ramp=False, prefix="", scale=SC
     """A copy of ``results`` in which, in the runs ``runs`` (None: all), every float array whose key
     starts with ``prefix`` and ends with ``suffix`` (a string or a tuple) is scaled by ``scale``: along a
     trace (or a per-step ``units/`` record) only its rows with ``steps[0] <= step <= steps[1]`` when
-    ``steps`` is given, or by ``SCALE * (1 + step/T)`` when ``ramp``."""
+    ``steps`` is given (an array with no steps, a window's or a run's summary, is then left alone),
+    or by ``scale * (1 + step/T)`` when ``ramp``."""
     out = []
     for i, (arrays, meta) in enumerate(results):
         arrays = {k: np.array(v, copy=True) for k, v in arrays.items()}
@@ -57,7 +59,7 @@ def perturbed(results, runs, suffix, steps=None, ramp=False, prefix="", scale=SC
                     f = np.where((step >= steps[0]) & (step <= steps[1]), scale, 1.0) if steps is not None \
                         else scale * (1 + step / step.max())
                     arrays[k] = arrays[k] * f.reshape((-1,) + (1,) * (arrays[k].ndim - 1))
-                else:
+                elif steps is None:
                     arrays[k] = arrays[k] * scale
         out.append((arrays, meta))
     return out
@@ -114,8 +116,9 @@ def last_third(c):
     return start, stop - 1
 
 
-_RESCALED = {"sgd": 6, "adamw": 7, "momentum": 8}  # init_forgetting's rescale tasks (both factors as branches)
-_ADAM_L2 = 8  # optimizer_angles' Adam + L2 run
+# init_forgetting's rescale tasks (each holds both factors as branches) and optimizer_angles' Adam + L2 run
+_RESCALED = {h["opt"]: i for i, (h, _) in enumerate(get("init_forgetting").runs(_TINY)) if "rescale" in h}
+_ADAM_L2 = list(_ANGLES.runs(_TINY)).index("adam_l2")
 
 # (experiment, claim, runs perturbed, array suffix, trace steps as fractions of the run, or a
 #  function of the experiment's config giving them in steps, or None, predicted moves, measured moves)
