@@ -150,6 +150,10 @@ REPRO_ROWS = {
     "only-empty": (lambda t: ["--out", str(t / "r"), "--only", ","], ["--only", "expected a comma-separated"]),
     "seed-negative": (lambda t: ["--out", str(t / "r"), "--seed", "-2"], ["--seed", "got -2"]),
     "preset-unknown": (lambda t: ["--out", str(t / "r"), "--preset", "huge"], ["--preset", "invalid choice"]),
+    **{f"seed-calibration-{n}": (lambda t, n=n: ["--out", str(t / "r"), "--seed", str(n)],
+                                 ["--seed: got " + str(n), "one of the calibration seeds (1, 2, 3, 4)",
+                                  "the tolerances were measured on it", "would not be held out"])
+       for n in (1, 4)},
     "quick-and-preset-tiny": (lambda t: ["--out", str(t / "r"), "--quick"],
                               ["--quick and --preset tiny: give one"]),
     "data-dir-for-synthetic": (lambda t: ["--out", str(t / "r"), "--data-dir", str(t)],
@@ -168,6 +172,30 @@ def test_bad_reproduce_input_is_one_line_and_exit_2_before_any_task(tmp_path, ca
     monkeypatch.setattr(reproduce, "CONNECT_TIMEOUT", 0.5, raising=False)  # unreachable: a short wait
     _one_line(capsys, main(REPRO + make(tmp_path)), "refnet reproduce: ", *fragments)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_a_seed_the_tolerances_were_not_measured_on_is_judged(tmp_path, seed):
+    """Past the calibration-seed check, reproduce goes on to the work (here refused by ``no_work``)."""
+    assert seed not in reproduce.calibration_seeds()
+    with pytest.raises(AssertionError, match="work started"):
+        main(REPRO + ["--out", str(tmp_path / "r"), "--seed", str(seed)])
+
+
+def test_the_calibration_seeds_are_the_calibrations_own(tmp_path):
+    from refnet.experiments import calibrate, registry
+    recorded = {s for r in registry.calibration_records().values() for s in r.get("seeds", ())}
+    assert set(reproduce.calibration_seeds()) == set(calibrate.DEFAULT_SEEDS) | recorded
+
+
+def test_calibrate_still_runs_the_calibration_seeds(tmp_path, monkeypatch, capsys):
+    """calibrate measures seeds 1-4 itself, without reproduce's check."""
+    from refnet.experiments import calibrate
+    got = []
+    monkeypatch.setattr(calibrate, "calibrate", lambda names, seeds, *a, **k: got.append(list(seeds)) or {})
+    rc = main(["calibrate", "--preset", "tiny", "--data", "synthetic", "--seeds", "1-4", "--only", "invariance",
+               "--jobs", "1", "--no-progress", "--cache", str(tmp_path / "c"), "--file", str(tmp_path / "c.json")])
+    assert rc == 0 and got == [[1, 2, 3, 4]], capsys.readouterr().err
 
 
 BENCH_ROWS = {

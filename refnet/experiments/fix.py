@@ -8,10 +8,15 @@ The test is made where lam would matter. At one lr, a lam grid spanning 16x: und
 the equilibrium effective lr ``lr/||w||^2 = sqrt(4 lr lam (1 - lr lam) / G2)`` (section 3)
 then changes about 4-fold across the grid, while projected it changes by ``1/(1 - 2 lr lam)``,
 at most 3.3% (``lr lam`` up to 0.016). Both arms run in the same dtype (float32), from the same
-inits and batch orders, several seeds per lam (seed k: init and batch order k; the test images
-are the same for every run). The lr (0.025) is one where the projected runs' accuracy still
-depends on lr (at 0.1 to 0.4 it does not, within the runs' length): only there could a lam effect
-acting through the effective lr, as under L2, show in the accuracy. The lr check measures this.
+inits and batch orders, several seeds per lam (run k: init and batch order ``seed + JUDGED_OFFSET
++ k``; the test images are the same for every run). The lr (0.025) is one where the projected
+runs' accuracy still depends on lr (at 0.1 to 0.4 it does not, within the runs' length): only
+there could a lam effect acting through the effective lr, as under L2, show in the accuracy. The
+lr check measures this.
+
+The design (the lr, the lam grid, the number of seeds) was chosen while looking at seeds 0-11
+(quick seed sets 0-3, 4-7, 8-11 and the default's seeds 0-5). The runs judged are offset from
+those by ``JUDGED_OFFSET`` (100), so the verdict is not read off the runs the design was tuned on.
 
 The accuracy test (Tukey's HSD in a randomized block design): per arm, the runs' test accuracies
 in a table lam x seed. A seed is a block: one init and one batch order, shared by every lam, so
@@ -28,11 +33,14 @@ Claims:
 - prediction: projected, the accuracies at the lam values agree: the largest difference between
   lam means over its interval half-width is at most 1;
 - prediction (the power control): SGD + L2 alone, over the same grid, the accuracies differ: the
-  same ratio is at least 1. If it is not, the test lacks power and the row says so.
+  same ratio is at least 1. If it is not, the test lacks power: both rows say so, and the projected
+  row does not pass (inconclusive, counted as not holding), since its agreement could not have
+  failed.
 Observations: the lr check (the projected runs at the middle lam again at ``lr_factor`` times the
 lr, same test: where the accuracy does not move with lr, a lam effect acting through the effective
-lr could not show either, and the projected row says so); per arm, the measured angle and
-effective-lr ratios across the grid against theory's, and the accuracies.
+lr could not show either, and the projected row is again inconclusive, counted as not holding);
+per arm, the measured angle and effective-lr ratios across the grid against theory's, and the
+accuracies.
 """
 
 import itertools
@@ -48,13 +56,16 @@ from refnet.experiments.runner import Runner
 
 NAME, FIGURE = "fix", "fig6_fix.png"
 ARMS = ("projected", "l2")
+JUDGED_OFFSET = 100  # judged seeds seed + 100 + k: not the seeds 0-11 the design was tuned on
 ALPHA = registry.ALPHA
+INCONCLUSIVE = "inconclusive, counted as not holding: "
 _TOLERANCE_SOURCE = (f"simultaneous {1 - ALPHA:.0%} Tukey HSD intervals (studentized range) over the pairs of lam "
                      "values, seeds as blocks, their width from how much the lam differences vary between seeds "
                      "(fixed in advance): the ratio 1 is the edge of the interval. Chosen over an exact McNemar "
                      "test, which on quick seeds 0-2 gave -log10 p 2.3, 0.26, 0.0 for the old design: it compares "
                      "two fixed models and leaves out the training noise that a second seed shows")
-# the ratio over quick seed sets 0-3, 4-7, 8-11 and the default's seeds 0-5 (this design, 2026-12-07)
+# the ratio over quick seed sets 0-3, 4-7, 8-11 and the default's seeds 0-5 (this design, 2026-12-07): the
+# seeds the design was tuned on, which the judged runs (offset by JUDGED_OFFSET) avoid
 _CALIBRATED = {"projected": "0.43, 0.42, 0.91; default (seeds 0-5) 0.57",
                "l2": "2.2, 1.9, 1.4; default (seeds 0-5) 2.6"}
 registry.register(
@@ -84,7 +95,7 @@ def runs(cfg, arm):
     c = cfg[NAME]
     out = []
     for lam, k in itertools.product(c["lam"], range(c["seeds"])):
-        seed = cfg["seed"] + k
+        seed = cfg["seed"] + JUDGED_OFFSET + k
         opt = config.sgd(c["lr"], lam, l2_scope="invariant", unit_norm=arm == "projected")
         spec = config.train(cfg, config.model(cfg, dtype=c["dtype"], seed=seed), opt, c["steps"], seed=seed,
                             keep_logits=True)
@@ -209,7 +220,8 @@ def analyze(cfg, results):
     implied = -sens["worst"][2] / math.log(c["lr_factor"]) * math.log(proj_ratio)
     check = (f"lam {lams[mid]:g}, lr {lr * c['lr_factor']:g} minus lr {lr:g}: {-sens['worst'][2]:+.4f}, ratio "
              f"{sens['ratio']:.2f}")
-    if sens["verdict"] == "agree":
+    blind = sens["verdict"] == "agree"
+    if blind:
         check = (f". At this lr the projected accuracy does not move with a {c['lr_factor']:g}x change of lr either "
                  f"({check}): a lam effect acting through the effective lr would not show here; what the row tests "
                  "is that nothing else depends on lam")
@@ -221,12 +233,22 @@ def analyze(cfg, results):
         f". Failed: theory moves the projected runs' effective lr by {proj_ratio:.3f}x across the grid, which at the "
         f"lr check's slope changes the accuracy by {implied:+.4f} (half-width {tests['projected']['half_width']:.4f}); "
         "a difference beyond the seed noise larger than that says something else depends on lam")
+    # an agreement the test could not have broken confirms nothing: no pass without both checks
+    why_not = ([f"the power control found no lam effect under L2 either (ratio {tests['l2']['ratio']:.2f})"]
+               if powerless else []) + (
+        [f"the accuracy does not move with a {c['lr_factor']:g}x change of lr (ratio {sens['ratio']:.2f}), so a lam "
+         "effect through the effective lr could not have shown"] if blind else [])
+    proj_row = registry.row("projected_accuracy_lr_alone", quantity("projected"), 0.0, tests["projected"]["ratio"],
+                            inputs=[hyper(lr=lr) + f"; {grid} (predicted: no effect; lam only rescales lr by "
+                                    f"1/(1 - 2 lr lam), at most {proj_ratio:.3f}x across the grid)"],
+                            window=f"the final predictions of the projected runs on {n_test} test images",
+                            note=proj_note)
+    if proj_row["pass"] and why_not:
+        proj_row["pass"] = False
+        proj_row["note"] = f"{INCONCLUSIVE}{' and '.join(why_not)}; {proj_row['note']}"
     claims = [
         registry.worst("projected_step", resid, "max relative residual over steps and units"),
-        registry.row("projected_accuracy_lr_alone", quantity("projected"), 0.0, tests["projected"]["ratio"],
-                     inputs=[hyper(lr=lr) + f"; {grid} (predicted: no effect; lam only rescales lr by "
-                             f"1/(1 - 2 lr lam), at most {proj_ratio:.3f}x across the grid)"],
-                     window=f"the final predictions of the projected runs on {n_test} test images", note=proj_note),
+        proj_row,
         registry.row("l2_accuracy_depends_on_lam", quantity("l2"), 1.0, tests["l2"]["ratio"],
                      inputs=[hyper(lr=lr) + f"; {grid} (predicted: the equilibrium effective lr "
                              f"sqrt(4 lr lam (1 - lr lam)/G2) moves {l2_ratio:.2f}x at equal G2)"],
@@ -261,7 +283,8 @@ def analyze(cfg, results):
                         "accuracy", float(np.ptp(np.mean(tests[arm]["accuracy"], axis=1))),
                         "; ".join(f"lam {lam:g}: " + ", ".join(f"{v:.4f}" for v in tests[arm]["accuracy"][i])
                                   for i, lam in enumerate(lams)))]
-    return {"name": NAME, "figure": FIGURE, "lr": lr, "lam": lams, "seeds": [cfg["seed"] + k for k in range(S)],
+    return {"name": NAME, "figure": FIGURE, "lr": lr, "lam": lams,
+            "seeds": [h["seed"] for h, _ in arm_pairs["projected"][:S]],
             "steps": c["steps"], "dtype": c["dtype"], "n_test": n_test, "alpha": ALPHA,
             "runs": tables, "tests": tests,
             "predicted_efflr_ratio": {"projected": proj_ratio, "l2": l2_ratio},

@@ -10,9 +10,10 @@ Writes ``<out>/fig*.png``, ``<out>/report.json`` and ``<out>/report.md``; task r
 cached in ``<out>/.cache`` (keyed by a hash of each task's configuration), so a second call
 only redraws. Exit status: 0 when the run completed and every identity holds, whatever the
 predictions' verdicts (a failed prediction is a finding, reported with its note); 1 when an
-identity fails (a bug in the code); 2 on a usage error
-or missing data (checked before any task runs), 130 when stopped by Ctrl-C or SIGTERM
-(every finished task stays in the cache, so running the command again goes on from there).
+identity fails (a bug in the code); 2 on a usage error or missing data (checked before any task
+runs; a ``--seed`` among the calibration seeds is one: the tolerances were measured on it, so a run
+judged there would not be held out), 130 when stopped by Ctrl-C or SIGTERM (every finished task
+stays in the cache, so running the command again goes on from there).
 """
 
 import os
@@ -53,7 +54,10 @@ def add_arguments(parser):
                              "default: none, local processes (--jobs)")
     parser.add_argument("--only", type=_only, default=None, metavar="NAME,...",
                         help=f"run only these experiments, of: {', '.join(NAMES)}; default: all")
-    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of data subsets, inits and batch orders")
+    parser.add_argument("--seed", type=nonnegative_int, default=0,
+                        help="seed of data subsets, inits and batch orders; not one of the calibration seeds "
+                             f"({', '.join(map(str, calibration_seeds()))}), on which the tolerances were measured "
+                             "(default: 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -95,6 +99,14 @@ def _versions(device):
     return out
 
 
+def calibration_seeds():
+    """The seeds the tolerances were measured on: ``refnet calibrate``'s default ones and every
+    seed of a record in the committed calibration file. ``--seed`` may not be one of them."""
+    from refnet.experiments.calibrate import DEFAULT_SEEDS  # calibrate imports this module
+    records = registry.calibration_records().values()
+    return sorted(set(DEFAULT_SEEDS) | {int(s) for r in records for s in r.get("seeds", ())})
+
+
 def selected(only):
     """The experiment names of ``--only`` (all when None), in the canonical order."""
     if not only:
@@ -131,6 +143,11 @@ def run(args):
         names = selected(args.only)
         if args.jobs < 1:
             raise ValueError(f"--jobs: got {args.jobs}, expected a positive integer")
+        held = calibration_seeds()
+        if args.seed in held:
+            raise ValueError(f"--seed: got {args.seed}, one of the calibration seeds ({', '.join(map(str, held))}): "
+                             "the tolerances were measured on it, so judging it would not be held out; expected "
+                             f"another seed, e.g. 0 (the default) or {max(held) + 1}")
         if args.quick and args.preset not in (None, "quick"):
             raise ValueError(f"--quick and --preset {args.preset}: give one (--quick is --preset quick)")
         if args.data == "synthetic" and args.data_dir is not None:
