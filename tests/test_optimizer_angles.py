@@ -305,6 +305,36 @@ def test_a_planted_wrong_angle_makes_the_adam_l2_prediction_fail(cfg, results, f
     assert not c["pass"] and "measured cause" in c["note"] and "G2" in c["note"]
 
 
+def _adam_l2_planted(cfg, results, data, f):
+    """The results with Adam + L2's angles of every unit with a gradient replaced by ``f(its predicted angle)``."""
+    i = list(oa.runs(cfg)).index("adam_l2")
+    arrays, meta = results[i]
+    h, middle = data["optimizers"]["adam_l2"]["hyper"], oa.windows(cfg[oa.NAME]["steps"])[0]
+    arrays = dict(arrays)
+    for name in data["optimizers"]["adam_l2"]["layers"]:
+        pred = oa.adam_l2_predicted(h, arrays, name, meta["params"][name]["d"], middle)[0]
+        live = np.isfinite(pred)
+        angle = np.array(arrays[f"{name}/win/angle"], dtype=float)
+        angle[live] = f(pred[live])
+        arrays[f"{name}/win/angle"] = angle
+    return [(arrays, meta) if j == i else r for j, r in enumerate(results)]
+
+
+@pytest.mark.parametrize("f, ok", [
+    (lambda p: p, True),                                   # the predicted angles themselves
+    (lambda p: 1.7 * p, True),                             # wrong level, right spread: the row judges spread
+    (lambda p: np.median(p) * (p / np.median(p)) ** 2, False),   # spread about doubled
+    (lambda p: np.full_like(p, np.median(p)) * (1 + 1e-3 * (p > np.median(p))), False),  # equalized
+], ids=["predicted", "scaled", "wider", "equalized"])
+def test_a_planted_spread_passes_or_fails_the_adam_l2_spread_prediction(cfg, results, data, f, ok):
+    c = _by_id(oa.analyze(cfg, _adam_l2_planted(cfg, results, data, f)), "opt_adam_l2_spread_predicted")
+    assert c["kind"] == "prediction" and c["pass"] is ok, c
+    if ok:
+        assert c["rel_error"] == pytest.approx(0, abs=1e-9)
+    else:
+        assert "against predicted" in c["note"]
+
+
 def test_a_planted_g2_drift_in_the_earlier_window_moves_the_adam_l2_prediction(cfg, results, data):
     """G2 x 64 in the middle third only: the predicted angle falls by 64^(1/6) = 2 (small form), so
     measured/predicted doubles and the row fails: the prediction reads that window, not the judged one."""
