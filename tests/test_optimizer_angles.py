@@ -16,6 +16,7 @@ import pytest
 import theory
 from refnet.experiments import config, registry
 from refnet.experiments import optimizer_angles as oa
+from refnet.experiments.optimizer_angles_claims import ENTRIES
 from refnet.experiments.runner import Runner
 from refnet.experiments.tasks import track_step_correlation
 from refnet.nn.models import mlp
@@ -108,6 +109,49 @@ def test_lion_and_muon_predictions_take_only_hyperparameters(data, id, kind):
     assert not any(w in text for w in ("measured", "window", "third"))
     for layer in data["optimizers"][kind]["layers"].values():
         assert layer["predicted_hyper"] == pytest.approx(THETA, rel=1e-6)
+
+
+def test_muons_shape_prediction_takes_r_of_each_layers_own_shape_and_only_hyperparameters(data):
+    c = _by_id(data, "opt_muon_angle_hyper_shape")
+    assert c["kind"] == "prediction"
+    text = " ".join(c["inputs"]).lower()
+    assert "lr" in text and "wd" in text and "white" in text and "shape" in text
+    assert not any(w in text for w in ("measured", "window", "third"))
+    h = data["optimizers"]["muon"]["hyper"]
+    for layer in data["optimizers"]["muon"]["layers"].values():
+        R = theory.muon_R(h["lr"], h["wd"], tuple(layer["shape"]), h["momentum"])[0]
+        assert layer["R_white_shape"] == pytest.approx(R, rel=1e-12)
+        assert layer["predicted_hyper_shape"] == pytest.approx(oa.angle_from_R(h["lr"], h["wd"], R), rel=1e-12)
+
+
+def test_the_square_r_row_says_it_uses_one_square_matrix_for_every_layer():
+    assert "square" in registry.entry("opt_muon_angle_hyper").text
+    assert "own (out, in) shape" in registry.entry("opt_muon_angle_hyper_shape").text
+    assert "added after" in registry.entry("opt_muon_angle_hyper_shape").note
+
+
+@pytest.mark.slow
+def test_muons_white_r_differs_between_a_square_and_a_256_by_784_layer():
+    """The default MLP's layer 1 is (256, 784): its R is not the square's (27.2 against 22.0 at the
+    decay set for theta 0.02), so its predicted angle is about 0.0179, not 0.0200."""
+    wd, R_square = oa.decays(THETA, 256)["muon"], oa.decays(THETA, 256)["muon_R_white"]
+    R_layer1 = oa.shape_R(oa.MUON["lr"], wd, oa.MUON["momentum"], (256, 784))
+    assert R_square == pytest.approx(22.0, rel=0.02) and R_layer1 == pytest.approx(27.2, rel=0.02)
+    assert oa.angle_from_R(oa.MUON["lr"], wd, R_layer1) == pytest.approx(0.01787, rel=0.01)
+
+
+@pytest.mark.parametrize("factor, ok", [(1.0, True), (1.03, True), (1.2, False), (0.8, False)])
+def test_a_planted_angle_passes_or_fails_the_muon_shape_prediction(cfg, results, data, factor, ok):
+    """Muon's angles planted at factor x each layer's per-shape prediction: right passes, 20% off fails."""
+    i = list(oa.runs(cfg)).index("muon")
+    arrays, meta = results[i]
+    pred = {f"{n}/win/angle": L["predicted_hyper_shape"] for n, L in data["optimizers"]["muon"]["layers"].items()}
+    arrays = {k: (np.full(np.shape(v), pred[k] * factor) if k in pred else v) for k, v in dict(arrays).items()}
+    c = _by_id(oa.analyze(cfg, [(arrays, meta) if j == i else r for j, r in enumerate(results)]),
+               "opt_muon_angle_hyper_shape")
+    assert c["pass"] is ok and c["rel_error"] == pytest.approx(abs(factor - 1), abs=1e-9)
+    if not ok:
+        assert "measured cause" in c["note"] and "shape" in c["note"]
 
 
 def _planted(cfg, results, kind, factor):
@@ -261,6 +305,36 @@ def test_a_planted_wrong_angle_makes_the_adam_l2_prediction_fail(cfg, results, f
     assert not c["pass"] and "measured cause" in c["note"] and "G2" in c["note"]
 
 
+def _adam_l2_planted(cfg, results, data, f):
+    """The results with Adam + L2's angles of every unit with a gradient replaced by ``f(its predicted angle)``."""
+    i = list(oa.runs(cfg)).index("adam_l2")
+    arrays, meta = results[i]
+    h, middle = data["optimizers"]["adam_l2"]["hyper"], oa.windows(cfg[oa.NAME]["steps"])[0]
+    arrays = dict(arrays)
+    for name in data["optimizers"]["adam_l2"]["layers"]:
+        pred = oa.adam_l2_predicted(h, arrays, name, meta["params"][name]["d"], middle)[0]
+        live = np.isfinite(pred)
+        angle = np.array(arrays[f"{name}/win/angle"], dtype=float)
+        angle[live] = f(pred[live])
+        arrays[f"{name}/win/angle"] = angle
+    return [(arrays, meta) if j == i else r for j, r in enumerate(results)]
+
+
+@pytest.mark.parametrize("f, ok", [
+    (lambda p: p, True),                                   # the predicted angles themselves
+    (lambda p: 1.7 * p, True),                             # wrong level, right spread: the row judges spread
+    (lambda p: np.median(p) * (p / np.median(p)) ** 2, False),   # spread about doubled
+    (lambda p: np.full_like(p, np.median(p)) * (1 + 1e-3 * (p > np.median(p))), False),  # equalized
+], ids=["predicted", "scaled", "wider", "equalized"])
+def test_a_planted_spread_passes_or_fails_the_adam_l2_spread_prediction(cfg, results, data, f, ok):
+    c = _by_id(oa.analyze(cfg, _adam_l2_planted(cfg, results, data, f)), "opt_adam_l2_spread_predicted")
+    assert c["kind"] == "prediction" and c["pass"] is ok, c
+    if ok:
+        assert c["rel_error"] == pytest.approx(0, abs=1e-9)
+    else:
+        assert "against predicted" in c["note"]
+
+
 def test_a_planted_g2_drift_in_the_earlier_window_moves_the_adam_l2_prediction(cfg, results, data):
     """G2 x 64 in the middle third only: the predicted angle falls by 64^(1/6) = 2 (small form), so
     measured/predicted doubles and the row fails: the prediction reads that window, not the judged one."""
@@ -317,6 +391,15 @@ def test_the_cnn_rows_are_the_mlps_claims_under_ids_ending_in_cnn(cnn_cfg, resul
         assert "BN CNN" in registry.entry(c["id"]).domain
     assert set(both["cnn"]["optimizers"]) == set(oa.TITLES)
     json.dumps(both)
+
+
+def test_each_cnn_entry_takes_its_registered_mlp_entrys_tolerance():
+    for e in ENTRIES:
+        mlp_e, cnn_e = registry.entry(e.id), registry.entry(e.id + "_cnn")
+        assert cnn_e.tolerance == mlp_e.tolerance, e.id
+        if e.kind != "identity":
+            assert cnn_e.tolerance_source.startswith(registry.PENDING + "the MLP's tolerance"), e.id
+            assert "applied to the CNN untested" in cnn_e.tolerance_source, e.id
 
 
 def test_a_planted_wrong_angle_fails_the_cnn_row_and_not_the_mlps(cnn_cfg, results, data):

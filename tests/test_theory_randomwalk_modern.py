@@ -5,8 +5,9 @@ As in tests/test_theory_randomwalk.py: 64 units of d = 256, gradients orthogonal
 1/||w||, driven by refnet's own optimizers on one (64, 256) Parameter with scale_group="unit"
 (Muon orthogonalizes it as one matrix), steady norm and RMS angle over the second half against
 the closed form. The issue asks for 3%; the laws hold to <= 0.4% here, so TOL is 1.5% (Muon's
-correlation function comes from a seeded Monte Carlo). Each law's test starts at the predicted
-norm, so the run is spent in equilibrium, not relaxing towards it.
+correlation function comes from a seeded Monte Carlo). Lion's test starts 30% above the predicted
+norm and runs 6 relaxation times, so the walk must reach the equilibrium; the others start at the
+predicted norm, so their runs are spent in equilibrium, not relaxing towards it.
 """
 
 import math
@@ -42,13 +43,21 @@ def test_refnet_optimizer_follows_theorys_reference_rule(cls, rule, options):
 
 
 # --- Lion (section 16) -------------------------------------------------------------------------
-@pytest.mark.parametrize("betas, lr, steps", [pytest.param((0.9, 0.99), 1e-3, 2500, marks=pytest.mark.slow),
-                                              ((0.0, 0.99), 1e-3, 600),
-                                              ((0.5, 0.9), 1e-3, 800), ((0.9, 0.99), 3e-3, 1000)])
-def test_lion_equilibrium(betas, lr, steps):
+LION_START, LION_RELAX = 1.3, 6  # start 30% off the predicted norm; run 6 relaxation times of ||w||^2
+
+
+@pytest.mark.parametrize("betas, lr", [pytest.param((0.9, 0.99), 1e-3, marks=pytest.mark.slow), ((0.0, 0.99), 1e-3),
+                                       ((0.5, 0.9), 1e-3), ((0.9, 0.99), 3e-3)])
+def test_lion_equilibrium_is_reached_from_a_norm_30_percent_high(betas, lr):
+    """The walk must relax to the equilibrium, not only stay there: it starts at 1.3 times the
+    predicted norm and runs LION_RELAX times ||w||^2's relaxation time 1/(2 lr wd) (the decay
+    w <- (1 - lr wd) w), measured over the second half (3 relaxation times in: the start's
+    offset has fallen below 1% of ||w||^2 there)."""
     wd = 1.0
+    steps = math.ceil(LION_RELAX / (2 * lr * wd))
     eq = theory.lion_equilibrium(lr, wd, D, betas)
-    w = walk(refnet_step(Lion, lr=lr, betas=betas, weight_decay=wd), steps, seed=21, norm0=eq.norm)
+    w = walk(refnet_step(Lion, lr=lr, betas=betas, weight_decay=wd), steps, seed=21, norm0=LION_START * eq.norm)
+    assert math.sqrt(w.norms2[0].mean()) / eq.norm == pytest.approx(LION_START, rel=1e-6)
     assert_close(w.steady_norm(), eq.norm, what="norm")
     assert_close(w.rms_angle(), eq.angle, what="angle")
 
