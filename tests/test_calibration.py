@@ -23,7 +23,8 @@ for _name in NAMES:  # every experiment registers its claims at import
 # their tolerances are the MLP's, said so in their sources; they are not calibrated yet.
 PENDING = {f"{id}_cnn" for id in ("opt_sgdm_angle", "opt_adamw_angle", "opt_lion_angle_hyper", "opt_muon_angle_hyper",
                                   "opt_rotational_angle", "opt_adam_l2_angle", "opt_adam_l2_spread",
-                                  "opt_adam_l2_spread_without_lion")}
+                                  "opt_adam_l2_spread_without_lion", "opt_muon_angle_hyper_shape",
+                                  "opt_adam_l2_spread_predicted")}
 JUDGED_SEED = calibrate.JUDGED_SEED
 
 
@@ -274,9 +275,11 @@ def test_a_claim_whose_calibration_shows_a_systematic_miss_never_holds(monkeypat
     monkeypatch.setattr(registry, "calibration_records", lambda path=None: {"x_claim": rec})
     _registered(0.03)
     try:
-        r = registry.row("x_claim", "q", 1.0, 1.0, inputs=["lr"])  # exact at the judged seed: luck
+        r = registry.judge(registry.row("x_claim", "q", 1.0, 1.0, inputs=["lr"]), "quick")  # exact: luck
         assert r["pass"] is False and r["note"].startswith("a systematic miss") and "-5.0%" in r["note"]
         assert r["held_at_calibration_seeds"] == [0, 4]
+        other = registry.judge(registry.row("x_claim", "q", 1.0, 1.0, inputs=["lr"]), "default")
+        assert other["pass"] is True and "not applied to the default preset" in other["note"]
     finally:
         registry.REGISTRY.pop("x_claim", None)
 
@@ -289,7 +292,7 @@ def test_a_mean_miss_within_the_floor_or_the_seeds_noise_is_not_systematic(monke
     e = _registered(0.12)
     try:
         assert registry.systematic_miss(e) is None
-        r = registry.row("x_claim", "q", 1.0, 1.0, inputs=["lr"])
+        r = registry.judge(registry.row("x_claim", "q", 1.0, 1.0, inputs=["lr"]), "quick")
         assert r["pass"] is True and r["held_at_calibration_seeds"] == [4, 4]
     finally:
         registry.REGISTRY.pop("x_claim", None)

@@ -78,7 +78,8 @@ ENTRIES = (
     registry.Entry("opt_muon_angle_hyper_shape", "Muon: steady angle from hyperparameters alone, (17.1) with the "
                    "white-gradient R of lr, wd, the momentum and each layer's own (out, in) shape", "prediction",
                    _HIDDEN + "; median over units", HYPER_TOL, HYPER_SHAPE_SOURCE,
-                   "theory.muon_equilibrium (17.1), theory.muon_R per layer shape", FIGURE, HYPER_SHAPE_NOTE),
+                   "theory.muon_equilibrium (17.1), theory.muon_R per layer shape", FIGURE, HYPER_SHAPE_NOTE,
+                   narrows="opt_muon_angle_hyper"),
     registry.Entry("opt_hyperball_angle", "Hyperball turns every unit by its set angle atan(lr)", "identity",
                    _HIDDEN + "; the Hyperball(SGD) run", 1e-5,
                    "float32 rounding of a unit-norm step (measured 5e-9 to 1.5e-6 on tiny and quick)",
@@ -104,7 +105,7 @@ ENTRIES = (
                    "theory.adam_l2_equilibrium (6.2): angle ~ G2^(-1/6)", FIGURE,
                    "narrower claim added after the claim with Lion failed on the quick run; it stands beside that "
                    "claim, not in its place. Left out: Lion, whose angle depends on each unit's R",
-                   error_kind="at_least"),
+                   error_kind="at_least", narrows="opt_adam_l2_spread"),
 )
 
 ADAM_L2_TOL = 0.10
@@ -120,7 +121,7 @@ ENTRIES += (
                    "G2 per unit from the middle third of the same run (an earlier, disjoint window): the law takes "
                    "G2 as steady, and on this ordinary network (trained BN gammas) Adam + L2 feeds back on G2 "
                    "(theory/README.md section 14). Layer 1, fed by raw pixels of uneven scale, is left out a "
-                   "priori (as for AdamW) and reported as an observation"),
+                   "priori (as for AdamW) and reported as an observation", narrows="adam_l2_angle_ordinary"),
 )
 
 ADAM_L2_SPREAD_TOL = 0.20
@@ -155,7 +156,8 @@ def cnn_entry(e):
     source = (e.tolerance_source + "; on the BN CNN taken over from the MLP's entry" if e.kind == "identity" else
               registry.PENDING + CNN_SOURCE + e.tolerance_source.removeprefix(registry.PENDING))
     return registry.Entry(e.id + "_cnn", e.text + " (BN CNN)", e.kind, domain, e.tolerance, source,
-                          e.theory, e.figure, e.note, error_kind=e.error_kind)
+                          e.theory, e.figure, e.note, error_kind=e.error_kind,
+                          narrows=e.narrows and e.narrows + ("_cnn" if e.narrows.startswith("opt_") else ""))
 
 
 registry.register(*ENTRIES)

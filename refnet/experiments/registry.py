@@ -217,21 +217,35 @@ def held_at_calibration(e, rec=None):
     return [sum(float(x) <= e.tolerance for x in errs.values()), len(errs)] if errs else None
 
 
+def judge(r, preset):
+    """The verdict of a tagged row of a run at ``preset`` in the light of its calibration: a claim
+    whose calibration at the same preset shows a systematic miss (``systematic_miss``) never
+    passes, whatever the judged seed gave (a pass there would be luck). The mean miss depends on
+    the run's length and data (a longer run is nearer its equilibrium), so it is applied only to
+    the preset it was measured at; on another preset the row's note reports it, and the verdict is
+    the judged run's error against the tolerance (the spread, assumed to carry over)."""
+    e = REGISTRY.get(r.get("id"))
+    miss = None if e is None else systematic_miss(e)
+    if miss is None:
+        return r
+    rec = calibration_records()[e.id]
+    said = (f"at {rec['preset']} seeds {_seeds(rec['seeds'])} the law missed by {miss:+.1%} on average (spread "
+            f"{rec['spread']:.1%}), beyond the {FLOOR if e.floor is None else e.floor:.0%} it is stated to")
+    if rec["preset"] == preset:
+        r["note"] = "; ".join(x for x in ("a systematic miss, counted as not holding: " + said, r["note"]) if x)
+        r["pass"] = False
+    else:
+        r["note"] = "; ".join(x for x in (r["note"], f"calibration ({rec['preset']} preset, not applied to the "
+                                          f"{preset} preset's verdict): {said}") if x)
+    return r
+
+
 def _tagged(r, e):
-    """Tag a row with its entry's id, domain and ``narrows``. A claim whose calibration shows a
-    systematic miss, or whose tolerance is as large as the effect, never passes; a failed row with
-    no diagnosis gets the calibration's."""
+    """Tag a row with its entry's id, domain and ``narrows``. A claim whose tolerance is as large
+    as the effect never passes; a failed row with no diagnosis gets the calibration's."""
     r["id"], r["domain"], r["narrows"] = e.id, e.domain, e.narrows
     r["held_at_calibration_seeds"] = held_at_calibration(e)
-    miss = systematic_miss(e)
-    if miss is not None:
-        rec = calibration_records()[e.id]
-        why = (f"a systematic miss, counted as not holding: at {rec['preset']} seeds {_seeds(rec['seeds'])} the law "
-               f"missed by {miss:+.1%} on average (spread {rec['spread']:.1%}), beyond the "
-               f"{FLOOR if e.floor is None else e.floor:.0%} it is stated to")
-        r["note"] = "; ".join(x for x in (why, r["note"]) if x)
-        r["pass"] = False
-    elif e.kind != "identity" and e.id not in UNCALIBRATED and e.tolerance >= UNRESOLVED:
+    if e.kind != "identity" and e.id not in UNCALIBRATED and e.tolerance >= UNRESOLVED:
         r["pass"] = False
         r["note"] = "; ".join(x for x in (INCONCLUSIVE.format(tol=e.tolerance), r["note"]) if x)
     elif not r["pass"] and (r["note"] or "").strip() in ("", e.note.strip()):

@@ -131,8 +131,9 @@ def reproduce(cfg, names, out, runner):
     all_claims, all_obs, figures = [], [], []
     for mod, ss in zip(mods, per):
         data = mod.analyze(cfg, runner.map(ss, desc=mod.NAME))
+        data["claims"] = [registry.judge(registry.tag(c), cfg["preset"]) for c in data["claims"]]
         figures.append(plots.plot(data, os.path.join(out, mod.FIGURE)))
-        all_claims += [registry.tag(c) for c in data["claims"]]
+        all_claims += data["claims"]
         all_obs += data["observations"]
     return all_claims, all_obs, figures, sum(m.get("seconds", 0.0) for _, m in done)
 
