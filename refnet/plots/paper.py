@@ -1,50 +1,10 @@
-"""Figures for the experiments in ``refnet.experiments``: one function per experiment, each taking
-that experiment's data and a path. Matplotlib with the Agg backend (no display needed).
+"""The figures of the paper's claims, experiments 1-8 (``refnet.experiments``): one function per
+experiment, each taking that experiment's data and a path."""
 
-Conventions in every label: L2 is the paper's, ``lam ||w||^2`` in the loss (gradient
-``2 lam w``; PyTorch's ``weight_decay = 2 lam``); ``wd`` is AdamW's decoupled decay; angles are
-in radians per step; ``G~`` is the gradient norm at the unit point, ``||g|| ||w||``.
-"""
+from matplotlib.ticker import NullFormatter
+import numpy as np
 
-import textwrap
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
-import numpy as np  # noqa: E402
-
-from refnet.checkpoint import save_figure  # noqa: E402
-
-COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-L2_NOTE = "L2: lam·||w||² in the loss (paper; PyTorch weight_decay = 2·lam)"
-
-
-def _figure(nrows, ncols, title, width=5.0, height=3.9):
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
-    fig.suptitle(title, fontsize=12)
-    return fig, axes
-
-
-def _save(fig, path, note=None):
-    lines = textwrap.wrap(note, width=int(17 * fig.get_figwidth())) if note else []
-    if lines:
-        fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=8, color="0.35")
-    fig.tight_layout(rect=(0, 0.012 + 0.018 * len(lines) * 3.9 / fig.get_figheight() if lines else 0, 1, 0.95))
-    save_figure(fig, path, dpi=110)  # atomic: a stopped run leaves no half-written figure
-    plt.close(fig)
-    return path
-
-
-def _band(ax, x, q, color, label, ls="-"):
-    q = np.asarray(q)
-    ax.fill_between(x, q[:, 0], q[:, 2], color=color, alpha=0.18, lw=0)
-    ax.plot(x, q[:, 1], color=color, ls=ls, lw=1.6, label=label)
-
-
-def _floor(v, lo=1e-18):
-    return np.maximum(np.asarray(v, dtype=float), lo)
+from refnet.plots.common import COLORS, L2_NOTE, _band, _figure, _floor, _save
 
 
 def invariance(data, path):
@@ -305,11 +265,4 @@ def no_l2(data, path):
 
 PLOTTERS = {"invariance": invariance, "effective_lr": effective_lr, "norm_dynamics": norm_dynamics,
             "lr_dynamics": lr_dynamics, "one_knob": one_knob, "fix": fix, "balance": balance, "no_l2": no_l2}
-PLOTTERS.update(__import__("refnet.plots_predictions", fromlist=["PLOTTERS"]).PLOTTERS)  # the held-out predictions
 
-
-def plot(data, path):
-    """Draw the figure of the experiment that produced ``data`` into ``path`` (a .png)."""
-    return PLOTTERS[data["name"]](data, path)
-import refnet.plots_optimizers  # noqa: E402,F401 -- registers experiment 9 (optimizer_angles) in PLOTTERS
-import refnet.plots_sharpness  # noqa: E402,F401 -- registers experiment 10 (sharpness) in PLOTTERS

@@ -8,7 +8,7 @@ Conventions as in ``refnet.plots``: L2 is the paper's ``lam ||w||^2`` (gradient 
 
 import numpy as np
 
-from refnet.plots import COLORS, L2_NOTE, _figure, _save
+from refnet.plots.common import COLORS, L2_NOTE, _figure, _save
 
 
 def _ratio_panel(ax, rows, keys, title, tol):

@@ -1,10 +1,8 @@
-"""The figure of experiment 10 (``refnet.experiments.sharpness``); registers itself in
-``refnet.plots.PLOTTERS`` when ``refnet.plots`` is imported."""
+"""The figure of experiment 10 (``refnet.experiments.sharpness``)."""
 
 import numpy as np
 
-from refnet import plots
-from refnet.plots import COLORS, L2_NOTE, _figure, _save
+from refnet.plots.common import COLORS, L2_NOTE, _figure, _save
 
 _FLOOR = 1e-17  # residuals of exactly 0 drawn at the floor of the log axis
 
@@ -62,4 +60,4 @@ def sharpness(data, path):
                  "float64, BN eps = 0, training mode. " + L2_NOTE)
 
 
-plots.PLOTTERS["sharpness"] = sharpness
+PLOTTERS = {"sharpness": sharpness}

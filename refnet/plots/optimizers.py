@@ -1,11 +1,11 @@
 """The figure of experiment 9 (``refnet.experiments.optimizer_angles``): per optimizer, the
 distribution over units of the steady angle per step, against the predicted angle, and each
 optimizer's test accuracy; one row per network (the BN MLP, and in the ``full`` preset the BN CNN).
-Registered in ``refnet.plots.PLOTTERS``."""
+"""
 
 import numpy as np
 
-from refnet.plots import COLORS, PLOTTERS, _figure, _save
+from refnet.plots.common import COLORS, _figure, _save
 
 
 HYPER_ONLY = ("sgdm", "adamw")  # besides Lion and Muon, whose layers carry "predicted_hyper"
@@ -63,4 +63,4 @@ def _angles_and_accuracy(row, data, net):
     acc.set(title=f"{net}: test accuracy at the end", ylabel="accuracy", ylim=(max(0.0, low - 0.05), 1.0))
 
 
-PLOTTERS["optimizer_angles"] = optimizer_angles
+PLOTTERS = {"optimizer_angles": optimizer_angles}
