@@ -22,7 +22,7 @@ for _name in NAMES:  # every experiment registers its claims at import
 # The CNN rows of experiment 9 run only in --preset full (about 9 CPU-minutes per seed here), and
 # their tolerances are the MLP's, said so in their sources; they are not calibrated yet.
 PENDING = {f"{id}_cnn" for id in ("opt_sgdm_angle", "opt_adamw_angle", "opt_lion_angle_hyper", "opt_muon_angle_hyper",
-                                  "opt_rotational_angle", "opt_adam_l2_angle", "opt_adam_l2_spread",
+                                  "opt_adam_l2_angle", "opt_adam_l2_spread",
                                   "opt_adam_l2_spread_without_lion", "opt_muon_angle_hyper_shape",
                                   "opt_adam_l2_spread_predicted")}
 JUDGED_SEED = calibrate.JUDGED_SEED
@@ -279,7 +279,7 @@ def test_a_claim_whose_calibration_shows_a_systematic_miss_never_holds(monkeypat
         assert r["pass"] is False and r["note"].startswith("a systematic miss") and "-5.0%" in r["note"]
         assert r["held_at_calibration_seeds"] == [0, 4]
         other = registry.judge(registry.row("x_claim", "q", 1.0, 1.0, inputs=["lr"]), "default")
-        assert other["pass"] is True and "not applied to the default preset" in other["note"]
+        assert other["pass"] is False and other["note"].startswith("unconfirmed")
     finally:
         registry.REGISTRY.pop("x_claim", None)
 

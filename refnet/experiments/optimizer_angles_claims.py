@@ -86,7 +86,7 @@ ENTRIES = (
                    "theory.hyperball_angle", FIGURE,
                    "an identity: the step is rescaled so that tan(angle) = lr exactly, whatever the gradient"),
     registry.Entry("opt_rotational_angle", "Rotational wrappers hold their set angle atan(eta_r) on average over "
-                   "the window", "prediction", _HIDDEN + "; the three Rotational runs", TOL["wrapper"],
+                   "the window", "consistency", _HIDDEN + "; the three Rotational runs", TOL["wrapper"],
                    TOLERANCE_SOURCE, "theory.rotational_angle", FIGURE,
                    "not an identity: each step's tan(angle) is eta_r ||u_t||/RMS_t with RMS_t an EMA of the "
                    "update norms, so the window's angle equals atan(eta_r) only while ||u|| is stationary; "

@@ -219,11 +219,11 @@ def held_at_calibration(e, rec=None):
 
 def judge(r, preset):
     """The verdict of a tagged row of a run at ``preset`` in the light of its calibration: a claim
-    whose calibration at the same preset shows a systematic miss (``systematic_miss``) never
-    passes, whatever the judged seed gave (a pass there would be luck). The mean miss depends on
-    the run's length and data (a longer run is nearer its equilibrium), so it is applied only to
-    the preset it was measured at; on another preset the row's note reports it, and the verdict is
-    the judged run's error against the tolerance (the spread, assumed to carry over)."""
+    whose calibration shows a systematic miss (``systematic_miss``) never passes, whatever the
+    judged seed gave (a pass there would be luck). The mean miss may depend on the run's length
+    (a longer run sits nearer its equilibrium), so on a preset other than the calibration's the
+    row is "unconfirmed" rather than "a systematic miss"; it is counted as not holding either way,
+    until ``refnet calibrate --preset PRESET`` measures the miss at the judged preset."""
     e = REGISTRY.get(r.get("id"))
     miss = None if e is None else systematic_miss(e)
     if miss is None:
@@ -233,10 +233,11 @@ def judge(r, preset):
             f"{rec['spread']:.1%}), beyond the {FLOOR if e.floor is None else e.floor:.0%} it is stated to")
     if rec["preset"] == preset:
         r["note"] = "; ".join(x for x in ("a systematic miss, counted as not holding: " + said, r["note"]) if x)
-        r["pass"] = False
     else:
-        r["note"] = "; ".join(x for x in (r["note"], f"calibration ({rec['preset']} preset, not applied to the "
-                                          f"{preset} preset's verdict): {said}") if x)
+        r["note"] = "; ".join(x for x in (f"unconfirmed, counted as not holding: {said} (the {rec['preset']} "
+                                          f"preset's calibration; not recalibrated at the {preset} preset, so "
+                                          "a pass here may be luck or a shorter run's bias)", r["note"]) if x)
+    r["pass"] = False
     return r
 
 
