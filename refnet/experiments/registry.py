@@ -21,8 +21,9 @@ the run it judges, never computed from that run.
   at a level fixed here (``ALPHA``), or a one-sided bound fixed with the claim (``UNCALIBRATED``
   lists them, each with its reason).
 - Every other claim (a relative, or absolute, error against a law) is calibrated:
-  ``refnet calibrate`` (``refnet.experiments.calibrate``) runs the claim's experiment at quick
-  seeds 1-4, never the judged seed 0, and commits ``calibration.json``: per claim, each
+  ``refnet calibrate`` (``refnet.experiments.calibrate``) runs the claim's experiment at seeds
+  1-4, never the judged seed 0 (at the default preset for every experiment but one_knob, fix and
+  sharpness, whose records are quick's; each record names its preset), and commits ``calibration.json``: per claim, each
   comparison's signed error ``(measured - predicted) / |predicted|`` at each seed and their
   pooled seed-to-seed standard deviation ``s`` (the spread). The tolerance is
 
