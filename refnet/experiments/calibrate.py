@@ -30,10 +30,10 @@ import sys
 import numpy as np
 
 from refnet import checkpoint
-from refnet.cli_checks import existing_dir, positive_int, writable_dir, writable_file
-from refnet.data import DATASETS, DatasetError, locate_dataset
+from refnet.cli_checks import writable_dir, writable_file
+from refnet.data import DatasetError, locate_dataset
 from refnet.experiments import config, get, registry
-from refnet.experiments.reproduce import _only, selected
+from refnet.experiments.reproduce import _only, add_run_arguments, selected
 from refnet.experiments.runner import Runner
 
 FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "calibration.json")
@@ -162,12 +162,7 @@ def add_arguments(parser):
     parser.add_argument("--only", type=_only, default=None, metavar="NAME,...",
                         help="calibrate only these experiments' claims (the file keeps every other record); "
                              "default: all")
-    parser.add_argument("--data", default="fashion-mnist", choices=[d for d in DATASETS if d != "mnist"],
-                        help="data set")
-    parser.add_argument("--data-dir", type=existing_dir, default=None, metavar="DIR",
-                        help="directory holding the data set's files (default: $REFNET_DATA or the system copy)")
-    parser.add_argument("--jobs", type=positive_int, default=min(4, os.cpu_count() or 1), metavar="N",
-                        help="training runs in parallel processes (default: min(4, CPUs))")
+    add_run_arguments(parser)
     parser.add_argument("--cache", type=writable_dir, default=os.path.join("figures", ".cache"), metavar="DIR",
                         help="task cache, shared with refnet reproduce (keys contain the seed)")
     parser.add_argument("--file", type=writable_file, default=FILE, metavar="PATH",

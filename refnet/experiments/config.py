@@ -69,35 +69,6 @@ _SYNTHETIC = {
 }
 
 _SIZES = {
-    "full": {
-        "width": 256,
-        "invariance": {"train_steps": 300, "scales": [10.0 ** k for k in range(-4, 5)]},
-        "effective_lr": {"train_steps": 300, "c": [10 ** (k / 4) for k in range(-4, 5)]},
-        "norm_dynamics": {"steps": 6000, "lr": 0.1, "lam": 5e-3, "momentum_lr": 0.01},
-        "one_knob": {"steps": 2000, "sgd_lr": [0.1, 0.2, 0.4], "sgd_lam": [1e-2, 2e-2, 4e-2],
-                     "adam_lr": [1e-3, 2e-3, 4e-3], "adam_lam": [1e-3, 4e-3, 1.6e-2],
-                     "adamw_lr": [1e-3, 2e-3, 4e-3], "adamw_wd": [2.0, 4.0, 8.0],
-                     "sym_steps": 1500, "sym_c": [0.5, 2.0, 3.0]},
-        "fix": {"lr": 0.025, "lam": [4e-2, 1.6e-1, 6.4e-1], "seeds": 6, "steps": 1000, "identity_steps": 100,
-                "lr_factor": 4, "dtype": "float32"},
-        "no_l2": {"steps": 3000, "lr": 0.1, "lam": 2e-2, "w0_scales": [0.25, 1.0, 4.0]},
-        "sharpness": {"checkpoints": [0, 100, 200, 400, 800], "identity_at": [800],
-                      "lr": 0.1, "lam": 4e-2, "curvature_batch": 512, "lanczos_tol": 1e-6,
-                      "identity_train_steps": 100, "identity_batch": 256, "units": 2, "c": [0.01, 0.1, 10.0, 100.0],
-                      "bend_c": [1.0, 0.1, 0.01], "cnn_widths": [8, 16], "cnn_checkpoints": [0, 100, 200],
-                      "cnn_batch": 128},
-        "optimizer_angles": {"steps": 1200, "theta": 0.02, "pilot_steps": 400,
-                             # the BN CNN (full only): a CNN step costs ~10x an MLP step here
-                             "cnn": {"widths": [32, 64], "steps": 600, "theta": 0.04, "pilot_steps": 200}},
-        "cross_run": {"width": 128, "steps": 2000, "pairs": [[0.1, 2e-2], [0.05, 4e-2], [0.2, 1e-2]]},
-        "init_forgetting": {"width": 128, "steps": 2000, "scales": [0.25, 1.0, 4.0], "sgd_lr": 0.1, "sgd_lam": 2e-2,
-                            "adamw_lr": 2e-3, "adamw_wd": 4.0,
-                            "momentum_lr": 0.01, "momentum": 0.9,
-                            "rescale": [2.0, 0.5], "rescale_at": 1000, "rescale_steps": 400},
-        "schedule": {"width": 128, "identity_steps": 150, "steps": 2000, "sgd": [0.1, 1e-2], "momentum": [0.01, 1e-2]},
-        "adam_growth": {"width": 128, "steps": 3000, "lr": 2e-3},
-        "momentum_S": {"width": 128, "steps": 3000, "lr": 0.01, "lam": 1e-2},
-    },
     # the default fits the budget: symmetry runs 800 steps (BN running averages forgotten:
     # 0.9^800), no-L2 runs 2500; "full" keeps the longer ones. The norm runs stay at 6000: at 4000
     # their window (steps 2000-4000) still sees G2 drift, and the SGD + L2 norm law missed by 7%
@@ -183,6 +154,22 @@ _SIZES = {
         "momentum_S": {"width": 16, "steps": 200, "lr": 0.01, "lam": 1e-2},
     },
 }
+
+# "full": the default plus the longer runs and larger grids that do not fit its budget
+_FULL = {"one_knob": {"sym_steps": 1500}, "no_l2": {"steps": 3000},
+         # the BN CNN (full only): a CNN step costs ~10x an MLP step here
+         "optimizer_angles": {"cnn": {"widths": [32, 64], "steps": 600, "theta": 0.04, "pilot_steps": 200}}}
+
+
+def _merged(base, over):
+    """``base`` with ``over``'s entries put in, nested dicts merged key by key (a new dict)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+_SIZES["full"] = _merged(_SIZES["default"], _FULL)
 ADAM_BETAS = [0.9, 0.99]
 
 

@@ -31,6 +31,16 @@ from refnet.experiments import NAMES, claims, config, get, registry
 from refnet.experiments.runner import Runner
 
 
+def add_run_arguments(parser):
+    """--data, --data-dir and --jobs: what ``refnet reproduce`` and ``refnet calibrate`` share."""
+    parser.add_argument("--data", default="fashion-mnist", choices=[d for d in DATASETS if d != "mnist"],
+                        help="data set (default: fashion-mnist)")
+    parser.add_argument("--data-dir", type=existing_dir, default=None, metavar="DIR",
+                        help="directory holding the data set's files (default: $REFNET_DATA or the system copy)")
+    parser.add_argument("--jobs", type=positive_int, default=min(4, os.cpu_count() or 1), metavar="N",
+                        help="training runs in parallel processes (default: min(4, CPUs))")
+
+
 def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help="small grids, data subsets and an MLP of width 128 (under 2 minutes on 2 cores)")
@@ -42,13 +52,8 @@ def add_arguments(parser):
     parser.add_argument("--out", type=writable_dir, default="figures", metavar="DIR",
                         help="where the figures, report.json, report.md and the cache (.cache/) go "
                              "(default: figures/)")
-    parser.add_argument("--data", default="fashion-mnist", choices=[d for d in DATASETS if d != "mnist"],
-                        help="data set (default: fashion-mnist)")
-    parser.add_argument("--data-dir", type=existing_dir, default=None, metavar="DIR",
-                        help="directory holding the data set's files (default: $REFNET_DATA or the system copy)")
+    add_run_arguments(parser)
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="where to train (default: cpu)")
-    parser.add_argument("--jobs", type=positive_int, default=min(4, os.cpu_count() or 1), metavar="N",
-                        help="training runs in parallel processes (default: min(4, CPUs))")
     parser.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
                         help="run the tasks on this Dask scheduler (needs the 'cluster' extra); "
                              "default: none, local processes (--jobs)")
