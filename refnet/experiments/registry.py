@@ -46,8 +46,11 @@ the run it judges, never computed from that run.
   The row's ``tolerance_source`` says it all: "calibration over quick seeds 1-4 (commit X, date):
   spread s, K = 3, floor f -> tolerance t; largest mean error m (not in the tolerance)".
 - A tolerance of ``UNRESOLVED`` (50%) or more says so in its source: the noise is of the size of
-  the effect, and the claim, kept, can only catch gross misses (a longer window is the cure, not
-  a tighter number).
+  the effect, so the row is kept but marked inconclusive and never passes (a longer window is the
+  cure, not a tighter number).
+- A claim whose calibration seeds miss on average beyond its floor and beyond a 95% t-interval
+  of the mean (``systematic_miss``) never passes either (``judge``): "a systematic miss" at the
+  calibration's preset, "unconfirmed" at another.
 - A claim with no record in ``calibration.json`` yet keeps the literal tolerance of its entry and
   its source says "not yet calibrated: ..." (a new claim, until ``refnet calibrate --only
   EXPERIMENT`` is run: the run merges its records into the file and keeps the others).
@@ -187,12 +190,13 @@ INCONCLUSIVE = ("inconclusive, counted as not holding: the calibration's seed-to
 
 def _systematic(e):
     """Why a failed row missed, as far as the calibration tells: the law's average miss at the
-    calibration seeds against their spread (a miss several spreads wide is the law's, not noise)."""
+    calibration seeds, systematic by the same test as ``systematic_miss``, else noise."""
     rec = calibration_records().get(e.id) or {}
     m, s = rec.get("mean_error"), rec.get("spread")
     if m is None or not s:
         return ""
-    what = "a systematic miss of the law, not noise" if abs(m) > K * s else "within the seeds' noise there"
+    what = ("a systematic miss of the law, not noise" if systematic_miss(e, rec) is not None else
+            "within the seeds' noise or the law's stated precision there")
     return (f"at {rec['preset']} seeds {_seeds(rec['seeds'])} the law missed by {m:+.1%} on average, spread "
             f"{s:.1%}: {what}")
 
