@@ -198,4 +198,3 @@ def test_bench_runs_on_the_gpu_and_restores_the_numpy_backend(tmp_path):
     assert result["device"] == "gpu"
     assert all(c["refnet_ms"] > 0 and c["peak_mem_mb"] >= 0 for c in result["cases"])
     assert backend.default_name() == "numpy"
-
