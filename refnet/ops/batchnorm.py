@@ -48,8 +48,10 @@ forward than the textbook order; on a 2-core CPU the three BatchNorm2d layers of
     four passes and one new array besides the two reductions.
   * Each pass at NumPy's full speed (``_per_channel``, ``_channel_sums``, ``_sum_products``):
     per-channel factors repeated over H*W, so a product is one contiguous loop per sample;
-    channel sums as the BLAS product 1 @ x over the batch; sums of products as ``vecdot``
-    along H*W. Forward+backward on (128, 64, 16, 16) went from 4.4-4.9 ms to 2.4-2.7 ms
+    channel sums with einsum; sums of products as ``vecdot`` along H*W. No BLAS call: a
+    multithreaded BLAS splits even these small memory-bound calls across the cores, and its
+    threads then spin for a while, taking a core from the next op (PyTorch's BN took 6 ms
+    instead of 3.5 after them). Forward+backward on (128, 64, 16, 16) went from 4.4-4.9 ms to 2.4-2.7 ms
     (one thread; PyTorch's two-thread time is about 3.4 ms).
 
 Eval mode (``batchnorm_eval_forward``) normalizes with given running ``mean`` and ``var``:
@@ -122,10 +124,9 @@ def _per_channel(a, x):
 
 
 def _channel_sums(a, xp):
-    """sum over every axis but 1: a BLAS product 1 @ a over the batch (one fast pass), then
-    a short sum over each channel's positions."""
+    """sum over every axis but 1, in one pass (einsum's loop: 3x faster than ``a.sum(axes)``)."""
     n, c = a.shape[:2]
-    return (xp.ones(n, dtype=a.dtype) @ a.reshape(n, -1)).reshape(c, -1).sum(axis=1)
+    return xp.einsum("ncl->c", a.reshape(n, c, -1))
 
 
 def _sum_products(a, b, xp):

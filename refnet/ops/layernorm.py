@@ -66,6 +66,7 @@ import math
 
 from refnet import backend
 from refnet.ops._checks import check_dtype, check_float, check_shape
+from refnet.ops._chunks import row_blocks, run_blocks
 
 _OP = "layernorm_forward"
 # values per block of rows, 2 MB of float32: on the bench shape, alternating with PyTorch on
@@ -73,20 +74,28 @@ _OP = "layernorm_forward"
 # 1.30-1.45x at 2^18; 2^16: 1.54x; 2^20 and up: 1.46x and more): fewer blocks, fewer NumPy
 # calls, while a block's x, dy and dx still come back from L2 and L3
 _BLOCK = 2 ** 19
+_DOT = 8192
 
 
 def _blocks(n, d, xp):
-    """Row slices of about ``_BLOCK`` values; one block on a GPU (its kernels are not
-    cache-bound, and every block costs kernel launches)."""
-    rows = n if xp.__name__ == "cupy" else max(1, _BLOCK // d)
-    return [slice(i, min(n, i + rows)) for i in range(0, n, rows)], rows
+    """Row slices of about ``_BLOCK`` values (one on a GPU), and rows per slice."""
+    blocks = row_blocks(n, d, xp, _BLOCK)
+    return blocks, blocks[0].stop
 
 
 def _row_dots(a, b, xp):
     """sum_j a_nj b_nj per row, without materializing a*b (``vecdot`` where the array module
-    has it: a fused loop, faster than einsum)."""
+    has it: a fused loop, faster than einsum). NumPy's vecdot calls BLAS's sdot, which
+    OpenBLAS splits across its threads above 10000 values, inside ``run_blocks``'s threads:
+    so long rows are summed in pieces of at most ``_DOT`` values."""
     vecdot = getattr(xp, "vecdot", None)
-    return vecdot(a, b) if vecdot is not None else xp.einsum("nd,nd->n", a, b)
+    n, d = a.shape
+    if vecdot is not None and d <= _DOT:
+        return vecdot(a, b)
+    piece = math.gcd(d, _DOT)
+    if vecdot is None or piece < 256:
+        return xp.einsum("nd,nd->n", a, xp.broadcast_to(b, a.shape))
+    return vecdot(a.reshape(n, -1, piece), b.reshape(b.shape[:-1] + (-1, piece))).sum(axis=-1)
 
 
 def layernorm_forward(x, gamma, beta, eps=1e-5):
@@ -103,27 +112,50 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     n = x.shape[0]
     d = math.prod(x.shape[1:])
     x2 = x.reshape(n, d)
-    mu = x2 @ xp.ones(d, dtype=x.dtype) / d
-    var = _row_dots(x2, x2, xp) / d - mu * mu              # one pass: see the module docstring
-    shift = mu
-    bad = ~(mu * mu <= var)
-    if bool(bad.any()):                                    # cancellation: centre those rows
-        x2 = x2 - xp.where(bad, mu, 0)[:, None]
-        shift = xp.where(bad, 0, mu).astype(x.dtype)
-        var = xp.where(bad, _row_dots(x2, x2, xp) / d, var)
-    inv_std = 1 / xp.sqrt(var + eps)
+    blocks = _blocks(n, d, xp)[0]
     y = xp.empty_like(x2)
-    shift_col, s_col = shift[:, None], inv_std[:, None]
-    for r in _blocks(n, d, xp)[0]:
-        yb = y[r]
-        xp.subtract(x2[r], shift_col[r], out=yb)
-        yb *= s_col[r]                                     # xhat
-        if gamma is not None:
-            yb *= gamma.reshape(d)
-        if beta is not None:
-            yb += beta.reshape(d)
+    shift, inv_std = xp.empty(n, dtype=x.dtype), xp.empty(n, dtype=x.dtype)
+    safe = [True] * len(blocks)
+
+    def normalize(k):
+        r = blocks[k]
+        xb, yb = x2[r], y[r]
+        mu = xp.einsum("nd->n", xb) / d
+        var = _row_dots(xb, xb, xp) / d - mu * mu          # one pass: see the module docstring
+        if not bool((mu * mu <= var).all()):
+            safe[k] = False                                # cancellation: redone below
+            return
+        s = 1 / xp.sqrt(var + eps)
+        shift[r], inv_std[r] = mu, s
+        _affine(xb, mu, s, gamma, beta, d, xp, out=yb)
+    run_blocks(normalize, len(blocks))
+    if not all(safe):
+        x2, shift, inv_std = _centred_statistics(x2, eps, xp)
+        _affine(x2, shift, inv_std, gamma, beta, d, xp, out=y)
     return y.reshape(x.shape), {"x": x2, "shift": shift, "inv_std": inv_std, "gamma": gamma,
                                 "beta": beta, "shape": x.shape}
+
+
+def _affine(x2, shift, inv_std, gamma, beta, d, xp, out):
+    """out = gamma * (x2 - shift) * inv_std + beta, per row shift and inv_std."""
+    xp.subtract(x2, shift[:, None], out=out)
+    out *= inv_std[:, None]                                # xhat
+    if gamma is not None:
+        out *= gamma.reshape(d)
+    if beta is not None:
+        out += beta.reshape(d)
+
+
+def _centred_statistics(x2, eps, xp):
+    """(x2 with the rows where mu^2 > var centred, shift (mu, or 0 where centred), inv_std)."""
+    d = x2.shape[1]
+    mu = xp.einsum("nd->n", x2) / d
+    var = _row_dots(x2, x2, xp) / d - mu * mu
+    bad = ~(mu * mu <= var)
+    x2 = x2 - xp.where(bad, mu, 0)[:, None]
+    shift = xp.where(bad, 0, mu).astype(x2.dtype)
+    var = xp.where(bad, _row_dots(x2, x2, xp) / d, var)
+    return x2, shift, 1 / xp.sqrt(var + eps)
 
 
 def layernorm_backward(dy, cache):
@@ -136,29 +168,30 @@ def layernorm_backward(dy, cache):
     dy2 = dy.reshape(n, d)
     blocks, rows = _blocks(n, d, xp)
     g = xp.ones(d, dtype=dy.dtype) if gamma is None else gamma.reshape(d)
-    sum_dxhat, u = xp.empty(n, dtype=dy.dtype), xp.empty(n, dtype=dy.dtype)
     # per block: sum_n s_n dy_nj x_nj, -sum_n c_n s_n dy_nj and sum_n dy_nj (dgamma and dbeta)
     col_sums = xp.zeros((3, len(blocks), d), dtype=dy.dtype)
-    scratch = xp.empty((rows, d), dtype=dy.dtype)
-    s3_d, s_d, minus_cs, ones = s * s * s / d, s / d, -c * s, xp.ones(rows, dtype=dy.dtype)
+    s3_d, s_d, minus_cs = s * s * s / d, s / d, -c * s
     dx = xp.empty_like(dy2)
-    for k, r in enumerate(blocks):
-        dyb, xb, dxb, sb, cb, m = dy2[r], x2[r], dx[r], s[r], c[r], r.stop - r.start
+
+    def block(k):
+        r = blocks[k]
+        dyb, xb, dxb, sb, cb = dy2[r], x2[r], dx[r], s[r], c[r]
         p = xp.multiply(dyb, xb, out=dxb)                 # dy * x, in dx's block until dx is built
-        a = xp.matmul(dyb, g, out=sum_dxhat[r])           # A
-        ub = xp.matmul(p, g, out=u[r])                    # sum dxhat x
+        a = _row_dots(dyb, g, xp)                         # A
+        ub = _row_dots(p, g, xp)                          # sum dxhat x
         if gamma is not None:
-            xp.matmul(sb, p, out=col_sums[0, k])
-            xp.matmul(minus_cs[r], dyb, out=col_sums[1, k])
+            col_sums[0, k] = xp.einsum("n,nd->d", sb, p)
+            col_sums[1, k] = xp.einsum("n,nd->d", minus_cs[r], dyb)
         if beta is not None:
-            xp.matmul(ones[:m], dyb, out=col_sums[2, k])
+            col_sums[2, k] = xp.einsum("nd->d", dyb)
         ub -= cb * a                                      # B / s
         ub *= s3_d[r]                                     # u = s^2 B / D
-        q = xp.multiply(xb, ub[:, None], out=scratch[:m])
+        q = xb * ub[:, None]
         xp.multiply(dyb, g, out=dxb)
         dxb *= sb[:, None]
         dxb -= q
         dxb += (ub * cb - a * s_d[r])[:, None]            # v
+    run_blocks(block, len(blocks))
     col_sums = col_sums.sum(axis=1)
     dgamma = None if gamma is None else col_sums[0] + col_sums[1]
     dbeta = None if beta is None else col_sums[2]
