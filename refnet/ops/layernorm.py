@@ -34,32 +34,32 @@ mean E over a sample's D values instead of a channel's, and parameter sums over 
 
 How the code computes this (the same ideas as ``batchnorm.py``, with the reduction over
 every axis but 0). LN is memory-bound: the time goes to passes over x-sized arrays, so
-  * Row sums are matrix-vector products (``x @ 1``, ``dy @ gamma``) and row dot products
-    ``vecdot``: BLAS and a fused loop, two to three times faster than ``sum(axis=1)`` and
-    ``einsum``; column sums likewise (``s @ P``, ``1 @ dy``).
-  * Statistics in one pass where it is safe, over the whole array: var = mean(x^2) - mu^2,
-    used for the rows where mu^2 <= var (at most a factor 2 lost to cancellation, the
-    rounding of the two-pass sum); the other rows are centred (x - mu, shift 0) and get the
-    two-pass variance. The cache holds that x, the per-row shift c (mu, or 0 where centred)
-    and s, not xhat: xhat = (x - c) s.
-  * The normalization and the backward run over blocks of rows (``_BLOCK`` values each,
-    2 MB in float32): a block's output (or its gradient terms) is built while the block
-    stays in cache.
-  * Backward with the per-sample sums taken from x itself, P = dy * x (one product, in dx's
-    block until dx is built): with A_n = sum_k dxhat_nk = (dy @ gamma)_n and
-    B_n = sum_k dxhat_nk xhat_nk = s_n ((P @ gamma)_n - c_n A_n),
+  * Everything runs block by block (``_BLOCK`` rows' worth of values, 2 MB in float32), each
+    block's passes while it stays in cache, and the blocks run on two threads
+    (``_chunks.run_blocks``; rows are independent, the column sums are kept per block and
+    added at the end). Inside a block there is no BLAS call, only NumPy's own loops: row
+    sums by einsum, row dot products by ``vecdot`` (in pieces: ``_row_dots``), column sums
+    by einsum. (The version before used BLAS matrix-vector products, faster on one thread,
+    but a multithreaded BLAS split every one of those small calls across the cores: on a
+    busy machine each call waited for a descheduled thread, up to 170 ms a step instead of
+    4, and its spinning threads slowed the next op.)
+  * Statistics in one pass where it is safe: var = mean(x^2) - mu^2, used when mu^2 <= var
+    in every row (at most a factor 2 lost to cancellation, the rounding of the two-pass
+    sum); otherwise (rare) the rows where it fails are centred (x - mu, shift 0) and get
+    the two-pass variance. The cache holds that x, the per-row shift c (mu, or 0 where
+    centred) and s, not xhat: xhat = (x - c) s.
+  * Backward per block, xhat rebuilt in a scratch block (two passes) and the formula above
+    in the form
 
-        dx_n = s_n dxhat_n - u_n x_n + v_n,   u_n = s_n^2 B_n / D,   v_n = u_n c_n - s_n A_n / D
+        dx_n = s_n (dxhat_n - xhat_n B_n / D - A_n / D),
+        A_n = sum_k dxhat_nk,   B_n = sum_k dxhat_nk xhat_nk,
 
-    (the formula above with xhat = (x - c) s expanded), dgamma = s @ P - (c s) @ dy and
-    dbeta = 1 @ dy: five passes over a block for dx besides the six for the sums, all while
-    the block is in cache. c_n is nonzero only where |mu_n| <= std_n, so the subtractions
-    lose at most a factor 2, as in the statistics.
-On the bench shape (128, 64, 16, 16), forward+backward went from 1.8x to 1.4-1.5x PyTorch
-CPU's time with the row blocks, and to 1.25-1.3x with the whole-array statistics and the
-sums from P (one thread each, side by side, CPU clock, a loaded 2-core AVX-512 machine);
-peak memory about 10 MB. What is left is NumPy's one operation per pass: about 17 passes
-over x-sized data where PyTorch's fused kernels make about 5.
+    dxhat built in dx's block, dgamma = sum_n dy_n xhat_n and dbeta = sum_n dy_n from the
+    same block: eleven passes over a block, all while it is in cache.
+On the bench shape (128, 64, 16, 16) PyTorch CPU (two threads) takes about 1.8-2 ms;
+this code about 3.8 ms of CPU time, 2.1-2.6 ms on two threads of an idle 2-core machine.
+What is left is NumPy's one operation per pass: about 17 passes over x-sized data where
+PyTorch's fused kernels make about 5.
 """
 
 import math
@@ -75,12 +75,6 @@ _OP = "layernorm_forward"
 # calls, while a block's x, dy and dx still come back from L2 and L3
 _BLOCK = 2 ** 19
 _DOT = 8192
-
-
-def _blocks(n, d, xp):
-    """Row slices of about ``_BLOCK`` values (one on a GPU), and rows per slice."""
-    blocks = row_blocks(n, d, xp, _BLOCK)
-    return blocks, blocks[0].stop
 
 
 def _row_dots(a, b, xp):
@@ -112,7 +106,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     n = x.shape[0]
     d = math.prod(x.shape[1:])
     x2 = x.reshape(n, d)
-    blocks = _blocks(n, d, xp)[0]
+    blocks = row_blocks(n, d, xp, _BLOCK)
     y = xp.empty_like(x2)
     shift, inv_std = xp.empty(n, dtype=x.dtype), xp.empty(n, dtype=x.dtype)
     safe = [True] * len(blocks)
@@ -166,37 +160,31 @@ def layernorm_backward(dy, cache):
     xp = backend.array_module(dy, x2)
     n, d = x2.shape
     dy2 = dy.reshape(n, d)
-    blocks, rows = _blocks(n, d, xp)
+    blocks = row_blocks(n, d, xp, _BLOCK)
     g = xp.ones(d, dtype=dy.dtype) if gamma is None else gamma.reshape(d)
-    # per block: sum_n s_n dy_nj x_nj, -sum_n c_n s_n dy_nj and sum_n dy_nj (dgamma and dbeta)
-    col_sums = xp.zeros((3, len(blocks), d), dtype=dy.dtype)
-    s3_d, s_d, minus_cs = s * s * s / d, s / d, -c * s
+    col_sums = xp.zeros((2, len(blocks), d), dtype=dy.dtype)   # per block: dgamma, dbeta
     dx = xp.empty_like(dy2)
 
     def block(k):
         r = blocks[k]
-        dyb, xb, dxb, sb, cb = dy2[r], x2[r], dx[r], s[r], c[r]
-        p = xp.multiply(dyb, xb, out=dxb)                 # dy * x, in dx's block until dx is built
-        a = _row_dots(dyb, g, xp)                         # A
-        ub = _row_dots(p, g, xp)                          # sum dxhat x
+        dyb, dxb, s_col = dy2[r], dx[r], s[r][:, None]
+        dxhat = xp.multiply(dyb, g, out=dxb)              # in dx's block until dx is built
+        a = xp.einsum("nd->n", dxhat)                     # A
+        xhat = x2[r] - c[r][:, None]
+        xhat *= s_col
+        b = _row_dots(dxhat, xhat, xp)                    # B
         if gamma is not None:
-            col_sums[0, k] = xp.einsum("n,nd->d", sb, p)
-            col_sums[1, k] = xp.einsum("n,nd->d", minus_cs[r], dyb)
+            col_sums[0, k] = xp.einsum("nd,nd->d", dyb, xhat)
         if beta is not None:
-            col_sums[2, k] = xp.einsum("nd->d", dyb)
-        ub -= cb * a                                      # B / s
-        ub *= s3_d[r]                                     # u = s^2 B / D
-        q = xb * ub[:, None]
-        xp.multiply(dyb, g, out=dxb)
-        dxb *= sb[:, None]
-        dxb -= q
-        dxb += (ub * cb - a * s_d[r])[:, None]            # v
+            col_sums[1, k] = xp.einsum("nd->d", dyb)
+        xhat *= (b / d)[:, None]
+        dxhat -= xhat
+        dxhat -= (a / d)[:, None]
+        dxhat *= s_col
     run_blocks(block, len(blocks))
     col_sums = col_sums.sum(axis=1)
-    dgamma = None if gamma is None else col_sums[0] + col_sums[1]
-    dbeta = None if beta is None else col_sums[2]
-    return (dx.reshape(shape), None if dgamma is None else dgamma.reshape(shape[1:]),
-            None if dbeta is None else dbeta.reshape(shape[1:]))
+    return (dx.reshape(shape), None if gamma is None else col_sums[0].reshape(shape[1:]),
+            None if beta is None else col_sums[1].reshape(shape[1:]))
 
 
 def _xhat(cache):

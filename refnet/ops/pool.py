@@ -27,12 +27,20 @@ linear in x, so the second derivative is zero (max: almost everywhere, away from
     avg: ty = avgpool2d_forward(tx), tdx = avgpool2d_backward(tdy): the op is linear.
 
 At a tie the tangent picks the same tap as the gradient, so <ty, dy> = <tx, dx> holds exactly.
+
+Speed: max pooling's forward and backward run over blocks of the batch (``_BLOCK`` values
+of x each) on two threads (``_chunks.run_blocks``): every sample is pooled on its own, and
+a block's strided views stay in cache across the KH*KW passes. On (128, 32, 32, 32) 2x2,
+forward+backward went from 13-16 ms to 6.5-9 ms on an idle 2-core machine (PyTorch CPU,
+two threads: about 12.5 ms).
 """
 
 from refnet import backend
 from refnet.ops._checks import check_dtype, check_float, check_ndim, check_shape, pair
 from refnet.ops._chunks import row_blocks, run_blocks
 
+# values of x per block, 512 kB of float32: 2^17 was the fastest of 2^14 .. 2^22 on the
+# bench shape (two threads, idle machine: 6.3 ms, against 7.7-8.3 at 2^16 and 2^18 .. 2^19)
 _BLOCK = 2 ** 17
 
 
