@@ -2,6 +2,7 @@
 once on any number of threads and re-raises a block's error; and the ops that use them give
 on several threads, in blocks that do not divide the batch, what they give in one block."""
 
+import signal
 import threading
 
 import numpy as np
@@ -109,3 +110,18 @@ def test_maxpool_on_two_threads_in_uneven_blocks_equals_one_block(rng, monkeypat
     y, cache = maxpool2d_forward(x, kernel, stride)
     np.testing.assert_array_equal(y, y1)
     np.testing.assert_array_equal(maxpool2d_backward(dy, cache), want)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_run_blocks_works_in_a_forked_child_of_a_process_that_used_threads(threads):
+    import os
+    threads(2)
+    _chunks.run_blocks(lambda k: None, 4)          # the parent's pool now has a thread
+    pid = os.fork()
+    if pid == 0:                                   # child: exit 0 only if run_blocks returns
+        signal.alarm(10)                           # a hang ends the child by SIGALRM
+        done = []
+        _chunks.run_blocks(done.append, 4)
+        os._exit(0 if sorted(done) == [0, 1, 2, 3] else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -24,6 +24,16 @@ _pool = None
 _threads = None
 
 
+def _forget_pool():
+    global _pool
+    _pool = None
+
+
+# a forked child has none of the parent's threads: it must start its own pool
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _default_threads():
     """OMP_NUM_THREADS when set (as BLAS and PyTorch read it; the experiment runner's
     worker processes set it to 1), else the cores this process may run on."""
