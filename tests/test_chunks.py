@@ -125,3 +125,16 @@ def test_run_blocks_works_in_a_forked_child_of_a_process_that_used_threads(threa
         os._exit(0 if sorted(done) == [0, 1, 2, 3] else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_run_blocks_called_inside_a_block_does_not_wait_on_itself(threads):
+    threads(2)
+    done = []
+
+    def outer(k):
+        _chunks.run_blocks(lambda j: done.append((k, j)), 3)
+    caller = threading.Thread(target=_chunks.run_blocks, args=(outer, 2), daemon=True)
+    caller.start()
+    caller.join(timeout=10)
+    assert not caller.is_alive(), "run_blocks waited on a pool worker that was busy waiting on it"
+    assert sorted(done) == [(k, j) for k in range(2) for j in range(3)]

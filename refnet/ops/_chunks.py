@@ -7,7 +7,8 @@ while a block stays in cache, and ``run_blocks`` hands the blocks to ``threads()
 threads: NumPy releases the GIL inside its loops, so two threads on a 2-core machine run
 two blocks at once. Each thread takes the next block nobody has taken yet, so a thread the
 OS does not schedule (a busy machine) delays the op by at most its current block, where a
-static split would wait for its whole half.
+static split would wait for its whole half; a worker that has not started when the calling
+thread has done every block is cancelled, not waited for.
 
 Work inside a block must not call a multithreaded BLAS: two blocks would each ask BLAS for
 every core. The ops use NumPy's own loops there (einsum, vecdot on short rows, ufuncs).
@@ -98,4 +99,5 @@ def run_blocks(fn, count):
         work()
     finally:
         for f in futures:
-            f.result()
+            if not f.cancel():       # a worker that never started took no block: skip it
+                f.result()
