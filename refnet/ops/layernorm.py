@@ -41,8 +41,8 @@ every axis but 0). LN is memory-bound: the time goes to passes over x-sized arra
     sums by einsum, row dot products by ``vecdot`` (in pieces: ``_row_dots``), column sums
     by einsum. (The version before used BLAS matrix-vector products, faster on one thread,
     but a multithreaded BLAS split every one of those small calls across the cores: on a
-    busy machine each call waited for a descheduled thread, up to 170 ms a step instead of
-    4, and its spinning threads slowed the next op.)
+    busy machine each call waited for a descheduled thread (170 ms for forward+backward instead of
+    4.5 in refnet bench), and its spinning threads slowed the next op.)
   * Statistics in one pass where it is safe: var = mean(x^2) - mu^2, used when mu^2 <= var
     in every row (at most a factor 2 lost to cancellation, the rounding of the two-pass
     sum); otherwise (rare) the rows where it fails are centred (x - mu, shift 0) and get
@@ -69,12 +69,11 @@ from refnet.ops._checks import check_dtype, check_float, check_shape
 from refnet.ops._chunks import row_blocks, run_blocks
 
 _OP = "layernorm_forward"
-# values per block of rows, 2 MB of float32: on the bench shape, alternating with PyTorch on
-# a loaded machine, 2^19 was the best of 2^16 .. 2^23 in each of four runs (1.24-1.41x vs
-# 1.30-1.45x at 2^18; 2^16: 1.54x; 2^20 and up: 1.46x and more): fewer blocks, fewer NumPy
-# calls, while a block's x, dy and dx still come back from L2 and L3
+# values per block of rows, 2 MB of float32: on the bench shape the fastest of 2^17 .. 2^20
+# (forward+backward, fastest of 800 calls each on a shared 2-core machine; two threads:
+# 2.6 ms against 4.4, 3.0 and 2.7; one thread: 3.8 ms against 4.6, 4.0 and 4.0)
 _BLOCK = 2 ** 19
-_DOT = 8192
+_DOT = 8192    # longest row piece for vecdot (see _row_dots)
 
 
 def _row_dots(a, b, xp):
