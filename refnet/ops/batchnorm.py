@@ -51,8 +51,8 @@ forward than the textbook order; on a 2-core CPU the three BatchNorm2d layers of
     channel sums with einsum; sums of products as ``vecdot`` along H*W. No BLAS call: a
     multithreaded BLAS splits even these small memory-bound calls across the cores, and its
     threads then spin for a while, taking a core from the next op (PyTorch's BN took 6 ms
-    instead of 3.5 after them). Forward+backward on (128, 64, 16, 16) went from 4.4-4.9 ms to 2.4-2.7 ms
-    (one thread; PyTorch's two-thread time is about 3.4 ms).
+    instead of 3.5 after them). Forward+backward on (128, 64, 16, 16) went from 4.4-4.9 ms
+    to 2.4-2.8 ms (one thread; PyTorch's, on two threads: about 3.4 ms).
 
 Eval mode (``batchnorm_eval_forward``) normalizes with given running ``mean`` and ``var``:
 y is then an affine function of x per channel, and
@@ -273,7 +273,7 @@ def batchnorm_backward_jvp(dy, tdy, cache, tx, tgamma=None, tbeta=None):
     g = xp.ones_like(s) if gamma is None else gamma
     tg = xp.zeros_like(s) if tgamma is None else tgamma
     tx, tdy = _or_zeros(tx, xc, xp), _or_zeros(tdy, dy, xp)
-    e_dy, e_tdy, e_tx = _channel_sums(dy, xp) / m, _channel_sums(tdy, xp) / m, _channel_sums(tx, xp) / m
+    e_dy, e_tdy, e_tx = (_channel_sums(a, xp) / m for a in (dy, tdy, tx))
     e_dy_xhat = s * (_means(dy, xc, xp, m) - shift * e_dy)
     e_tdy_xhat = s * (_means(tdy, xc, xp, m) - shift * e_tdy)
     e_xhat_tx = s * (_means(xc, tx, xp, m) - shift * e_tx)
