@@ -52,7 +52,7 @@ every axis but 0). LN is memory-bound: the time goes to passes over x-sized arra
     with A_n = sum_k dxhat_nk and B_n = sum_k dxhat_nk xhat_nk = sum_k (w gamma)_nk (x - c)_nk,
     the formula above reads
 
-        dx_n = s_n dxhat_n - s_n^2 (B_n / D) (x_n - c_n) - s_n A_n / D,      s_n dxhat_n = (w gamma)_n
+        dx_n = s_n dxhat_n - s_n^2 (B_n / D) (x_n - c_n) - s_n A_n / D,   s_n dxhat_n = (w gamma)_n
 
     and dgamma = sum_n w_n (x_n - c_n) = sum_n dy_n xhat_n, dbeta = sum_n dy_n from the
     same block: ten passes over a block, all while it is in cache.
