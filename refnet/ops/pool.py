@@ -31,8 +31,8 @@ At a tie the tangent picks the same tap as the gradient, so <ty, dy> = <tx, dx> 
 Speed: max pooling's forward and backward run over blocks of the batch (``_BLOCK`` values
 of x each) on two threads (``_chunks.run_blocks``): every sample is pooled on its own, and
 a block's strided views stay in cache across the KH*KW passes. On (128, 32, 32, 32) 2x2,
-forward+backward went from 13-16 ms to 6.5-9 ms on an idle 2-core machine (PyTorch CPU,
-two threads: about 12.5 ms).
+fastest calls on a shared 2-core machine, forward+backward went from 13.8-16 ms to 10.7 ms
+on one thread and 6.3-7.3 ms on two (PyTorch CPU, two threads: 12.5 ms).
 """
 
 from refnet import backend
