@@ -1,8 +1,9 @@
 """Blocks of rows, run on a few threads: the one place the CPU ops use threads.
 
 NumPy runs each elementwise operation and reduction on one thread, and a pass over an
-array larger than the cache is paced by memory. A memory-bound op (layer norm, batch norm,
-pooling) that makes several passes over the same rows therefore runs them block by block,
+array larger than the cache is paced by memory. A memory-bound op (layer norm, max pooling;
+batch norm is within PyTorch's time on one thread) that makes several passes over the same
+rows therefore runs them block by block,
 while a block stays in cache, and ``run_blocks`` hands the blocks to ``threads()``
 threads: NumPy releases the GIL inside its loops, so two threads on a 2-core machine run
 two blocks at once. Each thread takes the next block nobody has taken yet, so a thread the
