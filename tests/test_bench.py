@@ -20,7 +20,7 @@ from refnet.bench import report, torch_side
 from refnet.cli import main
 from refnet.nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 from refnet.nn.models import cnn
-from refnet.ops import conv, conv2d_backward, conv2d_forward, maxpool2d_backward, maxpool2d_forward
+from refnet.ops import _chunks, conv, conv2d_backward, conv2d_forward, maxpool2d_backward, maxpool2d_forward
 
 KEYS = {"name", "baseline", "refnet_ms", "torch_ms", "ratio", "gflops", "peak_fraction", "peak_mem_mb"}
 
@@ -58,6 +58,7 @@ def test_bench_json_states_machine_threads_versions_and_gemm_peak(tmp_path):
     assert set(machine["flags"]) <= set(report.VECTOR_FLAGS)
     assert set(result["threads"]["env"]) == set(report.THREAD_VARIABLES)
     assert result["threads"]["torch"] is None and result["versions"]["torch"] is None
+    assert result["threads"]["refnet"] == _chunks.threads()
     assert result["versions"]["numpy"] == np.__version__
     assert result["dtype"] == "float32" and result["gemm_peak_gflops"] > 0
 

@@ -6,7 +6,7 @@ from refnet.bench import report
 from refnet.bench.cases import NETS, make_cases
 from refnet.bench.timing import CLOCKS
 from refnet.cli_checks import UsageError, int_at_least, positive_int, writable_file
-from refnet.ops import conv
+from refnet.ops import _chunks, conv
 
 
 def add_arguments(parser):
@@ -63,6 +63,7 @@ def _run(args):
     peak = package.gemm_peak(512 if args.quick else 1024, clock=args.clock)
     print(f"refnet bench: device {args.device}, float32, batch {args.batch}, median of {repeats} "
           f"interleaved repeats ({args.clock} clock); float32 GEMM peak {peak:.0f} GFLOP/s; "
+          f"refnet's blocked ops (layer norm, max pooling) on {_chunks.threads()} threads; "
           f"{torch_side.describe() if torch_side else 'PyTorch: not compared'}", flush=True)
     rows = package.run_cases(make_cases(args.batch, torch_side, args.only), repeats, torch_side, peak,
                              args.clock)

@@ -3,7 +3,7 @@
 A saved result is comparable with another only as far as their machines agree, so the JSON
 states the machine (CPU model, the vector flags that decide which kernels NumPy's BLAS and
 PyTorch pick, core count), the threads each side was allowed (the thread variables in the
-environment, PyTorch's own count), the versions (Python, NumPy and its BLAS, refnet,
+environment, refnet's blocked ops' and PyTorch's own counts), the versions (Python, NumPy and its BLAS, refnet,
 PyTorch) and the float32 GEMM peak measured at the start of the run. ``--compare OLD.json``
 matches cases by name and prints new/old for refnet's time and for the refnet/PyTorch ratio:
 on a shared machine the absolute times drift between runs, the ratio much less.
@@ -18,6 +18,7 @@ import numpy as np
 
 import refnet
 from refnet.checkpoint import write_json
+from refnet.ops import _chunks
 
 SCHEMA = 1
 SECOND_ORDER_TARGET = 2.5   # issue 17: a Hessian-vector product in at most 2.5 forward-backwards
@@ -82,6 +83,7 @@ def environment(torch_side=None):
     import sys
     return {"machine": cpu_info(),
             "threads": {"env": {k: os.environ.get(k) for k in THREAD_VARIABLES},
+                        "refnet": _chunks.threads(),      # the blocked ops' threads (ops/_chunks)
                         "torch": torch_side.torch.get_num_threads() if torch_side else None},
             "versions": {"python": sys.version.split()[0], "numpy": np.__version__, "blas": _blas(),
                          "refnet": refnet.__version__,

@@ -46,6 +46,13 @@ forward than the textbook order; on a 2-core CPU the three BatchNorm2d layers of
         dgamma = s * (sum_i dy_i xc_i - c * dbeta)     (c = mu only where |mu| <= std)
         dx     = k * (xc * a + dy + b),   k = gamma s,  a = -s dgamma / m,  b = -dbeta / m - c a
     four passes and one new array besides the two reductions.
+  * Each pass at NumPy's full speed (``_per_channel``, ``_channel_sums``, ``_sum_products``):
+    per-channel factors repeated over H*W, so a product is one contiguous loop per sample;
+    channel sums with einsum; sums of products as ``vecdot`` along H*W. No BLAS call: a
+    multithreaded BLAS splits even these small memory-bound calls across the cores, and its
+    threads then spin for a while, taking a core from the next op (PyTorch's BN took 6 ms
+    instead of 3.5 after them). Forward+backward on (128, 64, 16, 16) went from 4.4-4.9 ms
+    to 2.4-2.8 ms (one thread; PyTorch's, on two threads: about 3.4 ms).
 
 Eval mode (``batchnorm_eval_forward``) normalizes with given running ``mean`` and ``var``:
 y is then an affine function of x per channel, and
@@ -80,7 +87,7 @@ four big arrays,
     tdx = (ts gamma + s tgamma) dy + s gamma tdy - s^2 a2 tx
           + (2 s^2 c2 a2 - s (b2 + d)) xhat + (-ts a1 - s b1 + s^2 c1 a2),
 
-and tdgamma = m (E[tdy xhat] + E[dy txhat]), all from per-channel means (einsum, no
+and tdgamma = m (E[tdy xhat] + E[dy txhat]), all from per-channel means (``_sum_products``, no
 products materialized); likewise ty = gamma s tx + (tgamma - gamma s c2) xhat - gamma s c1 + tbeta.
 
 ``ts Q`` is the variance's term: the tangent of var moving s = 1/sqrt(var + eps), which
@@ -99,25 +106,38 @@ tk = tgamma s + gamma ts:
     tdvar  = -(1/2) (tk s + k ts) dgamma - (1/2) k s tdgamma
 """
 
+import math
+
 from refnet import backend
 from refnet.ops._checks import check_dtype, check_float, check_ndim, check_shape
 
 _OP = "batchnorm_forward"
 
 
-def _reduce_axes(x):
-    return (0,) + tuple(range(2, x.ndim))
-
-
 def _per_channel(a, x):
-    """(C,) -> shape (1, C, 1, ...) that broadcasts against x along axis 1 only."""
-    return a.reshape((1, -1) + (1,) * (x.ndim - 2))
+    """(C,) -> (1, C, *x.shape[2:]), each channel's value repeated over its positions. An
+    operand of shape (1, C, 1, 1) would make NumPy run N*C short loops over H*W values; the
+    repeated one is read contiguously with x, in one loop of C*H*W values per sample: about
+    twice as fast on (128, 64, 16, 16), for a copy of C*H*W values."""
+    spatial = x.shape[2:]
+    return a.repeat(math.prod(spatial)).reshape((1, -1) + spatial)
+
+
+def _channel_sums(a, xp):
+    """sum over every axis but 1, in one pass (einsum's loop: 3x faster than ``a.sum(axes)``)."""
+    n, c = a.shape[:2]
+    return xp.einsum("ncl->c", a.reshape(n, c, -1))
 
 
 def _sum_products(a, b, xp):
-    """sum over every axis but 1 of a*b, without materializing a*b."""
-    shape = (a.shape[0], a.shape[1], -1)
-    return xp.einsum("ncl,ncl->c", a.reshape(shape), b.reshape(shape))
+    """sum over every axis but 1 of a*b, without materializing a*b: dot products along each
+    (sample, channel)'s positions (``vecdot``, a fused loop; einsum where there is one
+    position per channel, or no vecdot), then a short sum over the batch."""
+    n, c = a.shape[:2]
+    vecdot = getattr(xp, "vecdot", None)
+    if a.ndim == 2 or vecdot is None:
+        return xp.einsum("ncl,ncl->c", a.reshape(n, c, -1), b.reshape(n, c, -1))
+    return vecdot(a.reshape(n * c, -1), b.reshape(n * c, -1)).reshape(n, c).sum(axis=0)
 
 
 def _check(x, gamma, beta, op, extra=()):
@@ -143,7 +163,7 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5):
         raise ValueError(f"{_OP}(x): expected more than 1 value per channel when training, "
                          f"got input of shape {tuple(x.shape)}")
     xp = backend.array_module(x, gamma, beta)
-    mean = x.mean(axis=_reduce_axes(x))
+    mean = _channel_sums(x, xp) / m
     var = _sum_products(x, x, xp) / m - mean * mean          # one pass: see the module docstring
     if bool((mean * mean <= var).all()):
         xc, shift = x, mean
@@ -174,7 +194,7 @@ def batchnorm_backward(dy, cache):
     check_dtype("dy", dy, "the forward's x", xc, "batchnorm_backward")
     xp = backend.array_module(dy, xc)
     m = xc.size // xc.shape[1]
-    dbeta = dy.sum(axis=_reduce_axes(dy))
+    dbeta = _channel_sums(dy, xp)
     dgamma = inv_std * (_sum_products(dy, xc, xp) - shift * dbeta)   # = sum_i dy_i * xhat_i
     k = inv_std if gamma is None else gamma * inv_std
     a = -inv_std * dgamma / m
@@ -204,7 +224,7 @@ def batchnorm_eval_backward(dy, cache):
     check_shape("dy", dy, xhat.shape, "batchnorm_eval_backward")
     check_dtype("dy", dy, "the forward's x", xhat, "batchnorm_eval_backward")
     xp = backend.array_module(dy, xhat)
-    dbeta = dy.sum(axis=_reduce_axes(dy))
+    dbeta = _channel_sums(dy, xp)
     dgamma = _sum_products(dy, xhat, xp)
     k = inv_std if gamma is None else gamma * inv_std
     dx = dy * _per_channel(k, dy)
@@ -232,7 +252,7 @@ def batchnorm_forward_jvp(cache, tx, tgamma=None, tbeta=None):
     tg = xp.zeros_like(s) if tgamma is None else tgamma
     k_xhat, k_0 = tg, xp.zeros_like(s) if tbeta is None else tbeta
     if tx is not None:
-        e_tx = tx.sum(axis=_reduce_axes(tx)) / m
+        e_tx = _channel_sums(tx, xp) / m
         e_xhat_tx = s * (_means(xc, tx, xp, m) - shift * e_tx)
         k_xhat = tg - g * s * e_xhat_tx
         k_0 = k_0 - g * s * e_tx
@@ -250,11 +270,10 @@ def batchnorm_backward_jvp(dy, tdy, cache, tx, tgamma=None, tbeta=None):
     xc, shift, gamma, beta, s = cache["xc"], cache["shift"], cache["gamma"], cache["beta"], cache["inv_std"]
     xp = backend.array_module(dy, xc)
     m = xc.size // xc.shape[1]
-    axes = _reduce_axes(dy)
     g = xp.ones_like(s) if gamma is None else gamma
     tg = xp.zeros_like(s) if tgamma is None else tgamma
     tx, tdy = _or_zeros(tx, xc, xp), _or_zeros(tdy, dy, xp)
-    e_dy, e_tdy, e_tx = dy.sum(axis=axes) / m, tdy.sum(axis=axes) / m, tx.sum(axis=axes) / m
+    e_dy, e_tdy, e_tx = (_channel_sums(a, xp) / m for a in (dy, tdy, tx))
     e_dy_xhat = s * (_means(dy, xc, xp, m) - shift * e_dy)
     e_tdy_xhat = s * (_means(tdy, xc, xp, m) - shift * e_tdy)
     e_xhat_tx = s * (_means(xc, tx, xp, m) - shift * e_tx)
@@ -300,15 +319,14 @@ def batchnorm_eval_backward_jvp(dy, tdy, cache, tx, tgamma=None, tbeta=None, tme
     """Tangents of ``batchnorm_eval_backward``'s (dx, dgamma, dbeta, dmean, dvar)."""
     xhat, gamma, beta, s = cache["xhat"], cache["gamma"], cache["beta"], cache["inv_std"]
     xp = backend.array_module(dy, xhat)
-    axes = _reduce_axes(dy)
     tdy = _or_zeros(tdy, dy, xp)
     gam = xp.ones_like(s) if gamma is None else gamma
     ts = xp.zeros_like(s) if tvar is None else -0.5 * s ** 3 * tvar
     k = gam * s
     tk = gam * ts + (0 if tgamma is None else tgamma * s)
     txhat = _eval_txhat(xhat, s, tx, tmean, tvar, xp)
-    dbeta, dgamma = dy.sum(axis=axes), _sum_products(dy, xhat, xp)
-    tdbeta = tdy.sum(axis=axes)
+    dbeta, dgamma = _channel_sums(dy, xp), _sum_products(dy, xhat, xp)
+    tdbeta = _channel_sums(tdy, xp)
     tdgamma = _sum_products(tdy, xhat, xp) + _sum_products(dy, txhat, xp)
     tdx = dy * _per_channel(tk, dy) + tdy * _per_channel(k, dy)
     tdmean = -tk * dbeta - k * tdbeta

@@ -34,59 +34,62 @@ mean E over a sample's D values instead of a channel's, and parameter sums over 
 
 How the code computes this (the same ideas as ``batchnorm.py``, with the reduction over
 every axis but 0). LN is memory-bound: the time goes to passes over x-sized arrays, so
-  * Row sums are matrix-vector products (``x @ 1``, ``dy @ gamma``) and row dot products
-    ``vecdot``: BLAS and a fused loop, two to three times faster than ``sum(axis=1)`` and
-    ``einsum``; column sums likewise (``s @ P``, ``1 @ dy``).
-  * Statistics in one pass where it is safe, over the whole array: var = mean(x^2) - mu^2,
-    used for the rows where mu^2 <= var (at most a factor 2 lost to cancellation, the
-    rounding of the two-pass sum); the other rows are centred (x - mu, shift 0) and get the
-    two-pass variance. The cache holds that x, the per-row shift c (mu, or 0 where centred)
-    and s, not xhat: xhat = (x - c) s.
-  * The normalization and the backward run over blocks of rows (``_BLOCK`` values each,
-    2 MB in float32): a block's output (or its gradient terms) is built while the block
-    stays in cache.
-  * Backward with the per-sample sums taken from x itself, P = dy * x (one product, in dx's
-    block until dx is built): with A_n = sum_k dxhat_nk = (dy @ gamma)_n and
-    B_n = sum_k dxhat_nk xhat_nk = s_n ((P @ gamma)_n - c_n A_n),
+  * Everything runs block by block (``_BLOCK`` rows' worth of values, 2 MB in float32), each
+    block's passes while it stays in cache, and the blocks run on two threads
+    (``_chunks.run_blocks``; rows are independent, the column sums are kept per block and
+    added at the end). Inside a block there is no BLAS call, only NumPy's own loops: row
+    sums by einsum, row dot products by ``vecdot`` (in pieces: ``_row_dots``), column sums
+    by einsum. (The version before used BLAS matrix-vector products, faster on one thread,
+    but a multithreaded BLAS split every one of those small calls across the cores: on a
+    busy machine each call waited for a descheduled thread (170 ms for forward+backward instead of
+    4.5 in refnet bench), and its spinning threads slowed the next op.)
+  * Statistics in one pass where it is safe: var = mean(x^2) - mu^2, used when mu^2 <= var
+    in every row (at most a factor 2 lost to cancellation, the rounding of the two-pass
+    sum); otherwise (rare) the rows where it fails are centred (x - mu, shift 0) and get
+    the two-pass variance. The cache holds that x, the per-row shift c (mu, or 0 where
+    centred) and s, not xhat: xhat = (x - c) s.
+  * Backward per block, from w = s dy (built in dx's block) and x - c (a scratch block):
+    with A_n = sum_k dxhat_nk and B_n = sum_k dxhat_nk xhat_nk = sum_k (w gamma)_nk (x - c)_nk,
+    the formula above reads
 
-        dx_n = s_n dxhat_n - u_n x_n + v_n,   u_n = s_n^2 B_n / D,   v_n = u_n c_n - s_n A_n / D
+        dx_n = s_n dxhat_n - s_n^2 (B_n / D) (x_n - c_n) - s_n A_n / D,   s_n dxhat_n = (w gamma)_n
 
-    (the formula above with xhat = (x - c) s expanded), dgamma = s @ P - (c s) @ dy and
-    dbeta = 1 @ dy: five passes over a block for dx besides the six for the sums, all while
-    the block is in cache. c_n is nonzero only where |mu_n| <= std_n, so the subtractions
-    lose at most a factor 2, as in the statistics.
-On the bench shape (128, 64, 16, 16), forward+backward went from 1.8x to 1.4-1.5x PyTorch
-CPU's time with the row blocks, and to 1.25-1.3x with the whole-array statistics and the
-sums from P (one thread each, side by side, CPU clock, a loaded 2-core AVX-512 machine);
-peak memory about 10 MB. What is left is NumPy's one operation per pass: about 17 passes
-over x-sized data where PyTorch's fused kernels make about 5.
+    and dgamma = sum_n w_n (x_n - c_n) = sum_n dy_n xhat_n, dbeta = sum_n dy_n from the
+    same block: ten passes over a block, all while it is in cache.
+On the bench shape (128, 64, 16, 16), fastest calls on a shared 2-core machine: PyTorch CPU
+(two threads) 1.8-2.1 ms; this code 3.6-3.9 ms on one thread, 2.6-3.2 ms on two, so
+1.3-1.5x. What is left is NumPy's one operation per pass: about 16 passes over x-sized data
+where PyTorch's fused kernels make about 5, and two threads sharing the cache bandwidth
+gain 1.4x on them where PyTorch's gain 1.7x.
 """
 
 import math
 
 from refnet import backend
 from refnet.ops._checks import check_dtype, check_float, check_shape
+from refnet.ops._chunks import row_blocks, run_blocks
 
 _OP = "layernorm_forward"
-# values per block of rows, 2 MB of float32: on the bench shape, alternating with PyTorch on
-# a loaded machine, 2^19 was the best of 2^16 .. 2^23 in each of four runs (1.24-1.41x vs
-# 1.30-1.45x at 2^18; 2^16: 1.54x; 2^20 and up: 1.46x and more): fewer blocks, fewer NumPy
-# calls, while a block's x, dy and dx still come back from L2 and L3
+# values per block of rows, 2 MB of float32: on the bench shape the fastest of 2^17 .. 2^20
+# (forward+backward, fastest of 800 calls each on a shared 2-core machine; two threads:
+# 2.6 ms against 4.4, 3.0 and 2.7; one thread: 3.8 ms against 4.6, 4.0 and 4.0)
 _BLOCK = 2 ** 19
-
-
-def _blocks(n, d, xp):
-    """Row slices of about ``_BLOCK`` values; one block on a GPU (its kernels are not
-    cache-bound, and every block costs kernel launches)."""
-    rows = n if xp.__name__ == "cupy" else max(1, _BLOCK // d)
-    return [slice(i, min(n, i + rows)) for i in range(0, n, rows)], rows
+_DOT = 8192    # longest row piece for vecdot (see _row_dots)
 
 
 def _row_dots(a, b, xp):
     """sum_j a_nj b_nj per row, without materializing a*b (``vecdot`` where the array module
-    has it: a fused loop, faster than einsum)."""
+    has it: a fused loop, faster than einsum). NumPy's vecdot calls BLAS's sdot, which
+    OpenBLAS splits across its threads above 10000 values, inside ``run_blocks``'s threads:
+    so long rows are summed in pieces of at most ``_DOT`` values."""
     vecdot = getattr(xp, "vecdot", None)
-    return vecdot(a, b) if vecdot is not None else xp.einsum("nd,nd->n", a, b)
+    n, d = a.shape
+    if vecdot is not None and d <= _DOT:
+        return vecdot(a, b)
+    piece = math.gcd(d, _DOT)
+    if vecdot is None or piece < 256:
+        return xp.einsum("nd,nd->n", a, xp.broadcast_to(b, a.shape))
+    return vecdot(a.reshape(n, -1, piece), b.reshape(b.shape[:-1] + (-1, piece))).sum(axis=-1)
 
 
 def layernorm_forward(x, gamma, beta, eps=1e-5):
@@ -103,27 +106,50 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     n = x.shape[0]
     d = math.prod(x.shape[1:])
     x2 = x.reshape(n, d)
-    mu = x2 @ xp.ones(d, dtype=x.dtype) / d
-    var = _row_dots(x2, x2, xp) / d - mu * mu              # one pass: see the module docstring
-    shift = mu
-    bad = ~(mu * mu <= var)
-    if bool(bad.any()):                                    # cancellation: centre those rows
-        x2 = x2 - xp.where(bad, mu, 0)[:, None]
-        shift = xp.where(bad, 0, mu).astype(x.dtype)
-        var = xp.where(bad, _row_dots(x2, x2, xp) / d, var)
-    inv_std = 1 / xp.sqrt(var + eps)
+    blocks = row_blocks(n, d, xp, _BLOCK)
     y = xp.empty_like(x2)
-    shift_col, s_col = shift[:, None], inv_std[:, None]
-    for r in _blocks(n, d, xp)[0]:
-        yb = y[r]
-        xp.subtract(x2[r], shift_col[r], out=yb)
-        yb *= s_col[r]                                     # xhat
-        if gamma is not None:
-            yb *= gamma.reshape(d)
-        if beta is not None:
-            yb += beta.reshape(d)
+    shift, inv_std = xp.empty(n, dtype=x.dtype), xp.empty(n, dtype=x.dtype)
+    safe = [True] * len(blocks)
+
+    def normalize(k):
+        r = blocks[k]
+        xb, yb = x2[r], y[r]
+        mu = xp.einsum("nd->n", xb) / d
+        var = _row_dots(xb, xb, xp) / d - mu * mu          # one pass: see the module docstring
+        if not bool((mu * mu <= var).all()):
+            safe[k] = False                                # cancellation: redone below
+            return
+        s = 1 / xp.sqrt(var + eps)
+        shift[r], inv_std[r] = mu, s
+        _affine(xb, mu, s, gamma, beta, d, xp, out=yb)
+    run_blocks(normalize, len(blocks))
+    if not all(safe):
+        x2, shift, inv_std = _centred_statistics(x2, eps, xp)
+        _affine(x2, shift, inv_std, gamma, beta, d, xp, out=y)
     return y.reshape(x.shape), {"x": x2, "shift": shift, "inv_std": inv_std, "gamma": gamma,
                                 "beta": beta, "shape": x.shape}
+
+
+def _affine(x2, shift, inv_std, gamma, beta, d, xp, out):
+    """out = gamma * (x2 - shift) * inv_std + beta, per row shift and inv_std."""
+    xp.subtract(x2, shift[:, None], out=out)
+    out *= inv_std[:, None]                                # xhat
+    if gamma is not None:
+        out *= gamma.reshape(d)
+    if beta is not None:
+        out += beta.reshape(d)
+
+
+def _centred_statistics(x2, eps, xp):
+    """(x2 with the rows where mu^2 > var centred, shift (mu, or 0 where centred), inv_std)."""
+    d = x2.shape[1]
+    mu = xp.einsum("nd->n", x2) / d
+    var = _row_dots(x2, x2, xp) / d - mu * mu
+    bad = ~(mu * mu <= var)
+    x2 = x2 - xp.where(bad, mu, 0)[:, None]
+    shift = xp.where(bad, 0, mu).astype(x2.dtype)
+    var = xp.where(bad, _row_dots(x2, x2, xp) / d, var)
+    return x2, shift, 1 / xp.sqrt(var + eps)
 
 
 def layernorm_backward(dy, cache):
@@ -134,36 +160,29 @@ def layernorm_backward(dy, cache):
     xp = backend.array_module(dy, x2)
     n, d = x2.shape
     dy2 = dy.reshape(n, d)
-    blocks, rows = _blocks(n, d, xp)
-    g = xp.ones(d, dtype=dy.dtype) if gamma is None else gamma.reshape(d)
-    sum_dxhat, u = xp.empty(n, dtype=dy.dtype), xp.empty(n, dtype=dy.dtype)
-    # per block: sum_n s_n dy_nj x_nj, -sum_n c_n s_n dy_nj and sum_n dy_nj (dgamma and dbeta)
-    col_sums = xp.zeros((3, len(blocks), d), dtype=dy.dtype)
-    scratch = xp.empty((rows, d), dtype=dy.dtype)
-    s3_d, s_d, minus_cs, ones = s * s * s / d, s / d, -c * s, xp.ones(rows, dtype=dy.dtype)
+    blocks = row_blocks(n, d, xp, _BLOCK)
+    col_sums = xp.zeros((2, len(blocks), d), dtype=dy.dtype)   # per block: dgamma, dbeta
     dx = xp.empty_like(dy2)
-    for k, r in enumerate(blocks):
-        dyb, xb, dxb, sb, cb, m = dy2[r], x2[r], dx[r], s[r], c[r], r.stop - r.start
-        p = xp.multiply(dyb, xb, out=dxb)                 # dy * x, in dx's block until dx is built
-        a = xp.matmul(dyb, g, out=sum_dxhat[r])           # A
-        ub = xp.matmul(p, g, out=u[r])                    # sum dxhat x
+
+    def block(k):
+        r = blocks[k]
+        dyb, s_col = dy2[r], s[r][:, None]
+        w = xp.multiply(dyb, s_col, out=dx[r])            # s dy, in dx's block until dx is built
+        xc = x2[r] - c[r][:, None]                        # xhat / s
         if gamma is not None:
-            xp.matmul(sb, p, out=col_sums[0, k])
-            xp.matmul(minus_cs[r], dyb, out=col_sums[1, k])
+            col_sums[0, k] = xp.einsum("nd,nd->d", w, xc)  # sum_n dy_n xhat_n
+            w *= gamma.reshape(d)                         # s dxhat
         if beta is not None:
-            xp.matmul(ones[:m], dyb, out=col_sums[2, k])
-        ub -= cb * a                                      # B / s
-        ub *= s3_d[r]                                     # u = s^2 B / D
-        q = xp.multiply(xb, ub[:, None], out=scratch[:m])
-        xp.multiply(dyb, g, out=dxb)
-        dxb *= sb[:, None]
-        dxb -= q
-        dxb += (ub * cb - a * s_d[r])[:, None]            # v
+            col_sums[1, k] = xp.einsum("nd->d", dyb)
+        a = xp.einsum("nd->n", w)                         # s A
+        b = _row_dots(w, xc, xp)                          # B
+        xc *= (s[r] * s[r] * b / d)[:, None]
+        w -= xc
+        w -= (a / d)[:, None]
+    run_blocks(block, len(blocks))
     col_sums = col_sums.sum(axis=1)
-    dgamma = None if gamma is None else col_sums[0] + col_sums[1]
-    dbeta = None if beta is None else col_sums[2]
-    return (dx.reshape(shape), None if dgamma is None else dgamma.reshape(shape[1:]),
-            None if dbeta is None else dbeta.reshape(shape[1:]))
+    return (dx.reshape(shape), None if gamma is None else col_sums[0].reshape(shape[1:]),
+            None if beta is None else col_sums[1].reshape(shape[1:]))
 
 
 def _xhat(cache):

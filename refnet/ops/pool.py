@@ -27,10 +27,21 @@ linear in x, so the second derivative is zero (max: almost everywhere, away from
     avg: ty = avgpool2d_forward(tx), tdx = avgpool2d_backward(tdy): the op is linear.
 
 At a tie the tangent picks the same tap as the gradient, so <ty, dy> = <tx, dx> holds exactly.
+
+Speed: max pooling's forward and backward run over blocks of the batch (``_BLOCK`` values
+of x each) on two threads (``_chunks.run_blocks``): every sample is pooled on its own, and
+a block's strided views stay in cache across the KH*KW passes. On (128, 32, 32, 32) 2x2,
+fastest calls on a shared 2-core machine, forward+backward went from 13.8-16 ms to 10.7 ms
+on one thread and 6.3-7.3 ms on two (PyTorch CPU, two threads: 12.5 ms).
 """
 
 from refnet import backend
 from refnet.ops._checks import check_dtype, check_float, check_ndim, check_shape, pair
+from refnet.ops._chunks import row_blocks, run_blocks
+
+# values of x per block, 512 kB of float32: 2^17 was the fastest of 2^14 .. 2^22 on the
+# bench shape (two threads, idle machine: 6.3 ms, against 7.7-8.3 at 2^16 and 2^18 .. 2^19)
+_BLOCK = 2 ** 17
 
 
 def _setup(x, kernel_size, stride, op):
@@ -58,11 +69,23 @@ def maxpool2d_forward(x, kernel_size, stride=None):
     """y = max over each window. Returns (y, cache)."""
     kernel, stride, out_hw = _setup(x, kernel_size, stride, "maxpool2d_forward")
     xp = backend.array_module(x)
-    views = _views(x, kernel, stride, out_hw)
-    y = next(views).copy()
-    for v in views:
-        xp.maximum(y, v, out=y)      # in place: one (N, C, Ho, Wo) array for the whole loop
+    y = xp.empty(x.shape[:2] + out_hw, dtype=x.dtype)
+    blocks = _batch_blocks(x, xp)
+
+    def block(k):
+        r = blocks[k]
+        views = _views(x[r], kernel, stride, out_hw)
+        yb = y[r]
+        xp.copyto(yb, next(views))
+        for v in views:
+            xp.maximum(yb, v, out=yb)    # in place: one (N, C, Ho, Wo) array for the whole loop
+    run_blocks(block, len(blocks))
     return y, (x, y, kernel, stride)
+
+
+def _batch_blocks(x, xp):
+    """Batch slices of about ``_BLOCK`` values of x, for ``run_blocks``."""
+    return row_blocks(x.shape[0], x[0].size, xp, _BLOCK)
 
 
 def maxpool2d_backward(dy, cache):
@@ -73,6 +96,16 @@ def maxpool2d_backward(dy, cache):
     check_dtype("dy", dy, "the forward's x", x, "maxpool2d_backward")
     xp = backend.array_module(x, dy)
     dx = xp.zeros_like(x)
+    blocks = _batch_blocks(x, xp)
+    run_blocks(lambda k: _route_to_first_maximum(x[blocks[k]], y[blocks[k]], dy[blocks[k]],
+                                                 dx[blocks[k]], kernel, stride, xp), len(blocks))
+    if bool(xp.isnan(y).any()):      # a NaN max equals nothing, so its window got no gradient yet
+        _route_nan_windows(x, y, dy, dx, kernel, stride)
+    return dx
+
+
+def _route_to_first_maximum(x, y, dy, dx, kernel, stride, xp):
+    """dx += dy at each window's first maximum (a block of the batch: the caller's slices)."""
     # Which windows still wait for their gradient: the argmax is not stored in the forward;
     # scanning the offsets in order and routing at the first view equal to the max gives
     # exactly PyTorch's first-maximum choice on ties (frequent: a window of ReLU zeros).
@@ -93,9 +126,6 @@ def maxpool2d_backward(dy, cache):
             xp.multiply(dy, hit, out=dv)
         else:
             dv += dy * hit           # distinct targets within one view, so += is exact
-    if bool(xp.isnan(y).any()):      # a NaN max equals nothing, so its window got no gradient yet
-        _route_nan_windows(x, y, dy, dx, kernel, stride)
-    return dx
 
 
 def _route_nan_windows(x, y, dy, dx, kernel, stride):
