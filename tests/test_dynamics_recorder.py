@@ -2,7 +2,9 @@
 quantities as the plain formulas, in float64, to a stated tolerance: relative 1e-5 for the
 norms, the effective lr and ``||w|| ||g||`` (float32 one-pass sums against float64 sums), and
 relative 1e-5 for the angle from 1e-1 rad down to 1e-7 rad (1e-4 at 1e-7 rad when the step is
-mostly radial), where ``arccos`` in float32 is off by more than 1e-2 at 1e-3 rad."""
+mostly radial), where ``arccos`` in float32 is off by more than 1e-2 at 1e-3 rad. The same
+for every way the record takes the step, param groups of different kinds and lrs, a schedule,
+whole-tensor groups and the bench's 784-256-256 MLP."""
 
 from types import SimpleNamespace
 
@@ -166,3 +168,130 @@ def test_a_dead_unit_in_training_turns_by_rounding_only_and_the_others_as_before
         np.testing.assert_allclose(got[:, alive], v[:, alive], rtol=RTOL, err_msg=key)
         np.testing.assert_allclose(got[:, list(dead)], v[:, list(dead)], rtol=0, atol=1e-7, err_msg=key)
         assert np.all(got[:, list(dead)] < 1e-6) and np.all(v[:, alive] > 1e-4)
+
+
+# The record handles every tracked parameter at once (dynamics.StepAngles: one row per scale
+# group of all of them, per-row lr): param groups of different kinds and lrs, a schedule that
+# changes the lr every step, whole-tensor groups (LayerNorm), and the bench's MLP must all
+# give the plain float64 formulas, to RTOL, parameter by parameter.
+def _reference(model, opt, x, y, batch, schedule=None):
+    """Take the steps by hand and record with the plain formulas, in float64: per parameter
+    the norm, effective lr (its group's lr / ||w||^2), ||w|| ||g||, angle (``old_angle``
+    between copies of w) and the squared norm of its momentum buffer."""
+    from refnet.ops import softmax_cross_entropy
+    group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
+    base = [g["lr"] for g in opt.param_groups]
+    tracked = [(n, p) for n, p in model.named_parameters() if p.scale_group is not None]
+    rows = {}
+    for step, i in enumerate(range(0, len(x), batch)):
+        if schedule is not None:
+            for g, lr in zip(opt.param_groups, base):
+                g["lr"] = lr * schedule(step)
+        model.zero_grad()
+        _, dlogits = softmax_cross_entropy(model(x[i:i + batch]), y[i:i + batch])
+        model.backward(dlogits)
+        before = {n: (p.data.astype(np.float64), p.grad.astype(np.float64)) for n, p in tracked}
+        opt.step()
+        for n, p in tracked:
+            as_rows = (lambda a: a.reshape(a.shape[0], -1)) if p.scale_group == "unit" else (lambda a: a.reshape(1, -1))
+            w, g = (as_rows(a) for a in before[n])
+            sq, g2 = (w * w).sum(axis=1), (g * g).sum(axis=1)
+            got = {"norm": np.sqrt(sq), "effective_lr": group_of[id(p)]["lr"] / sq,
+                   "grad_norm_unit": np.sqrt(sq * g2), "angle": old_angle(before[n][0], p.data, p.scale_group)}
+            buf = opt.state[p].get("momentum_buffer")
+            if buf is not None:
+                b = as_rows(buf.astype(np.float64))
+                got["buffer_sq"] = (b * b).sum(axis=1)
+            for key, v in got.items():
+                rows.setdefault(f"{key}/{n}", []).append(v)
+    return {k: np.array(v) for k, v in rows.items()}
+
+
+def _mixed_groups(model):
+    """Param groups of three kinds: momentum (lr 0.1), plain SGD (lr 0.03), Nesterov (0.05)."""
+    named = dict(model.named_parameters())
+    kinds = [("1.weight", dict(lr=0.1, momentum=0.9, l2=5e-4)), ("4.weight", dict(lr=0.03, momentum=0.0, l2=1e-3)),
+             ("7.weight", dict(lr=0.05, momentum=0.9, nesterov=True, l2=5e-4))]
+    groups = [{"params": [named[n]], **opts} for n, opts in kinds]
+    rest = [p for n, p in named.items() if n not in dict(kinds) and p.requires_grad]
+    return SGD(groups + [{"params": rest}], lr=0.1, momentum=0.9)
+
+
+def _assert_record(got, want, keys=None):
+    for key in keys or want:
+        np.testing.assert_allclose(got[key], want[key], rtol=RTOL, err_msg=key)
+
+
+def _data(rng, n, shape):
+    return rng.standard_normal((n,) + shape).astype(np.float32), rng.integers(0, 10, size=n)
+
+
+def test_trainer_record_with_groups_of_every_kind_and_lr(rng):
+    x, y = _data(rng, 32, (1, 4, 5))
+    model = mlp(20, width=16, depth=3, norm="bn", rng=0)
+    ref_model = mlp(20, width=16, depth=3, norm="bn", rng=0)
+    want = _reference(ref_model, _mixed_groups(ref_model), x, y, 8)
+    trainer = Trainer(model, _mixed_groups(model), SimpleNamespace(x_train=x, y_train=y, x_test=None, name="t"),
+                      batch_size=8, log_every=1, progress=False)
+    for i in range(0, len(x), 8):
+        trainer.train_step(x[i:i + 8], y[i:i + 8])
+    _assert_record(trainer.history.steps, want, [k for k in want if not k.startswith("buffer_sq")])
+
+
+def test_recorder_with_groups_of_every_kind_and_lr_and_its_buffer_norms(rng):
+    x, y = _data(rng, 32, (1, 4, 5))
+    ref_model = mlp(20, width=16, depth=3, norm="bn", rng=0)
+    want = _reference(ref_model, _mixed_groups(ref_model), x, y, 8)
+    model = mlp(20, width=16, depth=3, norm="bn", rng=0)
+    opt = _mixed_groups(model)
+    rec = Recorder(model, opt).attach()
+    _reference(model, opt, x, y, 8)
+    got = rec.detach().steps
+    assert {k for k in want if k.startswith("buffer_sq")} == {"buffer_sq/1.weight", "buffer_sq/7.weight"}
+    _assert_record(got, want)
+
+
+def test_trainer_record_follows_a_schedule_that_changes_the_lr_every_step(rng):
+    x, y = _data(rng, 40, (1, 4, 5))
+    schedule = lambda step: 1.0 / (1 + step)  # noqa: E731
+    ref_model = mlp(20, width=16, depth=2, norm="bn", rng=0)
+    want = _reference(ref_model, SGD(trainable_parameters(ref_model), lr=0.1, momentum=0.9, l2=5e-4), x, y, 8, schedule)
+    model = mlp(20, width=16, depth=2, norm="bn", rng=0)
+    trainer = Trainer(model, SGD(trainable_parameters(model), lr=0.1, momentum=0.9, l2=5e-4),
+                      SimpleNamespace(x_train=x, y_train=y, x_test=None, name="t"), batch_size=8,
+                      schedule=schedule, log_every=1, progress=False)
+    for i in range(0, len(x), 8):
+        trainer.train_step(x[i:i + 8], y[i:i + 8])
+        trainer.step += 1
+    _assert_record(trainer.history.steps, want, [k for k in want if not k.startswith("buffer_sq")])
+
+
+@pytest.mark.parametrize("options", [OPTIONS[k] for k in ("momentum", "plain", "nesterov")],
+                         ids=["momentum", "plain", "nesterov"])
+def test_record_of_whole_tensor_groups_layernorm(rng, options):
+    x, y = _data(rng, 32, (1, 4, 5))
+    ref_model = mlp(20, width=16, depth=2, norm="ln", rng=0)
+    assert {p.scale_group for p in ref_model.parameters()} >= {"tensor"}
+    want = _reference(ref_model, SGD(trainable_parameters(ref_model), lr=0.1, **options), x, y, 8)
+    model = mlp(20, width=16, depth=2, norm="ln", rng=0)
+    opt = SGD(trainable_parameters(model), lr=0.1, **options)
+    rec = Recorder(model, opt).attach()
+    _reference(model, opt, x, y, 8)
+    _assert_record(rec.detach().steps, want)
+
+
+def test_record_on_the_bench_mlp_keeps_the_milliradian_angle(rng):
+    # 784-256-256 at lr 0.01, momentum 0.9, l2 5e-4 (the bench's record case): the angle is
+    # about 1e-3 rad, where arccos in float32 is off by more than 1e-2
+    x, y = _data(rng, 4 * 128, (1, 28, 28))
+    ref_model = mlp(784, width=256, depth=2, norm="bn", rng=0)
+    want = _reference(ref_model, SGD(trainable_parameters(ref_model), lr=0.01, momentum=0.9, l2=5e-4), x, y, 128)
+    model = mlp(784, width=256, depth=2, norm="bn", rng=0)
+    trainer = Trainer(model, SGD(trainable_parameters(model), lr=0.01, momentum=0.9, l2=5e-4),
+                      SimpleNamespace(x_train=x, y_train=y, x_test=None, name="t"), batch_size=128,
+                      log_every=1, progress=False)
+    for i in range(0, len(x), 128):
+        trainer.train_step(x[i:i + 128], y[i:i + 128])
+    got = trainer.history.steps
+    assert 1e-4 < np.median(want["angle/4.weight"][1:]) < 1e-2
+    _assert_record(got, want, [k for k in want if not k.startswith("buffer_sq")])
