@@ -163,6 +163,20 @@ def test_sequential_backward_chains_the_layers(rng):
     np.testing.assert_array_equal(conv.weight.grad, dw_conv)
 
 
+def test_sequential_backward_params_accumulates_what_backward_does_and_returns_none(rng):
+    def model():
+        return Sequential(Conv2d(1, 2, 3, padding=1, rng=_seeded(), dtype=np.float64), ReLU(),
+                          Flatten(), Linear(2 * 4 * 4, 3, rng=_seeded(1), dtype=np.float64))
+    full, params_only = model(), model()
+    x = rng.standard_normal((2, 1, 4, 4))
+    dy = rng.standard_normal(full(x).shape)
+    params_only(x)
+    full.backward(dy)
+    assert params_only.backward_params(dy) is None
+    for (name, p), (_, q) in zip(full.named_parameters(), params_only.named_parameters()):
+        np.testing.assert_array_equal(q.grad, p.grad, err_msg=name)
+
+
 def test_float32_layer_keeps_float32(rng):
     model = Sequential(Conv2d(3, 4, 3, rng=_seeded()), ReLU(), AvgPool2d(2), Flatten(),
                        Linear(4 * 2 * 2, 2, rng=_seeded()))

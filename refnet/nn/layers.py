@@ -44,7 +44,7 @@ from refnet.ops import (
     relu_forward_jvp,
 )
 from refnet.ops._checks import check_int, check_module_dtype, pair
-from refnet.ops.conv import conv2d_backward_input
+from refnet.ops.conv import conv2d_backward_input, conv2d_backward_params
 
 
 def _uniform(rng, bound, shape, dtype, decay=True):
@@ -187,10 +187,16 @@ class Conv2d(_Cached):
 
     def backward(self, dy):
         dx, dw, db = conv2d_backward(dy, self._last_cache())
+        self._accumulate(dw, db)
+        return dx
+
+    def backward_params(self, dy):
+        self._accumulate(*conv2d_backward_params(dy, self._last_cache()))
+
+    def _accumulate(self, dw, db):
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
-        return dx
 
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -222,28 +222,38 @@ def conv2d_backward(dy, cache):
     dx = col2im(dy_rows @ w_rows) (derivation in the module docstring), which for stride 1
     is computed as the equal convolution of dy with the flipped kernel.
     """
+    x, w, _, stride, padding = cache
+    dw, db, dy_t = _parameter_gradients(dy, cache, "conv2d_backward")
+    return _input_gradient(dy, dy_t, x.shape, w, stride, padding), dw, db
+
+
+def conv2d_backward_params(dy, cache):
+    """(dw, db) alone (``conv2d_backward`` without dx, its product and col2im): all that a
+    network's first layer needs, whose input is data and needs no gradient."""
+    return _parameter_gradients(dy, cache, "conv2d_backward_params")[:2]
+
+
+def _parameter_gradients(dy, cache, op):
+    """(dw, db, dy_t), dy_t being dy as (F, N*Ho*Wo), which dx's channel-first path reuses."""
     x, w, has_bias, stride, padding = cache
     f, c, kh, kw = w.shape
     n = x.shape[0]
     ho, wo = _output_size(x.shape[2], kh, stride[0], padding[0]), _output_size(
         x.shape[3], kw, stride[1], padding[1])
-    check_shape("dy", dy, (n, f, ho, wo), "conv2d_backward")
-    check_dtype("dy", dy, "the forward's x", x, "conv2d_backward")
+    check_shape("dy", dy, (n, f, ho, wo), op)
+    check_dtype("dy", dy, "the forward's x", x, op)
     xp = backend.array_module(dy, w)
 
     # dy_rows^T as (F, N*Ho*Wo): one copy with runs of Ho*Wo; dy itself is untouched.
     dy_t = xp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(f, n * ho * wo)
     db = dy_t.sum(axis=1) if has_bias else None
-    channel_last = _channel_last(c, kh, kw, stride, (ho, wo))
-    if channel_last:
+    if _channel_last(c, kh, kw, stride, (ho, wo)):
         cols = _im2col(x, kh, kw, stride, padding, (ho, wo))     # rebuilt: see "cache" above
         dw = _inner(dy_t.T, cols).reshape(f, kh, kw, c).transpose(0, 3, 1, 2)
     else:
         cols = _im2col_t(x, kh, kw, stride, padding, (ho, wo)).T
         dw = _inner(dy_t.T, cols).reshape(w.shape)
-    dw = xp.ascontiguousarray(dw)
-    del cols                         # the workspace may be regrown for dx's columns
-    return _input_gradient(dy, dy_t, x.shape, w, stride, padding), dw, db
+    return xp.ascontiguousarray(dw), db, dy_t
 
 
 def _input_gradient(dy, dy_t, x_shape, w, stride, padding):
