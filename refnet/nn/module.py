@@ -276,11 +276,15 @@ class Sequential(Module):
         return dy
 
     def backward_params(self, dy):
+        # The layers before the first one with parameters need no backward at all (nothing to
+        # accumulate, and their input is data: an MLP's Flatten), and that one no dL/dx.
         layers = list(self._modules.values())
-        for layer in reversed(layers[1:]):
+        first = next((i for i, layer in enumerate(layers) if list(layer.parameters())), None)
+        if first is None:
+            return
+        for layer in reversed(layers[first + 1:]):
             dy = layer.backward(dy)
-        if layers:
-            layers[0].backward_params(dy)    # the first layer's input is this model's input
+        layers[first].backward_params(dy)
 
     def forward_jvp(self, tx, tangents):
         for layer in self._modules.values():
