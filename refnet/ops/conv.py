@@ -37,8 +37,8 @@ sum_{f, p, q} dypad[n, u + p, v + q, f] * w[f, c, KH-1-p, KW-1-q]:
     w2[(q, f), (p, c)]      = w[f, c, KH-1-p, KW-1-q]             (KW*F, KH*C)
     g = rows @ w2,  then    dx[n, c, u, v] = sum_p g[(n, u + p, v), (p, c)]
 
-(the sum: KH slice-adds of whole (N, H, W, C) blocks) -- instead of a product and KH*KW
-slice-adds, each with runs of only C entries.
+(the sum: KH slice-adds of whole (N, H, W, C) blocks, where col2im of dL/dcols takes KH*KW
+slice-adds with runs of only C entries).
 
 Performance (each choice measured on the 2-core CPU this was written on, against the
 channel-first layout with slice-copy im2col that came before; thread CPU time):
@@ -55,8 +55,8 @@ channel-first layout with slice-copy im2col that came before; thread CPU time):
   * cols @ w_rows^T is the fastest orientation of the forward product (10-20%), and its
     (N, Ho*Wo, F) result becomes NCHW in one copy.
   * Stride-1 dx by kernel rows (above), not by the flipped convolution's full im2col: that
-    copies KH times more columns (the (N*H*W, KH*KW*F) columns of dy) into a product only C
-    wide, which ran at 58 GFLOP/s at C = 32 against 75 at KH*C = 96. 13% less time for dx
+    copies about KH times more (the (N*H*W, KH*KW*F) columns of dy) into a product only C
+    wide, which ran at 58 GFLOP/s at C = 32 against 79 at KH*C = 96. 13% less time for dx
     at 32->64 channels, 16x16 (the extra KH-1 rows per image cost FLOPs: 25% at 8x8, where
     the two ways take the same time).
   * Few, large BLAS calls, each oriented so that its result has more rows than columns:
