@@ -66,6 +66,8 @@ channel-first layout with slice-copy im2col that came before; thread CPU time):
   * The columns are written into a reused per-thread buffer (``_workspace``): a fresh array
     over glibc's 32 MB mmap threshold is new pages every call, and faulting them in cost
     as much as the copy itself (7.0 -> 3.2 ms per im2col at 32->64 channels, 16x16).
+    So are the products that are copied out to NCHW: fresh ones cost new pages too, often
+    enough (glibc's threshold moves with what was freed before) to add 20% to dx.
   * dx only where it is wanted: a network's first layer takes ``conv2d_backward_params``
     (its input is data; PyTorch skips dx too for an input without requires_grad). At 3->32
     channels, 32x32, dx is about half the backward; without it a CIFAR-sized 3-block CNN's
@@ -98,19 +100,20 @@ def _channel_last(c, kh, kw, stride, out_hw):
     return kw * c >= first_run
 
 
-def _workspace(xp, shape, dtype):
-    """An uninitialized array of ``shape`` in this thread's reused buffer for im2col columns.
+def _workspace(xp, shape, dtype, slot="cols"):
+    """An uninitialized array of ``shape`` in this thread's reused buffer ``slot``: "cols"
+    for im2col columns, "product" for a product's result that is copied out (to NCHW).
 
-    Valid until the next call: the columns live only inside one conv2d_forward or
-    conv2d_backward, which never nest, and nothing returned or cached points into it.
+    Valid until the next call for that slot: both live only inside one conv2d_forward or
+    conv2d_backward, which never nest, and nothing returned or cached points into them.
     """
     nbytes = dtype.itemsize * math.prod(shape)     # dtype: an array's .dtype
     if nbytes > _WORKSPACE_MAX:
         return xp.empty(shape, dtype=dtype)
     buffers = _local.__dict__.setdefault("buffers", {})
-    buf = buffers.get(xp.__name__)
+    buf = buffers.get((xp.__name__, slot))
     if buf is None or buf.nbytes < nbytes:
-        buf = buffers[xp.__name__] = xp.empty(nbytes, dtype="uint8")
+        buf = buffers[xp.__name__, slot] = xp.empty(nbytes, dtype="uint8")
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
@@ -218,16 +221,20 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
     ho, wo = _output_size(h, kh, stride[0], padding[0]), _output_size(wd, kw, stride[1], padding[1])
     xp = backend.array_module(x, w)
 
+    # The product goes into the reused "product" buffer; .copy() (never a view, even where
+    # the transpose is one) takes it out, as NCHW.
     if _channel_last(c, kh, kw, stride, (ho, wo)):
-        y = _im2col(x, kh, kw, stride, padding, (ho, wo)) @ _w_rows(w).T   # (N*Ho*Wo, F)
+        y = xp.matmul(_im2col(x, kh, kw, stride, padding, (ho, wo)), _w_rows(w).T,
+                      out=_workspace(xp, (n * ho * wo, f), x.dtype, "product"))   # (N*Ho*Wo, F)
         if b is not None:
             y += b                                                         # in place
-        y = xp.ascontiguousarray(y.reshape(n, ho * wo, f).transpose(0, 2, 1))  # one copy to NCHW
+        y = y.reshape(n, ho * wo, f).transpose(0, 2, 1).copy()
     else:
-        y = w.reshape(f, -1) @ _im2col_t(x, kh, kw, stride, padding, (ho, wo))  # (F, N*Ho*Wo)
+        y = xp.matmul(w.reshape(f, -1), _im2col_t(x, kh, kw, stride, padding, (ho, wo)),
+                      out=_workspace(xp, (f, n * ho * wo), x.dtype, "product"))  # (F, N*Ho*Wo)
         if b is not None:
             y += b.reshape(f, 1)
-        y = xp.ascontiguousarray(y.reshape(f, n, ho * wo).transpose(1, 0, 2))  # one copy to NCHW
+        y = y.reshape(f, n, ho * wo).transpose(1, 0, 2).copy()
     cache = (x, w, b is not None, stride, padding)
     return y.reshape(n, f, ho, wo), cache
 
@@ -299,7 +306,8 @@ def _flipped_by_rows(dy, w, x_shape, padding):
     rows = _workspace(xp, (n, h + kh - 1, wd, 1, kw, f), dy.dtype)
     rows[...] = _taps(dypad, 1, kw, (1, 1), (h + kh - 1, wd))          # the one im2col copy
     w2 = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(3, 0, 2, 1)).reshape(kw * f, kh * c)
-    g = (rows.reshape(-1, kw * f) @ w2).reshape(n, h + kh - 1, wd, kh, c)
+    g = xp.matmul(rows.reshape(-1, kw * f), w2, out=_workspace(
+        xp, (n * (h + kh - 1) * wd, kh * c), dy.dtype, "product")).reshape(n, h + kh - 1, wd, kh, c)
     dx = g[:, :h, :, 0].copy()
     for p in range(1, kh):
         dx += g[:, p:p + h, :, p]
