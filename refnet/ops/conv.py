@@ -118,7 +118,7 @@ def _workspace(xp, shape, dtype, slot="cols"):
 
 
 def workspace_nbytes():
-    """Bytes this thread holds in reused im2col buffers (``refnet bench`` reports it)."""
+    """Bytes this thread holds in reused buffers, columns and products (``refnet bench`` reports it)."""
     return sum(b.nbytes for b in _local.__dict__.get("buffers", {}).values())
 
 
