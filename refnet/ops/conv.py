@@ -297,17 +297,14 @@ def _flipped_by_rows(dy, w, x_shape, padding):
     """Stride-1 dx: the convolution of dy with the flipped kernel, one product for all kernel
     rows, then a sum over them (module docstring: rows, w2, g)."""
     xp = backend.array_module(dy, w)
-    n, f, ho, wo = dy.shape
+    n, f = dy.shape[:2]
     c, kh, kw = w.shape[1:]
     h, wd = x_shape[2:]
-    top, left = kh - 1 - padding[0], kw - 1 - padding[1]
-    dypad = xp.zeros((n, h + kh - 1, wd + kw - 1, f), dtype=dy.dtype)   # pad + channel-last: one copy
-    dypad[:, top:top + ho, left:left + wo] = dy.transpose(0, 2, 3, 1)
-    rows = _workspace(xp, (n, h + kh - 1, wd, 1, kw, f), dy.dtype)
-    rows[...] = _taps(dypad, 1, kw, (1, 1), (h + kh - 1, wd))          # the one im2col copy
+    # rows: im2col of dy, padded by (KH-1-ph, KW-1-pw), with a 1 x KW kernel; columns (q, f)
+    rows = _im2col(dy, 1, kw, (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]), (h + kh - 1, wd))
     w2 = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(3, 0, 2, 1)).reshape(kw * f, kh * c)
-    g = xp.matmul(rows.reshape(-1, kw * f), w2, out=_workspace(
-        xp, (n * (h + kh - 1) * wd, kh * c), dy.dtype, "product")).reshape(n, h + kh - 1, wd, kh, c)
+    g = xp.matmul(rows, w2, out=_workspace(xp, (rows.shape[0], kh * c), dy.dtype, "product"))
+    g = g.reshape(n, h + kh - 1, wd, kh, c)
     dx = g[:, :h, :, 0].copy()
     for p in range(1, kh):
         dx += g[:, p:p + h, :, p]
