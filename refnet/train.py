@@ -243,7 +243,7 @@ class Trainer:
                 loss = backend.scalar(loss)
                 if not math.isfinite(loss):
                     raise NonFiniteLossError(self.step, loss, self.last_checkpoint)
-                model.backward(dlogits)
+                model.backward_params(dlogits)     # the input is data: no dL/dx
                 record = self.step % self.log_every == 0
                 before = self._before_step() if record else None
             except BaseException:

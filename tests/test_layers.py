@@ -163,6 +163,23 @@ def test_sequential_backward_chains_the_layers(rng):
     np.testing.assert_array_equal(conv.weight.grad, dw_conv)
 
 
+@pytest.mark.parametrize("first", ["conv", "flatten"])
+def test_sequential_backward_params_accumulates_what_backward_does_and_returns_none(rng, first):
+    def model():   # a network's first layer with parameters is its first, or after a Flatten
+        head = [Conv2d(1, 2, 3, padding=1, rng=_seeded(), dtype=np.float64), ReLU(), Flatten()]
+        if first == "flatten":
+            head = [Flatten(), Linear(16, 2 * 4 * 4, rng=_seeded(2), dtype=np.float64), ReLU()]
+        return Sequential(*head, Linear(2 * 4 * 4, 3, rng=_seeded(1), dtype=np.float64))
+    full, params_only = model(), model()
+    x = rng.standard_normal((2, 1, 4, 4))
+    dy = rng.standard_normal(full(x).shape)
+    params_only(x)
+    full.backward(dy)
+    assert params_only.backward_params(dy) is None
+    for (name, p), (_, q) in zip(full.named_parameters(), params_only.named_parameters()):
+        np.testing.assert_array_equal(q.grad, p.grad, err_msg=name)
+
+
 def test_float32_layer_keeps_float32(rng):
     model = Sequential(Conv2d(3, 4, 3, rng=_seeded()), ReLU(), AvgPool2d(2), Flatten(),
                        Linear(4 * 2 * 2, 2, rng=_seeded()))

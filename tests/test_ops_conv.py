@@ -8,6 +8,7 @@ from oracle import require_torch
 from scipy import signal
 
 from refnet.ops import conv2d_backward, conv2d_forward
+from refnet.ops.conv import conv2d_backward_params
 
 # (N, C, H, W), (F, KH, KW), stride, padding, bias: covers strides 1-3, paddings 0-2, kernels
 # 1x1..5x5, non-square inputs and kernels, batch 1, bias None, pairs for stride and padding.
@@ -58,6 +59,17 @@ def test_backward_matches_naive_float64(rng, x_shape, k_shape, stride, padding, 
         np.testing.assert_allclose(db, ndb, rtol=1e-12, atol=1e-12)
     else:
         assert db is None
+
+
+@pytest.mark.parametrize("x_shape, k_shape, stride, padding, bias", CASES, ids=IDS)
+def test_backward_params_is_the_backwards_dw_and_db(rng, x_shape, k_shape, stride, padding, bias):
+    x, w, b = _draw(rng, x_shape, k_shape, bias)
+    y, cache = conv2d_forward(x, w, b, stride, padding)
+    dy = rng.standard_normal(y.shape)
+    _, dw, db = conv2d_backward(dy, cache)
+    got_dw, got_db = conv2d_backward_params(dy, cache)
+    np.testing.assert_array_equal(got_dw, dw)
+    assert (got_db is None and db is None) or np.array_equal(got_db, db)
 
 
 @pytest.mark.parametrize("x_shape, k_shape, stride, padding, bias", CASES[::2], ids=IDS[::2])

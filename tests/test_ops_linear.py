@@ -6,6 +6,7 @@ from naive import linear_backward_naive, linear_forward_naive
 from oracle import require_torch
 
 from refnet.ops import linear_backward, linear_forward
+from refnet.ops.linear import linear_backward_params
 
 CASES = [(1, 1, 1), (1, 5, 3), (4, 7, 2), (16, 10, 33)]   # (N, in, out), batch 1 included
 
@@ -26,6 +27,17 @@ def test_forward_and_backward_match_naive_float64(rng, n, fin, fout, bias):
         np.testing.assert_allclose(db, ndb, rtol=1e-12, atol=1e-12)
     else:
         assert db is None
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+def test_backward_params_is_the_backwards_dw_and_db(rng, bias):
+    x, w = rng.standard_normal((4, 7)), rng.standard_normal((2, 7))
+    y, cache = linear_forward(x, w, rng.standard_normal(2) if bias else None)
+    dy = rng.standard_normal(y.shape)
+    _, dw, db = linear_backward(dy, cache)
+    got_dw, got_db = linear_backward_params(dy, cache)
+    np.testing.assert_array_equal(got_dw, dw)
+    assert (got_db is None and db is None) or np.array_equal(got_db, db)
 
 
 def test_float32_stays_float32_and_agrees_with_float64(rng):

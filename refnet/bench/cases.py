@@ -130,7 +130,7 @@ def training_step(model, x, y, lr=0.01, momentum=0.9, l2=5e-4, opt=None):
             logits = model(x)
             loss, dlogits = softmax_cross_entropy(logits, y)
             loss = backend.scalar(loss)
-            model.backward(dlogits)
+            model.backward_params(dlogits)
             opt.step()
         return loss, int((logits.argmax(axis=1) == y).sum())
     return step

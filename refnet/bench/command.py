@@ -71,7 +71,7 @@ def _run(args):
     machine = report.cpu_info()
     print(f"machine: {machine['model']}, {machine['cores']} cores, {' '.join(machine['flags']) or 'no flags known'}")
     workspace_mb = conv.workspace_nbytes() / 2 ** 20
-    print(f"conv2d's reused column buffer (not in 'peak MB'): {workspace_mb:.1f} MB")
+    print(f"conv2d's reused buffers, columns and products (not in 'peak MB'): {workspace_mb:.1f} MB")
     from refnet.bench.torch_side import activation_report  # imports no torch itself
     memory = activation_report(NETS, args.batch, torch_side)
     for m in memory:

@@ -44,7 +44,8 @@ from refnet.ops import (
     relu_forward_jvp,
 )
 from refnet.ops._checks import check_int, check_module_dtype, pair
-from refnet.ops.conv import conv2d_backward_input
+from refnet.ops.conv import conv2d_backward_input, conv2d_backward_params
+from refnet.ops.linear import linear_backward_params
 
 
 def _uniform(rng, bound, shape, dtype, decay=True):
@@ -101,6 +102,13 @@ class _Cached(Module):
         return g[0], tg[0]
 
 
+def _accumulate(layer, dw, db):
+    """Adds a Linear's or Conv2d's gradients into its .grad (db is None without a bias)."""
+    layer.weight.grad += dw
+    if layer.bias is not None:
+        layer.bias.grad += db
+
+
 def _as_tuple(grads):
     return tuple(grads) if isinstance(grads, (tuple, list)) else (grads,)
 
@@ -138,10 +146,11 @@ class Linear(_Cached):
 
     def backward(self, dy):
         dx, dw, db = linear_backward(dy, self._last_cache())
-        self.weight.grad += dw
-        if self.bias is not None:
-            self.bias.grad += db
+        _accumulate(self, dw, db)
         return dx
+
+    def backward_params(self, dy):
+        _accumulate(self, *linear_backward_params(dy, self._last_cache()))
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -187,10 +196,11 @@ class Conv2d(_Cached):
 
     def backward(self, dy):
         dx, dw, db = conv2d_backward(dy, self._last_cache())
-        self.weight.grad += dw
-        if self.bias is not None:
-            self.bias.grad += db
+        _accumulate(self, dw, db)
         return dx
+
+    def backward_params(self, dy):
+        _accumulate(self, *conv2d_backward_params(dy, self._last_cache()))
 
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

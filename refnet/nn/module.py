@@ -4,6 +4,7 @@ A module is a forward and a backward written by hand:
 
     y = layer(x)          # forward: computes y, keeps what backward needs in self._cache
     dx = layer.backward(dy)  # backward: returns dL/dx and ADDS dL/dparam into param.grad
+    layer.backward_params(dy)  # the same without dL/dx, for a layer whose input is data
 
 Parameters, buffers and submodules are registered by plain attribute assignment, as in
 PyTorch, so that ``named_parameters()`` yields PyTorch's dotted names ("0.weight").
@@ -96,6 +97,12 @@ class Module:
 
     def backward(self, dy):
         raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def backward_params(self, dy):
+        """``backward(dy)`` for a module whose input needs no gradient (data): only ADDS
+        dL/dparam into param.grad; returns None. A module may skip computing dL/dx here
+        (Conv2d does; PyTorch also skips it for an input without requires_grad)."""
+        self.backward(dy)
 
     def __call__(self, x):
         return self.forward(x)
@@ -267,6 +274,17 @@ class Sequential(Module):
         for layer in reversed(self._modules.values()):
             dy = layer.backward(dy)
         return dy
+
+    def backward_params(self, dy):
+        # The layers before the first one with parameters need no backward at all (nothing to
+        # accumulate, and their input is data: an MLP's Flatten), and that one no dL/dx.
+        layers = list(self._modules.values())
+        first = next((i for i, layer in enumerate(layers) if list(layer.parameters())), None)
+        if first is None:
+            return
+        for layer in reversed(layers[first + 1:]):
+            dy = layer.backward(dy)
+        layers[first].backward_params(dy)
 
     def forward_jvp(self, tx, tangents):
         for layer in self._modules.values():

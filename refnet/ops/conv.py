@@ -29,8 +29,16 @@ For stride 1 the last two lines collapse into one convolution. Substituting
 
 (dy read as 0 outside its range): the correlation of dy, zero-padded by (KH-1-ph, KW-1-pw),
 with the kernel flipped in space and transposed, w'[c, f, p, q] = w[f, c, KH-1-p, KW-1-q].
-The backward computes it with conv2d_forward itself: one im2col and ONE product, instead
-of a product and KH*KW slice-adds.
+The backward computes it one kernel row at a time, all rows in ONE product. With dypad that
+padded dy, channel-last (N, H+KH-1, W+KW-1, F), so that dx[n, c, u, v] =
+sum_{f, p, q} dypad[n, u + p, v + q, f] * w[f, c, KH-1-p, KW-1-q]:
+
+    rows[(n, r, v), (q, f)] = dypad[n, r, v + q, f]             (N*(H+KH-1)*W, KW*F)
+    w2[(q, f), (p, c)]      = w[f, c, KH-1-p, KW-1-q]             (KW*F, KH*C)
+    g = rows @ w2,  then    dx[n, c, u, v] = sum_p g[(n, u + p, v), (p, c)]
+
+(the sum: KH slice-adds of whole (N, H, W, C) blocks, where col2im of dL/dcols takes KH*KW
+slice-adds with runs of only C entries).
 
 Performance (each choice measured on the 2-core CPU this was written on, against the
 channel-first layout with slice-copy im2col that came before; thread CPU time):
@@ -46,6 +54,11 @@ channel-first layout with slice-copy im2col that came before; thread CPU time):
     col2im'ed (its flipped convolution would need F/C times larger columns: 10x at 3->32).
   * cols @ w_rows^T is the fastest orientation of the forward product (10-20%), and its
     (N, Ho*Wo, F) result becomes NCHW in one copy.
+  * Stride-1 dx by kernel rows (above), not by the flipped convolution's full im2col: that
+    copies about KH times more (the (N*H*W, KH*KW*F) columns of dy) into a product only C
+    wide, which ran at 58 GFLOP/s at C = 32 against 79 at KH*C = 96. 13% less time for dx
+    at 32->64 channels, 16x16 (the extra KH-1 rows per image cost FLOPs: 25% at 8x8, where
+    the two ways take the same time).
   * Few, large BLAS calls, each oriented so that its result has more rows than columns:
     OpenBLAS with 2 threads, on a machine where another process wants the cores, was 10-25x
     slower per call on the opposite orientation of dw's (small x small, long sum) product
@@ -53,6 +66,12 @@ channel-first layout with slice-copy im2col that came before; thread CPU time):
   * The columns are written into a reused per-thread buffer (``_workspace``): a fresh array
     over glibc's 32 MB mmap threshold is new pages every call, and faulting them in cost
     as much as the copy itself (7.0 -> 3.2 ms per im2col at 32->64 channels, 16x16).
+    So are the products that are copied out to NCHW: fresh ones cost new pages too, often
+    enough (glibc's threshold moves with what was freed before) to add 20% to dx.
+  * dx only where it is wanted: a network's first layer takes ``conv2d_backward_params``
+    (its input is data; PyTorch skips dx too for an input without requires_grad). At 3->32
+    channels, 32x32, dx is about half the backward; without it a CIFAR-sized 3-block CNN's
+    training step took 7% less time (one thread).
   * The cache holds x, not cols: cols are KH*KW times larger than x. Rebuilding them in the
     backward costs one more im2col (a fifth of one product at 3x3) and keeps a network's
     activation memory below PyTorch's, which also saves x and w.
@@ -81,24 +100,25 @@ def _channel_last(c, kh, kw, stride, out_hw):
     return kw * c >= first_run
 
 
-def _workspace(xp, shape, dtype):
-    """An uninitialized array of ``shape`` in this thread's reused buffer for im2col columns.
+def _workspace(xp, shape, dtype, slot="cols"):
+    """An uninitialized array of ``shape`` in this thread's reused buffer ``slot``: "cols"
+    for im2col columns, "product" for a product's result that is copied out (to NCHW).
 
-    Valid until the next call: the columns live only inside one conv2d_forward or
-    conv2d_backward, which never nest, and nothing returned or cached points into it.
+    Valid until the next call for that slot: both live only inside one conv2d_forward or
+    conv2d_backward, which never nest, and nothing returned or cached points into them.
     """
     nbytes = dtype.itemsize * math.prod(shape)     # dtype: an array's .dtype
     if nbytes > _WORKSPACE_MAX:
         return xp.empty(shape, dtype=dtype)
     buffers = _local.__dict__.setdefault("buffers", {})
-    buf = buffers.get(xp.__name__)
+    buf = buffers.get((xp.__name__, slot))
     if buf is None or buf.nbytes < nbytes:
-        buf = buffers[xp.__name__] = xp.empty(nbytes, dtype="uint8")
+        buf = buffers[xp.__name__, slot] = xp.empty(nbytes, dtype="uint8")
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
 def workspace_nbytes():
-    """Bytes this thread holds in reused im2col buffers (``refnet bench`` reports it)."""
+    """Bytes this thread holds in reused buffers, columns and products (``refnet bench`` reports it)."""
     return sum(b.nbytes for b in _local.__dict__.get("buffers", {}).values())
 
 
@@ -201,16 +221,20 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
     ho, wo = _output_size(h, kh, stride[0], padding[0]), _output_size(wd, kw, stride[1], padding[1])
     xp = backend.array_module(x, w)
 
+    # The product goes into the reused "product" buffer; .copy() (never a view, even where
+    # the transpose is one) takes it out, as NCHW.
     if _channel_last(c, kh, kw, stride, (ho, wo)):
-        y = _im2col(x, kh, kw, stride, padding, (ho, wo)) @ _w_rows(w).T   # (N*Ho*Wo, F)
+        y = xp.matmul(_im2col(x, kh, kw, stride, padding, (ho, wo)), _w_rows(w).T,
+                      out=_workspace(xp, (n * ho * wo, f), x.dtype, "product"))   # (N*Ho*Wo, F)
         if b is not None:
             y += b                                                         # in place
-        y = xp.ascontiguousarray(y.reshape(n, ho * wo, f).transpose(0, 2, 1))  # one copy to NCHW
+        y = y.reshape(n, ho * wo, f).transpose(0, 2, 1).copy()
     else:
-        y = w.reshape(f, -1) @ _im2col_t(x, kh, kw, stride, padding, (ho, wo))  # (F, N*Ho*Wo)
+        y = xp.matmul(w.reshape(f, -1), _im2col_t(x, kh, kw, stride, padding, (ho, wo)),
+                      out=_workspace(xp, (f, n * ho * wo), x.dtype, "product"))  # (F, N*Ho*Wo)
         if b is not None:
             y += b.reshape(f, 1)
-        y = xp.ascontiguousarray(y.reshape(f, n, ho * wo).transpose(1, 0, 2))  # one copy to NCHW
+        y = y.reshape(f, n, ho * wo).transpose(1, 0, 2).copy()
     cache = (x, w, b is not None, stride, padding)
     return y.reshape(n, f, ho, wo), cache
 
@@ -222,28 +246,38 @@ def conv2d_backward(dy, cache):
     dx = col2im(dy_rows @ w_rows) (derivation in the module docstring), which for stride 1
     is computed as the equal convolution of dy with the flipped kernel.
     """
+    x, w, _, stride, padding = cache
+    dw, db, dy_t = _parameter_gradients(dy, cache, "conv2d_backward")
+    return _input_gradient(dy, dy_t, x.shape, w, stride, padding), dw, db
+
+
+def conv2d_backward_params(dy, cache):
+    """(dw, db) alone (``conv2d_backward`` without dx, its product and col2im): all that a
+    network's first layer needs, whose input is data and needs no gradient."""
+    return _parameter_gradients(dy, cache, "conv2d_backward_params")[:2]
+
+
+def _parameter_gradients(dy, cache, op):
+    """(dw, db, dy_t), dy_t being dy as (F, N*Ho*Wo), which dx's channel-first path reuses."""
     x, w, has_bias, stride, padding = cache
     f, c, kh, kw = w.shape
     n = x.shape[0]
     ho, wo = _output_size(x.shape[2], kh, stride[0], padding[0]), _output_size(
         x.shape[3], kw, stride[1], padding[1])
-    check_shape("dy", dy, (n, f, ho, wo), "conv2d_backward")
-    check_dtype("dy", dy, "the forward's x", x, "conv2d_backward")
+    check_shape("dy", dy, (n, f, ho, wo), op)
+    check_dtype("dy", dy, "the forward's x", x, op)
     xp = backend.array_module(dy, w)
 
     # dy_rows^T as (F, N*Ho*Wo): one copy with runs of Ho*Wo; dy itself is untouched.
     dy_t = xp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(f, n * ho * wo)
     db = dy_t.sum(axis=1) if has_bias else None
-    channel_last = _channel_last(c, kh, kw, stride, (ho, wo))
-    if channel_last:
+    if _channel_last(c, kh, kw, stride, (ho, wo)):
         cols = _im2col(x, kh, kw, stride, padding, (ho, wo))     # rebuilt: see "cache" above
         dw = _inner(dy_t.T, cols).reshape(f, kh, kw, c).transpose(0, 3, 1, 2)
     else:
         cols = _im2col_t(x, kh, kw, stride, padding, (ho, wo)).T
         dw = _inner(dy_t.T, cols).reshape(w.shape)
-    dw = xp.ascontiguousarray(dw)
-    del cols                         # the workspace may be regrown for dx's columns
-    return _input_gradient(dy, dy_t, x.shape, w, stride, padding), dw, db
+    return xp.ascontiguousarray(dw), db, dy_t
 
 
 def _input_gradient(dy, dy_t, x_shape, w, stride, padding):
@@ -253,14 +287,28 @@ def _input_gradient(dy, dy_t, x_shape, w, stride, padding):
     ho, wo = dy.shape[2:]
     (ph, pw), (sh, sw) = padding, stride
     if _channel_last(c, kh, kw, stride, (ho, wo)) and sh == sw == 1 and ph < kh and pw < kw:
-        # Stride 1: dx[n, c, u, v] = sum_{f, p, q} dy[n, f, u + ph - p, v + pw - q] w[f, c, p, q]
-        # (zero outside dy) is itself a convolution: of dy, padded by K-1-padding, with the
-        # kernel flipped in space and transposed, w'[c, f, p, q] = w[f, c, KH-1-p, KW-1-q].
-        w_flip = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        return conv2d_forward(dy, w_flip, None, 1, (kh - 1 - ph, kw - 1 - pw))[0]
+        return _flipped_by_rows(dy, w, x_shape, padding)
     if dy_t is None:
         dy_t = xp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(f, -1)
     return _col2im_t(w.reshape(f, -1).T @ dy_t, x_shape, kh, kw, stride, padding, (ho, wo))
+
+
+def _flipped_by_rows(dy, w, x_shape, padding):
+    """Stride-1 dx: the convolution of dy with the flipped kernel, one product for all kernel
+    rows, then a sum over them (module docstring: rows, w2, g)."""
+    xp = backend.array_module(dy, w)
+    n, f = dy.shape[:2]
+    c, kh, kw = w.shape[1:]
+    h, wd = x_shape[2:]
+    # rows: im2col of dy, padded by (KH-1-ph, KW-1-pw), with a 1 x KW kernel; columns (q, f)
+    rows = _im2col(dy, 1, kw, (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]), (h + kh - 1, wd))
+    w2 = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(3, 0, 2, 1)).reshape(kw * f, kh * c)
+    g = xp.matmul(rows, w2, out=_workspace(xp, (rows.shape[0], kh * c), dy.dtype, "product"))
+    g = g.reshape(n, h + kh - 1, wd, kh, c)
+    dx = g[:, :h, :, 0].copy()
+    for p in range(1, kh):
+        dx += g[:, p:p + h, :, p]
+    return xp.ascontiguousarray(dx.transpose(0, 3, 1, 2))
 
 
 def conv2d_backward_input(dy, cache):

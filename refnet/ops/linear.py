@@ -47,13 +47,19 @@ def linear_forward(x, w, b=None):
 
 def linear_backward(dy, cache):
     """Returns (dx, dw, db): dx = dy @ w, dw = dy^T @ x, db = dy.sum(0) (None without bias)."""
-    x, w, has_bias = cache
+    x, w, _ = cache
     check_shape("dy", dy, (x.shape[0], w.shape[0]), "linear_backward")
     check_dtype("dy", dy, "the forward's x", x, "linear_backward")
-    dx = dy @ w
-    dw = dy.T @ x
-    db = dy.sum(axis=0) if has_bias else None
-    return dx, dw, db
+    return (dy @ w,) + linear_backward_params(dy, cache)
+
+
+def linear_backward_params(dy, cache):
+    """(dw, db) alone, without dx's product: all that a network's first layer needs, whose
+    input is data and needs no gradient."""
+    x, w, has_bias = cache
+    check_shape("dy", dy, (x.shape[0], w.shape[0]), "linear_backward_params")
+    check_dtype("dy", dy, "the forward's x", x, "linear_backward_params")
+    return dy.T @ x, (dy.sum(axis=0) if has_bias else None)
 
 
 def linear_forward_jvp(cache, tx, tw, tb=None):
