@@ -180,6 +180,42 @@ def test_sequential_backward_params_accumulates_what_backward_does_and_returns_n
         np.testing.assert_array_equal(q.grad, p.grad, err_msg=name)
 
 
+class _ClippedLinear(Linear):
+    """A user's layer that changes its gradients in ``backward`` (as tutorial 01's do)."""
+    def backward(self, dy):
+        return super().backward(np.clip(dy, -0.1, 0.1))
+
+
+class _ClippedConv2d(Conv2d):
+    def backward(self, dy):
+        return super().backward(np.clip(dy, -0.1, 0.1))
+
+
+class _ScaledSequential(Sequential):
+    def backward(self, dy):
+        return super().backward(2 * dy)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv", "sequential"])
+def test_backward_params_runs_a_subclass_s_own_backward(rng, kind):
+    """The Trainer calls backward_params: where a subclass overrides backward, the gradients
+    must be that backward's (the ones a gradient check of it saw), not the base class's."""
+    def model():
+        if kind == "linear":
+            return Sequential(Flatten(), _ClippedLinear(16, 3, rng=_seeded(), dtype=np.float64))
+        if kind == "conv":
+            return Sequential(_ClippedConv2d(1, 2, 3, padding=1, rng=_seeded(), dtype=np.float64), Flatten())
+        return _ScaledSequential(Flatten(), Linear(16, 3, rng=_seeded(), dtype=np.float64))
+    full, params_only = model(), model()
+    x = rng.standard_normal((2, 1, 4, 4))
+    dy = rng.standard_normal(full(x).shape)
+    params_only(x)
+    full.backward(dy)
+    params_only.backward_params(dy)
+    for (name, p), (_, q) in zip(full.named_parameters(), params_only.named_parameters()):
+        np.testing.assert_array_equal(q.grad, p.grad, err_msg=name)
+
+
 def test_float32_layer_keeps_float32(rng):
     model = Sequential(Conv2d(3, 4, 3, rng=_seeded()), ReLU(), AvgPool2d(2), Flatten(),
                        Linear(4 * 2 * 2, 2, rng=_seeded()))

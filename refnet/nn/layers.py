@@ -150,6 +150,8 @@ class Linear(_Cached):
         return dx
 
     def backward_params(self, dy):
+        if type(self).backward is not Linear.backward:  # a subclass's own backward sets the gradients
+            return super().backward_params(dy)
         _accumulate(self, *linear_backward_params(dy, self._last_cache()))
 
     def extra_repr(self):
@@ -200,6 +202,8 @@ class Conv2d(_Cached):
         return dx
 
     def backward_params(self, dy):
+        if type(self).backward is not Conv2d.backward:  # a subclass's own backward sets the gradients
+            return super().backward_params(dy)
         _accumulate(self, *conv2d_backward_params(dy, self._last_cache()))
 
     def extra_repr(self):

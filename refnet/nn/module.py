@@ -101,7 +101,9 @@ class Module:
     def backward_params(self, dy):
         """``backward(dy)`` for a module whose input needs no gradient (data): only ADDS
         dL/dparam into param.grad; returns None. A module may skip computing dL/dx here
-        (Conv2d does; PyTorch also skips it for an input without requires_grad)."""
+        (Linear and Conv2d do; PyTorch also skips it for an input without requires_grad),
+        but never where a subclass overrides ``backward``: that one then runs, so the Trainer
+        trains on the gradients a gradient check of ``backward`` saw."""
         self.backward(dy)
 
     def __call__(self, x):
@@ -278,6 +280,9 @@ class Sequential(Module):
     def backward_params(self, dy):
         # The layers before the first one with parameters need no backward at all (nothing to
         # accumulate, and their input is data: an MLP's Flatten), and that one no dL/dx.
+        if type(self).backward is not Sequential.backward:  # a subclass's own backward rules
+            self.backward(dy)
+            return
         layers = list(self._modules.values())
         first = next((i for i, layer in enumerate(layers) if list(layer.parameters())), None)
         if first is None:
