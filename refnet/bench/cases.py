@@ -47,21 +47,25 @@ def _conv_flops(n, c, f, ho, wo, k):
 
 
 def _model_flops(model, x_shape):
-    """Matrix-product FLOPs of a forward+backward of ``model`` (3 products per conv/linear)."""
-    flops, shape = 0, x_shape
+    """Matrix-product FLOPs of a training step's forward+backward of ``model``: 3 products per
+    conv/linear (forward, dw, dx), but 2 for the first, whose dx is not computed (its input is
+    data: ``backward_params``, as PyTorch skips it)."""
+    flops, shape, products = 0, x_shape, 2
     for layer in model:
         kind = type(layer).__name__
         if kind == "Conv2d":
             (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
             ho, wo = (shape[2] + 2 * ph - kh) // sh + 1, (shape[3] + 2 * pw - kw) // sw + 1
-            flops += 3 * 2 * shape[0] * layer.out_channels * layer.in_channels * kh * kw * ho * wo
+            flops += products * 2 * shape[0] * layer.out_channels * layer.in_channels * kh * kw * ho * wo
+            products = 3
             shape = (shape[0], layer.out_channels, ho, wo)
         elif kind == "MaxPool2d":
             shape = shape[:2] + tuple(s // k for s, k in zip(shape[2:], layer.kernel_size))
         elif kind == "Flatten":
             shape = (shape[0], int(np.prod(shape[1:])))
         elif kind == "Linear":
-            flops += 3 * 2 * shape[0] * layer.in_features * layer.out_features
+            flops += products * 2 * shape[0] * layer.in_features * layer.out_features
+            products = 3
             shape = (shape[0], layer.out_features)
     return flops
 
