@@ -127,6 +127,40 @@ def test_run_blocks_works_in_a_forked_child_of_a_process_that_used_threads(threa
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_reads_its_own_thread_count_unless_set_threads_chose_one(monkeypatch):
+    import os
+    monkeypatch.setattr(_chunks, "_threads_set", False)
+    monkeypatch.setattr(_chunks, "_threads", 2)     # the parent's, read before the fork
+    pid = os.fork()
+    if pid == 0:                                   # child: a worker process with one thread
+        signal.alarm(10)
+        os.environ["OMP_NUM_THREADS"] = "1"
+        os._exit(0 if _chunks.threads() == 1 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_set_threads_while_another_thread_runs_blocks_breaks_nothing(threads):
+    threads(2)
+    errors, done = [], []
+
+    def user():
+        try:
+            for _ in range(300):
+                out = []
+                _chunks.run_blocks(out.append, 4)
+                done.append(sorted(out) == [0, 1, 2, 3])
+        except Exception as err:                   # e.g. scheduling on a pool shut down meanwhile
+            errors.append(err)
+    worker = threading.Thread(target=user, daemon=True)
+    worker.start()
+    for i in range(300):
+        _chunks.set_threads(2 + i % 2)
+    worker.join(timeout=30)
+    assert errors == [] and not worker.is_alive() and all(done) and len(done) == 300
+
+
 def test_run_blocks_called_inside_a_block_does_not_wait_on_itself(threads):
     threads(2)
     done = []

@@ -63,7 +63,7 @@ def _run(args):
     peak = package.gemm_peak(512 if args.quick else 1024, clock=args.clock)
     print(f"refnet bench: device {args.device}, float32, batch {args.batch}, median of {repeats} "
           f"interleaved repeats ({args.clock} clock); float32 GEMM peak {peak:.0f} GFLOP/s; "
-          f"refnet's blocked ops (layer norm, max pooling) on {_chunks.threads()} threads; "
+          f"refnet's blocked ops (layer norm, max pooling) on up to {_chunks.threads()} threads; "
           f"{torch_side.describe() if torch_side else 'PyTorch: not compared'}", flush=True)
     rows = package.run_cases(make_cases(args.batch, torch_side, args.only), repeats, torch_side, peak,
                              args.clock)

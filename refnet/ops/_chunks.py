@@ -24,11 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 _pool = None
 _threads = None
+_threads_set = False      # set_threads was called: keep its count in a forked child too
 
 
 def _forget_pool():
-    global _pool
+    global _pool, _threads
     _pool = None
+    if not _threads_set:  # the child may have its own OMP_NUM_THREADS (a worker process)
+        _threads = None
 
 
 # a forked child has none of the parent's threads: it must start its own pool
@@ -59,14 +62,13 @@ def threads():
 def set_threads(n):
     """Use ``n`` threads from now on (1: everything on the calling thread); returns the
     previous count."""
-    global _threads, _pool
+    global _threads, _threads_set, _pool
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_threads(n): got {n!r}, expected a positive integer")
     previous = threads()
-    if n != previous and _pool is not None:
-        _pool.shutdown()
-        _pool = None
-    _threads = n
+    if n != previous:
+        _pool = None      # not shut down: another thread may be using it; its threads end with it
+    _threads, _threads_set = n, True
     return previous
 
 
@@ -79,23 +81,26 @@ def row_blocks(n, row_size, xp, block_size):
 
 def run_blocks(fn, count):
     """Call ``fn(k)`` for k in range(count), on up to ``threads()`` threads; returns when
-    all calls are done, re-raising the first error. ``fn`` writes its results into slots of
-    preallocated arrays (block k's rows, or row k of a per-block array), so the result does
-    not depend on which thread ran which block, nor in what order."""
+    all calls are done. An error in a call is raised (the calling thread's own first, else
+    the first worker's in start order); the other threads may still run later blocks.
+    ``fn`` writes its results into slots of preallocated arrays (block k's rows, or row k of
+    a per-block array), so the result does not depend on which thread ran which block, nor
+    in what order."""
     workers = min(threads(), count)
     if workers < 2:
         for k in range(count):
             fn(k)
         return
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=threads() - 1, thread_name_prefix="refnet-blocks")
+    pool = _pool          # this call's pool, even if set_threads replaces it meanwhile
+    if pool is None:
+        pool = _pool = ThreadPoolExecutor(max_workers=threads() - 1, thread_name_prefix="refnet-blocks")
     taken = itertools.count()     # next() on it is atomic under the GIL
 
     def work():
         while (k := next(taken)) < count:
             fn(k)
-    futures = [_pool.submit(work) for _ in range(workers - 1)]
+    futures = [pool.submit(work) for _ in range(workers - 1)]
     try:
         work()
     finally:

@@ -35,8 +35,8 @@ mean E over a sample's D values instead of a channel's, and parameter sums over 
 How the code computes this (the same ideas as ``batchnorm.py``, with the reduction over
 every axis but 0). LN is memory-bound: the time goes to passes over x-sized arrays, so
   * Everything runs block by block (``_BLOCK`` rows' worth of values, 2 MB in float32), each
-    block's passes while it stays in cache, and the blocks run on two threads
-    (``_chunks.run_blocks``; rows are independent, the column sums are kept per block and
+    block's passes while it stays in cache, and the blocks run on ``_chunks.threads()``
+    threads (two on the machines measured; ``_chunks.run_blocks``; rows are independent, the column sums are kept per block and
     added at the end). Inside a block there is no BLAS call, only NumPy's own loops: row
     sums by einsum, row dot products by ``vecdot`` (in pieces: ``_row_dots``), column sums
     by einsum. (The version before used BLAS matrix-vector products, faster on one thread,

@@ -29,7 +29,7 @@ linear in x, so the second derivative is zero (max: almost everywhere, away from
 At a tie the tangent picks the same tap as the gradient, so <ty, dy> = <tx, dx> holds exactly.
 
 Speed: max pooling's forward and backward run over blocks of the batch (``_BLOCK`` values
-of x each) on two threads (``_chunks.run_blocks``): every sample is pooled on its own, and
+of x each) on ``_chunks.threads()`` threads (``_chunks.run_blocks``): every sample is pooled on its own, and
 a block's strided views stay in cache across the KH*KW passes. On (128, 32, 32, 32) 2x2,
 fastest calls on a shared 2-core machine, forward+backward went from 13.8-16 ms to 10.7 ms
 on one thread and 6.3-7.3 ms on two (PyTorch CPU, two threads: 12.5 ms).
