@@ -5,7 +5,7 @@ normalized weights scale-invariant, dtype preservation and the errors on bad inp
 import numpy as np
 import pytest
 
-from naive_norm import batchnorm_two_pass
+from naive_norm import batchnorm_two_pass, layernorm_two_pass
 from refnet.gradcheck import check_op
 from refnet.ops import layernorm as layernorm_module
 from refnet.ops import (batchnorm_backward, batchnorm_eval_backward, batchnorm_eval_forward,
@@ -83,12 +83,29 @@ def test_layernorm_in_row_blocks_gives_the_one_block_results_and_gradients(rng, 
     assert_gradcheck(check_op(layernorm_forward, layernorm_backward, (x, gamma, beta), rtol=RTOL))
 
 
+# rows of 16384 values (summed by vecdot in pieces of 8192), 9003 (no piece divides it: the
+# einsum path) and 192; batch 1 and 3 (one block, and blocks of uneven rows)
+@pytest.mark.parametrize("shape", [(3, 64, 16, 16), (1, 64, 16, 16), (3, 9003), (5, 3, 8, 8)])
+@pytest.mark.parametrize("offset", [0.0, 3.0])
+def test_layernorm_matches_the_staged_two_pass_reference(rng, shape, offset, monkeypatch):
+    monkeypatch.setattr(layernorm_module, "_BLOCK", 2 * shape[-1])   # several blocks where n > 2
+    x = rng.standard_normal(shape) * 2 + offset
+    s = shape[1:]
+    gamma, beta, dy = rng.standard_normal(s), rng.standard_normal(s), rng.standard_normal(shape)
+    y, cache = layernorm_forward(x, gamma, beta)
+    got = (y,) + layernorm_backward(dy, cache)
+    for g, w in zip(got, layernorm_two_pass(x, gamma, beta, dy)):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-11 * np.abs(w).max())
+
+
 @pytest.mark.parametrize("offset", [0.0, 0.9, 3.0, 100.0])
-def test_layernorm_float32_stays_within_float32_rounding_of_float64(rng, offset):
+@pytest.mark.parametrize("shape", [(16, 4, 8, 8), (3, 64, 16, 16), (3, 9003)])
+def test_layernorm_float32_stays_within_float32_rounding_of_float64(rng, offset, shape):
     # offset in units of each row's std: 0.9 takes the one-pass statistics and the sums from
-    # x at their worst (mean just below std), 3 and 100 the centred rows
-    x = rng.standard_normal((16, 4, 8, 8)) * rng.uniform(0.5, 2, (16, 1, 1, 1))
-    x += offset * x.std(axis=(1, 2, 3), keepdims=True)
+    # x at their worst (mean just below std), 3 and 100 the centred rows; the shapes: short
+    # rows, rows summed in pieces (16384 values) and by einsum (9003)
+    x = rng.standard_normal(shape) * rng.uniform(0.5, 2, (shape[0],) + (1,) * (len(shape) - 1))
+    x += offset * x.std(axis=tuple(range(1, x.ndim)), keepdims=True)
     s = x.shape[1:]
     gamma, beta, dy = rng.standard_normal(s), rng.standard_normal(s), rng.standard_normal(x.shape)
     y64, c64 = layernorm_forward(x, gamma, beta)
