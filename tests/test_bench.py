@@ -63,6 +63,15 @@ def test_bench_json_states_machine_threads_versions_and_gemm_peak(tmp_path):
     assert result["dtype"] == "float32" and result["gemm_peak_gflops"] > 0
 
 
+@pytest.mark.parametrize("torch_threads, refnet_threads, noted", [(2, 1, True), (2, 2, False), (None, 2, False)])
+def test_bench_notes_when_pytorch_and_refnet_use_different_thread_counts(torch_threads, refnet_threads, noted):
+    from refnet.bench.command import thread_note
+    note = thread_note(torch_threads, refnet_threads)
+    assert (note is not None) == noted
+    if noted:
+        assert f"PyTorch runs on {torch_threads} threads and refnet's blocked ops on {refnet_threads}" in note
+
+
 @pytest.mark.parametrize("text, flags", [("flags\t: fpu sse avx2 fma avx512f\n", ["avx2", "fma", "avx512f"]),
                                          ("flags\t: fpu sse avx\n", ["avx"])])
 def test_cpu_info_reads_the_model_and_the_vector_flags(tmp_path, text, flags):
@@ -243,7 +252,7 @@ def test_training_step_activations_stay_within_twice_pytorchs_saved_tensors():
 def test_each_conv_layout_matches_the_naive_twin(monkeypatch, rng, layout, x_shape, k_shape,
                                                  stride, padding, bias):
     # Forcing the layout also forces the dx path: stride-1 channel-last convolutions take
-    # dx as the convolution of dy with the flipped kernel, the others use col2im.
+    # dx by kernel rows (one product, then KH slice-adds), the others use col2im.
     monkeypatch.setattr(conv, "_channel_last", lambda *shape: layout == "channel_last")
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal((k_shape[0], x_shape[1]) + k_shape[1:])

@@ -65,6 +65,9 @@ def _run(args):
           f"interleaved repeats ({args.clock} clock); float32 GEMM peak {peak:.0f} GFLOP/s; "
           f"refnet's blocked ops (layer norm, max pooling) on up to {_chunks.threads()} threads; "
           f"{torch_side.describe() if torch_side else 'PyTorch: not compared'}", flush=True)
+    note = thread_note(torch_side.threads() if torch_side else None, _chunks.threads())
+    if note:
+        print(note, flush=True)
     rows = package.run_cases(make_cases(args.batch, torch_side, args.only), repeats, torch_side, peak,
                              args.clock)
     print(report.format_table(rows))
@@ -85,3 +88,13 @@ def _run(args):
     if args.json:
         report.save(args.json, record)
     return 0
+
+
+def thread_note(torch_threads, refnet_threads):
+    """A line saying the two sides run on different thread counts, or None when they match
+    (or PyTorch is not compared on the CPU)."""
+    if torch_threads is None or torch_threads == refnet_threads:
+        return None
+    return (f"note: PyTorch runs on {torch_threads} threads and refnet's blocked ops on {refnet_threads} "
+            f"(set OMP_NUM_THREADS to give both the same): the ratios of layer norm and max pooling "
+            f"compare unequal shares of the machine")

@@ -92,6 +92,10 @@ class TorchSide:
         t = self.torch
         return f"PyTorch {t.__version__} on {self.device}, {t.get_num_threads()} threads"
 
+    def threads(self):
+        """PyTorch's CPU thread count (None on a GPU, where it does not set the pace)."""
+        return self.torch.get_num_threads() if self.device == "cpu" else None
+
     def sync(self):
         if self.device == "cuda":
             self.torch.cuda.synchronize()
