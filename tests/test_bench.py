@@ -72,6 +72,16 @@ def test_bench_notes_when_pytorch_and_refnet_use_different_thread_counts(torch_t
         assert f"PyTorch runs on {torch_threads} threads and refnet's blocked ops on {refnet_threads}" in note
 
 
+def test_bench_prints_the_thread_note_when_the_counts_differ(capsys, monkeypatch):
+    side = torch_side.TorchSide.create("cpu")
+    if side is None:
+        require_torch()  # skips, or fails where torch is required
+        pytest.fail("PyTorch imports, but TorchSide.create('cpu') returned None")
+    monkeypatch.setattr(_chunks, "threads", lambda: side.threads() + 1)
+    assert main(["bench", "--quick", "--repeats", "1", "--batch", "2", "--only", "maxpool"]) == 0
+    assert f"note: PyTorch runs on {side.threads()} threads" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("text, flags", [("flags\t: fpu sse avx2 fma avx512f\n", ["avx2", "fma", "avx512f"]),
                                          ("flags\t: fpu sse avx\n", ["avx"])])
 def test_cpu_info_reads_the_model_and_the_vector_flags(tmp_path, text, flags):

@@ -128,15 +128,16 @@ def test_run_blocks_works_in_a_forked_child_of_a_process_that_used_threads(threa
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
-def test_a_forked_child_reads_its_own_thread_count_unless_set_threads_chose_one(monkeypatch):
+@pytest.mark.parametrize("chosen", [False, True])
+def test_a_forked_child_reads_its_own_thread_count_unless_set_threads_chose_one(monkeypatch, chosen):
     import os
-    monkeypatch.setattr(_chunks, "_threads_set", False)
-    monkeypatch.setattr(_chunks, "_threads", 2)     # the parent's, read before the fork
+    monkeypatch.setattr(_chunks, "_threads_set", chosen)
+    monkeypatch.setattr(_chunks, "_threads", 2)     # the parent's (read, or chosen) before the fork
     pid = os.fork()
     if pid == 0:                                   # child: a worker process with one thread
         signal.alarm(10)
         os.environ["OMP_NUM_THREADS"] = "1"
-        os._exit(0 if _chunks.threads() == 1 else 1)
+        os._exit(0 if _chunks.threads() == (2 if chosen else 1) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
 

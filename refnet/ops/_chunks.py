@@ -81,8 +81,9 @@ def row_blocks(n, row_size, xp, block_size):
 
 def run_blocks(fn, count):
     """Call ``fn(k)`` for k in range(count), on up to ``threads()`` threads; returns when
-    all calls are done. An error in a call is raised (the calling thread's own first, else
-    the first worker's in start order); the other threads may still run later blocks.
+    all calls are done. An error in a call is raised: the first failed worker's (in start
+    order), else the calling thread's (then in the worker's ``__context__``); the other
+    threads may still run later blocks.
     ``fn`` writes its results into slots of preallocated arrays (block k's rows, or row k of
     a per-block array), so the result does not depend on which thread ran which block, nor
     in what order."""

@@ -36,10 +36,11 @@ How the code computes this (the same ideas as ``batchnorm.py``, with the reducti
 every axis but 0). LN is memory-bound: the time goes to passes over x-sized arrays, so
   * Everything runs block by block (``_BLOCK`` rows' worth of values, 2 MB in float32), each
     block's passes while it stays in cache, and the blocks run on ``_chunks.threads()``
-    threads (two on the machines measured; ``_chunks.run_blocks``; rows are independent, the column sums are kept per block and
-    added at the end). Inside a block there is no BLAS call, only NumPy's own loops: row
-    sums by einsum, row dot products by ``vecdot`` (in pieces: ``_row_dots``), column sums
-    by einsum. (The version before used BLAS matrix-vector products, faster on one thread,
+    threads (two on the machines measured; ``_chunks.run_blocks``; rows are independent,
+    the column sums are kept per block and added at the end). Inside a block there is no
+    BLAS matrix product, only NumPy's own loops: row sums by einsum, row dot products by
+    ``vecdot`` (its BLAS dot kept on one thread by pieces of at most ``_DOT`` values:
+    ``_row_dots``), column sums by einsum. (The version before used BLAS matrix-vector products, faster on one thread,
     but a multithreaded BLAS split every one of those small calls across the cores: on a
     busy machine each call waited for a descheduled thread (170 ms for forward+backward instead of
     4.5 in refnet bench), and its spinning threads slowed the next op.)
